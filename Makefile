@@ -1,0 +1,58 @@
+# hbdns: `make run` starts the whole stack, `make test` runs the tests. See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Debian packages the stack and the tests need (installed only when missing).
+DEB_PACKAGES := pdns-server pdns-backend-remote redis-server redis-tools ddclient dnsutils curl
+DEB_BENCH_PACKAGES := dnsperf
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all venv sysdeps test lint run bench clean
+
+all: test
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# Install Debian's packages when a binary is missing: apt only runs on a machine that lacks them.
+sysdeps:
+	@missing=""; \
+	command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server redis-tools"; \
+	command -v pdns_server >/dev/null || [ -x /usr/sbin/pdns_server ] || missing="$$missing pdns-server"; \
+	ls /usr/lib/*/pdns/libremotebackend.so >/dev/null 2>&1 || missing="$$missing pdns-backend-remote"; \
+	command -v ddclient >/dev/null || [ -x /usr/bin/ddclient ] || [ -x /usr/sbin/ddclient ] || missing="$$missing ddclient"; \
+	command -v dig >/dev/null || missing="$$missing dnsutils"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+bench-sysdeps: sysdeps
+	@command -v dnsperf >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEB_BENCH_PACKAGES) >/dev/null; }
+
+test: venv sysdeps
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy hbdns pdns_backend heartbeat_listener notifier
+
+run: venv sysdeps
+	$(BIN)/python -m hbdns.devstack
+
+bench: venv bench-sysdeps
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) var build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,218 @@
+"""Typed settings read from ``HBDNS_*`` environment variables.
+
+Every service builds one :class:`Settings` in ``main()`` with :func:`load`. A bad value fails loudly
+with :class:`ConfigError` naming the variable, so a typo never silently falls back to a default.
+Every variable is listed, with a comment, in ``deploy/.env.example``; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+PREFIX = "HBDNS_"
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot be used."""
+
+
+def _bool(raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 65535:
+        raise ValueError("port must be 0..65535")
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _networks(raw: str) -> tuple[str, ...]:
+    items = _list(raw)
+    for item in items:
+        ipaddress.ip_network(item, strict=False)
+    return items
+
+
+def _ipv4(raw: str) -> str:
+    return str(ipaddress.IPv4Address(raw.strip()))
+
+
+def _ipv6(raw: str) -> str:
+    return str(ipaddress.IPv6Address(raw.strip()))
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def _json_object(raw: str) -> str:
+    """A JSON object, kept as its text so the settings value stays immutable."""
+    if not raw.strip():
+        return "{}"
+    value = json.loads(raw)
+    if not isinstance(value, dict):
+        raise ValueError("expected a JSON object")
+    return json.dumps(value, sort_keys=True)
+
+
+def _setting(default: str, parse: Callable[[str], Any] = str) -> Any:
+    """Declare a setting: its default (as the environment would spell it) and its parser."""
+    return field(default=parse(default), metadata={"parse": parse, "raw_default": default})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings of all services; each service reads what it needs."""
+
+    # Redis
+    redis_url: str = _setting("redis://127.0.0.1:6379/0")
+    log_level: str = _setting("INFO", _choice("debug", "info", "warning", "error"))
+
+    # PowerDNS remote backend (private: only PowerDNS may reach it)
+    backend_host: str = _setting("127.0.0.1")
+    backend_port: int = _setting("8053", _port)
+    backend_threads: int = _setting("8", _positive_int)
+    backend_socket: str = _setting("")
+    # PowerDNS HTTP API for cache purges (comma list: several pdns instances allowed)
+    pdns_api_urls: tuple[str, ...] = _setting("", _list)
+    pdns_api_key: str = _setting("")
+    pdns_api_timeout: float = _setting("1.0", _positive_float)
+
+    # Heartbeat listener (public UDP)
+    heartbeat_host: str = _setting("127.0.0.1")
+    heartbeat_host6: str = _setting("::1")
+    heartbeat_port: int = _setting("8999", _port)
+    heartbeat_max_skew: float = _setting("300", _positive_float)
+    heartbeat_batch: int = _setting("256", _positive_int)
+    heartbeat_source_rate: float = _setting("50", _positive_float)
+    heartbeat_source_burst: int = _setting("100", _positive_int)
+    metrics_host: str = _setting("127.0.0.1")
+    metrics_port: int = _setting("9108", _port)
+
+    # dyndns2 update API (public HTTP)
+    update_host: str = _setting("127.0.0.1")
+    update_port: int = _setting("8080", _port)
+    update_trusted_proxies: tuple[str, ...] = _setting("", _networks)
+    update_threads: int = _setting("8", _positive_int)
+
+    # Liveness sweeper
+    sweep_interval: float = _setting("0.5", _positive_float)
+    sweep_batch: int = _setting("1000", _positive_int)
+    events_maxlen: int = _setting("100000", _positive_int)
+    account_log_size: int = _setting("200", _positive_int)
+
+    # Plans: JSON object merged over the built-in table, e.g. {"setip-c": {"interval": 60}}
+    plans: str = _setting("", _json_object)
+
+    # Defaults for new zones
+    default_neutral_ipv4: str = _setting("192.0.2.1", _ipv4)
+    default_neutral_ipv6: str = _setting("2001:db8::1", _ipv6)
+    default_ns: tuple[str, ...] = _setting("ns1.example.net", _list)
+    default_hostmaster: str = _setting("hostmaster.example.net")
+    default_backup_mx: str = _setting("")
+    default_backup_mx_pref: int = _setting("50", _positive_int)
+
+    # Notifier
+    notify_consumer: str = _setting("")
+    notify_max_attempts: int = _setting("6", _positive_int)
+    notify_backoff: float = _setting("1.0", _positive_float)
+    smtp_host: str = _setting("")
+    smtp_port: int = _setting("25", _port)
+    smtp_security: str = _setting("none", _choice("none", "starttls", "tls"))
+    smtp_user: str = _setting("")
+    smtp_password: str = _setting("")
+    smtp_from: str = _setting("hbdns@localhost")
+    smtp_timeout: float = _setting("10", _positive_float)
+    sms_url: str = _setting("")
+    sms_method: str = _setting("POST", _choice("get", "post", "put"))
+    sms_format: str = _setting("json", _choice("json", "form"))
+    sms_body: str = _setting('{"to": "{to}", "text": "{text}"}')
+    sms_auth: str = _setting("none", _choice("none", "basic", "bearer"))
+    sms_user: str = _setting("")
+    sms_password: str = _setting("")
+    sms_token: str = _setting("")
+    webhook_secret: str = _setting("")
+    http_timeout: float = _setting("5", _positive_float)
+
+    def plan_table(self) -> dict[str, Any]:
+        """The plan table with this configuration's overrides applied."""
+        from hbdns.plans import build_plans
+
+        return build_plans(json.loads(self.plans))
+
+
+_SECRET_NAMES = ("password", "token", "secret", "key")
+
+
+def env_name(field_name: str) -> str:
+    return PREFIX + field_name.upper()
+
+
+def is_secret(field_name: str) -> bool:
+    """Settings whose values must never be logged or printed."""
+    return any(word in field_name for word in _SECRET_NAMES)
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from ``env`` (default: ``os.environ``); raise ConfigError naming a bad variable."""
+    source = os.environ if env is None else env
+    known = {env_name(f.name) for f in fields(Settings)}
+    unknown = sorted(k for k in source if k.startswith(PREFIX) and k not in known)
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown setting (typo?)")
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        name = env_name(f.name)
+        if name not in source:
+            continue
+        raw = source[name]
+        try:
+            values[f.name] = f.metadata["parse"](raw)
+        except (ValueError, TypeError) as exc:
+            shown = "***" if is_secret(f.name) else repr(raw)
+            raise ConfigError(f"{name}={shown}: {exc}") from None
+    settings = Settings(**values)
+    settings.plan_table()  # validate plan overrides now, not at first use
+    return settings
+
+
+def describe() -> list[tuple[str, str]]:
+    """(variable, default) pairs, for docs and for the .env.example check."""
+    return [(env_name(f.name), f.metadata["raw_default"]) for f in fields(Settings)]

@@ -1,0 +1,106 @@
+"""The Redis key schema: the only place that spells a key name.
+
+Keys of one account share the hash tag ``{a:<id>}`` and keys of one zone share ``{z:<apex>}``, so
+per-account and per-zone data each live in one Redis Cluster slot. Global indexes (zone list, name
+index, deadlines, event stream) are single keys. ``tests/unit/test_keys.py`` pins every string.
+"""
+
+from __future__ import annotations
+
+import re
+
+PREFIX = "hbdns"
+
+# --- global ---------------------------------------------------------------------------------------
+
+
+def zones() -> str:
+    """SET of zone apexes (lowercase, no trailing dot)."""
+    return f"{PREFIX}:zones"
+
+
+def names() -> str:
+    """HASH fqdn -> account id, for every name (primary and aliases) of every account."""
+    return f"{PREFIX}:names"
+
+
+def accounts() -> str:
+    """SET of all account ids."""
+    return f"{PREFIX}:accounts"
+
+
+def account_seq() -> str:
+    """Counter that hands out account ids (INCR)."""
+    return f"{PREFIX}:seq:account"
+
+
+def deadlines() -> str:
+    """ZSET account id -> liveness deadline (Unix ms, Redis clock); the sweeper's work list."""
+    return f"{PREFIX}:deadlines"
+
+
+def events() -> str:
+    """STREAM of state transitions (neutralized, recovered, ip_changed, created, removed)."""
+    return f"{PREFIX}:events"
+
+
+def dead_letters() -> str:
+    """LIST of notifications that failed permanently, newest first (JSON)."""
+    return f"{PREFIX}:deadletter"
+
+
+def sent(idempotency_key: str) -> str:
+    """Marker that a notification with this idempotency key was handed to its transport."""
+    return f"{PREFIX}:sent:{idempotency_key}"
+
+
+def pending_sms() -> str:
+    """ZSET of deferred SMS (quiet hours, minimum outage length): JSON job -> due time (Unix s)."""
+    return f"{PREFIX}:sms:deferred"
+
+
+def ratelimit(scope: str, subject: str) -> str:
+    """Counter for a rate limit (e.g. failed dyndns2 logins per source address)."""
+    return f"{PREFIX}:rl:{scope}:{subject}"
+
+
+# --- per zone -------------------------------------------------------------------------------------
+
+
+def zone(apex: str) -> str:
+    """HASH zone config (SOA fields, NS, neutral IPs, backup MX, static records) and ``serial``."""
+    return f"{PREFIX}:zone:{{z:{apex}}}"
+
+
+def zone_accounts(apex: str) -> str:
+    """SET of the ids of the accounts in a zone (for AXFR and listings)."""
+    return f"{PREFIX}:zone:{{z:{apex}}}:accounts"
+
+
+# --- per account ----------------------------------------------------------------------------------
+
+
+def account(account_id: int) -> str:
+    """HASH account config plus state (ipv4, ipv6, state, since, last_beat, counter)."""
+    return f"{PREFIX}:acct:{{a:{account_id}}}"
+
+
+def alive(account_id: int) -> str:
+    """STRING with a TTL: exists exactly while the account is live. Expiry neutralizes."""
+    return f"{PREFIX}:alive:{{a:{account_id}}}"
+
+
+def account_log(account_id: int) -> str:
+    """LIST of the account's transitions, newest first, capped (``hbdns account log``)."""
+    return f"{PREFIX}:log:{{a:{account_id}}}"
+
+
+_ALIVE_RE = re.compile(r"^" + re.escape(PREFIX) + r":alive:\{a:(\d+)\}$")
+
+
+def parse_alive(key: str | bytes) -> int | None:
+    """The account id of an ``alive`` key (for keyspace ``expired`` events), else None."""
+    if isinstance(key, bytes):
+        key = key.decode("utf-8", "replace")
+    m = _ALIVE_RE.match(key)
+    return int(m.group(1)) if m else None

@@ -1,0 +1,320 @@
+"""State transitions, each one atomic Lua script on Redis, shared by every writer.
+
+- :meth:`Liveness.beat` is what a heartbeat or a dyndns2 update does: replay check (counter strictly
+  greater than the last accepted one, within the skew window of Redis' clock), refresh the ``alive``
+  key and the deadline in one step, change the address, record ``recovered``/``ip_changed``, bump
+  the zone's SOA serial. An ``offline`` beat neutralizes at once.
+- :meth:`Liveness.sweep` finds accounts whose deadline passed (Redis ``TIME`` is the one clock) and
+  neutralizes them; :meth:`Liveness.neutralize_if_due` is the same idempotent step for one account
+  (used when a keyspace ``expired`` hint arrives early). The deadline is removed in the same script
+  that records the transition, so two sweepers never record one transition twice.
+
+Every transition is appended to the ``events`` stream (for the notifier) and to the account's
+capped log (for ``hbdns account log``). The backend never reads ``state``: it answers from the
+``alive`` key, which Redis expires exactly, so DNS flips even if no sweeper runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from hbdns import keys
+
+_LUA_COMMON = r"""
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), tonumber(t[1])
+end
+local function bump_serial(zone_key, sec)
+  local s = tonumber(redis.call('HGET', zone_key, 'serial') or '0') or 0
+  local n = s + 1
+  if sec > n then n = sec end
+  redis.call('HSET', zone_key, 'serial', string.format('%d', n))
+end
+local function emit(ev, log, maxlen, logcap, kind, id, fqdn, at, extra)
+  local args = {'XADD', ev, 'MAXLEN', '~', maxlen, '*', 'type', kind, 'account', id,
+                'fqdn', fqdn, 'at', string.format('%d', at)}
+  local entry = {type = kind, account = tonumber(id), fqdn = fqdn, at = at}
+  for i = 1, #extra, 2 do
+    args[#args + 1] = extra[i]
+    args[#args + 1] = tostring(extra[i + 1])
+    entry[extra[i]] = extra[i + 1]
+  end
+  local eid = redis.call(unpack(args))
+  entry['event_id'] = eid
+  redis.call('LPUSH', log, cjson.encode(entry))
+  redis.call('LTRIM', log, 0, tonumber(logcap) - 1)
+  return eid
+end
+"""
+
+# KEYS: acct alive deadlines events log zone
+# ARGV: id ipv4 ipv6 counter ttl_ms offline max_skew_ms source maxlen logcap
+_BEAT = _LUA_COMMON + r"""
+local acct, alive, dl, ev, log, zone = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local id, ip4, ip6, counter, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local offline, skew, source, maxlen, logcap = ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10]
+local now, sec = clock()
+local cur = redis.call('HMGET', acct, 'fqdn', 'state', 'since', 'counter', 'ipv4', 'ipv6', 'aliases', 'last_beat')
+local fqdn = cur[1]
+local first = cur[8] and '0' or '1'
+if not fqdn then return {'gone', '0', '', '', '', ''} end
+local aliases = cur[7] or '[]'
+if counter ~= '' then
+  local c = tonumber(counter)
+  if cur[4] and c <= tonumber(cur[4]) then return {'replay', '0', '', '', fqdn, aliases} end
+  if math.abs(c - now) > skew then return {'stale', '0', '', '', fqdn, aliases} end
+  redis.call('HSET', acct, 'counter', counter)
+end
+local state, since = cur[2] or 'neutral', tonumber(cur[3] or '0') or 0
+local was_alive = redis.call('EXISTS', alive) == 1
+if state == 'live' and not was_alive then
+  -- expired but not yet swept: record the outage that really happened, at its deadline
+  local d = tonumber(redis.call('ZSCORE', dl, id) or now)
+  redis.call('HSET', acct, 'state', 'neutral', 'since', string.format('%d', d))
+  emit(ev, log, maxlen, logcap, 'neutralized', id, fqdn, d, {'reason', 'missed'})
+  state, since = 'neutral', d
+end
+redis.call('HSET', acct, 'last_beat', string.format('%d', now))
+local changed = 0
+if offline == '1' then
+  redis.call('DEL', alive)
+  redis.call('ZREM', dl, id)
+  if state == 'live' then
+    redis.call('HSET', acct, 'state', 'neutral', 'since', string.format('%d', now))
+    emit(ev, log, maxlen, logcap, 'neutralized', id, fqdn, now, {'reason', 'offline', 'source', source})
+    changed = 1
+  end
+  if changed == 1 then bump_serial(zone, sec) end
+  return {'offline', tostring(changed), cur[5] or '', cur[6] or '', fqdn, aliases}
+end
+redis.call('SET', alive, '1', 'PX', ttl)
+redis.call('ZADD', dl, now + ttl, id)
+if state ~= 'live' then
+  redis.call('HSET', acct, 'state', 'live', 'since', string.format('%d', now))
+  emit(ev, log, maxlen, logcap, 'recovered', id, fqdn, now,
+       {'neutral_since', since, 'duration_ms', now - since, 'source', source, 'first', first})
+  changed = 1
+end
+local fams = {{'ipv4', ip4, cur[5] or '', '4'}, {'ipv6', ip6, cur[6] or '', '6'}}
+for _, f in ipairs(fams) do
+  if f[2] ~= '' and f[2] ~= f[3] then
+    redis.call('HSET', acct, f[1], f[2])
+    emit(ev, log, maxlen, logcap, 'ip_changed', id, fqdn, now,
+         {'family', f[4], 'old', f[3], 'new', f[2], 'source', source})
+    changed = 1
+  end
+end
+if changed == 1 then bump_serial(zone, sec) end
+return {'ok', tostring(changed), cur[5] or '', cur[6] or '', fqdn, aliases}
+"""
+
+# KEYS: deadlines ; ARGV: limit -> ids whose deadline <= Redis TIME
+_DUE = r"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+"""
+
+# KEYS: acct alive deadlines events log zone ; ARGV: id maxlen logcap
+_NEUTRALIZE = _LUA_COMMON + r"""
+local acct, alive, dl, ev, log, zone = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local id, maxlen, logcap = ARGV[1], ARGV[2], ARGV[3]
+local now, sec = clock()
+local d = redis.call('ZSCORE', dl, id)
+if not d then return {'none', '', ''} end
+d = tonumber(d)
+if d > now then return {'notdue', '', ''} end
+local pttl = redis.call('PTTL', alive)
+if pttl > 0 then
+  redis.call('ZADD', dl, now + pttl, id)
+  return {'alive', '', ''}
+end
+redis.call('ZREM', dl, id)
+local cur = redis.call('HMGET', acct, 'fqdn', 'state', 'aliases')
+if not cur[1] then return {'gone', '', ''} end
+if cur[2] ~= 'live' then return {'already', cur[1], cur[3] or '[]'} end
+redis.call('HSET', acct, 'state', 'neutral', 'since', string.format('%d', d))
+emit(ev, log, maxlen, logcap, 'neutralized', id, cur[1], d, {'reason', 'missed', 'swept_at', now})
+bump_serial(zone, sec)
+return {'neutralized', cur[1], cur[3] or '[]'}
+"""
+
+# KEYS: events log zone ; ARGV: id fqdn kind bump maxlen logcap [field value ...]
+_RECORD = _LUA_COMMON + r"""
+local now, sec = clock()
+local extra = {}
+for i = 7, #ARGV do extra[#extra + 1] = ARGV[i] end
+local eid = emit(KEYS[1], KEYS[2], ARGV[5], ARGV[6], ARGV[3], ARGV[1], ARGV[2], now, extra)
+if ARGV[4] == '1' then bump_serial(KEYS[3], sec) end
+return eid
+"""
+
+
+@dataclass(frozen=True)
+class BeatResult:
+    """Outcome of one beat or update. ``status``: ok, offline, replay, stale or gone."""
+
+    status: str
+    changed: bool  # the DNS answer changed (address or live/neutral): purge caches
+    old_ipv4: str
+    old_ipv6: str
+    names: tuple[str, ...]  # the account's names, for purges
+
+    @property
+    def accepted(self) -> bool:
+        return self.status in ("ok", "offline")
+
+
+@dataclass(frozen=True)
+class BeatRequest:
+    account_id: int
+    zone: str
+    expiry_ms: int
+    ipv4: str = ""
+    ipv6: str = ""
+    counter: int | None = None  # None: no replay check (dyndns2 updates)
+    offline: bool = False
+    source: str = "beat"
+
+
+@dataclass(frozen=True)
+class Neutralized:
+    account_id: int
+    names: tuple[str, ...]
+
+
+def _names(fqdn: str, aliases: str) -> tuple[str, ...]:
+    if not fqdn:
+        return ()
+    try:
+        extra = json.loads(aliases or "[]")
+    except ValueError:
+        extra = []
+    return (fqdn, *extra)
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class Liveness:
+    """The transition scripts bound to one Redis client (works on pipelines too)."""
+
+    def __init__(
+        self,
+        r: redis.Redis,
+        *,
+        max_skew_ms: int = 300_000,
+        events_maxlen: int = 100_000,
+        log_size: int = 200,
+    ) -> None:
+        self.r = r
+        self.max_skew_ms = max_skew_ms
+        self.events_maxlen = events_maxlen
+        self.log_size = log_size
+        self._beat = r.register_script(_BEAT)
+        self._due = r.register_script(_DUE)
+        self._neutralize = r.register_script(_NEUTRALIZE)
+        self._record = r.register_script(_RECORD)
+
+    @staticmethod
+    def _account_keys(account_id: int, zone: str) -> list[str]:
+        return [
+            keys.account(account_id),
+            keys.alive(account_id),
+            keys.deadlines(),
+            keys.events(),
+            keys.account_log(account_id),
+            keys.zone(zone),
+        ]
+
+    def _beat_call(self, req: BeatRequest, client: Any) -> Any:
+        args = [
+            str(req.account_id),
+            req.ipv4,
+            req.ipv6,
+            "" if req.counter is None else str(req.counter),
+            str(int(req.expiry_ms)),
+            "1" if req.offline else "0",
+            str(self.max_skew_ms),
+            req.source,
+            str(self.events_maxlen),
+            str(self.log_size),
+        ]
+        return self._beat(keys=self._account_keys(req.account_id, req.zone), args=args, client=client)
+
+    @staticmethod
+    def _beat_result(raw: Sequence[Any]) -> BeatResult:
+        status, changed, old4, old6, fqdn, aliases = (_s(x) for x in raw)
+        return BeatResult(status, changed == "1", old4, old6, _names(fqdn, aliases))
+
+    def beat(self, req: BeatRequest) -> BeatResult:
+        return self._beat_result(self._beat_call(req, self.r))
+
+    def beats(self, reqs: Iterable[BeatRequest]) -> list[BeatResult]:
+        """Many beats in one pipelined round trip (each still its own atomic script)."""
+        reqs = list(reqs)
+        if not reqs:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for req in reqs:
+            self._beat_call(req, pipe)
+        return [self._beat_result(raw) for raw in pipe.execute()]
+
+    def due(self, limit: int = 1000) -> list[int]:
+        return [int(_s(x)) for x in self._due(keys=[keys.deadlines()], args=[limit])]
+
+    def neutralize_if_due(self, account_ids: Iterable[int]) -> list[Neutralized]:
+        """Neutralize those of ``account_ids`` whose deadline passed; idempotent and race-free."""
+        ids = list(account_ids)
+        if not ids:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for account_id in ids:
+            pipe.hget(keys.account(account_id), "zone")
+        zones = [_s(z) if z is not None else "" for z in pipe.execute()]
+        pipe = self.r.pipeline(transaction=False)
+        for account_id, zone in zip(ids, zones, strict=True):
+            self._neutralize(
+                keys=self._account_keys(account_id, zone),
+                args=[str(account_id), str(self.events_maxlen), str(self.log_size)],
+                client=pipe,
+            )
+        out = []
+        for account_id, raw in zip(ids, pipe.execute(), strict=True):
+            status, fqdn, aliases = (_s(x) for x in raw)
+            if status == "neutralized":
+                out.append(Neutralized(account_id, _names(fqdn, aliases)))
+        return out
+
+    def sweep(self, limit: int = 1000) -> list[Neutralized]:
+        """One sweep: neutralize up to ``limit`` accounts whose deadline has passed."""
+        return self.neutralize_if_due(self.due(limit))
+
+    def record(
+        self,
+        account_id: int,
+        zone: str,
+        fqdn: str,
+        kind: str,
+        extra: dict[str, str] | None = None,
+        *,
+        bump_serial: bool = True,
+        client: Any = None,
+    ) -> Any:
+        """Append an admin transition (``created``, ``removed``) in the same format as the scripts'."""
+        args: list[str] = [str(account_id), fqdn, kind, "1" if bump_serial else "0"]
+        args += [str(self.events_maxlen), str(self.log_size)]
+        for k, v in (extra or {}).items():
+            args += [k, v]
+        return self._record(
+            keys=[keys.events(), keys.account_log(account_id), keys.zone(zone)],
+            args=args,
+            client=client or self.r,
+        )

@@ -1,0 +1,252 @@
+"""Zones and accounts as frozen values, and their Redis hash encoding.
+
+A zone holds what the backend needs to serve the apex (SOA, NS, static records) and the defaults for
+its accounts (neutral addresses, backup MX). An account is a name (plus aliases) in a zone with a
+plan, a heartbeat key, an update password hash, contacts and notification preferences. The live
+state (address, live/neutral, last beat) sits in the same Redis hash but is written only by the
+liveness scripts (:mod:`hbdns.liveness`), so it is a separate value here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from hbdns import validate
+
+STATIC_TYPES = ("A", "AAAA", "CNAME", "MX", "TXT", "NS", "SRV", "CAA")
+
+
+@dataclass(frozen=True)
+class StaticRecord:
+    """A fixed record in a zone, e.g. the backup MX host's A record. ``name`` is absolute."""
+
+    name: str
+    type: str
+    content: str
+    ttl: int = 3600
+
+
+@dataclass(frozen=True)
+class Zone:
+    apex: str
+    ns: tuple[str, ...]
+    hostmaster: str
+    neutral_ipv4: str
+    neutral_ipv6: str = ""
+    backup_mx: str = ""
+    backup_mx_pref: int = 50
+    refresh: int = 3600
+    retry: int = 600
+    expire: int = 1209600
+    minimum: int = 60  # negative-answer TTL (RFC 2308)
+    soa_ttl: int = 60
+    ns_ttl: int = 3600
+    records: tuple[StaticRecord, ...] = ()
+    created: float = 0.0
+    updated: float = 0.0
+
+    def to_hash(self) -> dict[str, str]:
+        d = asdict(self)
+        d["ns"] = json.dumps(list(self.ns))
+        d["records"] = json.dumps([asdict(r) for r in self.records])
+        return {k: str(v) for k, v in d.items()}
+
+    @classmethod
+    def from_hash(cls, h: Mapping[str, str]) -> Zone:
+        return cls(
+            apex=h["apex"],
+            ns=tuple(json.loads(h.get("ns", "[]"))),
+            hostmaster=h.get("hostmaster", ""),
+            neutral_ipv4=h.get("neutral_ipv4", ""),
+            neutral_ipv6=h.get("neutral_ipv6", ""),
+            backup_mx=h.get("backup_mx", ""),
+            backup_mx_pref=int(h.get("backup_mx_pref", 50)),
+            refresh=int(h.get("refresh", 3600)),
+            retry=int(h.get("retry", 600)),
+            expire=int(h.get("expire", 1209600)),
+            minimum=int(h.get("minimum", 60)),
+            soa_ttl=int(h.get("soa_ttl", 60)),
+            ns_ttl=int(h.get("ns_ttl", 3600)),
+            records=tuple(StaticRecord(**r) for r in json.loads(h.get("records", "[]"))),
+            created=float(h.get("created", 0)),
+            updated=float(h.get("updated", 0)),
+        )
+
+
+EVENT_LEVELS = ("none", "outages", "all")
+
+
+@dataclass(frozen=True)
+class NotifyPrefs:
+    """Which events reach the customer on which channel.
+
+    ``outages`` = neutralized and recovered; ``all`` adds every IP change. SMS has a minimum outage
+    length (shorter blips send none) and optional quiet hours ("22:00-07:00", local to ``tz``) during
+    which outage SMS wait until the window ends and go out then if the outage is still open.
+    """
+
+    email: str = "outages"
+    sms: str = "outages"
+    webhook: str = "all"
+    sms_min_outage: int = 60
+    quiet_hours: str = ""
+    tz: str = "UTC"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, raw: str | None) -> NotifyPrefs:
+        if not raw:
+            return cls()
+        data = json.loads(raw)
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def validate(self) -> NotifyPrefs:
+        for channel in ("email", "sms", "webhook"):
+            if getattr(self, channel) not in EVENT_LEVELS:
+                raise validate.ValidationError(f"{channel} events must be one of {', '.join(EVENT_LEVELS)}")
+        if self.sms_min_outage < 0:
+            raise validate.ValidationError("sms minimum outage must be >= 0 seconds")
+        if self.quiet_hours:
+            parse_quiet_hours(self.quiet_hours)
+        try:
+            from zoneinfo import ZoneInfo
+
+            ZoneInfo(self.tz)
+        except Exception:
+            raise validate.ValidationError(f"unknown time zone {self.tz!r}") from None
+        return self
+
+
+def parse_quiet_hours(text: str) -> tuple[int, int]:
+    """'22:00-07:00' -> (start, end) in minutes after midnight."""
+    try:
+        start, end = text.split("-")
+        out = []
+        for part in (start, end):
+            hh, mm = part.strip().split(":")
+            h, m = int(hh), int(mm)
+            if not (0 <= h < 24 and 0 <= m < 60):
+                raise ValueError
+            out.append(h * 60 + m)
+    except ValueError:
+        raise validate.ValidationError(f"quiet hours {text!r} must look like 22:00-07:00") from None
+    return out[0], out[1]
+
+
+@dataclass(frozen=True)
+class Account:
+    id: int
+    fqdn: str
+    zone: str
+    plan: str
+    hb_key: bytes = field(repr=False)
+    pw_hash: str = field(default="", repr=False)
+    aliases: tuple[str, ...] = ()
+    neutral_ipv4: str = ""
+    neutral_ipv6: str = ""
+    mx: bool = False
+    emails: tuple[str, ...] = ()
+    phones: tuple[str, ...] = ()
+    webhook: str = ""
+    prefs: NotifyPrefs = NotifyPrefs()
+    created: float = 0.0
+    updated: float = 0.0
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.fqdn, *self.aliases)
+
+    def to_hash(self) -> dict[str, str]:
+        return {
+            "id": str(self.id),
+            "fqdn": self.fqdn,
+            "zone": self.zone,
+            "plan": self.plan,
+            "hb_key": self.hb_key.hex(),
+            "pw_hash": self.pw_hash,
+            "aliases": json.dumps(list(self.aliases)),
+            "neutral_ipv4": self.neutral_ipv4,
+            "neutral_ipv6": self.neutral_ipv6,
+            "mx": "1" if self.mx else "0",
+            "emails": json.dumps(list(self.emails)),
+            "phones": json.dumps(list(self.phones)),
+            "webhook": self.webhook,
+            "prefs": self.prefs.to_json(),
+            "created": repr(self.created),
+            "updated": repr(self.updated),
+        }
+
+    @classmethod
+    def from_hash(cls, h: Mapping[str, str]) -> Account:
+        return cls(
+            id=int(h["id"]),
+            fqdn=h["fqdn"],
+            zone=h["zone"],
+            plan=h["plan"],
+            hb_key=bytes.fromhex(h.get("hb_key", "")),
+            pw_hash=h.get("pw_hash", ""),
+            aliases=tuple(json.loads(h.get("aliases", "[]"))),
+            neutral_ipv4=h.get("neutral_ipv4", ""),
+            neutral_ipv6=h.get("neutral_ipv6", ""),
+            mx=h.get("mx", "0") == "1",
+            emails=tuple(json.loads(h.get("emails", "[]"))),
+            phones=tuple(json.loads(h.get("phones", "[]"))),
+            webhook=h.get("webhook", ""),
+            prefs=NotifyPrefs.from_json(h.get("prefs")),
+            created=float(h.get("created", 0)),
+            updated=float(h.get("updated", 0)),
+        )
+
+    def public_dict(self) -> dict[str, Any]:
+        """Everything but secrets, for ``--json`` output and logs."""
+        return {
+            "id": self.id,
+            "fqdn": self.fqdn,
+            "zone": self.zone,
+            "plan": self.plan,
+            "aliases": list(self.aliases),
+            "neutral_ipv4": self.neutral_ipv4,
+            "neutral_ipv6": self.neutral_ipv6,
+            "mx": self.mx,
+            "emails": list(self.emails),
+            "phones": list(self.phones),
+            "webhook": self.webhook,
+            "prefs": asdict(self.prefs),
+            "has_password": bool(self.pw_hash),
+            "created": self.created,
+            "updated": self.updated,
+        }
+
+
+# Hash fields written only by the liveness scripts.
+STATE_FIELDS = ("ipv4", "ipv6", "state", "since", "last_beat", "counter")
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """Live data of an account. ``state`` is the recorded transition state ('live' or 'neutral');
+    the DNS answer itself follows the ``alive`` key, which is exact at the moment of expiry."""
+
+    ipv4: str = ""
+    ipv6: str = ""
+    state: str = "neutral"
+    since_ms: int = 0
+    last_beat_ms: int = 0
+    counter: int = 0
+
+    @classmethod
+    def from_hash(cls, h: Mapping[str, str]) -> AccountState:
+        return cls(
+            ipv4=h.get("ipv4", ""),
+            ipv6=h.get("ipv6", ""),
+            state=h.get("state", "neutral"),
+            since_ms=int(h.get("since", 0) or 0),
+            last_beat_ms=int(h.get("last_beat", 0) or 0),
+            counter=int(h.get("counter", 0) or 0),
+        )

@@ -1,0 +1,284 @@
+"""Zones and accounts in Redis: create, read, change, remove. Used by the CLI and by tests.
+
+Writes that touch an index (names, zone membership) run under WATCH/MULTI so that two admins adding
+the same name cannot both succeed. State fields are never written here (see :mod:`hbdns.liveness`).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import redis
+
+from hbdns import keys, validate
+from hbdns.config import Settings
+from hbdns.liveness import Liveness
+from hbdns.model import Account, AccountState, NotifyPrefs, Zone
+from hbdns.passwords import hash_password
+from hbdns.plans import Plan
+
+
+class StoreError(ValueError):
+    """An operation that is refused (duplicate, unknown name, zone in use); ``str()`` says why."""
+
+
+def connect(url: str, **kwargs: Any) -> redis.Redis:
+    """A Redis client that returns ``str`` and fails fast instead of hanging when Redis is gone."""
+    opts: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_connect_timeout": 2.0,
+        "socket_timeout": 5.0,
+        "health_check_interval": 15,
+    }
+    opts.update(kwargs)
+    return redis.Redis.from_url(url, **opts)
+
+
+@dataclass(frozen=True)
+class AccountStatus:
+    account: Account
+    state: AccountState
+    alive_ms: int  # remaining liveness in ms; 0 when neutral
+
+    @property
+    def live(self) -> bool:
+        return self.alive_ms > 0
+
+
+class Store:
+    def __init__(self, r: redis.Redis, settings: Settings) -> None:
+        self.r = r
+        self.settings = settings
+        self.plans: dict[str, Plan] = settings.plan_table()
+        self.liveness = Liveness(
+            r,
+            max_skew_ms=int(settings.heartbeat_max_skew * 1000),
+            events_maxlen=settings.events_maxlen,
+            log_size=settings.account_log_size,
+        )
+
+    # --- zones ------------------------------------------------------------------------------------
+
+    def zone_apexes(self) -> list[str]:
+        return sorted(self.r.smembers(keys.zones()))
+
+    def get_zone(self, apex: str) -> Zone | None:
+        h = self.r.hgetall(keys.zone(validate.hostname(apex)))
+        return Zone.from_hash(h) if h else None
+
+    def zone_serial(self, apex: str) -> int:
+        return int(self.r.hget(keys.zone(apex), "serial") or 0)
+
+    def list_zones(self) -> list[Zone]:
+        out = []
+        for apex in self.zone_apexes():
+            z = self.get_zone(apex)
+            if z:
+                out.append(z)
+        return out
+
+    def find_zone(self, name: str) -> str | None:
+        """The apex of the most specific zone containing ``name``."""
+        best = None
+        for apex in self.zone_apexes():
+            if validate.in_zone(name, apex) and (best is None or len(apex) > len(best)):
+                best = apex
+        return best
+
+    def add_zone(self, zone: Zone) -> Zone:
+        now = time.time()
+        zone = replace(zone, created=now, updated=now)
+        key = keys.zone(zone.apex)
+        with self.r.pipeline() as pipe:
+            pipe.watch(key)
+            if pipe.exists(key):
+                raise StoreError(f"zone {zone.apex} exists already")
+            pipe.multi()
+            pipe.hset(key, mapping={**zone.to_hash(), "serial": str(int(now))})
+            pipe.sadd(keys.zones(), zone.apex)
+            pipe.execute()
+        return zone
+
+    def update_zone(self, zone: Zone) -> Zone:
+        zone = replace(zone, updated=time.time())
+        key = keys.zone(zone.apex)
+        if not self.r.exists(key):
+            raise StoreError(f"no zone {zone.apex}")
+        self.r.hset(key, mapping=zone.to_hash())
+        self.r.hincrby(key, "serial", 1)
+        return zone
+
+    def remove_zone(self, apex: str, *, force: bool = False) -> None:
+        apex = validate.hostname(apex)
+        if not self.r.exists(keys.zone(apex)):
+            raise StoreError(f"no zone {apex}")
+        members = sorted(int(i) for i in self.r.smembers(keys.zone_accounts(apex)))
+        if members and not force:
+            raise StoreError(f"zone {apex} has {len(members)} account(s); remove them or use --force")
+        for account_id in members:
+            self.remove_account(account_id)
+        self.r.delete(keys.zone(apex), keys.zone_accounts(apex))
+        self.r.srem(keys.zones(), apex)
+
+    # --- accounts ---------------------------------------------------------------------------------
+
+    def new_account(
+        self,
+        fqdn: str,
+        plan: str,
+        *,
+        aliases: Iterable[str] = (),
+        password: str | None = None,
+        neutral_ipv4: str = "",
+        neutral_ipv6: str = "",
+        mx: bool = False,
+        emails: Iterable[str] = (),
+        phones: Iterable[str] = (),
+        webhook: str = "",
+        prefs: NotifyPrefs | None = None,
+    ) -> Account:
+        """Validate everything and build the account value (not yet stored; id 0)."""
+        name = validate.hostname(fqdn)
+        zone = self.find_zone(name)
+        if zone is None:
+            raise StoreError(f"{name} is in no zone served here")
+        alias_names = tuple(dict.fromkeys(validate.hostname(a) for a in aliases))
+        for alias in alias_names:
+            if not validate.in_zone(alias, zone):
+                raise StoreError(f"alias {alias} is not in zone {zone}")
+        if name in alias_names:
+            raise StoreError(f"alias {name} repeats the account name")
+        if plan not in self.plans:
+            raise StoreError(f"unknown plan {plan!r} (known: {', '.join(sorted(self.plans))})")
+        return Account(
+            id=0,
+            fqdn=name,
+            zone=zone,
+            plan=plan,
+            hb_key=secrets.token_bytes(32),
+            pw_hash=hash_password(password) if password else "",
+            aliases=alias_names,
+            neutral_ipv4=validate.ipv4(neutral_ipv4) if neutral_ipv4 else "",
+            neutral_ipv6=validate.ipv6(neutral_ipv6) if neutral_ipv6 else "",
+            mx=mx,
+            emails=tuple(validate.email(e) for e in emails),
+            phones=tuple(validate.phone(p) for p in phones),
+            webhook=validate.url(webhook) if webhook else "",
+            prefs=(prefs or NotifyPrefs()).validate(),
+        )
+
+    def add_account(self, account: Account) -> Account:
+        """Store a new account; every name must be free. Emits ``created``."""
+        now = time.time()
+        with self.r.pipeline() as pipe:
+            pipe.watch(keys.names())
+            taken = [n for n in account.names if pipe.hexists(keys.names(), n)]
+            if taken:
+                raise StoreError(f"{taken[0]} is taken by another account")
+            if not pipe.exists(keys.zone(account.zone)):
+                raise StoreError(f"no zone {account.zone}")
+            account_id = int(self.r.incr(keys.account_seq()))
+            account = replace(account, id=account_id, created=now, updated=now)
+            pipe.multi()
+            pipe.hset(
+                keys.account(account_id),
+                mapping={**account.to_hash(), "state": "neutral", "since": str(int(now * 1000))},
+            )
+            pipe.hset(keys.names(), mapping={n: str(account_id) for n in account.names})
+            pipe.sadd(keys.accounts(), account_id)
+            pipe.sadd(keys.zone_accounts(account.zone), account_id)
+            self.liveness.record(
+                account_id, account.zone, account.fqdn, "created", {"plan": account.plan}, client=pipe
+            )
+            pipe.execute()
+        return account
+
+    def get_account(self, account_id: int) -> Account | None:
+        h = self.r.hgetall(keys.account(account_id))
+        return Account.from_hash(h) if h.get("fqdn") else None
+
+    def account_id_for(self, ref: str) -> int | None:
+        """Resolve an account reference: its id, or any of its names."""
+        ref = ref.strip()
+        if ref.isdigit():
+            return int(ref) if self.r.exists(keys.account(int(ref))) else None
+        try:
+            name = validate.hostname(ref)
+        except validate.ValidationError:
+            return None
+        raw = self.r.hget(keys.names(), name)
+        return int(raw) if raw else None
+
+    def resolve(self, ref: str) -> Account:
+        account_id = self.account_id_for(ref)
+        account = self.get_account(account_id) if account_id is not None else None
+        if account is None:
+            raise StoreError(f"no account {ref!r}")
+        return account
+
+    def list_accounts(self, zone: str | None = None) -> list[Account]:
+        ids = self.r.smembers(keys.zone_accounts(zone) if zone else keys.accounts())
+        pipe = self.r.pipeline(transaction=False)
+        ordered = sorted(int(i) for i in ids)
+        for account_id in ordered:
+            pipe.hgetall(keys.account(account_id))
+        return [Account.from_hash(h) for h in pipe.execute() if h.get("fqdn")]
+
+    def save_account(self, old: Account, new: Account) -> Account:
+        """Write changed config fields (and the name index when aliases change)."""
+        new = replace(new, updated=time.time())
+        removed = set(old.names) - set(new.names)
+        added = [n for n in new.names if n not in old.names]
+        with self.r.pipeline() as pipe:
+            pipe.watch(keys.names())
+            for n in added:
+                if pipe.hexists(keys.names(), n):
+                    raise StoreError(f"{n} is taken by another account")
+            pipe.multi()
+            pipe.hset(keys.account(new.id), mapping=new.to_hash())
+            if removed:
+                pipe.hdel(keys.names(), *removed)
+            if added:
+                pipe.hset(keys.names(), mapping={n: str(new.id) for n in added})
+            pipe.hincrby(keys.zone(new.zone), "serial", 1)
+            pipe.execute()
+        return new
+
+    def rotate_key(self, account: Account) -> Account:
+        return self.save_account(account, replace(account, hb_key=secrets.token_bytes(32)))
+
+    def set_password(self, account: Account, password: str) -> Account:
+        return self.save_account(account, replace(account, pw_hash=hash_password(password)))
+
+    def remove_account(self, account_id: int) -> Account:
+        account = self.get_account(account_id)
+        if account is None:
+            raise StoreError(f"no account {account_id}")
+        pipe = self.r.pipeline()
+        pipe.hdel(keys.names(), *account.names)
+        pipe.srem(keys.accounts(), account_id)
+        pipe.srem(keys.zone_accounts(account.zone), account_id)
+        pipe.zrem(keys.deadlines(), account_id)
+        pipe.delete(keys.account(account_id), keys.alive(account_id))
+        self.liveness.record(account_id, account.zone, account.fqdn, "removed", client=pipe)
+        pipe.delete(keys.account_log(account_id))
+        pipe.execute()
+        return account
+
+    def status(self, account: Account) -> AccountStatus:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hgetall(keys.account(account.id))
+        pipe.pttl(keys.alive(account.id))
+        h, pttl = pipe.execute()
+        return AccountStatus(account, AccountState.from_hash(h), max(int(pttl), 0))
+
+    def account_log(self, account_id: int, limit: int = 50) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in self.r.lrange(keys.account_log(account_id), 0, limit - 1)]
+
+    def dead_letters(self, limit: int = 20) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in self.r.lrange(keys.dead_letters(), 0, limit - 1)]
