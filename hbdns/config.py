@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 PREFIX = "HBDNS_"
+CLIENT_PREFIX = "HBDNS_CLIENT_"
 
 T = TypeVar("T")
 
@@ -194,7 +195,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     """Build settings from ``env`` (default: ``os.environ``); raise ConfigError naming a bad variable."""
     source = os.environ if env is None else env
     known = {env_name(f.name) for f in fields(Settings)}
-    unknown = sorted(k for k in source if k.startswith(PREFIX) and k not in known)
+    # HBDNS_CLIENT_* belong to the stand-alone update client (hbdns.client), not to the services.
+    unknown = sorted(
+        k for k in source if k.startswith(PREFIX) and not k.startswith(CLIENT_PREFIX) and k not in known
+    )
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown setting (typo?)")
     values: dict[str, Any] = {}

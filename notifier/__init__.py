@@ -1,0 +1,1 @@
+"""Liveness sweeper and notifier: turns due deadlines into transitions and transitions into messages."""
