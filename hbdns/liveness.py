@@ -55,7 +55,9 @@ end
 
 # KEYS: acct alive deadlines events log zone
 # ARGV: id ipv4 ipv6 counter ttl_ms offline max_skew_ms source maxlen logcap
-_BEAT = _LUA_COMMON + r"""
+_BEAT = (
+    _LUA_COMMON
+    + r"""
 local acct, alive, dl, ev, log, zone = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local id, ip4, ip6, counter, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local offline, skew, source, maxlen, logcap = ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10]
@@ -113,6 +115,7 @@ end
 if changed == 1 then bump_serial(zone, sec) end
 return {'ok', tostring(changed), cur[5] or '', cur[6] or '', fqdn, aliases}
 """
+)
 
 # KEYS: deadlines ; ARGV: limit -> ids whose deadline <= Redis TIME
 _DUE = r"""
@@ -122,7 +125,9 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(AR
 """
 
 # KEYS: acct alive deadlines events log zone ; ARGV: id maxlen logcap
-_NEUTRALIZE = _LUA_COMMON + r"""
+_NEUTRALIZE = (
+    _LUA_COMMON
+    + r"""
 local acct, alive, dl, ev, log, zone = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local id, maxlen, logcap = ARGV[1], ARGV[2], ARGV[3]
 local now, sec = clock()
@@ -144,9 +149,12 @@ emit(ev, log, maxlen, logcap, 'neutralized', id, cur[1], d, {'reason', 'missed',
 bump_serial(zone, sec)
 return {'neutralized', cur[1], cur[3] or '[]'}
 """
+)
 
 # KEYS: events log zone ; ARGV: id fqdn kind bump maxlen logcap [field value ...]
-_RECORD = _LUA_COMMON + r"""
+_RECORD = (
+    _LUA_COMMON
+    + r"""
 local now, sec = clock()
 local extra = {}
 for i = 7, #ARGV do extra[#extra + 1] = ARGV[i] end
@@ -154,6 +162,7 @@ local eid = emit(KEYS[1], KEYS[2], ARGV[5], ARGV[6], ARGV[3], ARGV[1], ARGV[2], 
 if ARGV[4] == '1' then bump_serial(KEYS[3], sec) end
 return eid
 """
+)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ class Plan:
     @property
     def expiry_ms(self) -> int:
         """Liveness TTL: the account is neutral this long after its last beat or update."""
-        return int(round(self.interval * self.misses * 1000))
+        return round(self.interval * self.misses * 1000)
 
 
 _MIN = 60.0

@@ -52,7 +52,8 @@ class AccountStatus:
 
 class Store:
     def __init__(self, r: redis.Redis, settings: Settings) -> None:
-        self.r = r
+        # Any: redis-py's types cannot express decode_responses=True (every reply here is str).
+        self.r: Any = r
         self.settings = settings
         self.plans: dict[str, Plan] = settings.plan_table()
         self.liveness = Liveness(
@@ -192,9 +193,7 @@ class Store:
             pipe.hset(keys.names(), mapping={n: str(account_id) for n in account.names})
             pipe.sadd(keys.accounts(), account_id)
             pipe.sadd(keys.zone_accounts(account.zone), account_id)
-            self.liveness.record(
-                account_id, account.zone, account.fqdn, "created", {"plan": account.plan}, client=pipe
-            )
+            self.liveness.record(account_id, account.zone, account.fqdn, "created", {"plan": account.plan}, client=pipe)
             pipe.execute()
         return account
 

@@ -23,9 +23,10 @@ def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
             port = s.getsockname()[1]
         # make sure both protocols can have it (pdns binds UDP and TCP on one port)
         try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t, socket.socket(
-                socket.AF_INET, socket.SOCK_DGRAM
-            ) as u:
+            with (
+                socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t,
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u,
+            ):
                 t.bind((host, port))
                 u.bind((host, port))
             return port
@@ -46,7 +47,9 @@ def wait_for(cond: Callable[[], T], timeout: float = 10.0, interval: float = 0.0
         except Exception as exc:  # a condition may raise while a server is still starting
             last_exc = exc
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}" + (f": {last_exc!r}" if last_exc else ""))
+            raise TimeoutError(
+                f"timed out after {timeout}s waiting for {what}" + (f": {last_exc!r}" if last_exc else "")
+            )
         time.sleep(interval)
 
 

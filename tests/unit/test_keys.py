@@ -1,0 +1,39 @@
+"""Pins every Redis key string: a change here is a data migration, not a refactor."""
+
+from __future__ import annotations
+
+from hbdns import keys
+
+
+def test_global_keys() -> None:
+    assert keys.zones() == "hbdns:zones"
+    assert keys.names() == "hbdns:names"
+    assert keys.accounts() == "hbdns:accounts"
+    assert keys.account_seq() == "hbdns:seq:account"
+    assert keys.deadlines() == "hbdns:deadlines"
+    assert keys.events() == "hbdns:events"
+    assert keys.dead_letters() == "hbdns:deadletter"
+    assert keys.sent("1-0:email:a@b.de") == "hbdns:sent:1-0:email:a@b.de"
+    assert keys.pending_sms() == "hbdns:sms:deferred"
+    assert keys.ratelimit("auth", "192.0.2.7") == "hbdns:rl:auth:192.0.2.7"
+
+
+def test_zone_keys_share_a_hash_tag() -> None:
+    assert keys.zone("dyn.example.net") == "hbdns:zone:{z:dyn.example.net}"
+    assert keys.zone_accounts("dyn.example.net") == "hbdns:zone:{z:dyn.example.net}:accounts"
+
+
+def test_account_keys_share_a_hash_tag() -> None:
+    assert keys.account(42) == "hbdns:acct:{a:42}"
+    assert keys.alive(42) == "hbdns:alive:{a:42}"
+    assert keys.account_log(42) == "hbdns:log:{a:42}"
+    tags = {k[k.index("{") : k.index("}") + 1] for k in (keys.account(42), keys.alive(42), keys.account_log(42))}
+    assert tags == {"{a:42}"}
+
+
+def test_parse_alive_round_trip_and_rejects_others() -> None:
+    assert keys.parse_alive(keys.alive(7)) == 7
+    assert keys.parse_alive(keys.alive(7).encode()) == 7
+    assert keys.parse_alive(keys.account(7)) is None
+    assert keys.parse_alive("hbdns:alive:{a:x}") is None
+    assert keys.parse_alive("other:alive:{a:7}") is None
