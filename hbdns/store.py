@@ -197,6 +197,36 @@ class Store:
             pipe.execute()
         return account
 
+    def bulk_add_accounts(self, accounts: list[Account], chunk: int = 2000) -> list[Account]:
+        """Store many new accounts fast (imports, benchmarks): same records as :meth:`add_account`,
+        names checked up front in one round trip, written in pipelined chunks. Not for concurrent
+        admin use: it does not WATCH the name index."""
+        if not accounts:
+            return []
+        names = [n for a in accounts for n in a.names]
+        if len(set(names)) != len(names):
+            raise StoreError("duplicate names in the batch")
+        for i in range(0, len(names), 10000):
+            part = names[i : i + 10000]
+            taken = [n for n, v in zip(part, self.r.hmget(keys.names(), part), strict=True) if v]
+            if taken:
+                raise StoreError(f"{taken[0]} is taken by another account")
+        last = int(self.r.incrby(keys.account_seq(), len(accounts)))
+        now = time.time()
+        out = [replace(a, id=last - len(accounts) + 1 + i, created=now, updated=now) for i, a in enumerate(accounts)]
+        since = str(int(now * 1000))
+        for i in range(0, len(out), chunk):
+            pipe = self.r.pipeline(transaction=False)
+            for a in out[i : i + chunk]:
+                pipe.hset(keys.account(a.id), mapping={**a.to_hash(), "state": "neutral", "since": since})
+                pipe.hset(keys.names(), mapping={n: str(a.id) for n in a.names})
+                pipe.sadd(keys.accounts(), a.id)
+                pipe.sadd(keys.zone_accounts(a.zone), a.id)
+                self.liveness.record(a.id, a.zone, a.fqdn, "created", {"plan": a.plan}, bump_serial=False, client=pipe)
+            pipe.execute()
+        self.r.hincrby(keys.zone(out[0].zone), "serial", 1)
+        return out
+
     def get_account(self, account_id: int) -> Account | None:
         h = self.r.hgetall(keys.account(account_id))
         return Account.from_hash(h) if h.get("fqdn") else None

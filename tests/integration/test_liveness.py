@@ -152,3 +152,21 @@ def test_account_log_is_capped_newest_first(real_redis: redis.Redis, settings) -
     log = store.account_log(a.id)
     assert len(log) == 5
     assert log[0]["type"] == "ip_changed" and log[0]["new"] == "127.0.0.11"
+
+
+def test_bulk_add_matches_add(store: Store, real_redis: redis.Redis) -> None:
+    (single,) = _setup(store)
+    bulk = store.bulk_add_accounts([store.new_account(f"b{i}.{ZONE}", "heartbeat-c") for i in range(5)])
+    assert [a.id for a in bulk] == list(range(single.id + 1, single.id + 6))
+    fields_single = set(real_redis.hgetall(keys.account(single.id)))
+    for a in bulk:
+        assert store.get_account(a.id) == a
+        assert set(real_redis.hgetall(keys.account(a.id))) == fields_single
+        assert store.account_id_for(a.fqdn) == a.id
+    assert len(_events(real_redis, "created")) == 6
+    import pytest
+
+    from hbdns.store import StoreError
+
+    with pytest.raises(StoreError, match="taken"):
+        store.bulk_add_accounts([store.new_account(f"b0.{ZONE}", "heartbeat-c")])
