@@ -76,12 +76,10 @@ def write_configs(
     (var / "redis.conf").write_text(
         "\n".join(
             [
+                f"include {ROOT / 'deploy' / 'redis.conf'}",
                 f"port {redis_port}",
                 "bind 127.0.0.1",
                 f"dir {var / 'redis'}",
-                "notify-keyspace-events Ex",
-                "appendonly yes",
-                "appendfsync everysec",
                 "daemonize no",
                 "",
             ]

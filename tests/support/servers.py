@@ -125,6 +125,7 @@ class RedisServer:
     def start(self) -> RedisServer:
         conf = self.workdir / "redis.conf"
         lines = [
+            f"include {Path(__file__).resolve().parents[2] / 'deploy' / 'redis.conf'}",
             f"port {self.port}",
             "bind 127.0.0.1",
             f"dir {self.workdir}",

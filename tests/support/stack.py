@@ -1,0 +1,160 @@
+"""The whole stack as ``make run`` starts it (``python -m hbdns.devstack``: honcho running redis-server,
+backend, listener, update API, notifier and pdns_server), in a temp dir on free loopback ports, plus an
+SMTP sink (aiosmtpd). Used by the acceptance test and the system benchmark."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import dns.message
+import dns.query
+import dns.rdatatype
+
+from tests.support.servers import Process, free_port, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Mail:
+    received: float  # time.time() when the SMTP server accepted it
+    rcpt: list[str]
+    message: EmailMessage
+
+
+@dataclass
+class SmtpSink:
+    """A real SMTP server on loopback that keeps what it receives."""
+
+    port: int = 0
+    mails: list[Mail] = field(default_factory=list)
+    _controller: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> SmtpSink:
+        from aiosmtpd.controller import Controller
+
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+                msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+                with sink._lock:
+                    sink.mails.append(Mail(time.time(), list(envelope.rcpt_tos), msg))  # type: ignore[arg-type]
+                return "250 OK"
+
+        self.port = free_port()
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+
+    def matching(self, *words: str) -> list[Mail]:
+        with self._lock:
+            mails = list(self.mails)
+        return [m for m in mails if all(w.lower() in _text(m.message).lower() for w in words)]
+
+
+def _text(msg: EmailMessage) -> str:
+    body = msg.get_body(preferencelist=("plain",))
+    return f"{msg['Subject']}\n{body.get_content() if body is not None else ''}"
+
+
+class Stack:
+    """The dev stack on free ports. ``env`` is what CLI calls and clients need."""
+
+    def __init__(self, workdir: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.smtp = SmtpSink()
+        self.dns_port = free_port()
+        self.redis_port = free_port()
+        self.api_port = free_port()
+        self.backend_port = free_port()
+        self.heartbeat_port = free_port()
+        self.update_port = free_port()
+        self.metrics_port = free_port()
+        self.extra_env = extra_env or {}
+        self.process: Process | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HBDNS_")}
+        env.update(
+            {
+                "HBDNS_REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+                "HBDNS_BACKEND_PORT": str(self.backend_port),
+                "HBDNS_HEARTBEAT_PORT": str(self.heartbeat_port),
+                "HBDNS_HEARTBEAT_HOST": "127.0.0.1",
+                "HBDNS_UPDATE_PORT": str(self.update_port),
+                "HBDNS_METRICS_PORT": str(self.metrics_port),
+                "HBDNS_SMTP_HOST": "127.0.0.1",
+                "HBDNS_SMTP_PORT": str(self.smtp.port),
+                "HBDNS_SMTP_FROM": "hbdns@provider.test",
+                "PATH": f"{BIN}:/usr/sbin:/sbin:{os.environ.get('PATH', '/usr/bin:/bin')}",
+                **self.extra_env,
+            }
+        )
+        return env
+
+    def start(self, zone_cmd: list[str]) -> Stack:
+        """Start everything; ``zone_cmd`` (hbdns CLI args) creates the zone before pdns starts."""
+        self.smtp.start()
+        argv = [
+            sys.executable, "-m", "hbdns.devstack", "run", "--no-demo",
+            "--var-dir", str(self.workdir / "var"),
+            "--dns-port", str(self.dns_port), "--redis-port", str(self.redis_port),
+            "--api-port", str(self.api_port), "--backend-port", str(self.backend_port),
+        ]  # fmt: skip
+        self.process = Process(argv, self.workdir / "stack.log", env=self.env, cwd=str(ROOT))
+        wait_for(lambda: self.cli("zone", "list").returncode == 0, 30, what="redis in the stack")
+        result = self.cli(*zone_cmd)
+        assert result.returncode == 0, result.stderr
+        apex = zone_cmd[2]
+        wait_for(lambda: self.query(apex, "SOA").rcode() == 0, 60, what="pdns answering the zone")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop(timeout=20)
+        self.smtp.stop()
+
+    def log(self) -> str:
+        return self.process.log_text() if self.process else ""
+
+    def cli(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "hbdns"), *argv], env=self.env, capture_output=True, text=True, timeout=30, check=False
+        )
+
+    def query(self, name: str, rdtype: str, tcp: bool = False) -> dns.message.Message:
+        q = dns.message.make_query(name, rdtype)
+        if tcp:
+            return dns.query.tcp(q, "127.0.0.1", port=self.dns_port, timeout=2)
+        return dns.query.udp(q, "127.0.0.1", port=self.dns_port, timeout=2)
+
+    def answers(self, name: str, rdtype: str) -> set[str]:
+        resp = self.query(name, rdtype)
+        want = dns.rdatatype.from_text(rdtype)
+        return {rd.to_text() for rrset in resp.answer if rrset.rdtype == want for rd in rrset}
+
+    def client(self, *argv: str, source: str | None = None) -> Process:
+        """Start ``hbdns-client`` (e.g. ``run --config FILE``) as a process."""
+        args = [str(BIN / "hbdns-client"), *argv]
+        if source:
+            args += ["--source", source]
+        log = self.workdir / f"client-{time.monotonic_ns()}.log"
+        return Process(args, log, env=self.env)
