@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import json
 import socket
-import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.common import Metric, percentile
 from hbdns import config, keys, wire
@@ -40,7 +40,7 @@ def _beat(account_id: int, key: bytes, source: str, port: int, offline: bool = F
     return sent
 
 
-def _poll(checks: dict[int, object], timeout: float) -> dict[int, float]:
+def _poll(checks: dict[Any, object], timeout: float) -> dict[Any, float]:
     """Call each check until it returns True; return the wall time each first did."""
     done: dict[int, float] = {}
     deadline = time.monotonic() + timeout
@@ -50,7 +50,7 @@ def _poll(checks: dict[int, object], timeout: float) -> dict[int, float]:
                 try:
                     if check():  # type: ignore[operator]
                         done[i] = time.time()
-                except Exception:  # noqa: S112 - a timeout on one query is a retry, not an error
+                except Exception:
                     continue
         time.sleep(0.01)
     return done
@@ -71,16 +71,18 @@ def latencies(quick: bool) -> list[Metric]:
                 assert r.returncode == 0, r.stderr
                 data = json.loads(r.stdout)
                 accounts.append((data["id"], bytes.fromhex(data["heartbeat_key"]), data["fqdn"]))
+            owner = {aid: f"owner{i}@customer.test" for i, (aid, _, _) in enumerate(accounts)}
             port = stack.heartbeat_port
 
             def a_is(name: str, addr: str) -> object:
                 return lambda: stack.answers(name, "A") == {addr}
 
             # 1. first beat from .2: live; then IP change to .3
-            sent = {i: _beat(aid, key, "127.0.0.2", port) for i, (aid, key, _) in enumerate(accounts)}
+            for aid, key, _ in accounts:
+                _beat(aid, key, "127.0.0.2", port)
             assert len(_poll({i: a_is(n, "127.0.0.2") for i, (_, _, n) in enumerate(accounts)}, 10)) == runs
             ip_change, ip_ref = [], []
-            for i, (aid, key, name) in enumerate(accounts):
+            for aid, key, name in accounts:
                 t0 = _beat(aid, key, "127.0.0.3", port)
                 redis_done = _poll({0: lambda aid=aid: store.r.hget(keys.account(aid), "ipv4") == "127.0.0.3"}, 5)
                 dns_done = _poll({0: a_is(name, "127.0.0.3")}, 10)
@@ -91,20 +93,22 @@ def latencies(quick: bool) -> list[Metric]:
             for i, (aid, key, _) in enumerate(accounts):
                 sent[i] = _beat(aid, key, "127.0.0.3", port)
                 time.sleep(0.2)
-            expired = _poll({i: (lambda aid=aid: not store.r.exists(keys.alive(aid))) for i, (aid, _, _) in
-                             enumerate(accounts)} | {}, 40)  # fmt: skip
-            neutral_at = _poll({i: a_is(n, NEUTRAL) for i, (_, _, n) in enumerate(accounts)}, 40)
-            neutral = [neutral_at[i] - sent[i] for i in neutral_at]
-            neutral_ref = [expired[i] - sent[i] for i in expired]
+            checks: dict[Any, object] = {}
+            for i, (aid, _, name) in enumerate(accounts):
+                checks[("redis", i)] = lambda aid=aid: not store.r.exists(keys.alive(aid))
+                checks[("dns", i)] = a_is(name, NEUTRAL)
+            seen = _poll(checks, 40)
+            neutral = [seen[("dns", i)] - sent[i] for i in range(runs) if ("dns", i) in seen]
+            neutral_ref = [seen[("redis", i)] - sent[i] for i in range(runs) if ("redis", i) in seen]
             # 3. neutralization -> e-mail: deadline from the account log, receipt at the sink
-            mail_lat, record_lat = [], []
+            mail_lat: list[float] = []
+            record_lat: list[float] = []
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and len(mail_lat) < runs:
                 mail_lat, record_lat = [], []
                 for aid, _, name in accounts:
                     entry = next((e for e in store.account_log(aid) if e["type"] == "neutralized"), None)
-                    mails = [m for m in stack.smtp.mails if f"owner{aid - accounts[0][0]}@customer.test" in m.rcpt
-                             and name in str(m.message["Subject"])]  # fmt: skip
+                    mails = [m for m in stack.smtp.mails if owner[aid] in m.rcpt and name in str(m.message["Subject"])]
                     if entry and mails:
                         mail_lat.append(mails[0].received - int(entry["at"]) / 1000)
                         record_lat.append((int(entry.get("swept_at", entry["at"])) - int(entry["at"])) / 1000)
@@ -152,13 +156,13 @@ def memory(quick: bool) -> list[Metric]:
                 base = int(r.info("memory")["used_memory"])
                 accounts = store.bulk_add_accounts(
                     [store.new_account(f"h{i}.{ZONE}", "heartbeat-c", mx=True, emails=[f"o{i}@c.test"])
-                     for i in range(n)]  # fmt: skip
+                     for i in range(n)]
                 )
                 now = time.time_ns() // 1_000_000
                 for i in range(0, n, 2000):
                     store.liveness.beats(
                         BeatRequest(a.id, ZONE, 60_000, ipv4=f"10.{(a.id >> 16) & 255}.{(a.id >> 8) & 255}."
-                                    f"{a.id & 255}", counter=now) for a in accounts[i : i + 2000]  # fmt: skip
+                                    f"{a.id & 255}", counter=now) for a in accounts[i : i + 2000]
                     )
                 samples.append((int(r.info("memory")["used_memory"]) - base) / n)
                 r.flushall()
@@ -189,4 +193,3 @@ if __name__ == "__main__":
 
     for m in run(quick="--quick" in sys.argv):
         print(json.dumps(m.to_dict()))
-    _ = statistics

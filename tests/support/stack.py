@@ -48,10 +48,10 @@ class SmtpSink:
         sink = self
 
         class Handler:
-            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
                 msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
                 with sink._lock:
-                    sink.mails.append(Mail(time.time(), list(envelope.rcpt_tos), msg))  # type: ignore[arg-type]
+                    sink.mails.append(Mail(time.time(), list(envelope.rcpt_tos), msg))
                 return "250 OK"
 
         self.port = free_port()

@@ -1,0 +1,126 @@
+"""Acceptance: the product as a customer and an operator see it, through the processes ``make run``
+starts (redis-server, pdns_server, backend, heartbeat listener, update API, notifier; honcho), with
+an SMTP sink on loopback. Every bound is asserted; every wait is a condition with a deadline."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import Process, wait_for
+from tests.support.stack import Stack
+
+ZONE = "dyn.accept.test"
+HOST = f"home.{ZONE}"
+BACKUP_MX = "mx-backup.provider.test"
+NEUTRAL = "192.0.2.1"
+INTERVAL, MISSES = 5, 3  # heartbeat-c
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = Stack(Path(tmp_path_factory.mktemp("stack")))
+    try:
+        s.start(["zone", "add", ZONE, "--ns", f"ns1.{ZONE}", "--backup-mx", BACKUP_MX])
+        yield s
+    except BaseException:
+        print(s.log()[-6000:])
+        raise
+    finally:
+        s.stop()
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _last_beat(stack: Stack) -> float:
+    out = stack.cli("--json", "account", "show", HOST)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)["last_beat_ms"] / 1000
+
+
+def test_heartbeat_customer_journey(stack: Stack, tmp_path: Path) -> None:
+    conf = tmp_path / "client.conf"
+    r = stack.cli(
+        "account", "add", HOST, "--plan", "heartbeat-c", "--mx", "--email", "owner@customer.test",
+        "--client-config", str(conf), "--server", f"127.0.0.1:{stack.heartbeat_port}",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    live_mx = {f"10 {HOST}.", f"50 {BACKUP_MX}."}
+    backup_only = {f"50 {BACKUP_MX}."}
+    # Before the first beat the account is neutral: no stranger can get its mail.
+    assert stack.answers(HOST, "A") == {NEUTRAL}
+    assert stack.answers(HOST, "MX") == backup_only
+
+    clients: list[Process] = []
+
+    def start_client(source: str) -> tuple[Process, float]:
+        t0 = _now()
+        p = stack.client("run", "--config", str(conf), source=source)
+        clients.append(p)
+        return p, t0
+
+    try:
+        # 1. client on 127.0.0.2: A and MX follow
+        c1, _ = start_client("127.0.0.2")
+        wait_for(lambda: stack.answers(HOST, "A") == {"127.0.0.2"}, 10, what="A 127.0.0.2")
+        assert stack.answers(HOST, "MX") == live_mx
+
+        # 2. the customer's IP changes: the client now beats from 127.0.0.3
+        c1.kill()
+        c2, t_move = start_client("127.0.0.3")
+        wait_for(lambda: stack.answers(HOST, "A") == {"127.0.0.3"}, 10, what="A 127.0.0.3")
+        moved = _now() - t_move
+        assert moved <= 2.0, f"IP change took {moved:.2f}s to reach pdns"
+
+        # 3. the line drops hard: no offline beat. Neutral within 3 x 5 s + 2 s of the last beat.
+        c2.kill()
+        last = _last_beat(stack)
+        wait_for(lambda: stack.answers(HOST, "A") == {NEUTRAL}, 30, what="neutral A")
+        neutral_after = _now() - last
+        assert stack.answers(HOST, "MX") == backup_only
+        assert neutral_after <= INTERVAL * MISSES + 2, f"neutral {neutral_after:.2f}s after the last beat"
+        assert neutral_after >= INTERVAL * MISSES - 0.5, "neutralized before 3 beats were missed"
+        outage_mails = wait_for(lambda: stack.smtp.matching(HOST, "neutral"), 20, what="outage e-mail")
+        assert [m.rcpt for m in outage_mails] == [["owner@customer.test"]]
+
+        # 4. the line is back: real address within 2 s, one recovery mail with the outage length
+        c3, t_back = start_client("127.0.0.3")
+        wait_for(lambda: stack.answers(HOST, "A") == {"127.0.0.3"}, 10, what="A back")
+        back = _now() - t_back
+        assert back <= 2.0, f"recovery took {back:.2f}s to reach pdns"
+        assert stack.answers(HOST, "MX") == live_mx
+        recovery = wait_for(lambda: stack.smtp.matching(HOST, "recovered"), 20, what="recovery e-mail")
+        assert len(recovery) == 1
+        body = recovery[0].message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+        assert re.search(r"\d+\s*(s|sec|seconds|m|min)", body), body
+
+        # 5. graceful stop sends the offline beat: neutral within 2 s
+        t_stop = _now()
+        c3.signal(signal.SIGTERM)
+        wait_for(lambda: stack.answers(HOST, "A") == {NEUTRAL}, 10, what="neutral after offline beat")
+        assert _now() - t_stop <= 2.0
+        wait_for(lambda: not c3.alive(), 10, what="client exit")
+        assert c3.proc.returncode == 0
+
+        # exactly one outage mail for the hard drop, one for the graceful stop; one recovery
+        wait_for(lambda: len(stack.smtp.matching(HOST, "neutral")) >= 2, 20, what="second outage e-mail")
+        assert len(stack.smtp.matching(HOST, "neutral")) == 2
+        assert len(stack.smtp.matching(HOST, "recovered")) == 1
+
+        # the operator sees the history
+        log = stack.cli("--json", "account", "log", HOST)
+        kinds = [e["type"] for e in reversed(json.loads(log.stdout))]
+        assert kinds == ["created", "recovered", "ip_changed", "ip_changed", "neutralized", "recovered",
+                         "neutralized"]  # fmt: skip
+    finally:
+        for p in clients:
+            p.kill()
+            p.stop()
