@@ -59,6 +59,11 @@ def pending_sms() -> str:
     return f"{PREFIX}:sms:deferred"
 
 
+def notify_retry() -> str:
+    """ZSET of notifications waiting for another attempt: JSON job -> due time (Unix s)."""
+    return f"{PREFIX}:notify:retry"
+
+
 def ratelimit(scope: str, subject: str) -> str:
     """Counter for a rate limit (e.g. failed dyndns2 logins per source address)."""
     return f"{PREFIX}:rl:{scope}:{subject}"
@@ -93,6 +98,11 @@ def alive(account_id: int) -> str:
 def account_log(account_id: int) -> str:
     """LIST of the account's transitions, newest first, capped (``hbdns account log``)."""
     return f"{PREFIX}:log:{{a:{account_id}}}"
+
+
+def sms_outage(account_id: int) -> str:
+    """HASH phone -> start (ms) of the outage whose SMS reached that phone (gates the recovery SMS)."""
+    return f"{PREFIX}:sms:outage:{{a:{account_id}}}"
 
 
 _ALIVE_RE = re.compile(r"^" + re.escape(PREFIX) + r":alive:\{a:(\d+)\}$")

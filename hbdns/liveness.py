@@ -243,8 +243,19 @@ class Liveness:
             keys.zone(zone),
         ]
 
-    def _beat_call(self, req: BeatRequest, client: Any) -> Any:
-        args = [
+    @property
+    def beat_sha(self) -> str:
+        """SHA1 of the beat script, for writers that send EVALSHA themselves (the UDP listener)."""
+        return str(self._beat.sha)
+
+    @property
+    def beat_script(self) -> str:
+        """The beat script's text (to SCRIPT LOAD it again after a Redis restart)."""
+        return _BEAT
+
+    def beat_argv(self, req: BeatRequest) -> tuple[list[str], list[str]]:
+        """KEYS and ARGV of the beat script for ``req``: the one place that spells its call layout."""
+        return self._account_keys(req.account_id, req.zone), [
             str(req.account_id),
             req.ipv4,
             req.ipv6,
@@ -256,15 +267,19 @@ class Liveness:
             str(self.events_maxlen),
             str(self.log_size),
         ]
-        return self._beat(keys=self._account_keys(req.account_id, req.zone), args=args, client=client)
+
+    def _beat_call(self, req: BeatRequest, client: Any) -> Any:
+        keys_, args = self.beat_argv(req)
+        return self._beat(keys=keys_, args=args, client=client)
 
     @staticmethod
-    def _beat_result(raw: Sequence[Any]) -> BeatResult:
+    def beat_result(raw: Sequence[Any]) -> BeatResult:
+        """Decode the beat script's reply (public for writers that send EVALSHA themselves)."""
         status, changed, old4, old6, fqdn, aliases = (_s(x) for x in raw)
         return BeatResult(status, changed == "1", old4, old6, _names(fqdn, aliases))
 
     def beat(self, req: BeatRequest) -> BeatResult:
-        return self._beat_result(self._beat_call(req, self.r))
+        return self.beat_result(self._beat_call(req, self.r))
 
     def beats(self, reqs: Iterable[BeatRequest]) -> list[BeatResult]:
         """Many beats in one pipelined round trip (each still its own atomic script)."""
@@ -274,7 +289,7 @@ class Liveness:
         pipe = self.r.pipeline(transaction=False)
         for req in reqs:
             self._beat_call(req, pipe)
-        return [self._beat_result(raw) for raw in pipe.execute()]
+        return [self.beat_result(raw) for raw in pipe.execute()]
 
     def due(self, limit: int = 1000) -> list[int]:
         return [int(_s(x)) for x in self._due(keys=[keys.deadlines()], args=[limit])]

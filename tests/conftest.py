@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import fakeredis
 import pytest
@@ -12,6 +13,9 @@ import redis
 from hbdns import config
 from hbdns.store import Store, connect
 from tests.support.servers import RedisServer
+
+if TYPE_CHECKING:
+    from tests.support.pdns import PdnsServer
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +53,36 @@ def settings() -> config.Settings:
 @pytest.fixture
 def store(real_redis: redis.Redis, settings: config.Settings) -> Store:
     return Store(real_redis, settings)
+
+
+# --- PowerDNS (pdns_backend helper) -------------------------------------------------------------
+
+
+@pytest.fixture
+def pdns_factory(redis_server: RedisServer, tmp_path: Path) -> Iterator[Callable[..., PdnsServer]]:
+    """Start backend + pdns_server (after the test created its zones: pdns' zone cache loads at start).
+
+    ``pdns_factory(transport="http"|"unix", *, redis_url=None, extra=None, backend_env=None)`` returns
+    a running :class:`~tests.support.pdns.PdnsServer` (``.query()``, ``.port``, ``.purge()``,
+    ``.backend_process``). ``pdns.writer_env`` holds the ``HBDNS_PDNS_API_URLS``/``HBDNS_PDNS_API_KEY``
+    a writer needs to purge it. Everything started is stopped at teardown.
+    """
+    from tests.support.pdns import started_pdns, stop_all
+
+    started: list[PdnsServer] = []
+
+    def make(
+        transport: str = "http",
+        *,
+        redis_url: str | None = None,
+        extra: dict[str, Any] | None = None,
+        backend_env: dict[str, str] | None = None,
+    ) -> PdnsServer:
+        workdir = tmp_path / f"pdns{len(started)}"
+        pdns = started_pdns(workdir, redis_url or redis_server.url, transport, extra=extra, backend_env=backend_env)
+        started.append(pdns)
+        return pdns
+
+    yield make
+    for pdns in reversed(started):
+        stop_all(pdns)

@@ -1,0 +1,263 @@
+"""PowerDNS remote backend throughput (issue 3), dnsperf on loopback, one zone with 10k accounts.
+
+1. pdns + this backend with the shipped cache settings (``deploy/pdns.conf``: unix connector,
+   1 s packet and query caches) vs pdns + its bind backend serving the same records from a zone file
+   with the same pdns settings: queries/s ratio. Goal >= 0.9.
+2. Caches off (packet, query and negative caches 0): backend lookups/s, i.e. pdns' own
+   ``backend-queries`` counter over the run, over HTTP and over the unix socket. Goals >= 3,000/s
+   (HTTP) and >= 15,000/s (unix).
+
+Half the accounts are live (reported address), half neutral; a fifth have MX. Queries are A, AAAA
+and MX over all 10k names in random order (so the 1 s caches keep refilling from the backend),
+plus a few apex SOA/NS. Several runs each, alternating the contenders; medians are reported and
+everything is written to ``bench/out/backend.json``. Runnable alone: ``python -m bench.bench_backend``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from bench.common import Metric
+from hbdns import config, keys
+from hbdns.liveness import BeatRequest
+from hbdns.model import StaticRecord, Zone
+from hbdns.store import Store, connect
+from pdns_backend.handlers import Backend
+from tests.support.pdns import BackendProcess, PdnsServer, deploy_settings
+from tests.support.servers import RedisServer, which
+
+OUT = Path(__file__).resolve().parent / "out"
+WORK = OUT / "tmp" / "backend"
+APEX = "bench.example"
+ACCOUNTS = 10_000
+CACHES_OFF = {"cache-ttl": "0", "query-cache-ttl": "0", "negquery-cache-ttl": "0"}
+
+
+def populate(r: Any, n: int) -> list[str]:
+    """One zone, ``n`` accounts written in bulk (pipelined, through the key schema); half live."""
+    settings = config.load({})
+    store = Store(r, settings)
+    store.add_zone(
+        Zone(
+            apex=APEX,
+            ns=(f"ns1.{APEX}", f"ns2.{APEX}"),
+            hostmaster=f"hostmaster.{APEX}",
+            neutral_ipv4="192.0.2.1",
+            neutral_ipv6="2001:db8::1",
+            backup_mx=f"mx-backup.{APEX}",
+            records=(
+                StaticRecord(f"ns1.{APEX}", "A", "198.51.100.1"),
+                StaticRecord(f"ns2.{APEX}", "A", "198.51.100.2"),
+                StaticRecord(f"mx-backup.{APEX}", "A", "198.51.100.25"),
+            ),
+        )
+    )
+    template = store.new_account(f"h0.{APEX}", "heartbeat-c")
+    names = []
+    pipe = r.pipeline(transaction=False)
+    for i in range(1, n + 1):
+        fqdn = f"h{i}.{APEX}"
+        names.append(fqdn)
+        acct = replace(template, id=i, fqdn=fqdn, mx=i % 5 == 0, plan="heartbeat-c" if i % 2 else "setip-c")
+        pipe.hset(keys.account(i), mapping={**acct.to_hash(), "state": "neutral", "since": "0"})
+        pipe.hset(keys.names(), fqdn, str(i))
+        pipe.sadd(keys.accounts(), i)
+        pipe.sadd(keys.zone_accounts(APEX), i)
+        if len(pipe) >= 2000:
+            pipe.execute()
+    pipe.execute()
+    r.set(keys.account_seq(), n)
+    beats = [
+        BeatRequest(i, APEX, 3_600_000, ipv4=f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", ipv6=f"2001:db8:1::{i:x}")
+        for i in range(1, n + 1, 2)
+    ]
+    for k in range(0, len(beats), 1000):
+        store.liveness.beats(beats[k : k + 1000])
+    return names
+
+
+def query_file(names: list[str], path: Path, seed: int = 7) -> Path:
+    rng = random.Random(seed)
+    lines = [f"{n} {t}" for n in names for t in ("A", "AAAA", "MX")]
+    lines += [f"{APEX} SOA", f"{APEX} NS"] * 50
+    rng.shuffle(lines)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def zone_file(r: Any, path: Path) -> Path:
+    """The same records as the backend serves (its own ``list`` output), as a zone file."""
+    backend = Backend(r, config.load({}).plan_table())
+    records = backend.list_zone(APEX)
+    assert isinstance(records, list)
+    lines = [f"$ORIGIN {APEX}."]
+    for rec in records:
+        content = rec["content"]
+        if rec["qtype"] in ("NS", "MX", "CNAME"):
+            content += "."
+        if rec["qtype"] == "SOA":
+            parts = content.split()
+            content = " ".join([parts[0] + ".", parts[1] + ".", *parts[2:]])
+        lines.append(f"{rec['qname']} {rec['ttl']} IN {rec['qtype']} {content}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def dnsperf(port: int, queries: Path, seconds: float, clients: int = 8) -> float:
+    """Queries/s that dnsperf measured (all answered queries count, whatever the rcode)."""
+    out = subprocess.run(
+        [which("dnsperf"), "-s", "127.0.0.1", "-p", str(port), "-d", str(queries), "-l", str(seconds),
+         "-c", str(clients), "-q", "200", "-t", "2"],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    ).stdout
+    m = re.search(r"Queries per second:\s+([\d.]+)", out)
+    if not m:
+        raise RuntimeError("dnsperf printed no rate:\n" + out)
+    lost = re.search(r"Queries lost:\s+(\d+)", out)
+    if lost and int(lost.group(1)) > 0:
+        print(f"   dnsperf: {lost.group(1)} queries lost", file=sys.stderr)
+    return float(m.group(1))
+
+
+@contextmanager
+def remote_pdns(name: str, redis_url: str, transport: str, extra: dict[str, str]) -> Iterator[PdnsServer]:
+    backend = BackendProcess(WORK / f"{name}-backend", redis_url, transport=transport, threads=8)
+    backend.start()
+    pdns = PdnsServer(WORK / f"{name}-pdns", backend.connection_string, extra={"loglevel": "3", **extra})
+    pdns.backend_process = backend
+    try:
+        pdns.start()
+        yield pdns
+    finally:
+        pdns.stop()
+        backend.stop()
+
+
+@contextmanager
+def bind_pdns(zonefile: Path, extra: dict[str, str]) -> Iterator[PdnsServer]:
+    named = WORK / "named.conf"
+    named.write_text(f'zone "{APEX}" {{ type master; file "{zonefile}"; }};\n')
+    pdns = PdnsServer(WORK / "bind-pdns", "", extra={"launch": "bind", "bind-config": str(named), "loglevel": "3", **extra})
+    try:
+        pdns.start()
+        yield pdns
+    finally:
+        pdns.stop()
+
+
+def warm(pdns: PdnsServer, queries: Path) -> None:
+    """Load the zone cache, backend connections and Redis' script cache before measuring."""
+    dnsperf(pdns.port, queries, 1)
+
+
+def measure_lookups(pdns: PdnsServer, queries: Path, seconds: float) -> tuple[float, float]:
+    """(backend lookups/s from pdns' backend-queries counter, dnsperf qps) over one run."""
+    before = pdns.statistic("backend-queries")
+    t0 = time.monotonic()
+    qps = dnsperf(pdns.port, queries, seconds)
+    elapsed = time.monotonic() - t0
+    lookups = pdns.statistic("backend-queries") - before
+    return lookups / elapsed, qps
+
+
+def run(quick: bool) -> list[Metric]:
+    runs = 2 if quick else 5
+    seconds = 3.0 if quick else 8.0
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    shipped = {k: v for k, v in deploy_settings().items() if k in ("cache-ttl", "query-cache-ttl", "negquery-cache-ttl")}
+    rs = RedisServer(WORK / "redis").start()
+    results: dict[str, Any] = {"accounts": ACCOUNTS, "shipped_cache_settings": shipped, "seconds_per_run": seconds}
+    try:
+        r = connect(rs.url)
+        names = populate(r, ACCOUNTS)
+        queries = query_file(names, WORK / "queries.txt")
+        zonefile = zone_file(r, WORK / f"{APEX}.zone")
+
+        # 1. shipped caches: remote (unix, as shipped) vs bind, alternating runs
+        remote_qps: list[float] = []
+        bind_qps: list[float] = []
+        with remote_pdns("shipped", rs.url, "unix", shipped) as remote, bind_pdns(zonefile, shipped) as bind:
+            warm(remote, queries)
+            warm(bind, queries)
+            for _ in range(runs):
+                remote_qps.append(dnsperf(remote.port, queries, seconds))
+                bind_qps.append(dnsperf(bind.port, queries, seconds))
+        # 2. caches off: backend lookups/s per transport
+        lookups: dict[str, list[float]] = {"http": [], "unix": []}
+        qps_off: dict[str, list[float]] = {"http": [], "unix": []}
+        for transport in ("http", "unix"):
+            with remote_pdns(f"nocache-{transport}", rs.url, transport, CACHES_OFF) as pdns:
+                warm(pdns, queries)
+                for _ in range(runs):
+                    lps, qps = measure_lookups(pdns, queries, seconds)
+                    lookups[transport].append(lps)
+                    qps_off[transport].append(qps)
+        r.close()
+    finally:
+        rs.stop()
+
+    ratio_goal = 0.9
+    ratio = statistics.median(remote_qps) / statistics.median(bind_qps)
+    metrics = [
+        Metric(
+            name="pdns + hbdns backend (unix, shipped 1 s caches), 10k accounts",
+            unit="queries/s",
+            samples=tuple(remote_qps),
+            reference_name="pdns + bind backend, same records and settings",
+            reference_samples=tuple(bind_qps),
+            goal=f">= {ratio_goal} x reference",
+            met=ratio >= ratio_goal,
+            notes="dnsperf, A/AAAA/MX over all 10k names in random order",
+        )
+    ]
+    for transport, goal in (("http", 3000), ("unix", 15000)):
+        per_query = statistics.median(lookups[transport]) / max(statistics.median(qps_off[transport]), 1e-9)
+        metrics.append(
+            Metric(
+                name=f"backend lookups/s over {transport.upper()}, pdns caches off",
+                unit="lookups/s",
+                samples=tuple(lookups[transport]),
+                goal=f">= {goal}",
+                met=statistics.median(lookups[transport]) >= goal,
+                notes=f"pdns backend-queries counter; {per_query:.2f} lookups per DNS query; "
+                f"DNS qps median {statistics.median(qps_off[transport]):.0f}",
+                extra={"dns_qps": qps_off[transport]},
+            )
+        )
+    results["metrics"] = [m.to_dict() for m in metrics]
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "backend.json").write_text(json.dumps(results, indent=2) + "\n")
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_backend")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    t0 = time.monotonic()
+    for m in run(args.quick):
+        ref = f" vs {m.reference_median:,.0f} (ratio {m.ratio:.2f})" if m.reference_median else ""
+        print(f"{m.name}: median {m.median:,.0f} {m.unit}{ref}; goal {m.goal}: {'met' if m.met else 'MISSED'}")
+        print(f"   samples {[round(s) for s in m.samples]}; {m.notes}")
+    print(f"took {time.monotonic() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,364 @@
+"""Heartbeat listener throughput (issue 4): verified-and-stored beats/s of ONE listener process.
+
+Set-up: a real redis-server (with deploy/redis.conf, as production), 100k heartbeat accounts, the
+listener as a subprocess (``python -m heartbeat_listener.main``), and a load generator in another
+process that sends pre-computed valid beats (REPLY flag set, as ``hbdns-client`` does) from 64
+loopback source addresses. The generator keeps the listener's socket queue filled but not
+overflowing (it watches ``rx_queue`` in /proc/net/udp), so the listener never idles and the kernel
+should drop nothing; any kernel drop is still counted (/proc/net/udp ``drops`` of the listener's
+sockets and /proc/net/snmp ``RcvbufErrors``) and not blamed on the listener.
+
+Per run, counted from the listener and Redis, never from sends:
+- stored beats/s = accepted beats (listener metrics, cross-checked with Redis' EVALSHA call count)
+  over the time from the first send to the last accepted beat;
+- lost = sent - kernel drops - accepted: beats the kernel delivered that were not stored (goal 0);
+  at the end every account's stored ``counter`` must be the last one sent.
+
+Same-run reference: ``redis-benchmark`` running the beat script itself (EVALSHA, pipelined -P 64,
+random account of 100k, same ARGV except an empty counter because redis-benchmark cannot produce
+increasing counters) on the same Redis: what Redis alone can do with this write pattern. The listener
+also needs one HMGET per beat, which the reference leaves out.
+
+Run: ``python -m bench.bench_listener [--quick]``; results in bench/out/listener.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from bench.common import Metric
+from hbdns import config, keys, wire
+from hbdns.liveness import Liveness
+from hbdns.model import Account, Zone
+from hbdns.store import Store, connect
+from heartbeat_listener.metrics import parse_metrics
+from tests.support.servers import Process, RedisServer, free_port, wait_for, which
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+ZONE = "hb.bench.test"
+PLAN = "heartbeat-a"  # 45 s x 3: no alive key expires between runs (per-beat work is the same)
+SOURCES = 64
+GOAL_RATE = 50_000.0
+GOAL_RATIO = 0.35
+
+
+# --- load generator (runs in its own process) ------------------------------------------------------
+
+
+def _rx_queue(port: int) -> int:
+    """Bytes waiting in the receive queues of the UDP sockets bound to ``port``."""
+    total = 0
+    suffix = f":{port:04X}"
+    for path in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(path) as f:
+                next(f, None)
+                for line in f:
+                    cols = line.split()
+                    if cols[1].endswith(suffix):
+                        total += int(cols[4].split(":")[1], 16)
+        except OSError:
+            continue
+    return total
+
+
+def sender_main(args: argparse.Namespace) -> int:
+    records = Path(args.accounts).read_bytes()
+    accounts = [struct.unpack_from(">I32s", records, off) for off in range(0, len(records), 36)]
+    socks = []
+    for i in range(SOURCES):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((f"127.1.0.{i + 1}", 0))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # replies are not read: keep it small
+        socks.append(s)
+    flags = wire.FLAG_REPLY if args.reply else 0
+    rounds = []
+    for r in range(args.rounds):
+        counter = args.base + r
+        rounds.append(
+            [
+                (socks[n % SOURCES].sendto, wire.encode_beat(aid, counter, key, flags))
+                for n, (aid, key) in enumerate(accounts)
+            ]
+        )
+    dest = ("127.0.0.1", args.port)
+    high = args.queue_limit
+    print("ready", flush=True)
+    sys.stdin.readline()
+    start = time.monotonic()
+    sent = 0
+    for packets in rounds:
+        for i in range(0, len(packets), 200):
+            while _rx_queue(args.port) > high:
+                time.sleep(0.0005)
+            for send, pkt in packets[i : i + 200]:
+                send(pkt, dest)
+            sent += len(packets[i : i + 200])
+    print(json.dumps({"sent": sent, "seconds": time.monotonic() - start}), flush=True)
+    return 0
+
+
+# --- the benchmark ---------------------------------------------------------------------------------
+
+
+def _snmp_rcvbuf_errors() -> int:
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Udp:")]
+    head, values = lines[0], lines[1]
+    return int(values[head.index("RcvbufErrors")])
+
+
+class Bench:
+    def __init__(self, workdir: Path, accounts: int) -> None:
+        self.workdir = workdir
+        self.n = accounts
+        self.redis = RedisServer(workdir / "redis")
+        self.listener: Process | None = None
+        self.port = 0
+        self.metrics_port = 0
+        self.accounts_file = workdir / "accounts.bin"
+
+    def setup(self) -> None:
+        self.redis.start()
+        r = connect(self.redis.url)
+        store = Store(r, config.load({}))
+        store.add_zone(Zone(ZONE, ("ns1.bench.test",), "hostmaster.bench.test", "192.0.2.1"))
+        accounts = [
+            Account(id=0, fqdn=f"h{i}.{ZONE}", zone=ZONE, plan=PLAN, hb_key=secrets.token_bytes(32))
+            for i in range(self.n)
+        ]
+        stored = store.bulk_add_accounts(accounts)
+        self.accounts_file.write_bytes(b"".join(struct.pack(">I32s", a.id, a.hb_key) for a in stored))
+        self.ids = [a.id for a in stored]
+        self._setup_reference(r)
+        r.close()
+
+    def _setup_reference(self, r: Any) -> None:
+        """Accounts under the 12-digit ids redis-benchmark's __rand_int__ produces, for the reference."""
+        for start in range(0, self.n, 5000):
+            pipe = r.pipeline(transaction=False)
+            for i in range(start, min(self.n, start + 5000)):
+                rid = f"{i:012d}"
+                pipe.hset(
+                    f"{keys.PREFIX}:acct:{{a:{rid}}}",
+                    mapping={"id": rid, "fqdn": f"r{i}.{ZONE}", "zone": ZONE, "plan": PLAN, "state": "neutral"},
+                )
+            pipe.execute()
+
+    def start_listener(self) -> None:
+        self.port = free_port(socket.SOCK_DGRAM)
+        self.metrics_port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HBDNS_")}
+        env.update(
+            HBDNS_REDIS_URL=self.redis.url,
+            HBDNS_HEARTBEAT_HOST="127.0.0.1",
+            HBDNS_HEARTBEAT_HOST6="",
+            HBDNS_HEARTBEAT_PORT=str(self.port),
+            HBDNS_METRICS_PORT=str(self.metrics_port),
+            HBDNS_HEARTBEAT_SOURCE_RATE="1000000",  # 64 sources carry 100k accounts here
+            HBDNS_HEARTBEAT_SOURCE_BURST="1000000",
+            HBDNS_LOG_LEVEL="WARNING",
+        )
+        self.listener = Process(
+            [sys.executable, "-m", "heartbeat_listener.main"], self.workdir / "listener.log", env=env, cwd=str(ROOT)
+        )
+        wait_for(lambda: self.metrics().get('hbdns_heartbeat_packets_total{result="accepted"}') is not None, 30)
+
+    def metrics(self) -> dict[str, float]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as resp:
+            return parse_metrics(resp.read().decode())
+
+    def _evalsha_calls(self) -> int:
+        r = connect(self.redis.url)
+        try:
+            return int(r.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+        finally:
+            r.close()
+
+    def send(self, rounds: int, base: int, reply: bool = True) -> dict[str, Any]:
+        """One measured run: ``rounds`` beats per account; returns counts and the stored rate."""
+        before = self.metrics()
+        evalsha0 = self._evalsha_calls()
+        snmp0 = _snmp_rcvbuf_errors()
+        argv = [
+            sys.executable, "-m", "bench.bench_listener", "--sender",
+            "--accounts", str(self.accounts_file), "--port", str(self.port),
+            "--rounds", str(rounds), "--base", str(base), "--queue-limit", str(1 << 20),
+        ] + (["--reply"] if reply else [])  # fmt: skip
+        gen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=str(ROOT))
+        assert gen.stdout is not None and gen.stdin is not None
+        if gen.stdout.readline().strip() != "ready":
+            raise RuntimeError("load generator failed to start")
+        accepted_key = 'hbdns_heartbeat_packets_total{result="accepted"}'
+        start = time.monotonic()
+        gen.stdin.write("go\n")
+        gen.stdin.flush()
+        # follow the accepted count until it stops moving after the generator finished
+        last_value, last_change = before[accepted_key], start
+        done = False
+        while True:
+            time.sleep(0.1)
+            m = self.metrics()
+            if m[accepted_key] != last_value:
+                last_value, last_change = m[accepted_key], time.monotonic()
+            if not done and gen.poll() is not None:
+                done = True
+            if done and time.monotonic() - last_change > 1.0:
+                break
+            if time.monotonic() - start > 300:
+                raise RuntimeError("listener did not finish")
+        out = json.loads(gen.stdout.read().strip().splitlines()[-1])
+        after = self.metrics()
+        gen.wait(10)
+
+        def delta(name: str) -> float:
+            return after.get(name, 0.0) - before.get(name, 0.0)
+
+        received = sum(delta(k) for k in after if k.startswith("hbdns_heartbeat_packets_total{"))
+        accepted = delta(accepted_key)
+        kernel = delta("hbdns_heartbeat_kernel_drops_total")
+        seconds = last_change - start
+        return {
+            "sent": out["sent"],
+            "accepted": int(accepted),
+            "received": int(received),
+            "not_accepted": {
+                k.split('"')[1]: int(delta(k))
+                for k in after
+                if k.startswith("hbdns_heartbeat_packets_total{") and k != accepted_key and delta(k)
+            },
+            "evalsha_calls": self._evalsha_calls() - evalsha0,
+            "kernel_drops": int(kernel),
+            "snmp_rcvbuf_errors": _snmp_rcvbuf_errors() - snmp0,
+            "lost": int(out["sent"] - kernel - accepted),
+            "seconds": seconds,
+            "send_seconds": out["seconds"],
+            "rate": accepted / seconds if seconds > 0 else 0.0,
+        }
+
+    def counters_match(self, expected: int) -> int:
+        """How many accounts do NOT have ``expected`` as their stored counter."""
+        r = connect(self.redis.url)
+        try:
+            bad = 0
+            for start in range(0, len(self.ids), 5000):
+                pipe = r.pipeline(transaction=False)
+                for aid in self.ids[start : start + 5000]:
+                    pipe.hget(keys.account(aid), "counter")
+                bad += sum(1 for v in pipe.execute() if v is None or int(v) != expected)
+            return bad
+        finally:
+            r.close()
+
+    def reference(self, requests: int) -> float:
+        """redis-benchmark: the beat script on 100k random accounts, pipelined; returns requests/s."""
+        r = connect(self.redis.url)
+        lv = Liveness(r)
+        r.script_load(lv.beat_script)
+        skew, maxlen, logcap = str(lv.max_skew_ms), str(lv.events_maxlen), str(lv.log_size)
+        r.close()
+        ttl = str(int(config.load({}).plan_table()[PLAN].expiry_ms))
+        rid = "__rand_int__"
+        argv = [
+            which("redis-benchmark"), "-p", str(self.redis.port), "-n", str(requests), "-P", "64",
+            "-r", str(self.n), "-q", "--csv",
+            "EVALSHA", lv.beat_sha, "6",
+            f"{keys.PREFIX}:acct:{{a:{rid}}}", f"{keys.PREFIX}:alive:{{a:{rid}}}", keys.deadlines(),
+            keys.events(), f"{keys.PREFIX}:log:{{a:{rid}}}", keys.zone(ZONE),
+            rid, "10.9.8.7", "", "", ttl, "0", skew, "beat", maxlen, logcap,
+        ]  # fmt: skip
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=True).stdout
+        row = [line for line in out.splitlines() if line.startswith('"EVALSHA')][-1]
+        return float(row.split(",")[1].strip('"'))
+
+    def stop(self) -> None:
+        if self.listener is not None:
+            self.listener.stop()
+        self.redis.stop()
+
+
+def run(quick: bool = False) -> list[Metric]:
+    accounts = 20_000 if quick else 100_000
+    runs = 2 if quick else 5
+    rounds = 2 if quick else 3  # beats per account per run
+    ref_requests = 100_000 if quick else 300_000
+    with tempfile.TemporaryDirectory(prefix="hbdns-bench-listener-") as tmp:
+        bench = Bench(Path(tmp), accounts)
+        try:
+            bench.setup()
+            bench.start_listener()
+            base = int(time.time() * 1000)
+            # warm-up (not measured): each account's first beat records "recovered" and its address
+            warm = bench.send(1, base)
+            bench.reference(ref_requests)  # warm the reference accounts the same way
+            results, refs = [], []
+            counter = base + 1
+            for _ in range(runs):
+                res = bench.send(rounds, counter)
+                counter += rounds
+                res["accounts_behind"] = bench.counters_match(counter - 1) if res["lost"] == 0 else -1
+                results.append(res)
+                refs.append(bench.reference(ref_requests))
+                print(
+                    f"   run: {res['rate']:,.0f} beats/s stored, ref {refs[-1]:,.0f}/s, sent {res['sent']}, "
+                    f"kernel drops {res['kernel_drops']}, lost {res['lost']}",
+                    flush=True,
+                )
+        finally:
+            bench.stop()
+    rates = [r["rate"] for r in results]
+    rate, ref = statistics.median(rates), statistics.median(refs)
+    lost = sum(r["lost"] for r in results)
+    met = rate >= GOAL_RATE and rate >= GOAL_RATIO * ref and lost == 0
+    metric = Metric(
+        name="heartbeats verified and stored per second, one listener process",
+        unit="beats/s",
+        samples=tuple(rates),
+        reference_name="redis-benchmark: beat script EVALSHA -P 64, same Redis",
+        reference_samples=tuple(refs),
+        goal=f">= {GOAL_RATE:,.0f} and >= {GOAL_RATIO} x reference, 0 delivered beats lost",
+        met=met,
+        notes=(
+            f"{accounts} accounts, {rounds} beats each per run, REPLY flag set; lost (delivered but not stored) "
+            f"= {lost} over {len(results)} runs; kernel drops {sum(r['kernel_drops'] for r in results)}"
+        ),
+        extra={"runs": results, "warmup": warm, "accounts": accounts, "cores": os.cpu_count()},
+    )
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "listener.json").write_text(json.dumps(metric.to_dict(), indent=2))
+    return [metric]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_listener")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--sender", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--accounts", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--base", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--queue-limit", type=int, default=1 << 20, help=argparse.SUPPRESS)
+    parser.add_argument("--reply", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.sender:
+        return sender_main(args)
+    for m in run(quick=args.quick):
+        print(json.dumps(m.to_dict(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""``hbdns-listener``: the heartbeat UDP listener process.
+
+Settings from ``HBDNS_*`` (see deploy/.env.example), JSON logs, IPv4 and IPv6 sockets with
+SO_REUSEPORT (run several processes on one port to use more cores), metrics on
+HBDNS_METRICS_HOST:PORT. SIGTERM/SIGINT only set a flag; the loop finishes its batch and exits 0.
+Redis need not be up at start: beats are counted as ``redis_down`` until it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+from types import FrameType
+
+from hbdns import config
+from hbdns.liveness import Liveness
+from hbdns.logs import RateLimitedLog, setup_logging
+from hbdns.purge import Purger
+from hbdns.store import connect
+from heartbeat_listener.metrics import Metrics, MetricsServer, kernel_drops, socket_inodes
+from heartbeat_listener.protocol import SourceLimiter
+from heartbeat_listener.redis_io import BatchConnection, RedisAccounts, RedisBeats
+from heartbeat_listener.server import UdpListener, open_socket
+
+log = logging.getLogger("heartbeat_listener")
+
+
+def open_sockets(settings: config.Settings) -> list[socket.socket]:
+    socks = []
+    if settings.heartbeat_host:
+        socks.append(open_socket(settings.heartbeat_host, settings.heartbeat_port))
+    if settings.heartbeat_host6:
+        # without an IPv4 socket, let the IPv6 one take IPv4 too (as IPv4-mapped addresses)
+        socks.append(open_socket(settings.heartbeat_host6, settings.heartbeat_port, v6only=bool(socks)))
+    return socks
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = config.load()
+    except config.ConfigError as exc:
+        print(f"hbdns-listener: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level, "listener")
+    try:
+        sockets = open_sockets(settings)
+    except OSError as exc:
+        log.error("cannot open heartbeat socket", extra={"port": settings.heartbeat_port, "error": str(exc)})
+        return 1
+    if not sockets:
+        log.error("no heartbeat address configured (HBDNS_HEARTBEAT_HOST / HBDNS_HEARTBEAT_HOST6)")
+        return 2
+
+    client = connect(settings.redis_url)
+    liveness = Liveness(
+        client,
+        max_skew_ms=int(settings.heartbeat_max_skew * 1000),
+        events_maxlen=settings.events_maxlen,
+        log_size=settings.account_log_size,
+    )
+    conn = BatchConnection(client)
+    metrics = Metrics()
+    purger = Purger(settings.pdns_api_urls, settings.pdns_api_key, settings.pdns_api_timeout).start()
+    inodes = socket_inodes(s.fileno() for s in sockets)
+    metrics.collectors.append(
+        lambda: {
+            "hbdns_heartbeat_kernel_drops_total": kernel_drops(inodes),
+            "hbdns_heartbeat_purges_dropped_total": purger.dropped,
+        }
+    )
+    try:
+        metrics_server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port).start()
+    except OSError as exc:
+        log.error("cannot open metrics port", extra={"port": settings.metrics_port, "error": str(exc)})
+        return 1
+    listener = UdpListener(
+        sockets,
+        RedisAccounts(conn, settings.plan_table()),
+        RedisBeats(conn, liveness),
+        metrics=metrics,
+        limiter=SourceLimiter(settings.heartbeat_source_rate, settings.heartbeat_source_burst),
+        purger=purger,
+        batch=settings.heartbeat_batch,
+    )
+
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info(
+        "listening",
+        extra={
+            "addresses": [s.getsockname()[0] for s in sockets],
+            "port": settings.heartbeat_port,
+            "metrics_port": metrics_server.port,
+            "batch": settings.heartbeat_batch,
+        },
+    )
+    try:
+        crash_log = RateLimitedLog(log, 10.0)
+        while not stopping:
+            try:
+                listener.step(0.25)
+            except Exception as exc:  # a bug must cost one batch, not the service
+                crash_log.log(logging.ERROR, "step", "listener step failed", error=repr(exc))
+    finally:
+        metrics_server.stop()
+        purger.stop()
+        conn.close()
+        for s in sockets:
+            s.close()
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

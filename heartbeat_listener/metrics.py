@@ -1,0 +1,145 @@
+"""Prometheus text metrics for the listener, served by a stdlib HTTP server in a daemon thread.
+
+A handful of counters updated once per batch do not need prometheus_client. The loop thread adds to
+plain dicts; the HTTP thread copies them (a dict copy is atomic under the GIL).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from heartbeat_listener.protocol import RESULTS
+
+log = logging.getLogger(__name__)
+
+_HELP = {
+    "hbdns_heartbeat_packets_total": ("counter", "Datagrams received, by what became of them."),
+    "hbdns_heartbeat_replies_total": ("counter", "Replies sent to authenticated beats that asked for one."),
+    "hbdns_heartbeat_reply_errors_total": ("counter", "Replies the kernel refused to send."),
+    "hbdns_heartbeat_changes_total": ("counter", "Accepted beats that changed a DNS answer."),
+    "hbdns_heartbeat_batches_total": ("counter", "Wake-ups that drained at least one datagram."),
+    "hbdns_heartbeat_redis_errors_total": ("counter", "Batches dropped because Redis failed."),
+    "hbdns_heartbeat_purges_dropped_total": ("counter", "Cache purges dropped because the queue was full."),
+    "hbdns_heartbeat_kernel_drops_total": ("counter", "Datagrams the kernel dropped (receive buffer full)."),
+    "hbdns_heartbeat_redis_up": ("gauge", "1 while the last Redis round trip succeeded."),
+}
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.packets: dict[str, int] = dict.fromkeys(RESULTS, 0)
+        self.counters: dict[str, int] = {name: 0 for name, (kind, _) in _HELP.items() if kind == "counter"}
+        self.counters.pop("hbdns_heartbeat_packets_total")
+        self.gauges: dict[str, float] = {"hbdns_heartbeat_redis_up": 1.0}
+        self.collectors: list[Callable[[], Mapping[str, float]]] = []  # read at scrape time
+
+    def add_packets(self, counts: Mapping[str, int]) -> None:
+        packets = self.packets
+        for reason, n in counts.items():
+            packets[reason] = packets.get(reason, 0) + n
+
+    def inc(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    def render(self) -> str:
+        packets = dict(self.packets)
+        values: dict[str, float] = {**dict(self.counters), **dict(self.gauges)}
+        for collect in self.collectors:
+            try:
+                values.update(collect())
+            except Exception as exc:  # a scrape must not fail because one source did
+                log.debug("metrics collector failed", extra={"error": str(exc)})
+        lines = []
+        kind, text = _HELP["hbdns_heartbeat_packets_total"]
+        lines += [f"# HELP hbdns_heartbeat_packets_total {text}", f"# TYPE hbdns_heartbeat_packets_total {kind}"]
+        for reason, n in sorted(packets.items()):
+            lines.append(f'hbdns_heartbeat_packets_total{{result="{reason}"}} {n}')
+        for name, value in sorted(values.items()):
+            kind, text = _HELP.get(name, ("untyped", name))
+            lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {_num(value)}"]
+        return "\n".join(lines) + "\n"
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text -> {'name{labels}': value} (for tests and the benchmark)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def kernel_drops(inodes: Iterable[int], paths: Iterable[str] = ("/proc/net/udp", "/proc/net/udp6")) -> int:
+    """Datagrams the kernel dropped on our sockets (the ``drops`` column of /proc/net/udp*)."""
+    wanted = {str(i) for i in inodes}
+    total = 0
+    for path in paths:
+        try:
+            with open(path) as f:
+                next(f, None)
+                for line in f:
+                    cols = line.split()
+                    if len(cols) >= 13 and cols[9] in wanted:
+                        total += int(cols[12])
+        except OSError:
+            continue
+    return total
+
+
+def socket_inodes(fds: Iterable[int]) -> list[int]:
+    return [os.fstat(fd).st_ino for fd in fds]
+
+
+class MetricsServer:
+    """``GET /metrics`` on host:port in a daemon thread."""
+
+    def __init__(self, metrics: Metrics, host: str, port: int) -> None:
+        self.metrics = metrics
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?")[0] not in ("/metrics", "/"):
+                    self.send_error(404)
+                    return
+                body = metrics.render().encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        server_class = ThreadingHTTPServer
+        if ":" in host:
+
+            class V6Server(ThreadingHTTPServer):
+                address_family = socket.AF_INET6
+
+            server_class = V6Server
+        self.server = server_class((host, port), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, name="metrics", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def start(self) -> MetricsServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,192 @@
+"""The socket shell around :mod:`heartbeat_listener.protocol`: wait, drain, decide, act.
+
+One :meth:`UdpListener.step` is one wake-up: poll the IPv4/IPv6 sockets, drain up to ``batch``
+datagrams without blocking (shared fairly between the sockets), run the batch through the protocol
+(two pipelined Redis round trips), send replies, queue purges, add counters, log rejects (rate-limited).
+While Redis is failing, datagrams are still drained and counted as ``redis_down``; Redis is tried again
+after a backoff that doubles up to ``backoff_max``.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from hbdns.logs import RateLimitedLog
+from hbdns.purge import Purger
+from heartbeat_listener.metrics import Metrics
+from heartbeat_listener.protocol import (
+    AccountInfo,
+    BeatWriter,
+    Datagram,
+    Decisions,
+    SourceLimiter,
+    dropped,
+    process_batch,
+    screen,
+)
+
+log = logging.getLogger(__name__)
+
+RECV_SIZE = 64  # anything longer than a beat (24 bytes) is rejected as "long" anyway
+RCVBUF = 4 << 20  # the kernel caps it at net.core.rmem_max
+
+
+def open_socket(host: str, port: int, *, v6only: bool = True, rcvbuf: int = RCVBUF) -> socket.socket:
+    """A non-blocking UDP socket with SO_REUSEPORT, so several listener processes can share the port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1 if v6only else 0)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class UdpListener:
+    def __init__(
+        self,
+        sockets: Sequence[socket.socket],
+        lookup: Callable[[Sequence[int]], Mapping[int, AccountInfo | str]],
+        writer: BeatWriter,
+        *,
+        metrics: Metrics,
+        limiter: SourceLimiter | None = None,
+        purger: Purger | None = None,
+        batch: int = 256,
+        backoff_max: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not sockets:
+            raise ValueError("no socket to listen on")
+        self.sockets = list(sockets)
+        self.lookup = lookup
+        self.writer = writer
+        self.metrics = metrics
+        self.limiter = limiter
+        self.purger = purger
+        self.batch = batch
+        self.backoff_max = backoff_max
+        self.clock = clock
+        self._by_family = {s.family: s for s in self.sockets}
+        self._poll = select.poll()
+        self._by_fd = {s.fileno(): s for s in self.sockets}
+        for s in self.sockets:
+            self._poll.register(s, select.POLLIN)
+        self._down_until = 0.0
+        self._backoff = 0.0
+        self._next_prune = 0.0
+        self._bad_log = RateLimitedLog(log, 10.0)
+        self._redis_log = RateLimitedLog(log, 10.0)
+
+    # --- I/O --------------------------------------------------------------------------------------
+
+    def receive(self, timeout: float) -> list[Datagram]:
+        """Wait up to ``timeout`` s for a datagram, then drain up to ``batch`` without blocking."""
+        ready = self._poll.poll(max(0.0, timeout) * 1000)
+        if not ready:
+            return []
+        socks = [self._by_fd[fd] for fd, _ in ready]
+        out: list[Datagram] = []
+        share = max(1, self.batch // len(socks))
+        for sock in socks:  # first pass: a fair share each, so a flood on one family can't starve the other
+            self._drain(sock, share, out)
+        if len(socks) > 1 and len(out) < self.batch:
+            for sock in socks:
+                self._drain(sock, self.batch - len(out), out)
+        return out
+
+    @staticmethod
+    def _drain(sock: socket.socket, limit: int, out: list[Datagram]) -> None:
+        recv = sock.recvfrom
+        append = out.append
+        for _ in range(limit):
+            try:
+                append(recv(RECV_SIZE))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. ICMP errors reported on the socket: keep going
+                log.debug("recvfrom failed", extra={"error": str(exc)})
+                return
+
+    def send_replies(self, replies: Sequence[tuple[bytes, tuple[object, ...]]]) -> int:
+        sent = 0
+        for data, addr in replies:
+            sock = self._by_family.get(socket.AF_INET if len(addr) == 2 else socket.AF_INET6)
+            if sock is None:
+                continue
+            try:
+                sock.sendto(data, addr)
+                sent += 1
+            except OSError:
+                self.metrics.inc("hbdns_heartbeat_reply_errors_total")
+        return sent
+
+    # --- the step ---------------------------------------------------------------------------------
+
+    def step(self, timeout: float = 0.25) -> int:
+        """One wake-up; returns the number of datagrams handled (0 after a quiet ``timeout``)."""
+        datagrams = self.receive(timeout)
+        if not datagrams:
+            return 0
+        now = self.clock()
+        if now >= self._next_prune and self.limiter is not None:
+            self.limiter.prune(now)
+            self._next_prune = now + 30.0
+        if now < self._down_until:
+            decisions = dropped(screen(datagrams, self.limiter, now), "redis down, backing off")
+            decisions = Decisions((), (), decisions.counts, decisions.rejects)  # not a new failure
+        else:
+            decisions = process_batch(datagrams, self.lookup, self.writer, self.limiter, now)
+            self._redis_outcome(decisions.redis_error, now)
+        self.apply(decisions)
+        return len(datagrams)
+
+    def _redis_outcome(self, error: str, now: float) -> None:
+        if not error:
+            if self._backoff:
+                log.info("redis reachable again")
+            self._backoff = 0.0
+            self.metrics.gauges["hbdns_heartbeat_redis_up"] = 1.0
+            return
+        self._backoff = min(self.backoff_max, max(0.1, self._backoff * 2))
+        self._down_until = now + self._backoff
+        self.metrics.gauges["hbdns_heartbeat_redis_up"] = 0.0
+        self.metrics.inc("hbdns_heartbeat_redis_errors_total")
+        self._redis_log.log(
+            logging.WARNING, "redis", "redis failed; dropping beats", error=error, retry_in_s=self._backoff
+        )
+
+    def apply(self, decisions: Decisions) -> None:
+        m = self.metrics
+        m.add_packets(decisions.counts)
+        m.inc("hbdns_heartbeat_batches_total")
+        if decisions.replies:
+            m.inc("hbdns_heartbeat_replies_total", self.send_replies(decisions.replies))
+        if decisions.purge and self.purger is not None:
+            self.purger.purge(decisions.purge)
+        if decisions.changes:
+            m.inc("hbdns_heartbeat_changes_total", len(decisions.changes))
+            for c in decisions.changes:
+                log.debug(
+                    "dns answer changed",
+                    extra={"account": c.account_id, "status": c.status, "source": c.source, "old_ipv4": c.old_ipv4},
+                )
+        for reason, source, account_id in decisions.rejects:
+            self._bad_log.log(
+                logging.INFO,
+                reason,
+                "heartbeat dropped",
+                reason=reason,
+                source=source,
+                account=account_id if account_id >= 0 else None,
+            )

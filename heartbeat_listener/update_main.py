@@ -1,0 +1,68 @@
+"""``hbdns-update-api``: serves the dyndns2 update API with waitress, as its own public process.
+
+It listens on ``HBDNS_UPDATE_HOST``/``HBDNS_UPDATE_PORT`` (a different port from the private pdns
+backend) with ``HBDNS_UPDATE_THREADS`` workers. Header and body sizes are capped in waitress too, so
+an oversized request is refused before the app reads it. SIGTERM stops it cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from types import FrameType
+
+import waitress
+
+from hbdns import config
+from hbdns.logs import setup_logging
+from hbdns.purge import Purger
+from hbdns.store import connect
+from heartbeat_listener.update_api import MAX_BODY, MAX_QUERY, create_app
+
+log = logging.getLogger("heartbeat_listener.update_main")
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def main() -> int:
+    try:
+        settings = config.load()
+    except config.ConfigError as exc:
+        print(f"hbdns-update-api: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level, service="hbdns-update-api")
+    r = connect(settings.redis_url)
+    purger = Purger(settings.pdns_api_urls, settings.pdns_api_key, settings.pdns_api_timeout).start()
+    app = create_app(settings, r, purger=purger)
+    server = waitress.create_server(
+        app,
+        host=settings.update_host,
+        port=settings.update_port,
+        threads=settings.update_threads,
+        ident="hbdns",
+        max_request_header_size=MAX_QUERY + 8192,
+        max_request_body_size=MAX_BODY,
+        channel_timeout=30,
+    )
+    signal.signal(signal.SIGTERM, _stop)
+    log.info(
+        "update API listening",
+        extra={"host": settings.update_host, "port": settings.update_port, "threads": settings.update_threads},
+    )
+    try:
+        server.run()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        server.close()
+        purger.stop()
+        r.close()
+        log.info("update API stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,173 @@
+"""Reads transitions from the ``events`` stream with a consumer group and turns them into messages.
+
+An entry is acknowledged (XACK) only after each of its messages was sent, found already sent,
+scheduled for a retry or dead-lettered, and its SMS job (if any) was queued: all durable in Redis.
+A notifier that dies before that leaves the entry in the group's pending list, where it re-reads
+its own entries on start (same consumer name) and any notifier takes them over with XAUTOCLAIM
+once they have been idle ``notify_claim_idle`` seconds. The sent markers (see
+:mod:`notifier.dispatch`) make the redelivery harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+
+import redis
+
+from hbdns import keys
+from hbdns.model import Account
+from notifier.dispatch import Dispatcher
+from notifier.events import Event
+from notifier.messages import Message, immediate_messages
+from notifier.sms import SmsScheduler
+
+log = logging.getLogger(__name__)
+
+GROUP = "hbdns-notifier"
+# Consumers with nothing pending and idle this long are removed from the group (they are re-created
+# on their next read); keeps a group that sees many restarts under hostname-pid names tidy.
+STALE_CONSUMER_MS = 3_600_000
+
+
+def default_consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Consumer:
+    def __init__(
+        self,
+        r: redis.Redis,
+        dispatcher: Dispatcher,
+        sms: SmsScheduler,
+        *,
+        name: str,
+        claim_idle: float = 60.0,
+        batch: int = 200,
+    ) -> None:
+        self.r = r
+        self.dispatcher = dispatcher
+        self.sms = sms
+        self.name = name
+        self.claim_idle_ms = int(claim_idle * 1000)
+        self.batch = batch
+        self.stream = keys.events()
+        self._own_pending = True  # first read our own unacknowledged entries (a restart under the same name)
+        self._group_ready = False
+
+    def ensure_group(self) -> None:
+        """Create the group at id 0 (so events written before the first notifier ran are not skipped)."""
+        try:
+            self.r.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def _read(self, block_ms: int) -> list[tuple[str, dict[str, Any]]]:
+        if not self._group_ready:
+            self.ensure_group()
+        if self._own_pending:
+            entries = self._xreadgroup("0", None)
+            if entries:
+                return entries
+            self._own_pending = False
+        return self._xreadgroup(">", block_ms)
+
+    def _xreadgroup(self, start: str, block_ms: int | None) -> list[tuple[str, dict[str, Any]]]:
+        try:
+            reply = self.r.xreadgroup(GROUP, self.name, {self.stream: start}, count=self.batch, block=block_ms)
+        except redis.ResponseError as exc:
+            if "NOGROUP" in str(exc):  # the stream was lost (Redis without persistence restarted)
+                self._group_ready = False
+                self._own_pending = True
+                return []
+            raise
+        entries: list[tuple[str, dict[str, Any]]] = []
+        streams: Any = reply or []
+        for _stream, items in streams:
+            entries.extend(items)
+        return entries
+
+    def step(self, block_ms: int = 1000) -> int:
+        """Read one batch (our pending entries first, then new ones, waiting up to ``block_ms``) and handle it."""
+        try:
+            entries = self._read(block_ms)
+            return self.handle(entries)
+        except (redis.ConnectionError, redis.TimeoutError):
+            self._own_pending = True  # whatever we read but did not ack is ours to redo
+            raise
+
+    def claim_step(self) -> int:
+        """Take over entries other consumers left unacknowledged for ``claim_idle``; tidy stale consumers."""
+        if not self._group_ready:
+            self.ensure_group()
+        handled = 0
+        cursor = "0-0"
+        while True:
+            try:
+                reply = self.r.xautoclaim(
+                    self.stream, GROUP, self.name, self.claim_idle_ms, start_id=cursor, count=self.batch
+                )
+            except redis.ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    self._group_ready = False
+                    return handled
+                raise
+            cursor, entries = reply[0], reply[1]
+            if entries:
+                log.warning("took over unacknowledged events", extra={"count": len(entries)})
+                handled += self.handle(entries)
+            if cursor in ("0-0", b"0-0"):
+                break
+        self._tidy()
+        return handled
+
+    def _tidy(self) -> None:
+        for c in self.r.xinfo_consumers(self.stream, GROUP):
+            if c["name"] != self.name and int(c["pending"]) == 0 and int(c["idle"]) > STALE_CONSUMER_MS:
+                self.r.xgroup_delconsumer(self.stream, GROUP, c["name"])
+
+    def handle(self, entries: list[tuple[str, dict[str, Any]]]) -> int:
+        """Turn entries into messages and SMS jobs, send, then acknowledge all of them."""
+        if not entries:
+            return 0
+        events: list[Event] = []
+        for entry_id, fields in entries:
+            if fields:  # an entry trimmed from the stream while pending comes back without fields
+                try:
+                    events.append(Event.from_fields(str(entry_id), fields))
+                except (ValueError, TypeError):
+                    log.error("skipping unreadable event", extra={"event_id": str(entry_id)})
+        accounts = self._accounts({e.account for e in events})
+        messages: list[Message] = []
+        for event in events:
+            account = accounts.get(event.account)
+            if account is None:
+                continue  # removed meanwhile: nobody left to tell
+            try:
+                messages.extend(immediate_messages(event, account))
+                self.sms.schedule(event, account)
+            except (redis.ConnectionError, redis.TimeoutError):
+                raise
+            except Exception:  # one bad event must not wedge the stream
+                log.exception("cannot build messages for event", extra={"event_id": event.id})
+        self.dispatcher.send_all(messages)
+        self.r.xack(self.stream, GROUP, *[entry_id for entry_id, _ in entries])
+        return len(entries)
+
+    def _accounts(self, ids: set[int]) -> dict[int, Account]:
+        ordered = sorted(i for i in ids if i > 0)
+        pipe = self.r.pipeline(transaction=False)
+        for account_id in ordered:
+            pipe.hgetall(keys.account(account_id))
+        out = {}
+        for account_id, h in zip(ordered, pipe.execute(), strict=True):
+            if h.get("fqdn"):
+                try:
+                    out[account_id] = Account.from_hash(h)
+                except (KeyError, ValueError):
+                    log.error("unreadable account", extra={"account": account_id})
+        return out

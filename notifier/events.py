@@ -1,0 +1,59 @@
+"""Transition events as the liveness scripts write them to the ``events`` stream.
+
+One value type for the three places that read them: the stream consumer, the deferred-SMS jobs
+(which carry the event they were made from) and the account log's JSON entries.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+NEUTRALIZED = "neutralized"
+RECOVERED = "recovered"
+IP_CHANGED = "ip_changed"
+
+_CORE = ("type", "account", "fqdn", "at", "event_id")
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str  # stream entry id: unique, and the base of every idempotency key
+    type: str
+    account: int
+    fqdn: str
+    at_ms: int  # when it happened (for ``neutralized`` by missed beats: the deadline)
+    data: Mapping[str, str] = field(default_factory=dict)  # the type's extra fields
+
+    def get(self, name: str, default: str = "") -> str:
+        return self.data.get(name, default)
+
+    @property
+    def first(self) -> bool:
+        """A ``recovered`` that is the account's first beat ever: "online", not "back"."""
+        return self.type == RECOVERED and self.get("first") == "1"
+
+    @classmethod
+    def from_fields(cls, entry_id: str, fields: Mapping[str, Any]) -> Event:
+        f = {str(k): str(v) for k, v in fields.items()}
+        return cls(
+            id=entry_id,
+            type=f.get("type", ""),
+            account=int(f.get("account", "0") or 0),
+            fqdn=f.get("fqdn", ""),
+            at_ms=int(float(f.get("at", "0") or 0)),
+            data={k: v for k, v in f.items() if k not in _CORE},
+        )
+
+    def to_json(self) -> str:
+        """Deterministic JSON (sorted keys): the same event always gives the same zset member."""
+        body = {"event_id": self.id, "type": self.type, "account": self.account, "fqdn": self.fqdn, "at": self.at_ms}
+        body.update(self.data)
+        return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str) -> Event:
+        d = json.loads(raw)
+        return cls.from_fields(str(d.get("event_id", "")), d)

@@ -1,0 +1,77 @@
+"""``hbdns-backend``: the PowerDNS remote backend process.
+
+Serves HTTP on ``HBDNS_BACKEND_HOST:HBDNS_BACKEND_PORT`` (loopback by default: only PowerDNS may
+reach it) with ``HBDNS_BACKEND_THREADS`` waitress threads, and, when ``HBDNS_BACKEND_SOCKET`` is
+set, the faster unix socket too. Matching pdns settings (see ``deploy/pdns.conf``)::
+
+    launch=remote
+    remote-connection-string=unix:path=/run/hbdns/backend.sock,timeout=2000
+    # or, over HTTP:
+    remote-connection-string=http:url=http://127.0.0.1:8053/dnsapi,timeout=2000
+
+Start the backend before pdns: pdns exits when its backend is unreachable at start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from types import FrameType
+
+import waitress
+
+from hbdns import config
+from hbdns.logs import setup_logging
+from pdns_backend.app import backend_redis, create_app
+from pdns_backend.handlers import Backend
+from pdns_backend.unix import UnixServer
+
+log = logging.getLogger("pdns_backend")
+
+
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = config.load()
+    except config.ConfigError as exc:
+        print(f"hbdns-backend: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level, "pdns_backend")
+    backend = Backend(backend_redis(settings.redis_url), settings.plan_table())
+    app = create_app({"HBDNS_SETTINGS": settings, "HBDNS_BACKEND": backend})
+    unix = UnixServer(settings.backend_socket, backend).start() if settings.backend_socket else None
+    server = waitress.create_server(
+        app,
+        host=settings.backend_host,
+        port=settings.backend_port,
+        threads=settings.backend_threads,
+        ident="hbdns-backend",
+        connection_limit=max(100, settings.backend_threads * 4),
+        channel_timeout=300,
+    )
+    signal.signal(signal.SIGTERM, _terminate)
+    log.info(
+        "backend serving",
+        extra={
+            "http": f"{settings.backend_host}:{server.effective_port}",
+            "unix": settings.backend_socket or None,
+            "threads": settings.backend_threads,
+        },
+    )
+    try:
+        server.run()
+    except (SystemExit, KeyboardInterrupt):
+        pass
+    finally:
+        if unix is not None:
+            unix.stop()
+        server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

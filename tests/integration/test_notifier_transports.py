@@ -1,0 +1,161 @@
+"""Each transport against a real local receiver: aiosmtpd (plain, STARTTLS + auth) and an HTTP server."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from hbdns import config
+from notifier.messages import Message
+from notifier.transports import EmailTransport, SmsTransport, TransportError, WebhookTransport, build_transports
+from tests.support.servers import free_port
+from tests.support.sinks import HttpSink, SmtpSink
+
+MSG = Message(
+    "email", "ops@example.org", "hbdns: h.example.test is offline", 'text with "quotes" & ampersands', 7, "h.example.test",
+    "neutralized", "1-0",
+)  # fmt: skip
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def http() -> Iterator[HttpSink]:
+    sink = HttpSink().start()
+    yield sink
+    sink.stop()
+
+
+def smtp_settings(sink: SmtpSink, **env: str) -> config.Settings:
+    return config.load({"HBDNS_SMTP_HOST": "127.0.0.1", "HBDNS_SMTP_PORT": str(sink.port), "HBDNS_SMTP_TIMEOUT": "5", **env})
+
+
+def test_email_plain_reuses_one_connection(smtp: SmtpSink) -> None:
+    t = EmailTransport(smtp_settings(smtp, HBDNS_SMTP_FROM="noc@example.net"))
+    t.notify(MSG)
+    t.notify(Message(**{**MSG.__dict__, "event_id": "2-0"}))
+    t.close()
+    [a, b] = smtp.mails
+    assert a.rcpts == ["ops@example.org"] and a.sender == "noc@example.net"
+    assert a.subject == MSG.subject and MSG.text in a.text
+    assert a.header("X-Hbdns-Delivery") == MSG.key and a.header("X-Hbdns-Account") == "h.example.test"
+    assert a.header("Message-ID") != b.header("Message-ID")
+
+
+def test_email_starttls_with_login(tmp_path: Path) -> None:
+    sink = SmtpSink(tls_dir=tmp_path, auth=("relay", "s3cret")).start()
+    try:
+        env = {"HBDNS_SMTP_SECURITY": "starttls", "HBDNS_SMTP_CA_FILE": str(sink.cert_file), "HBDNS_SMTP_USER": "relay"}
+        EmailTransport(smtp_settings(sink, HBDNS_SMTP_PASSWORD="s3cret", **env)).notify(MSG)
+        assert sink.count() == 1
+        with pytest.raises(TransportError) as err:
+            EmailTransport(smtp_settings(sink, HBDNS_SMTP_PASSWORD="wrong", **env)).notify(MSG)
+        assert err.value.permanent and "535" in err.value.reason
+        with pytest.raises(TransportError) as err:  # the server requires STARTTLS
+            EmailTransport(smtp_settings(sink, HBDNS_SMTP_CA_FILE=str(sink.cert_file))).notify(MSG)
+        assert err.value.permanent
+    finally:
+        sink.stop()
+
+
+def test_email_rejected_recipient_is_permanent_busy_server_transient(smtp: SmtpSink) -> None:
+    smtp.reject["nobody@example.org"] = "550 no such user"
+    t = EmailTransport(smtp_settings(smtp))
+    with pytest.raises(TransportError) as err:
+        t.notify(Message(**{**MSG.__dict__, "recipient": "nobody@example.org"}))
+    assert err.value.permanent and "550" in err.value.reason
+    smtp.replies.append("451 try again later")
+    with pytest.raises(TransportError) as err:
+        t.notify(MSG)
+    assert not err.value.permanent
+    t.notify(MSG)  # the same connection still works after both refusals
+    assert smtp.count() == 1
+
+
+def test_email_server_down_is_transient() -> None:
+    settings = config.load({"HBDNS_SMTP_HOST": "127.0.0.1", "HBDNS_SMTP_PORT": str(free_port())})
+    with pytest.raises(TransportError) as err:
+        EmailTransport(settings).notify(MSG)
+    assert not err.value.permanent
+
+
+def test_sms_json_body_with_basic_auth(http: HttpSink) -> None:
+    settings = config.load(
+        {
+            "HBDNS_SMS_URL": http.url + "/send",
+            "HBDNS_SMS_BODY": '{"recipient": "{to}", "message": "{text}", "flash": false, "route": ["x-{to}"]}',
+            "HBDNS_SMS_AUTH": "basic",
+            "HBDNS_SMS_USER": "acct",
+            "HBDNS_SMS_PASSWORD": "pw",
+        }
+    )
+    sms = Message(**{**MSG.__dict__, "channel": "sms", "recipient": "+491701234567"})
+    SmsTransport(settings).notify(sms)
+    [req] = http.log()
+    assert (req.method, req.path) == ("POST", "/send")
+    assert req.headers["content-type"] == "application/json"
+    assert req.json() == {"recipient": "+491701234567", "message": MSG.text, "flash": False, "route": ["x-+491701234567"]}
+    assert req.basic_auth == ("acct", "pw")
+
+
+@pytest.mark.parametrize(
+    ("method", "body"), [("POST", "to={to}&msg={text}&from=hbdns"), ("GET", '{"to": "{to}", "msg": "{text}", "from": "hbdns"}')]
+)
+def test_sms_form_or_query_with_bearer(http: HttpSink, method: str, body: str) -> None:
+    settings = config.load(
+        {
+            "HBDNS_SMS_URL": http.url + "/api",
+            "HBDNS_SMS_METHOD": method,
+            "HBDNS_SMS_FORMAT": "form",
+            "HBDNS_SMS_BODY": body,
+            "HBDNS_SMS_AUTH": "bearer",
+            "HBDNS_SMS_TOKEN": "tok123",
+        }
+    )
+    SmsTransport(settings).notify(Message(**{**MSG.__dict__, "channel": "sms", "recipient": "+491701234567"}))
+    [req] = http.log()
+    fields = parse_qs(req.body.decode() if method == "POST" else urlsplit(req.path).query)
+    assert fields == {"to": ["+491701234567"], "msg": [MSG.text], "from": ["hbdns"]}
+    assert req.method == method and req.headers["authorization"] == "Bearer tok123"
+
+
+@pytest.mark.parametrize(("status", "permanent"), [(400, True), (401, True), (404, True), (301, True), (429, False), (500, False), (503, False)])
+def test_http_status_classes(http: HttpSink, status: int, permanent: bool) -> None:
+    http.default = status
+    settings = config.load({"HBDNS_SMS_URL": http.url})
+    with pytest.raises(TransportError) as err:
+        SmsTransport(settings).notify(Message(**{**MSG.__dict__, "channel": "sms"}))
+    assert err.value.permanent is permanent and str(status) in err.value.reason
+
+
+def test_webhook_signed_post(http: HttpSink) -> None:
+    body = json.dumps({"event": "neutralized", "n": 1})
+    msg = Message(**{**MSG.__dict__, "channel": "webhook", "recipient": http.url + "/hook?x=1", "body": body})
+    WebhookTransport(config.load({"HBDNS_WEBHOOK_SECRET": "whsec"})).notify(msg)
+    [req] = http.log()
+    assert req.path == "/hook?x=1" and req.body == body.encode()
+    expected = "sha256=" + hmac.new(b"whsec", body.encode(), hashlib.sha256).hexdigest()
+    assert req.headers["x-hbdns-signature"] == expected
+    assert req.headers["x-hbdns-delivery"] == msg.key and req.headers["x-hbdns-event"] == "neutralized"
+
+
+def test_unconfigured_channels_log() -> None:
+    t = build_transports(config.load({}))
+    assert type(t["email"]).__name__ == "LogTransport" and type(t["sms"]).__name__ == "LogTransport"
+    t["email"].notify(MSG)  # does not raise
+
+
+def test_bad_json_sms_template_fails_early() -> None:
+    with pytest.raises(ValueError, match="HBDNS_SMS_BODY"):
+        SmsTransport(config.load({"HBDNS_SMS_URL": "http://127.0.0.1:9", "HBDNS_SMS_BODY": "to={to}"}))
