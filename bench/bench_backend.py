@@ -135,8 +135,10 @@ def dnsperf(port: int, queries: Path, seconds: float, clients: int = 8) -> float
 
 
 @contextmanager
-def remote_pdns(name: str, redis_url: str, transport: str, extra: dict[str, str]) -> Iterator[PdnsServer]:
-    backend = BackendProcess(WORK / f"{name}-backend", redis_url, transport=transport, threads=8)
+def remote_pdns(
+    name: str, redis_url: str, transport: str, extra: dict[str, str], threads: int = 8
+) -> Iterator[PdnsServer]:
+    backend = BackendProcess(WORK / f"{name}-backend", redis_url, transport=transport, threads=threads)
     backend.start()
     pdns = PdnsServer(WORK / f"{name}-pdns", backend.connection_string, extra={"loglevel": "3", **extra})
     pdns.backend_process = backend

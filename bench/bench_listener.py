@@ -84,6 +84,7 @@ def sender_main(args: argparse.Namespace) -> int:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind((f"127.1.0.{i + 1}", 0))
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # replies are not read: keep it small
+        s.connect(("127.0.0.1", args.port))
         socks.append(s)
     flags = wire.FLAG_REPLY if args.reply else 0
     rounds = []
@@ -91,28 +92,40 @@ def sender_main(args: argparse.Namespace) -> int:
         counter = args.base + r
         rounds.append(
             [
-                (socks[n % SOURCES].sendto, wire.encode_beat(aid, counter, key, flags))
+                (socks[n % SOURCES].send, wire.encode_beat(aid, counter, key, flags))
                 for n, (aid, key) in enumerate(accounts)
             ]
         )
-    dest = ("127.0.0.1", args.port)
-    high = args.queue_limit
+    high, chunk = args.queue_limit, 500
     print("ready", flush=True)
     sys.stdin.readline()
+    t0 = os.times()
     start = time.monotonic()
     sent = 0
     for packets in rounds:
-        for i in range(0, len(packets), 200):
-            while _rx_queue(args.port) > high:
-                time.sleep(0.0005)
-            for send, pkt in packets[i : i + 200]:
-                send(pkt, dest)
-            sent += len(packets[i : i + 200])
-    print(json.dumps({"sent": sent, "seconds": time.monotonic() - start}), flush=True)
+        for i in range(0, len(packets), chunk):
+            while _rx_queue(args.port) > high:  # the listener is behind: let it catch up
+                time.sleep(0.003)
+            part = packets[i : i + chunk]
+            for send, pkt in part:
+                send(pkt)
+            sent += len(part)
+    t = os.times()
+    cpu = t.user + t.system - t0.user - t0.system
+    print(json.dumps({"sent": sent, "seconds": time.monotonic() - start, "cpu": cpu}), flush=True)
     return 0
 
 
 # --- the benchmark ---------------------------------------------------------------------------------
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _snmp_rcvbuf_errors() -> int:
@@ -181,18 +194,24 @@ class Bench:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as resp:
             return parse_metrics(resp.read().decode())
 
-    def _evalsha_calls(self) -> int:
+    def _commandstats(self) -> dict[str, tuple[int, int]]:
+        """command -> (calls, usec) from Redis' INFO commandstats."""
         r = connect(self.redis.url)
         try:
-            return int(r.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+            stats = r.info("commandstats")
         finally:
             r.close()
+        return {k[len("cmdstat_") :]: (int(v["calls"]), int(v["usec"])) for k, v in stats.items()}
+
+    def _evalsha_calls(self) -> int:
+        return self._commandstats().get("evalsha", (0, 0))[0]
 
     def send(self, rounds: int, base: int, reply: bool = True) -> dict[str, Any]:
         """One measured run: ``rounds`` beats per account; returns counts and the stored rate."""
         before = self.metrics()
-        evalsha0 = self._evalsha_calls()
+        stats0 = self._commandstats()
         snmp0 = _snmp_rcvbuf_errors()
+        cpu0 = {"listener": _cpu_seconds(self.listener.pid if self.listener else 0), "redis": self._redis_cpu()}
         argv = [
             sys.executable, "-m", "bench.bench_listener", "--sender",
             "--accounts", str(self.accounts_file), "--port", str(self.port),
@@ -231,6 +250,26 @@ class Bench:
         accepted = delta(accepted_key)
         kernel = delta("hbdns_heartbeat_kernel_drops_total")
         seconds = last_change - start
+        stats1 = self._commandstats()
+        cpu = {
+            "listener": _cpu_seconds(self.listener.pid if self.listener else 0) - cpu0["listener"],
+            "redis": self._redis_cpu() - cpu0["redis"],
+            "generator": out["cpu"],
+        }
+
+        def redis_us(cmd: str) -> float:
+            calls = stats1.get(cmd, (0, 0))[0] - stats0.get(cmd, (0, 0))[0]
+            usec = stats1.get(cmd, (0, 0))[1] - stats0.get(cmd, (0, 0))[1]
+            return usec / calls if calls else 0.0
+
+        per_beat = {
+            # Redis' own accounting of command execution (excludes its network I/O and AOF writes)
+            "redis_evalsha_us": round(redis_us("evalsha"), 2),
+            "redis_hmget_us": round(redis_us("hmget"), 2),
+            # process CPU (user + system) per accepted beat
+            **{f"{k}_cpu_us": round(v / accepted * 1e6, 2) if accepted else 0.0 for k, v in cpu.items()},
+        }
+        evalsha_calls = stats1.get("evalsha", (0, 0))[0] - stats0.get("evalsha", (0, 0))[0]
         return {
             "sent": out["sent"],
             "accepted": int(accepted),
@@ -240,7 +279,9 @@ class Bench:
                 for k in after
                 if k.startswith("hbdns_heartbeat_packets_total{") and k != accepted_key and delta(k)
             },
-            "evalsha_calls": self._evalsha_calls() - evalsha0,
+            "evalsha_calls": evalsha_calls,
+            "per_beat": per_beat,
+            "cpu_busy": {k: round(v / seconds, 2) if seconds else 0.0 for k, v in cpu.items()},
             "kernel_drops": int(kernel),
             "snmp_rcvbuf_errors": _snmp_rcvbuf_errors() - snmp0,
             "lost": int(out["sent"] - kernel - accepted),
@@ -284,6 +325,9 @@ class Bench:
         row = [line for line in out.splitlines() if line.startswith('"EVALSHA')][-1]
         return float(row.split(",")[1].strip('"'))
 
+    def _redis_cpu(self) -> float:
+        return _cpu_seconds(self.redis.process.pid) if self.redis.process else 0.0
+
     def stop(self) -> None:
         if self.listener is not None:
             self.listener.stop()
@@ -293,7 +337,7 @@ class Bench:
 def run(quick: bool = False) -> list[Metric]:
     accounts = 20_000 if quick else 100_000
     runs = 2 if quick else 5
-    rounds = 2 if quick else 3  # beats per account per run
+    rounds = 2  # beats per account per run
     ref_requests = 100_000 if quick else 300_000
     with tempfile.TemporaryDirectory(prefix="hbdns-bench-listener-") as tmp:
         bench = Bench(Path(tmp), accounts)
@@ -323,6 +367,11 @@ def run(quick: bool = False) -> list[Metric]:
     rate, ref = statistics.median(rates), statistics.median(refs)
     lost = sum(r["lost"] for r in results)
     met = rate >= GOAL_RATE and rate >= GOAL_RATIO * ref and lost == 0
+    cost = {k: statistics.median(r["per_beat"][k] for r in results) for k in results[0]["per_beat"]}
+    cores = os.cpu_count() or 1
+    # what this machine could do if the listener and Redis had every core to themselves: CPU per beat
+    ceiling = cores * 1e6 / (cost["listener_cpu_us"] + cost["redis_cpu_us"]) if cost["listener_cpu_us"] else 0.0
+    busy = {k: statistics.median(r["cpu_busy"][k] for r in results) for k in results[0]["cpu_busy"]}
     metric = Metric(
         name="heartbeats verified and stored per second, one listener process",
         unit="beats/s",
@@ -333,9 +382,21 @@ def run(quick: bool = False) -> list[Metric]:
         met=met,
         notes=(
             f"{accounts} accounts, {rounds} beats each per run, REPLY flag set; lost (delivered but not stored) "
-            f"= {lost} over {len(results)} runs; kernel drops {sum(r['kernel_drops'] for r in results)}"
+            f"= {lost} over {len(results)} runs; kernel drops {sum(r['kernel_drops'] for r in results)}. "
+            f"CPU per stored beat: listener {cost['listener_cpu_us']:.1f} us, Redis {cost['redis_cpu_us']:.1f} us "
+            f"(EVALSHA {cost['redis_evalsha_us']:.1f} us + HMGET {cost['redis_hmget_us']:.1f} us by Redis' count), "
+            f"load generator {cost['generator_cpu_us']:.1f} us: {cores} idle cores could carry at most "
+            f"~{ceiling:,.0f} beats/s; cores busy during runs: {busy}"
         ),
-        extra={"runs": results, "warmup": warm, "accounts": accounts, "cores": os.cpu_count()},
+        extra={
+            "runs": results,
+            "warmup": warm,
+            "accounts": accounts,
+            "cores": cores,
+            "cpu_us_per_beat": cost,
+            "cpu_bound_ceiling": ceiling,
+            "load_average": os.getloadavg(),
+        },
     )
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "listener.json").write_text(json.dumps(metric.to_dict(), indent=2))

@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         events_maxlen=settings.events_maxlen,
         log_size=settings.account_log_size,
     )
-    conn = BatchConnection(client)
+    # two connections: lookups for the next batch must not queue behind the scripts in flight
+    lookups, writes = BatchConnection(client), BatchConnection(client)
     metrics = Metrics()
     purger = Purger(settings.pdns_api_urls, settings.pdns_api_key, settings.pdns_api_timeout).start()
     inodes = socket_inodes(s.fileno() for s in sockets)
@@ -77,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     listener = UdpListener(
         sockets,
-        RedisAccounts(conn, settings.plan_table()),
-        RedisBeats(conn, liveness),
+        RedisAccounts(lookups, settings.plan_table()),
+        RedisBeats(writes, liveness),
         metrics=metrics,
         limiter=SourceLimiter(settings.heartbeat_source_rate, settings.heartbeat_source_burst),
         purger=purger,
@@ -109,10 +110,12 @@ def main(argv: list[str] | None = None) -> int:
                 listener.step(0.25)
             except Exception as exc:  # a bug must cost one batch, not the service
                 crash_log.log(logging.ERROR, "step", "listener step failed", error=repr(exc))
+        listener.flush()
     finally:
         metrics_server.stop()
         purger.stop()
-        conn.close()
+        lookups.close()
+        writes.close()
         for s in sockets:
             s.close()
     log.info("stopped")

@@ -57,6 +57,7 @@ _RESULT_REASON = {
     "stale": "stale",
     "replay": "replay",
     "gone": "unknown_account",  # removed between lookup and script
+    "noscript": "redis_down",  # the script was flushed from Redis: this beat did not run
 }
 
 

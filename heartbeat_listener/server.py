@@ -1,10 +1,15 @@
 """The socket shell around :mod:`heartbeat_listener.protocol`: wait, drain, decide, act.
 
 One :meth:`UdpListener.step` is one wake-up: poll the IPv4/IPv6 sockets, drain up to ``batch``
-datagrams without blocking (shared fairly between the sockets), run the batch through the protocol
-(two pipelined Redis round trips), send replies, queue purges, add counters, log rejects (rate-limited).
-While Redis is failing, datagrams are still drained and counted as ``redis_down``; Redis is tried again
-after a backoff that doubles up to ``backoff_max``.
+datagrams without blocking (shared fairly between the sockets), screen them, look the accounts up
+(one pipelined HMGET round trip), verify MACs, and send the batch's beat scripts (one pipelined
+write). The scripts' results are read one step later: while Redis runs batch k, this process
+receives and verifies batch k+1 (Redis and Python work in parallel instead of taking turns; measured
+by bench/bench_listener.py). When no datagram is waiting, the batch in flight is finished at once,
+so a lone beat is answered without delay. Then: replies, purges, counters, rate-limited logs.
+
+While Redis is failing, datagrams are still drained and counted as ``redis_down``; Redis is tried
+again after a backoff that doubles up to ``backoff_max``.
 """
 
 from __future__ import annotations
@@ -13,19 +18,24 @@ import logging
 import select
 import socket
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
+from hbdns.liveness import BeatRequest, BeatResult
 from hbdns.logs import RateLimitedLog
 from hbdns.purge import Purger
 from heartbeat_listener.metrics import Metrics
 from heartbeat_listener.protocol import (
     AccountInfo,
-    BeatWriter,
+    Authenticated,
     Datagram,
     Decisions,
     SourceLimiter,
+    StoreUnavailable,
+    authenticate,
+    conclude,
     dropped,
-    process_batch,
     screen,
 )
 
@@ -33,6 +43,14 @@ log = logging.getLogger(__name__)
 
 RECV_SIZE = 64  # anything longer than a beat (24 bytes) is rejected as "long" anyway
 RCVBUF = 4 << 20  # the kernel caps it at net.core.rmem_max
+
+
+class PipelinedWriter(Protocol):
+    """Sends a batch of beat scripts now and reads their results later, in order."""
+
+    def submit(self, reqs: Sequence[BeatRequest]) -> Any: ...
+
+    def collect(self, ticket: Any) -> list[BeatResult]: ...
 
 
 def open_socket(host: str, port: int, *, v6only: bool = True, rcvbuf: int = RCVBUF) -> socket.socket:
@@ -57,7 +75,7 @@ class UdpListener:
         self,
         sockets: Sequence[socket.socket],
         lookup: Callable[[Sequence[int]], Mapping[int, AccountInfo | str]],
-        writer: BeatWriter,
+        writer: PipelinedWriter,
         *,
         metrics: Metrics,
         limiter: SourceLimiter | None = None,
@@ -82,6 +100,7 @@ class UdpListener:
         self._by_fd = {s.fileno(): s for s in self.sockets}
         for s in self.sockets:
             self._poll.register(s, select.POLLIN)
+        self._inflight: deque[tuple[Authenticated, Any]] = deque()
         self._down_until = 0.0
         self._backoff = 0.0
         self._next_prune = 0.0
@@ -134,30 +153,66 @@ class UdpListener:
     # --- the step ---------------------------------------------------------------------------------
 
     def step(self, timeout: float = 0.25) -> int:
-        """One wake-up; returns the number of datagrams handled (0 after a quiet ``timeout``)."""
-        datagrams = self.receive(timeout)
-        if not datagrams:
-            return 0
-        now = self.clock()
-        if now >= self._next_prune and self.limiter is not None:
-            self.limiter.prune(now)
-            self._next_prune = now + 30.0
-        if now < self._down_until:
-            decisions = dropped(screen(datagrams, self.limiter, now), "redis down, backing off")
-            decisions = Decisions((), (), decisions.counts, decisions.rejects)  # not a new failure
-        else:
-            decisions = process_batch(datagrams, self.lookup, self.writer, self.limiter, now)
-            self._redis_outcome(decisions.redis_error, now)
-        self.apply(decisions)
+        """One wake-up; returns the number of datagrams received (0 after a quiet ``timeout``)."""
+        datagrams = self.receive(0.0 if self._inflight else timeout)
+        out: list[Decisions] = []
+        if datagrams:
+            now = self.clock()
+            if now >= self._next_prune and self.limiter is not None:
+                self.limiter.prune(now)
+                self._next_prune = now + 30.0
+            out.append(self._start(datagrams, now))
+        # finish every batch in flight but the one just sent (which Redis works on while we receive)
+        keep = 1 if datagrams else 0
+        while len(self._inflight) > keep:
+            auth, ticket = self._inflight.popleft()
+            try:
+                out.append(conclude(auth, self.writer.collect(ticket)))
+            except StoreUnavailable as exc:
+                out.append(dropped(auth, str(exc)))
+                out.extend(dropped(a, str(exc)) for a, _ in self._inflight)  # the connection is gone
+                self._inflight.clear()
+        for decisions in out:
+            if decisions.redis_error:
+                self._redis_failed(decisions.redis_error)
+            self.apply(decisions)
         return len(datagrams)
 
-    def _redis_outcome(self, error: str, now: float) -> None:
-        if not error:
-            if self._backoff:
-                log.info("redis reachable again")
+    def _start(self, datagrams: Sequence[Datagram], now: float) -> Decisions:
+        """Screen, look up, verify and submit one batch; what is already decided is returned."""
+        screened = screen(datagrams, self.limiter, now)
+        if not screened.candidates:
+            return Decisions((), (), screened.counts, screened.rejects)
+        if now < self._down_until:
+            d = dropped(screened, "")
+            return Decisions((), (), d.counts, d.rejects)  # still backing off: not a new failure
+        try:
+            auth = authenticate(screened, self.lookup(screened.ids))
+        except StoreUnavailable as exc:
+            return dropped(screened, str(exc))
+        if auth.requests:
+            try:
+                self._inflight.append((auth, self.writer.submit(auth.requests)))
+            except StoreUnavailable as exc:
+                return dropped(auth, str(exc))
+        self._redis_ok()
+        return Decisions((), (), auth.counts, auth.rejects)
+
+    def flush(self) -> None:
+        """Finish the batches in flight (before exiting)."""
+        while self._inflight:
+            self.step(0.0)
+
+    def _redis_ok(self) -> None:
+        if self._backoff:
+            log.info("redis reachable again")
             self._backoff = 0.0
-            self.metrics.gauges["hbdns_heartbeat_redis_up"] = 1.0
-            return
+        self.metrics.gauges["hbdns_heartbeat_redis_up"] = 1.0
+
+    def _redis_failed(self, error: str) -> None:
+        now = self.clock()
+        if now < self._down_until:
+            return  # one outage, one backoff step (a failed batch and its queued successor)
         self._backoff = min(self.backoff_max, max(0.1, self._backoff * 2))
         self._down_until = now + self._backoff
         self.metrics.gauges["hbdns_heartbeat_redis_up"] = 0.0

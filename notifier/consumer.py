@@ -143,19 +143,25 @@ class Consumer:
                     log.error("skipping unreadable event", extra={"event_id": str(entry_id)})
         accounts = self._accounts({e.account for e in events})
         messages: list[Message] = []
+        sms_jobs: dict[str, float] = {}
         for event in events:
             account = accounts.get(event.account)
             if account is None:
                 continue  # removed meanwhile: nobody left to tell
             try:
                 messages.extend(immediate_messages(event, account))
-                self.sms.schedule(event, account)
-            except (redis.ConnectionError, redis.TimeoutError):
-                raise
+                job = self.sms.job(event, account)
             except Exception:  # one bad event must not wedge the stream
                 log.exception("cannot build messages for event", extra={"event_id": event.id})
+                continue
+            if job is not None:
+                sms_jobs[job[0]] = job[1]
         self.dispatcher.send_all(messages)
-        self.r.xack(self.stream, GROUP, *[entry_id for entry_id, _ in entries])
+        pipe = self.r.pipeline(transaction=False)
+        if sms_jobs:
+            pipe.zadd(self.sms.jobs.key, sms_jobs, nx=True)  # NX: a redelivery keeps a rescheduled time
+        pipe.xack(self.stream, GROUP, *[entry_id for entry_id, _ in entries])
+        pipe.execute()
         return len(entries)
 
     def _accounts(self, ids: set[int]) -> dict[int, Account]:

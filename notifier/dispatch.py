@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -99,95 +100,132 @@ class Dispatcher:
         for t in self.transports.values():
             t.close()
 
-    # --- one message ------------------------------------------------------------------------------
-
     def send(self, message: Message, attempt: int = 1) -> Outcome:
         """One attempt at ``message`` (its ``attempt``-th); schedules the next one or dead-letters it."""
-        marker = keys.sent(message.key)
-        if not self.r.set(marker, f"sending:{self.owner}", nx=True, px=int(self.lease * 1000)):
-            state = self.r.get(marker)
-            if state is None:  # the lease ended between the two calls: try again now
-                return self.send(message, attempt)
-            if not str(state).startswith("sending"):
-                return Outcome(message, DUPLICATE, str(state))
-            # In flight elsewhere, or its sender died mid-send: look again when the lease ends.
-            wait = max(int(self.r.pttl(marker)), 0) / 1000 + 0.01
-            self._schedule(message, attempt, self.clock() + wait)
-            return Outcome(message, DEFERRED, "in flight elsewhere")
-        transport = self.transports.get(message.channel) or LogTransport(message.channel)
-        try:
-            try:
-                transport.notify(message)
-            except TransportError:
-                raise
-            except Exception as exc:  # a transport bug must not wedge the stream: count it as transient
-                log.exception("transport raised unexpectedly", extra=self._fields(message))
-                raise TransportError(f"{type(exc).__name__}: {exc}") from exc
-        except TransportError as exc:
-            if exc.permanent or attempt >= self.max_attempts:
-                reason = exc.reason if exc.permanent else f"gave up after {attempt} attempts: {exc.reason}"
-                self._dead_letter(message, reason, marker)
-                return Outcome(message, DEAD, reason)
-            self.r.delete(marker)
-            delay = self.backoff * 2 ** (attempt - 1)
-            self._schedule(message, attempt + 1, self.clock() + delay)
-            log.warning(
-                "notification failed, will retry",
-                extra=self._fields(message, reason=exc.reason, attempt=attempt, retry_in=round(delay, 3)),
-            )
-            return Outcome(message, RETRY, exc.reason)
-        pipe = self.r.pipeline(transaction=False)
-        pipe.set(marker, "sent", ex=self.sent_ttl)
-        for key, field, value in message.marks:
-            pipe.hset(key, field, value)
-        pipe.execute()
-        log.info("notification sent", extra=self._fields(message, attempt=attempt))
-        return Outcome(message, SENT)
+        return self.deliver([(message, attempt)])[0]
 
     def send_all(self, messages: Sequence[Message]) -> list[Outcome]:
-        """Send in parallel (``notify_workers`` threads); returns when each is sent, scheduled or dead.
+        """First attempts at ``messages``; returns when each is sent, scheduled or dead-lettered."""
+        return self.deliver([(m, 1) for m in messages])
+
+    def deliver(self, items: Sequence[tuple[Message, int]]) -> list[Outcome]:
+        """Attempt each (message, attempt number): claim the markers, send in parallel, record the results.
+
+        Redis sees three pipelined round trips per batch, not two per message: on a busy machine each
+        round trip costs far more than the command, and a burst of 1,000 outages is one batch per
+        ``XREADGROUP``.
+        """
+        if not items:
+            return []
+        lease_ms = int(self.lease * 1000)
+        pipe = self.r.pipeline(transaction=False)
+        for m, _ in items:
+            pipe.set(keys.sent(m.key), f"sending:{self.owner}", nx=True, px=lease_ms)
+        claimed = pipe.execute()
+        outcomes: dict[int, Outcome] = {}
+        busy = [i for i, ok in enumerate(claimed) if not ok]
+        settle = self.r.pipeline(transaction=False)
+        if busy:
+            pipe = self.r.pipeline(transaction=False)
+            for i in busy:
+                pipe.get(keys.sent(items[i][0].key))
+                pipe.pttl(keys.sent(items[i][0].key))
+            replies = pipe.execute()
+            for n, i in enumerate(busy):
+                m, attempt = items[i]
+                state, pttl = replies[2 * n], int(replies[2 * n + 1])
+                if state is not None and not str(state).startswith("sending"):
+                    outcomes[i] = Outcome(m, DUPLICATE, str(state))
+                    continue
+                # In flight elsewhere, or its sender died mid-send: look again when the lease ends.
+                self._schedule(settle, m, attempt, self.clock() + max(pttl, 0) / 1000 + 0.01)
+                outcomes[i] = Outcome(m, DEFERRED, "in flight elsewhere")
+        todo = [i for i, ok in enumerate(claimed) if ok]
+        errors = self._attempt_all([items[i][0] for i in todo])
+        dead = False
+        for i, err in zip(todo, errors, strict=True):
+            m, attempt = items[i]
+            marker = keys.sent(m.key)
+            if err is None:
+                settle.set(marker, "sent", ex=self.sent_ttl)
+                for key, field, value in m.marks:
+                    settle.hset(key, field, value)
+                outcomes[i] = Outcome(m, SENT)
+            elif err.permanent or attempt >= self.max_attempts:
+                reason = err.reason if err.permanent else f"gave up after {attempt} attempts: {err.reason}"
+                settle.lpush(keys.dead_letters(), self._dead_letter(m, reason))
+                settle.set(marker, "dead", ex=self.sent_ttl)  # a redelivery must not start the attempts over
+                dead = True
+                outcomes[i] = Outcome(m, DEAD, reason)
+            else:
+                settle.delete(marker)
+                self._schedule(settle, m, attempt + 1, self.clock() + self.backoff * 2 ** (attempt - 1))
+                outcomes[i] = Outcome(m, RETRY, err.reason)
+        if dead:
+            settle.ltrim(keys.dead_letters(), 0, DEAD_LETTER_CAP - 1)
+        settle.execute()
+        out = [outcomes[i] for i in range(len(items))]
+        for (_, attempt), o in zip(items, out, strict=True):
+            self._log(o, attempt)
+        return out
+
+    def _attempt_all(self, messages: list[Message]) -> list[TransportError | None]:
+        """One transport attempt per message, in parallel (``notify_workers`` threads).
 
         Messages to one recipient on one channel go out one after the other, in event order (a webhook
         receiver sees ``neutralized`` before the ``recovered`` of the same blip); only a retry reorders.
         """
-        groups: dict[tuple[str, str], list[Message]] = {}
-        for m in messages:
-            groups.setdefault((m.channel, m.recipient), []).append(m)
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, m in enumerate(messages):
+            groups.setdefault((m.channel, m.recipient), []).append(i)
+        errors: list[TransportError | None] = [None] * len(messages)
+
+        def run(indices: list[int]) -> None:
+            for i in indices:
+                errors[i] = self._attempt(messages[i])
+
         if len(groups) <= 1:
-            return [self.send(m) for m in messages]
-        out: list[Outcome] = []
-        for outcomes in self._pool.map(lambda group: [self.send(m) for m in group], groups.values()):
-            out.extend(outcomes)
-        return out
+            for indices in groups.values():
+                run(indices)
+        else:
+            list(self._pool.map(run, groups.values()))
+        return errors
+
+    def _attempt(self, message: Message) -> TransportError | None:
+        transport = self.transports.get(message.channel) or LogTransport(message.channel)
+        try:
+            transport.notify(message)
+        except TransportError as exc:
+            return exc
+        except Exception as exc:  # a transport bug must not wedge the stream: count it as transient
+            log.exception("transport raised unexpectedly", extra=self._fields(message))
+            return TransportError(f"{type(exc).__name__}: {exc}")
+        return None
 
     # --- retries ----------------------------------------------------------------------------------
 
-    def _schedule(self, message: Message, attempt: int, due: float) -> None:
+    def _schedule(self, pipe: Any, message: Message, attempt: int, due: float) -> None:
         job = json.dumps({"attempt": attempt, "message": json.loads(message.to_json())}, sort_keys=True)
-        self.retries.add(job, due)
+        pipe.zadd(self.retries.key, {job: due}, nx=True)
 
     def retry_step(self, limit: int = 100) -> int:
         """Send the retries that are due; returns how many were attempted."""
         jobs = self.retries.claim(self.clock(), self.lease, limit)
-        parsed = []
+        parsed: list[tuple[Message, int]] = []
         for job in jobs:
             try:
                 d = json.loads(job)
-                parsed.append((job, Message.from_json(d["message"]), int(d["attempt"])))
+                parsed.append((Message.from_json(d["message"]), int(d["attempt"])))
             except (ValueError, KeyError, TypeError):
                 log.error("dropping unreadable retry job", extra={"job": job[:200]})
-                self.retries.done(job)
-        if parsed:
-            list(self._pool.map(lambda p: self._retry_one(*p), parsed))
+        self.deliver(parsed)  # a further retry is a new member: these are finished
+        if jobs:
+            self.r.zrem(self.retries.key, *jobs)
         return len(parsed)
 
-    def _retry_one(self, job: str, message: Message, attempt: int) -> None:
-        self.send(message, attempt)  # a further retry is a new member; this one is finished
-        self.retries.done(job)
+    # --- logs and dead letters --------------------------------------------------------------------
 
-    # --- dead letters -----------------------------------------------------------------------------
-
-    def _dead_letter(self, message: Message, reason: str, marker: str) -> None:
+    def _dead_letter(self, message: Message, reason: str) -> str:
         entry = {
             "time": self.clock(),
             "channel": message.channel,
@@ -198,12 +236,22 @@ class Dispatcher:
             "event_id": message.event_id,
             "reason": reason,
         }
-        pipe = self.r.pipeline(transaction=True)
-        pipe.lpush(keys.dead_letters(), json.dumps(entry, sort_keys=True))
-        pipe.ltrim(keys.dead_letters(), 0, DEAD_LETTER_CAP - 1)
-        pipe.set(marker, "dead", ex=self.sent_ttl)  # a redelivery must not start the attempts over
-        pipe.execute()
-        log.error("notification failed for good, dead-lettered", extra=self._fields(message, reason=reason))
+        return json.dumps(entry, sort_keys=True)
+
+    def _log(self, outcome: Outcome, attempt: int) -> None:
+        m = outcome.message
+        if outcome.status == SENT:
+            log.info("notification sent", extra=self._fields(m, attempt=attempt))
+        elif outcome.status == RETRY:
+            delay = round(self.backoff * 2 ** (attempt - 1), 3)
+            log.warning(
+                "notification failed, will retry",
+                extra=self._fields(m, reason=outcome.reason, attempt=attempt, retry_in=delay),
+            )
+        elif outcome.status == DEAD:
+            log.error("notification failed for good, dead-lettered", extra=self._fields(m, reason=outcome.reason))
+        elif outcome.status == DEFERRED:
+            log.info("notification in flight elsewhere, looking again later", extra=self._fields(m))
 
     @staticmethod
     def _fields(message: Message, **extra: object) -> dict[str, object]:
@@ -216,10 +264,3 @@ class Dispatcher:
             "key": message.key,
             **extra,
         }
-
-
-def count(outcomes: Iterable[Outcome]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for o in outcomes:
-        out[o.status] = out.get(o.status, 0) + 1
-    return out

@@ -44,13 +44,18 @@ class SmsScheduler:
         self.clock = clock
         self.jobs = DueQueue(r, keys.pending_sms())
 
-    def schedule(self, event: Event, account: Account) -> bool:
-        """Queue ``event`` for the SMS step if the account's preferences may want an SMS for it."""
+    @staticmethod
+    def job(event: Event, account: Account) -> tuple[str, float] | None:
+        """The (zset member, due time) for ``event`` if the account's preferences may want an SMS for it."""
         due = sms_due(event, account)
-        if due is None:
-            return False
-        self.jobs.add(event.to_json(), due)  # NX: redelivering the event keeps a rescheduled time
-        return True
+        return None if due is None else (event.to_json(), due)
+
+    def schedule(self, event: Event, account: Account) -> bool:
+        """Queue ``event`` for the SMS step (NX: redelivering the event keeps a rescheduled time)."""
+        job = self.job(event, account)
+        if job is not None:
+            self.jobs.add(*job)
+        return job is not None
 
     def step(self, limit: int = 100) -> int:
         """Decide the due jobs; returns how many SMS were handed to the dispatcher."""

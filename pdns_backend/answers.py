@@ -4,8 +4,7 @@ The Redis side (:mod:`pdns_backend.handlers`) fetches a zone's hash fields and, 
 belongs to an account, the account's fields and whether its ``alive`` key exists. Everything here
 turns those strings into the JSON rows the PowerDNS remote backend expects.
 
-A parsed zone is memoised by its raw field values (serial included), so a lookup costs one dict
-probe instead of a JSON parse, and the answer is still exactly what Redis holds right now.
+Zones are parsed once per change of their hash (see ``ZoneCache`` in :mod:`pdns_backend.handlers`).
 """
 
 from __future__ import annotations
@@ -149,26 +148,6 @@ def parse_zone(apex: str, raw: Sequence[str | None]) -> ZoneView | None:
         apex_records=tuple(apex_records),
         static={k: tuple(v) for k, v in static.items()},
     )
-
-
-class ZoneMemo:
-    """Parsed zones keyed by (apex, raw values): a new serial or config simply makes a new entry."""
-
-    def __init__(self, size: int = 256) -> None:
-        self._size = size
-        self._memo: dict[tuple[str, tuple[str | None, ...]], ZoneView | None] = {}
-
-    def get(self, apex: str, raw: Sequence[str | None]) -> ZoneView | None:
-        key = (apex, tuple(raw))
-        try:
-            return self._memo[key]
-        except KeyError:
-            pass
-        view = parse_zone(apex, raw)
-        if len(self._memo) >= self._size:
-            self._memo.clear()  # old serials are never asked for again
-        self._memo[key] = view
-        return view
 
 
 def account_records(

@@ -5,18 +5,22 @@ raises :class:`BackendError` when it cannot answer (Redis unreachable, bad data)
 turn that into an HTTP 500 / a reply without ``result``, which pdns answers with SERVFAIL. Answering
 ``false`` instead would be cached as NXDOMAIN by pdns and by resolvers.
 
-A lookup is one Redis round trip: a Lua script finds the zone (longest apex suffix of the name),
-reads the zone hash and, if the name belongs to an account, the account's fields and whether its
-``alive`` key exists. The live/neutral decision is therefore exact at the moment the key expires.
+Zone configuration (SOA with its serial, NS, static records, neutral addresses) changes rarely and
+pdns asks for the apex on every query, so it is held in-process for at most ``zone_max_age``
+(1 s): :class:`ZoneCache`. The account part of an answer is never cached: every lookup of a name
+below an apex is one Redis round trip (a Lua script: name index -> account fields + whether its
+``alive`` key exists), so the live/neutral decision is exact at the moment the key expires.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -48,40 +52,30 @@ def _lua(s: str) -> str:
     return json.dumps(s)  # a JSON string literal is a valid Lua string literal for key text
 
 
-def lookup_script() -> str:
-    """KEYS: zones, names; ARGV: qname -> {} | {apex, zone} | {apex, zone, account, alive}."""
-    zpre, zsuf = _template(keys.zone, "\x01")
+def account_script() -> str:
+    """KEYS: names; ARGV: name -> nil | {ACCOUNT_FIELDS..., alive (0/1)}."""
     apre, asuf = _template(keys.account, 987654321987)
     lpre, lsuf = _template(keys.alive, 987654321987)
-    zfields = ", ".join(_lua(f) for f in answers.ZONE_FIELDS)
     afields = ", ".join(_lua(f) for f in answers.ACCOUNT_FIELDS)
     return f"""
-local q = ARGV[1]
-local name = q
-local apex = nil
-while true do
-  if redis.call('SISMEMBER', KEYS[1], name) == 1 then apex = name break end
-  local dot = string.find(name, '.', 1, true)
-  if not dot then break end
-  name = string.sub(name, dot + 1)
-end
-if not apex then return {{}} end
-local z = redis.call('HMGET', {_lua(zpre)} .. apex .. {_lua(zsuf)}, {zfields})
-local id = redis.call('HGET', KEYS[2], q)
-if not id then return {{apex, z}} end
+local id = redis.call('HGET', KEYS[1], ARGV[1])
+if not id then return false end
 local a = redis.call('HMGET', {_lua(apre)} .. id .. {_lua(asuf)}, {afields})
-return {{apex, z, a, redis.call('EXISTS', {_lua(lpre)} .. id .. {_lua(lsuf)})}}
+a[#a + 1] = redis.call('EXISTS', {_lua(lpre)} .. id .. {_lua(lsuf)})
+return a
 """
 
 
-def domains_script() -> str:
-    """KEYS: zones -> flat {apex, serial, ...} for every zone whose hash exists."""
+def zones_script() -> str:
+    """KEYS: zones, names -> flat {apex, {ZONE_FIELDS...}, account at apex (0/1), ...} for every zone."""
     zpre, zsuf = _template(keys.zone, "\x01")
+    zfields = ", ".join(_lua(f) for f in answers.ZONE_FIELDS)
     return f"""
 local out = {{}}
 for _, apex in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local s = redis.call('HGET', {_lua(zpre)} .. apex .. {_lua(zsuf)}, 'serial')
-  if s then out[#out + 1] = apex; out[#out + 1] = s end
+  out[#out + 1] = apex
+  out[#out + 1] = redis.call('HMGET', {_lua(zpre)} .. apex .. {_lua(zsuf)}, {zfields})
+  out[#out + 1] = redis.call('HEXISTS', KEYS[2], apex)
 end
 return out
 """
@@ -91,7 +85,7 @@ class Health:
     """Logs a Redis outage once when it starts and once when it ends, however many queries fail.
 
     ``ok()`` is called only right after a Redis reply arrived: calls that need no Redis (``initialize``
-    on every pdns reconnect, metadata) must not end an outage.
+    on every pdns reconnect, metadata, answers from the zone cache) must not end an outage.
     """
 
     def __init__(self) -> None:
@@ -123,17 +117,88 @@ class Health:
         log.warning("redis reachable again", extra={"down_seconds": round(down_for, 3), "failed_requests": failed})
 
 
+@dataclass(frozen=True)
+class ZoneEntry:
+    view: answers.ZoneView
+    serial: int
+    apex_account: bool  # an account owns the apex name itself: apex lookups must ask Redis too
+
+
+class ZoneCache:
+    """Every zone's parsed configuration, at most ``max_age`` seconds old.
+
+    One Redis round trip reloads all zones; a zone whose hash did not change keeps its parsed view.
+    The thread that finds the cache stale reloads it while the others wait (once per ``max_age``).
+    """
+
+    def __init__(self, load: Callable[[], list[Any]], max_age: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        self._load = load
+        self.max_age = max_age
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._zones: dict[str, ZoneEntry] = {}
+        self._raw: dict[str, tuple[str | None, ...]] = {}
+        self._loaded = float("-inf")
+
+    def get(self) -> dict[str, ZoneEntry]:
+        if self._clock() - self._loaded < self.max_age:
+            return self._zones
+        with self._lock:
+            if self._clock() - self._loaded >= self.max_age:
+                self.store(self._load())
+            return self._zones
+
+    def store(self, flat: list[Any]) -> dict[str, ZoneEntry]:
+        """Install a fresh reload (the zones script's flat reply); returns the new zone map."""
+        now = self._clock()
+        zones: dict[str, ZoneEntry] = {}
+        raws: dict[str, tuple[str | None, ...]] = {}
+        for i in range(0, len(flat), 3):
+            apex, raw, apex_account = flat[i], tuple(flat[i + 1]), int(flat[i + 2]) == 1
+            old = self._zones.get(apex)
+            if old is not None and self._raw.get(apex) == raw:
+                view: answers.ZoneView | None = old.view
+            else:
+                view = answers.parse_zone(apex, raw)
+            if view is None:  # listed but its hash is gone (being removed)
+                continue
+            zones[apex] = ZoneEntry(view, view.serial, apex_account)
+            raws[apex] = raw
+        self._zones, self._raw, self._loaded = zones, raws, now
+        return zones
+
+
+def find_apex(name: str, zones: Mapping[str, Any]) -> str | None:
+    """The longest apex that ``name`` is in (or equals), else None."""
+    while True:
+        if name in zones:
+            return name
+        dot = name.find(".")
+        if dot < 0:
+            return None
+        name = name[dot + 1 :]
+
+
 class Backend:
     """The remote-backend methods over one Redis client (thread-safe: redis-py pools connections)."""
 
-    def __init__(self, r: redis.Redis, plans: Mapping[str, Plan]) -> None:
+    def __init__(
+        self,
+        r: redis.Redis,
+        plans: Mapping[str, Plan],
+        *,
+        zone_max_age: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.r = r
         self.plans = dict(plans)
-        self.zones = answers.ZoneMemo()
         self.health = Health()
         self._errors = RateLimitedLog(log, 60.0)
-        self._lookup = r.register_script(lookup_script())
-        self._domains = r.register_script(domains_script())
+        self._account_src = account_script()
+        self._account_sha = hashlib.sha1(self._account_src.encode()).hexdigest()
+        self._names_key = keys.names()
+        self._zones_script = r.register_script(zones_script())
+        self.zones = ZoneCache(self._load_zones, zone_max_age, clock)
         self.methods: dict[str, Callable[[Params], Any]] = {
             "initialize": lambda _p: True,
             "lookup": self.lookup_params,
@@ -152,7 +217,9 @@ class Backend:
         if fn is None:
             return False
         try:
-            result = fn(params)
+            return fn(params)
+        except BackendError:
+            raise
         except redis.RedisError as exc:
             self.health.failed(exc)
             raise BackendError(f"redis: {type(exc).__name__}") from exc
@@ -161,7 +228,6 @@ class Backend:
                 logging.ERROR, f"{method}:{type(exc).__name__}", "backend error", method=method, error=repr(exc)
             )
             raise BackendError(f"internal error in {method}") from exc
-        return result
 
     def ping(self) -> bool:
         """True when Redis answers (the ``/ping`` health check)."""
@@ -173,6 +239,11 @@ class Backend:
         self.health.ok()
         return True
 
+    def _load_zones(self) -> list[Any]:
+        flat = self._zones_script(keys=[keys.zones(), keys.names()])
+        self.health.ok()
+        return list(flat)
+
     # --- methods ----------------------------------------------------------------------------------
 
     def lookup_params(self, p: Params) -> Any:
@@ -180,26 +251,84 @@ class Backend:
 
     def lookup(self, qname: str, qtype: str) -> list[answers.Record] | bool:
         """Records of ``qname`` (any case, trailing dot or not) of ``qtype`` (or ANY); False if none."""
-        q = answers.normalise(qname)
-        if not q or len(q) > 253:
-            return False
-        res = self._lookup(keys=[keys.zones(), keys.names()], args=[q])
-        self.health.ok()
-        if not res:
-            return False
-        zone = self.zones.get(res[0], res[1])
-        if zone is None:
-            return False
-        account = res[2] if len(res) > 2 else None
-        live = len(res) > 3 and int(res[3]) == 1
-        records = answers.select(answers.name_records(q, zone, account, live, self.plans), qtype.upper())
-        return records or False
+        result = self.lookup_batch([(qname, qtype)])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def lookup_batch(self, queries: Sequence[tuple[str, str]]) -> list[Any]:
+        """Answers for several lookups with at most one Redis round trip for all of them.
+
+        Each item is a result (records or False) or a :class:`BackendError` for that lookup alone.
+        The unix transport batches the calls that arrive together from pdns' distributor threads.
+        """
+        try:
+            zones = self.zones.get()
+        except redis.RedisError as exc:
+            self.health.failed(exc)
+            return [BackendError(f"redis: {type(exc).__name__}")] * len(queries)
+        plans: list[tuple[str, str, ZoneEntry] | None] = []
+        ask: list[str] = []
+        for qname, qtype in queries:
+            q = answers.normalise(qname)
+            apex = find_apex(q, zones) if q and len(q) <= 253 else None
+            if apex is None:
+                plans.append(None)
+                continue
+            entry = zones[apex]
+            plans.append((q, qtype, entry))
+            if q != apex or entry.apex_account:
+                ask.append(q)
+        fetched: dict[str, Any] = {}
+        failure: BackendError | None = None
+        if ask:
+            try:
+                fetched = dict(zip(ask, self._fetch_accounts(ask), strict=True))
+                self.health.ok()
+            except redis.RedisError as exc:
+                self.health.failed(exc)
+                failure = BackendError(f"redis: {type(exc).__name__}")
+        out: list[Any] = []
+        for plan in plans:
+            if plan is None:
+                out.append(False)
+                continue
+            q, qtype, entry = plan
+            if failure is not None and q in ask:
+                out.append(failure)
+                continue
+            try:
+                raw = fetched.get(q)
+                account, live = (raw[:-1], int(raw[-1]) == 1) if raw else (None, False)
+                records = answers.name_records(q, entry.view, account, live, self.plans)
+                if qtype != "ANY":
+                    records = answers.select(records, qtype.upper())
+                out.append(records or False)
+            except Exception as exc:
+                self._errors.log(logging.ERROR, f"lookup:{type(exc).__name__}", "backend error", error=repr(exc))
+                out.append(BackendError("internal error in lookup"))
+        return out
+
+    def _fetch_accounts(self, names: list[str]) -> list[Any]:
+        """The account script for each name: one EVALSHA, or one pipelined round trip for several."""
+        for attempt in (1, 2):
+            try:
+                if len(names) == 1:
+                    return [self.r.evalsha(self._account_sha, 1, self._names_key, names[0])]
+                pipe = self.r.pipeline(transaction=False)
+                for name in names:
+                    pipe.evalsha(self._account_sha, 1, self._names_key, name)
+                return pipe.execute()
+            except redis.exceptions.NoScriptError:
+                if attempt == 2:
+                    raise
+                self.r.script_load(self._account_src)  # Redis restarted or flushed its script cache
+        raise AssertionError("unreachable")
 
     def all_domains(self) -> list[dict[str, Any]]:
-        """Every zone; pdns' zone cache serves exactly these (errors raise: an empty list would empty it)."""
-        flat = self._domains(keys=[keys.zones()])
-        self.health.ok()
-        return [answers.domain_info(flat[i], int(flat[i + 1] or 0)) for i in range(0, len(flat), 2)]
+        """Every zone, read now; pdns' zone cache serves exactly these (errors raise: [] would empty it)."""
+        zones = self.zones.store(self._load_zones())
+        return [answers.domain_info(apex, e.serial) for apex, e in sorted(zones.items())]
 
     def domain_info(self, name: str) -> dict[str, Any] | bool:
         """The zone whose apex is ``name``; False for any other name (a positive answer would add a zone)."""
@@ -216,7 +345,7 @@ class Backend:
         return answers.domain_info(apex, int(serial))
 
     def list_zone(self, zonename: str) -> list[answers.Record] | bool:
-        """Every record of a zone (AXFR, ``pdnsutil list-zone``): two round trips whatever its size."""
+        """Every record of a zone (AXFR, ``pdnsutil list-zone``), read now: two round trips."""
         apex = answers.normalise(zonename)
         if not apex:
             return False
@@ -226,7 +355,7 @@ class Backend:
         pipe.smembers(keys.zone_accounts(apex))
         member, zraw, members = pipe.execute()
         self.health.ok()
-        zone = self.zones.get(apex, zraw) if member else None
+        zone = answers.parse_zone(apex, zraw) if member else None
         if zone is None:
             return False
         ids = sorted(int(i) for i in members)

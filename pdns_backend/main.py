@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hbdns-backend: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, "pdns_backend")
+    # waitress warns "Task queue depth is N" whenever all threads are busy for a moment: normal here.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     backend = Backend(backend_redis(settings.redis_url), settings.plan_table())
     app = create_app({"HBDNS_SETTINGS": settings, "HBDNS_BACKEND": backend})
     unix = UnixServer(settings.backend_socket, backend).start() if settings.backend_socket else None

@@ -32,7 +32,16 @@ class Mail:
     received: float
     sender: str
     rcpts: list[str]
-    message: EmailMessage
+    raw: bytes
+    _parsed: EmailMessage | None = None
+
+    @property
+    def message(self) -> EmailMessage:
+        """Parsed on first use: parsing in the SMTP handler would slow the server down."""
+        if self._parsed is None:
+            self._parsed = email.message_from_bytes(self.raw, policy=email.policy.default)  # type: ignore[assignment]
+        assert self._parsed is not None
+        return self._parsed
 
     @property
     def subject(self) -> str:
@@ -71,9 +80,8 @@ class _SmtpHandler:
             with sink.lock:
                 sink.refused += 1
             return reply
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with sink.lock:
-            sink.mails.append(Mail(time.time(), envelope.mail_from, list(envelope.rcpt_tos), msg))  # type: ignore[arg-type]
+            sink.mails.append(Mail(time.time(), envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
         return "250 OK"
 
 
@@ -108,7 +116,11 @@ class SmtpSink:
             user, password = auth
 
             def check(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
-                ok = isinstance(data, LoginPassword) and data.login.decode() == user and data.password.decode() == password
+                ok = (
+                    isinstance(data, LoginPassword)
+                    and data.login.decode() == user
+                    and data.password.decode() == password
+                )
                 return AuthResult(success=ok, handled=False)
 
             kw.update(authenticator=check, auth_require_tls=tls_dir is not None)
@@ -169,7 +181,14 @@ class HttpSink:
                 with sink.lock:
                     status = sink.statuses.pop(0) if sink.statuses else sink.default
                     sink.requests.append(
-                        Request(time.time(), self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body, status)
+                        Request(
+                            time.time(),
+                            self.command,
+                            self.path,
+                            {k.lower(): v for k, v in self.headers.items()},
+                            body,
+                            status,
+                        )
                     )
                 payload = json.dumps({"status": status}).encode()
                 self.send_response(status)

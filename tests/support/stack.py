@@ -151,10 +151,11 @@ class Stack:
         want = dns.rdatatype.from_text(rdtype)
         return {rd.to_text() for rrset in resp.answer if rrset.rdtype == want for rd in rrset}
 
-    def client(self, *argv: str, source: str | None = None) -> Process:
-        """Start ``hbdns-client`` (e.g. ``run --config FILE``) as a process."""
-        args = [str(BIN / "hbdns-client"), *argv]
+    def client(self, config: Path, command: str = "run", source: str | None = None) -> Process:
+        """Start ``hbdns-client --config FILE [--source ADDR] COMMAND`` as a process."""
+        args = [str(BIN / "hbdns-client"), "--config", str(config)]
         if source:
             args += ["--source", source]
+        args.append(command)
         log = self.workdir / f"client-{time.monotonic_ns()}.log"
         return Process(args, log, env=self.env)

@@ -53,17 +53,6 @@ def test_dotted_hostmaster_local_part_is_escaped() -> None:
     assert z is not None and z.soa["content"].split()[1] == "dns\\.admin.example.net"
 
 
-def test_memo_reparses_only_on_change() -> None:
-    memo = answers.ZoneMemo(size=4)
-    a = memo.get("example.com", raw_zone())
-    assert memo.get("example.com", raw_zone()) is a
-    b = memo.get("example.com", raw_zone(serial="8"))
-    assert b is not a and b is not None and b.serial == 8
-    for i in range(10):  # bounded
-        memo.get("example.com", raw_zone(serial=str(100 + i)))
-    assert len(memo._memo) <= 4
-
-
 @pytest.mark.parametrize(
     ("qtype", "content", "expected"),
     [

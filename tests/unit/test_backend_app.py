@@ -63,7 +63,8 @@ def store(r: redis.Redis, settings: config.Settings) -> Store:
 
 @pytest.fixture
 def client(store: Store, r: redis.Redis, settings: config.Settings) -> FlaskClient:
-    app = create_app({"TESTING": True, "HBDNS_SETTINGS": settings}, redis=r)
+    # zone config is cached up to 1 s in production; 0 here so each test sees its writes at once
+    app = create_app({"TESTING": True, "HBDNS_SETTINGS": settings, "HBDNS_ZONE_MAX_AGE": 0}, redis=r)
     return app.test_client()
 
 

@@ -34,7 +34,7 @@ def backend(server: fakeredis.FakeServer) -> Backend:
         Zone(apex="example.com", ns=("ns1.example.net",), hostmaster="h.example.net", neutral_ipv4="192.0.2.1")
     )
     store.add_account(store.new_account("host.example.com", "heartbeat-b"))
-    return Backend(r, settings.plan_table())
+    return Backend(r, settings.plan_table(), zone_max_age=0)
 
 
 def call(backend: Backend, method: str, **params: Any) -> Any:

@@ -15,6 +15,7 @@ def test_global_keys() -> None:
     assert keys.dead_letters() == "hbdns:deadletter"
     assert keys.sent("1-0:email:a@b.de") == "hbdns:sent:1-0:email:a@b.de"
     assert keys.pending_sms() == "hbdns:sms:deferred"
+    assert keys.notify_retry() == "hbdns:notify:retry"
     assert keys.ratelimit("auth", "192.0.2.7") == "hbdns:rl:auth:192.0.2.7"
 
 
@@ -27,7 +28,9 @@ def test_account_keys_share_a_hash_tag() -> None:
     assert keys.account(42) == "hbdns:acct:{a:42}"
     assert keys.alive(42) == "hbdns:alive:{a:42}"
     assert keys.account_log(42) == "hbdns:log:{a:42}"
-    tags = {k[k.index("{") : k.index("}") + 1] for k in (keys.account(42), keys.alive(42), keys.account_log(42))}
+    assert keys.sms_outage(42) == "hbdns:sms:outage:{a:42}"
+    per_account = (keys.account(42), keys.alive(42), keys.account_log(42), keys.sms_outage(42))
+    tags = {k[k.index("{") : k.index("}") + 1] for k in per_account}
     assert tags == {"{a:42}"}
 
 

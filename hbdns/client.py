@@ -1,0 +1,509 @@
+"""``hbdns-client``: sends heartbeats from the customer's network. Standard library only.
+
+``run`` beats every ``interval`` seconds (a little early, with jitter, never late), asks for a reply
+and logs the public address the server saw; SIGTERM/SIGINT send an OFFLINE beat first, so DNS is
+neutralized at once instead of after the missed beats. ``send`` sends one beat (``--offline`` for a
+planned shutdown) and says the outcome in its exit code, for scripts and cron.
+
+The server never answers a beat it cannot verify (no reflection for forged packets), so a wrong key or
+account id looks like silence: ``run`` gives up with exit code 2 when its first beats get no
+authenticated reply, and names the likely causes. Once it has had an answer it keeps beating through
+outages: an unreachable server must not stop the client.
+
+Configuration: a file of ``key = value`` lines (``#`` comments), written by
+``hbdns account add --client-config PATH`` (see :func:`write_client_config`), then ``HBDNS_CLIENT_*``
+environment variables, then command-line options, each overriding the one before. Keys: ``server``
+(host:port or [v6]:port), ``account_id``, ``key`` (64 hex characters) or ``key_file``, ``interval``
+(seconds), ``source`` (local address to send from).
+
+Exit codes: 0 ok; 1 no answer (``send``); 2 no authenticated answer to the first beats (``run``: bad key
+or account id, or server unreachable); 3 the server says our clock is off; 78 configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import select
+import signal
+import socket
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from hbdns import wire
+
+log = logging.getLogger("hbdns.client")
+
+DEFAULT_PORT = 8999
+DEFAULT_INTERVAL = 5.0
+FIRST_TRIES = 3  # beats without an authenticated answer before `run` gives up (never answered before)
+RESOLVE_EVERY = 600.0  # seconds between name lookups of the server (also after 3 unanswered beats)
+
+EXIT_OK, EXIT_NO_ANSWER, EXIT_REJECTED, EXIT_CLOCK, EXIT_CONFIG = 0, 1, 2, 3, 78
+
+ENV = {
+    "server": "HBDNS_CLIENT_SERVER",
+    "account_id": "HBDNS_CLIENT_ACCOUNT_ID",
+    "key": "HBDNS_CLIENT_KEY",
+    "key_file": "HBDNS_CLIENT_KEY_FILE",
+    "interval": "HBDNS_CLIENT_INTERVAL",
+    "source": "HBDNS_CLIENT_SOURCE",
+}
+
+
+class ConfigError(ValueError):
+    """The client's configuration is missing something or has a bad value."""
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    host: str
+    port: int
+    account_id: int
+    key: bytes = field(repr=False)
+    interval: float = DEFAULT_INTERVAL
+    source: str = ""
+
+    @property
+    def server(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+# --- configuration ---------------------------------------------------------------------------------
+
+
+def parse_server(text: str) -> tuple[str, int]:
+    """'host:port', '[v6]:port', 'host' or a bare IPv6 address -> (host, port)."""
+    text = text.strip()
+    if not text:
+        raise ConfigError("server is empty")
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ConfigError(f"server {text!r}: expected [ipv6]:port")
+        port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+        if not port_text:
+            raise ConfigError(f"server {text!r}: port missing after ':'")
+    else:  # a name, an IPv4 address or a bare IPv6 address
+        host, port_text = text, ""
+    try:
+        port = int(port_text) if port_text else DEFAULT_PORT
+    except ValueError:
+        raise ConfigError(f"server {text!r}: port must be a number") from None
+    if not host or not 0 < port < 65536:
+        raise ConfigError(f"server {text!r}: expected host:port")
+    return host, port
+
+
+def parse_key(text: str, origin: str = "key") -> bytes:
+    text = "".join(text.split())
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        raise ConfigError(f"{origin}: not hexadecimal (expected {wire.KEY_LEN * 2} hex characters)") from None
+    if len(key) != wire.KEY_LEN:
+        raise ConfigError(f"{origin}: {len(key)} bytes, expected {wire.KEY_LEN} ({wire.KEY_LEN * 2} hex characters)")
+    return key
+
+
+def read_config_file(path: str | Path) -> dict[str, str]:
+    """``key = value`` lines; ``#`` starts a comment; surrounding quotes are removed."""
+    values: dict[str, str] = {}
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, sep, value = line.partition("=")
+        name, value = name.strip().lower(), value.strip()
+        if not sep or not name:
+            raise ConfigError(f"{path}:{number}: expected 'key = value'")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        if name not in ENV:
+            raise ConfigError(f"{path}:{number}: unknown setting {name!r} (known: {', '.join(ENV)})")
+        values[name] = value
+    return values
+
+
+def load_config(
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str | None] | None = None,
+) -> ClientConfig:
+    """File, then ``HBDNS_CLIENT_*`` from ``env``, then ``overrides`` (command-line options)."""
+    env = os.environ if env is None else env
+    values: dict[str, str] = {}
+    base = Path(".")
+    if path:
+        values.update(read_config_file(path))
+        base = Path(path).resolve().parent
+    for name, var in ENV.items():
+        if env.get(var):
+            values[name] = env[var]
+            if name == "key_file":
+                values.pop("key", None)
+            if name == "key":
+                values.pop("key_file", None)
+    for name, value in (overrides or {}).items():
+        if value not in (None, ""):
+            values[name] = str(value)
+            if name == "key_file":
+                values.pop("key", None)
+    missing = [n for n in ("server", "account_id") if not values.get(n)]
+    if not values.get("key") and not values.get("key_file"):
+        missing.append("key or key_file")
+    if missing:
+        where = f"{path} or " if path else ""
+        raise ConfigError(f"missing {', '.join(missing)} (set them in {where}HBDNS_CLIENT_* or options)")
+    host, port = parse_server(values["server"])
+    try:
+        account_id = int(values["account_id"])
+    except ValueError:
+        raise ConfigError(f"account_id {values['account_id']!r} is not a number") from None
+    if not 0 <= account_id <= wire.MAX_ACCOUNT_ID:
+        raise ConfigError(f"account_id {account_id} out of range")
+    if values.get("key"):
+        key = parse_key(values["key"])
+    else:
+        key_path = Path(values["key_file"])
+        if not key_path.is_absolute():
+            key_path = base / key_path
+        try:
+            key = parse_key(key_path.read_text(), f"key file {key_path}")
+        except OSError as exc:
+            raise ConfigError(f"cannot read key file {key_path}: {exc.strerror or exc}") from None
+    try:
+        interval = float(values.get("interval") or DEFAULT_INTERVAL)
+    except ValueError:
+        raise ConfigError(f"interval {values['interval']!r} is not a number") from None
+    if not 0.05 <= interval <= 86400:
+        raise ConfigError(f"interval {interval} out of range (0.05 .. 86400 seconds)")
+    return ClientConfig(host, port, account_id, key, interval, values.get("source", "").strip())
+
+
+def write_client_config(path: str | Path, server: str, account_id: int, key: bytes | str, interval: float) -> None:
+    """Write a config file ``hbdns-client`` reads (mode 0600: it holds the heartbeat key)."""
+    key_hex = key.hex() if isinstance(key, bytes) else key
+    parse_key(key_hex)
+    parse_server(server)
+    text = (
+        "# hbdns-client configuration. Keep it secret: 'key' authenticates this account's heartbeats.\n"
+        "# Use: hbdns-client run --config THIS_FILE   (or: hbdns-client send --config THIS_FILE)\n"
+        f"server = {server}\n"
+        f"account_id = {int(account_id)}\n"
+        f"key = {key_hex}\n"
+        f"interval = {interval:g}\n"
+        "# source = 192.0.2.10    # optional: local address to send from\n"
+    )
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, target)
+
+
+# --- beating ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one beat: an authenticated reply (status, public address) or none."""
+
+    reply: wire.Reply | None
+    interrupted: bool = False  # a signal cut the wait short
+
+    @property
+    def ok(self) -> bool:
+        return self.reply is not None and self.reply.status in (wire.STATUS_OK, wire.STATUS_OFFLINE_OK)
+
+    @property
+    def clock_skew(self) -> bool:
+        return self.reply is not None and self.reply.status == wire.STATUS_CLOCK_SKEW
+
+
+class Beater:
+    """Builds, sends and matches beats for one account; owns the socket and the counter."""
+
+    def __init__(self, cfg: ClientConfig, wakeup_fd: int | None = None) -> None:
+        self.cfg = cfg
+        self.wakeup_fd = wakeup_fd  # readable when a signal arrived: stop waiting
+        self.last_counter = 0
+        self.sock: socket.socket | None = None
+        self.target: tuple[object, ...] = ()
+        self.resolved_at = -1e18
+
+    def counter(self) -> int:
+        """Unix ms, but strictly increasing even if the clock steps back (the server drops repeats)."""
+        self.last_counter = max(time.time_ns() // 1_000_000, self.last_counter + 1)
+        return self.last_counter
+
+    def resolve(self) -> None:
+        """Look the server name up and (re)open the socket for its address family."""
+        cfg = self.cfg
+        family = 0
+        if cfg.source:
+            family = socket.AF_INET6 if ":" in cfg.source else socket.AF_INET
+        try:
+            infos = socket.getaddrinfo(cfg.host, cfg.port, family, socket.SOCK_DGRAM)
+        except socket.gaierror as exc:
+            raise OSError(f"cannot resolve {cfg.host}: {exc.strerror}") from None
+        fam, _, _, _, addr = infos[0]
+        if self.sock is None or self.sock.family != fam:
+            if self.sock is not None:
+                self.sock.close()
+            sock = socket.socket(fam, socket.SOCK_DGRAM)
+            if cfg.source:
+                sock.bind((cfg.source, 0))
+            self.sock = sock
+        self.target = addr
+        self.resolved_at = time.monotonic()
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def beat(self, *, offline: bool = False, timeout: float = 2.0) -> Outcome:
+        """Send one beat asking for a reply; wait up to ``timeout`` s for the authenticated answer."""
+        if self.sock is None or time.monotonic() - self.resolved_at > RESOLVE_EVERY:
+            self.resolve()
+        assert self.sock is not None
+        flags = wire.FLAG_REPLY | (wire.FLAG_OFFLINE if offline else 0)
+        packet = wire.encode_beat(self.cfg.account_id, self.counter(), self.cfg.key, flags)
+        self.sock.sendto(packet, self.target)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return Outcome(None)
+            fds: list[int | socket.socket] = [self.sock]
+            if self.wakeup_fd is not None:
+                fds.append(self.wakeup_fd)
+            ready, _, _ = select.select(fds, [], [], left)
+            if self.wakeup_fd is not None and self.wakeup_fd in ready:
+                return Outcome(None, interrupted=True)
+            if self.sock not in ready:
+                continue
+            try:
+                data = self.sock.recv(64)
+            except OSError:  # e.g. ICMP port unreachable reported on the socket
+                continue
+            try:
+                return Outcome(wire.parse_reply(data, packet, self.cfg.key))
+            except wire.WireError:
+                continue  # an answer to an older beat, or not from the server: keep waiting
+
+
+_REJECTED_HELP = (
+    "no authenticated answer from {server} to {n} heartbeats. The server stays silent for beats it "
+    "cannot verify, so the likely causes are: a wrong key or account id (compare with "
+    "'hbdns account show' on the server, or rotate the key and write a new client config), "
+    "the server or UDP port {port} not reachable from here (firewall, wrong address), "
+    "or the listener not running."
+)
+
+
+class Runner:
+    """The ``run`` loop as a step function (one beat per call), so tests drive it directly."""
+
+    def __init__(self, beater: Beater, first_tries: int = FIRST_TRIES) -> None:
+        self.beater = beater
+        self.first_tries = first_tries
+        self.answered_once = False
+        self.unanswered = 0
+        self.skewed = 0
+        self.public: wire.Reply | None = None
+        self._skew_logged = 0.0
+
+    def step(self) -> int | None:
+        """Send one beat and judge the answer; an exit code means stop."""
+        cfg = self.beater.cfg
+        try:
+            outcome = self.beater.beat(timeout=min(2.0, cfg.interval * 0.8))
+        except OSError as exc:
+            outcome = Outcome(None)
+            if self.unanswered == 0:
+                log.warning("cannot send heartbeat: %s", exc)
+        if outcome.interrupted:
+            return None
+        if outcome.reply is None:
+            self.unanswered += 1
+            if not self.answered_once and self.unanswered >= self.first_tries:
+                log.error(_REJECTED_HELP.format(server=cfg.server, n=self.unanswered, port=cfg.port))
+                return EXIT_REJECTED
+            if self.answered_once and self.unanswered == 3:
+                log.warning("no answer from %s to the last 3 heartbeats; still beating", cfg.server)
+                self.beater.resolved_at = -1e18  # look the name up again before the next beat
+            return None
+        if self.answered_once and self.unanswered >= 3:
+            log.info("%s answers again after %d unanswered heartbeats", cfg.server, self.unanswered)
+        self.unanswered = 0
+        if outcome.clock_skew:
+            self.skewed += 1
+            if not self.answered_once and self.skewed >= self.first_tries:
+                log.error("the server says this machine's clock is off too far (key and account are right); fix NTP")
+                return EXIT_CLOCK
+            now = time.monotonic()
+            if now - self._skew_logged > 300:
+                log.error("the server says this machine's clock is off too far: heartbeats are not accepted; fix NTP")
+                self._skew_logged = now
+            return None
+        self.answered_once = True
+        self.skewed = 0
+        reply = outcome.reply
+        if self.public is None or self.public.address != reply.address:
+            if self.public is None:
+                log.info("heartbeats accepted by %s; public address %s", cfg.server, reply.address)
+            else:
+                log.info("public address changed from %s to %s", self.public.address, reply.address)
+            self.public = reply
+        return None
+
+    def delay(self) -> float:
+        """Seconds to the next beat: the interval minus up to 5% jitter, never later than the interval."""
+        return self.beater.cfg.interval * random.uniform(0.95, 1.0)
+
+
+def _wait(seconds: float, wakeup_fd: int) -> None:
+    select.select([wakeup_fd], [], [], max(0.0, seconds))
+
+
+def cmd_run(cfg: ClientConfig) -> int:
+    stopping = False
+    rfd, wfd = os.pipe()
+    os.set_blocking(wfd, False)
+    os.set_blocking(rfd, False)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.set_wakeup_fd(wfd)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    beater = Beater(cfg, wakeup_fd=rfd)
+    runner = Runner(beater)
+    log.info("beating to %s every %gs as account %d", cfg.server, cfg.interval, cfg.account_id)
+    try:
+        while not stopping:
+            started = time.monotonic()
+            result = runner.step()
+            if result is not None:
+                return result
+            if not stopping:
+                _wait(runner.delay() - (time.monotonic() - started), rfd)
+        try:  # drain the wake-up pipe so the offline beat's wait is not cut short
+            while os.read(rfd, 512):
+                pass
+        except BlockingIOError:
+            pass
+        beater.wakeup_fd = None
+        try:
+            outcome = beater.beat(offline=True, timeout=2.0)
+        except OSError as exc:
+            outcome = Outcome(None)
+            log.warning("cannot send the offline heartbeat: %s", exc)
+        if outcome.ok:
+            log.info("offline heartbeat accepted: the account is neutral now")
+        else:
+            log.warning("no answer to the offline heartbeat; the account is neutralized after the missed beats")
+    finally:
+        beater.close()
+        signal.set_wakeup_fd(-1)
+        os.close(rfd)
+        os.close(wfd)
+    return EXIT_OK
+
+
+def cmd_send(cfg: ClientConfig, offline: bool, timeout: float, tries: int) -> int:
+    beater = Beater(cfg)
+    try:
+        for _ in range(max(1, tries)):
+            try:
+                outcome = beater.beat(offline=offline, timeout=timeout)
+            except OSError as exc:
+                print(f"hbdns-client: {exc}", file=sys.stderr)
+                return EXIT_NO_ANSWER
+            if outcome.reply is not None:
+                break
+    finally:
+        beater.close()
+    if outcome.reply is None:
+        print(
+            "hbdns-client: " + _REJECTED_HELP.format(server=cfg.server, n=max(1, tries), port=cfg.port),
+            file=sys.stderr,
+        )
+        return EXIT_NO_ANSWER
+    status = wire.STATUS_NAMES.get(outcome.reply.status, str(outcome.reply.status))
+    print(f"{status} {outcome.reply.address}")
+    if outcome.clock_skew:
+        print("hbdns-client: the server says this machine's clock is off too far; fix NTP", file=sys.stderr)
+        return EXIT_CLOCK
+    return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: an option given before the subcommand is not reset by the subcommand's defaults
+    sup = argparse.SUPPRESS
+    common.add_argument("--config", "-c", default=sup, help="config file (key = value lines)")
+    common.add_argument("--server", default=sup, help="host:port or [v6]:port (overrides the file)")
+    common.add_argument("--account-id", default=sup)
+    common.add_argument("--key-file", default=sup, help="file holding the 64-hex-character key")
+    common.add_argument("--interval", default=sup, help="seconds between beats")
+    common.add_argument("--source", default=sup, help="local address to send from")
+    common.add_argument("--verbose", "-v", action="store_true", default=sup)
+    parser = argparse.ArgumentParser(
+        prog="hbdns-client",
+        parents=[common],
+        description="Heartbeat client for hbdns. Exit codes: 0 ok, 1 no answer, 2 no authenticated "
+        "answer to the first beats (bad key/account id or server unreachable), 3 clock off, 78 bad config.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", parents=[common], help="beat every interval until SIGTERM/SIGINT (then an offline beat)")
+    send = sub.add_parser("send", parents=[common], help="send one beat and wait for the answer")
+    send.add_argument("--offline", action="store_true", help="going offline: neutralize now")
+    send.add_argument("--timeout", type=float, default=2.0, help="seconds to wait per try (default 2)")
+    send.add_argument("--tries", type=int, default=3, help="beats to send until one is answered (default 3)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(asctime)s hbdns-client %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    overrides = {
+        "server": getattr(args, "server", None),
+        "account_id": getattr(args, "account_id", None),
+        "key_file": getattr(args, "key_file", None),
+        "interval": getattr(args, "interval", None),
+        "source": getattr(args, "source", None),
+    }
+    try:
+        cfg = load_config(getattr(args, "config", None), overrides=overrides)
+    except ConfigError as exc:
+        print(f"hbdns-client: configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "run":
+        return cmd_run(cfg)
+    return cmd_send(cfg, args.offline, args.timeout, args.tries)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

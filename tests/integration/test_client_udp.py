@@ -1,0 +1,119 @@
+"""hbdns-client (the console script) against the real listener and redis-server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hbdns.client import write_client_config
+from hbdns.model import Account, Zone
+from hbdns.store import Store
+from tests.support.listener import Listener
+from tests.support.servers import Process, RedisServer, wait_for
+
+ZONE = "dyn.test"
+CLIENT = str(Path(sys.executable).parent / "hbdns-client")
+
+
+@pytest.fixture(scope="module")
+def listener(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listener]:
+    lst = Listener(tmp_path_factory.mktemp("client-listener"), redis_server.url).start()
+    yield lst
+    lst.stop()
+
+
+@pytest.fixture
+def account(store: Store) -> Account:
+    store.add_zone(Zone(ZONE, ("ns1.test",), "hostmaster.test", "192.0.2.1"))
+    return store.add_account(store.new_account(f"h.{ZONE}", "heartbeat-c"))
+
+
+@pytest.fixture
+def conf(tmp_path: Path, listener: Listener, account: Account) -> Path:
+    path = tmp_path / "client.conf"
+    write_client_config(path, f"127.0.0.1:{listener.port}", account.id, account.hb_key, 0.2)
+    return path
+
+
+def client_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("HBDNS_")}
+
+
+def run_client(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLIENT, *argv], capture_output=True, text=True, timeout=60, env=env or client_env(), check=False
+    )
+
+
+def test_send_sets_the_address_and_prints_it(conf: Path, store: Store, account: Account) -> None:
+    result = run_client("send", "--config", str(conf), "--source", "127.0.0.2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok 127.0.0.2"
+    assert store.status(account).live and store.status(account).state.ipv4 == "127.0.0.2"
+
+    result = run_client("--config", str(conf), "send", "--offline", "--source", "127.0.0.2")
+    assert (result.returncode, result.stdout.strip()) == (0, "offline-ok 127.0.0.2")
+    assert not store.status(account).live
+
+
+def test_send_over_ipv6_and_from_env(listener: Listener, store: Store, account: Account) -> None:
+    env = client_env() | {
+        "HBDNS_CLIENT_SERVER": f"[::1]:{listener.port}",
+        "HBDNS_CLIENT_ACCOUNT_ID": str(account.id),
+        "HBDNS_CLIENT_KEY": account.hb_key.hex(),
+    }
+    result = run_client("send", env=env)
+    assert (result.returncode, result.stdout.strip()) == (0, "ok ::1"), result.stderr
+    assert store.status(account).state.ipv6 == "::1"
+
+
+def test_bad_key_is_reported_not_accepted(tmp_path: Path, listener: Listener, account: Account, store: Store) -> None:
+    bad = tmp_path / "bad.conf"
+    write_client_config(bad, f"127.0.0.1:{listener.port}", account.id, bytes(32), 0.1)
+    result = run_client("send", "--config", str(bad), "--timeout", "0.3")
+    assert result.returncode == 1
+    assert "wrong key or account id" in result.stderr
+    result = run_client("run", "--config", str(bad))
+    assert result.returncode == 2
+    assert "no authenticated answer" in result.stderr and "wrong key or account id" in result.stderr
+    assert not store.status(account).live
+
+
+def test_run_beats_logs_public_ip_and_goes_offline_on_sigterm(
+    conf: Path, tmp_path: Path, store: Store, account: Account
+) -> None:
+    proc = Process([CLIENT, "run", "--config", str(conf), "--source", "127.0.0.3"], tmp_path / "client.log")
+    try:
+        wait_for(lambda: store.status(account).live, 15, what="first beat accepted")
+        first = store.status(account).state.counter
+        wait_for(lambda: store.status(account).state.counter > first, 15, what="more beats (0.2 s interval)")
+        assert store.status(account).state.ipv4 == "127.0.0.3"
+        wait_for(lambda: "public address 127.0.0.3" in proc.log_text(), 10, what="public address logged")
+        proc.signal(signal.SIGTERM)
+        assert proc.proc.wait(15) == 0, proc.log_text()
+    finally:
+        proc.stop()
+    status = store.status(account)
+    assert not status.live and status.state.state == "neutral"
+    assert store.account_log(account.id)[0]["reason"] == "offline"
+    assert "offline heartbeat accepted" in proc.log_text()
+
+
+def test_run_on_sigint_too(conf: Path, tmp_path: Path, store: Store, account: Account) -> None:
+    proc = Process([CLIENT, "run", "--config", str(conf)], tmp_path / "client.log")
+    try:
+        wait_for(lambda: store.status(account).live, 15, what="first beat accepted")
+        started = time.monotonic()
+        proc.signal(signal.SIGINT)
+        assert proc.proc.wait(15) == 0
+        assert time.monotonic() - started < 10
+    finally:
+        proc.stop()
+    assert not store.status(account).live

@@ -1,0 +1,136 @@
+"""Zone configuration may be cached up to 1 s; the account part of an answer never is."""
+
+from __future__ import annotations
+
+import fakeredis
+import pytest
+import redis
+
+from hbdns import config
+from hbdns.liveness import BeatRequest
+from hbdns.model import Zone
+from hbdns.store import Store
+from pdns_backend.handlers import Backend, BackendError, ZoneCache
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def server() -> fakeredis.FakeServer:
+    return fakeredis.FakeServer()
+
+
+@pytest.fixture
+def r(server: fakeredis.FakeServer) -> redis.Redis:
+    return fakeredis.FakeRedis(server=server, decode_responses=True)
+
+
+@pytest.fixture
+def store(r: redis.Redis) -> Store:
+    s = Store(r, config.load({}))
+    s.add_zone(Zone(apex="example.com", ns=("ns1.example.net",), hostmaster="h.example.net", neutral_ipv4="192.0.2.1"))
+    return s
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def backend(store: Store, r: redis.Redis, clock: Clock) -> Backend:
+    return Backend(r, config.load({}).plan_table(), zone_max_age=1.0, clock=clock)
+
+
+def soa_serial(backend: Backend) -> int:
+    result = backend.call("lookup", {"qname": "example.com.", "qtype": "SOA"})
+    return int(result[0]["content"].split()[2])
+
+
+def a_record(backend: Backend, name: str) -> str | None:
+    result = backend.call("lookup", {"qname": name, "qtype": "A"})
+    return result[0]["content"] if result else None
+
+
+def test_zone_config_is_at_most_max_age_old(backend: Backend, store: Store, clock: Clock) -> None:
+    first = soa_serial(backend)
+    acct = store.add_account(store.new_account("host.example.com", "heartbeat-c"))  # bumps the serial
+    assert store.zone_serial("example.com") > first
+    clock.now += 0.5
+    assert soa_serial(backend) == first  # cached
+    clock.now += 0.5
+    assert soa_serial(backend) == store.zone_serial("example.com")  # 1 s: reloaded
+    assert acct
+
+
+def test_account_answers_are_never_cached(backend: Backend, store: Store, clock: Clock) -> None:
+    soa_serial(backend)  # cache loaded
+    acct = store.add_account(store.new_account("host.example.com", "heartbeat-c"))
+    assert a_record(backend, "host.example.com.") == "192.0.2.1"  # new name: seen at once
+    store.liveness.beat(BeatRequest(acct.id, "example.com", 60_000, ipv4="203.0.113.5"))
+    assert a_record(backend, "host.example.com.") == "203.0.113.5"  # live: at once
+    store.liveness.beat(BeatRequest(acct.id, "example.com", 60_000, offline=True))
+    assert a_record(backend, "host.example.com.") == "192.0.2.1"  # neutral: at once
+    store.remove_account(acct.id)
+    assert a_record(backend, "host.example.com.") is None
+    assert clock.now == 1000.0  # all without the clock moving
+
+
+def test_new_zone_is_served_within_max_age(backend: Backend, store: Store, clock: Clock) -> None:
+    assert a_record(backend, "host.other.org.") is None
+    store.add_zone(Zone(apex="other.org", ns=("ns1.other.org",), hostmaster="h.other.org", neutral_ipv4="192.0.2.9"))
+    store.add_account(store.new_account("host.other.org", "heartbeat-c"))
+    clock.now += 1.0
+    assert a_record(backend, "host.other.org.") == "192.0.2.9"
+    # getAllDomains always reads Redis (pdns' zone cache refresh) and refreshes this cache too
+    store.add_zone(Zone(apex="third.net", ns=("ns1.third.net",), hostmaster="h.third.net", neutral_ipv4="192.0.2.3"))
+    assert {d["zone"] for d in backend.call("getAllDomains", {})} == {"example.com.", "other.org.", "third.net."}
+    assert backend.call("lookup", {"qname": "third.net.", "qtype": "SOA"})
+
+
+def test_account_at_apex_is_asked_from_redis(backend: Backend, store: Store, clock: Clock) -> None:
+    acct = store.add_account(store.new_account("example.com", "heartbeat-c"))
+    clock.now += 1.0  # the cache learns that the apex name has an account
+    store.liveness.beat(BeatRequest(acct.id, "example.com", 60_000, ipv4="203.0.113.8"))
+    assert a_record(backend, "example.com.") == "203.0.113.8"
+
+
+def test_redis_down_fails_account_lookups_at_once_and_apex_within_max_age(
+    backend: Backend, store: Store, server: fakeredis.FakeServer, clock: Clock
+) -> None:
+    store.add_account(store.new_account("host.example.com", "heartbeat-c"))
+    soa_serial(backend)
+    server.connected = False
+    with pytest.raises(BackendError):
+        a_record(backend, "host.example.com.")
+    soa_serial(backend)  # zone config still fresh enough
+    clock.now += 1.0
+    with pytest.raises(BackendError):
+        soa_serial(backend)
+
+
+def test_unchanged_zone_keeps_its_parsed_view() -> None:
+    fields = ["1", '["ns1.example.net"]', "h.example.net", *[None] * 7, "192.0.2.1", "", "", "50"]
+    flat: list[object] = ["example.com", fields, 0]
+    clock = Clock()
+    loads: list[int] = []
+
+    def load() -> list[object]:
+        loads.append(1)
+        return flat
+
+    cache = ZoneCache(load, 1.0, clock)
+    view = cache.get()["example.com"].view
+    assert cache.get()["example.com"].view is view and len(loads) == 1
+    clock.now += 1.0
+    assert cache.get()["example.com"].view is view and len(loads) == 2
+    flat[1] = ["2", *fields[1:]]
+    clock.now += 1.0
+    entry = cache.get()["example.com"]
+    assert entry.view is not view and entry.serial == 2

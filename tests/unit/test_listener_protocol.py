@@ -1,0 +1,182 @@
+"""The listener's pure step logic (heartbeat_listener.protocol), with an in-memory lookup and writer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pytest
+
+from hbdns import wire
+from hbdns.liveness import BeatRequest, BeatResult
+from heartbeat_listener.protocol import (
+    RESULTS,
+    AccountInfo,
+    SourceLimiter,
+    StoreUnavailable,
+    process_batch,
+    source_ip,
+)
+
+KEY = bytes(range(32))
+OTHER = bytes(range(1, 33))
+ACCOUNTS: dict[int, AccountInfo | str] = {7: AccountInfo(KEY, 15000, "dyn.test"), 9: "bad_account"}
+NOW_MS = 1_700_000_000_000
+
+
+@dataclass
+class FakeWriter:
+    """Records the requests; answers like the beat script would for a fresh account."""
+
+    statuses: dict[int, str] = field(default_factory=dict)  # account id -> status to answer
+    changed: bool = False
+    requests: list[BeatRequest] = field(default_factory=list)
+    fail: bool = False
+
+    def beats(self, reqs: Sequence[BeatRequest]) -> list[BeatResult]:
+        if self.fail:
+            raise StoreUnavailable("connection refused")
+        self.requests.extend(reqs)
+        out = []
+        for r in reqs:
+            status = self.statuses.get(r.account_id, "offline" if r.offline else "ok")
+            out.append(BeatResult(status, self.changed, "", "", ("h.dyn.test", "alias.dyn.test")))
+        return out
+
+
+def lookup(ids: Sequence[int]) -> Mapping[int, AccountInfo | str]:
+    return {i: ACCOUNTS[i] for i in ids if i in ACCOUNTS}
+
+
+def beat(account_id: int = 7, counter: int = NOW_MS, flags: int = wire.FLAG_REPLY, key: bytes = KEY) -> bytes:
+    return wire.encode_beat(account_id, counter, key, flags)
+
+
+V4 = ("203.0.113.7", 40000)
+V6 = ("2001:db8::7", 40000, 0, 0)
+
+
+def test_accepted_beat_becomes_a_request_and_a_reply_with_the_seen_address() -> None:
+    writer = FakeWriter()
+    data = beat()
+    d = process_batch([(data, V4)], lookup, writer)
+    assert d.counts == {"accepted": 1}
+    assert writer.requests == [BeatRequest(7, "dyn.test", 15000, ipv4="203.0.113.7", counter=NOW_MS)]
+    [(reply, addr)] = d.replies
+    assert addr == V4 and len(reply) <= len(data)
+    assert wire.parse_reply(reply, data, KEY) == wire.Reply(wire.STATUS_OK, "203.0.113.7")
+    assert d.purge == () and not d.redis_error
+
+
+@pytest.mark.parametrize(
+    ("addr", "ipv4", "ipv6"),
+    [
+        (V6, "", "2001:db8::7"),
+        (("::ffff:198.51.100.4", 1, 0, 0), "198.51.100.4", ""),  # IPv4-mapped counts as IPv4
+        (("fe80::1%eth0", 1, 0, 2), "", "fe80::1"),
+    ],
+)
+def test_address_family_decides_a_or_aaaa(addr: tuple[object, ...], ipv4: str, ipv6: str) -> None:
+    writer = FakeWriter()
+    process_batch([(beat(), addr)], lookup, writer)
+    assert (writer.requests[0].ipv4, writer.requests[0].ipv6) == (ipv4, ipv6)
+
+
+def test_offline_flag_and_reply_status() -> None:
+    writer = FakeWriter(changed=True)
+    data = beat(flags=wire.FLAG_OFFLINE | wire.FLAG_REPLY)
+    d = process_batch([(data, V6)], lookup, writer)
+    assert writer.requests[0].offline
+    assert d.counts == {"offline": 1}
+    assert wire.parse_reply(d.replies[0][0], data, KEY).status == wire.STATUS_OFFLINE_OK
+    assert d.purge == ("h.dyn.test", "alias.dyn.test")
+    assert [c.account_id for c in d.changes] == [7]
+
+
+def test_no_reply_without_the_reply_flag() -> None:
+    d = process_batch([(beat(flags=0), V4)], lookup, FakeWriter())
+    assert d.counts == {"accepted": 1} and d.replies == ()
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "short"),
+        (b"x" * 23, "short"),
+        (beat() + b"\x00", "long"),
+        (b"\x02" + beat()[1:], "version"),
+        (beat()[:1] + b"\x10" + beat()[2:], "flags"),
+        (beat(account_id=8), "unknown_account"),
+        (beat(account_id=9), "bad_account"),
+        (beat(key=OTHER), "bad_mac"),
+        (beat()[:-1] + bytes([beat()[-1] ^ 1]), "bad_mac"),
+    ],
+)
+def test_bad_input_is_counted_never_written_never_answered(data: bytes, reason: str) -> None:
+    writer = FakeWriter()
+    d = process_batch([(data, V4)], lookup, writer)
+    assert d.counts == {reason: 1}
+    assert writer.requests == [] and d.replies == () and d.purge == ()
+    assert d.rejects[0][:2] == (reason, "203.0.113.7")
+    assert reason in RESULTS
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "reply_status"),
+    [("replay", "replay", None), ("stale", "stale", wire.STATUS_CLOCK_SKEW), ("gone", "unknown_account", None)],
+)
+def test_script_verdicts(status: str, reason: str, reply_status: int | None) -> None:
+    """Replays get no reply (a captured packet must not make us talk); stale but authentic beats learn why."""
+    data = beat()
+    d = process_batch([(data, V4)], lookup, FakeWriter(statuses={7: status}))
+    assert d.counts == {reason: 1}
+    if reply_status is None:
+        assert d.replies == ()
+    else:
+        assert wire.parse_reply(d.replies[0][0], data, KEY).status == reply_status
+
+
+def test_a_mixed_batch_keeps_order_and_counts_each() -> None:
+    writer = FakeWriter()
+    batch = [(beat(counter=NOW_MS + i), V4) for i in range(3)] + [(b"junk", V4), (beat(account_id=8), V6)]
+    d = process_batch(batch, lookup, writer)
+    assert [r.counter for r in writer.requests] == [NOW_MS, NOW_MS + 1, NOW_MS + 2]
+    assert d.counts == {"accepted": 3, "short": 1, "unknown_account": 1}
+    assert len(d.replies) == 3
+
+
+def test_redis_failure_drops_the_batch_as_redis_down() -> None:
+    def broken(ids: Sequence[int]) -> Mapping[int, AccountInfo | str]:
+        raise StoreUnavailable("connection refused")
+
+    d = process_batch([(beat(), V4), (b"x", V4)], broken, FakeWriter())
+    assert d.counts == {"redis_down": 1, "short": 1} and d.redis_error
+    d = process_batch([(beat(), V4)], lookup, FakeWriter(fail=True))
+    assert d.counts == {"redis_down": 1} and d.redis_error and d.replies == ()
+
+
+def test_rate_limit_per_source_does_not_starve_others() -> None:
+    limiter = SourceLimiter(rate=10, burst=5)
+    writer = FakeWriter()
+    flood = [(beat(counter=NOW_MS + i), ("198.51.100.1", 1)) for i in range(20)]
+    d = process_batch([*flood, (beat(), ("198.51.100.2", 1))], lookup, writer, limiter, now=100.0)
+    assert d.counts == {"accepted": 6, "rate_limited": 15}
+    assert writer.requests[-1].ipv4 == "198.51.100.2"
+    # tokens come back at `rate` per second
+    d = process_batch(flood[:5], lookup, writer, limiter, now=100.2)
+    assert d.counts == {"accepted": 2, "rate_limited": 3}
+
+
+def test_limiter_table_is_bounded() -> None:
+    limiter = SourceLimiter(rate=1, burst=2, max_sources=100)
+    for i in range(1000):
+        assert limiter.allow(f"10.0.{i // 256}.{i % 256}", now=float(i))
+    assert len(limiter) <= 100
+    limiter.prune(now=1e9)
+    assert len(limiter) == 0
+
+
+def test_source_ip() -> None:
+    assert source_ip(("192.0.2.1", 5)) == ("192.0.2.1", False)
+    assert source_ip(("::1", 5, 0, 0)) == ("::1", True)
+    assert source_ip(("::ffff:192.0.2.1", 5, 0, 0)) == ("192.0.2.1", False)

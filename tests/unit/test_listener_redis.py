@@ -1,0 +1,135 @@
+"""The listener's hand-encoded Redis round trips: pinned to redis-py and Liveness, run on a real Redis.
+
+fakeredis has no Lua without lupa and no raw-socket access, so these use the session's redis-server.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from hbdns import keys, wire
+from hbdns.liveness import BeatRequest, Liveness
+from hbdns.model import Account, Zone
+from hbdns.store import Store, connect
+from heartbeat_listener.protocol import AccountInfo, StoreUnavailable, process_batch
+from heartbeat_listener.redis_io import BatchConnection, RedisAccounts, RedisBeats, encode_command
+from tests.support.servers import free_port
+
+ZONE = "dyn.test"
+
+
+def redis_py_packed(*args: object) -> bytes:
+    return b"".join(redis.Connection().pack_command(*args))
+
+
+@pytest.fixture
+def account(store: Store) -> Account:
+    store.add_zone(Zone(ZONE, ("ns1.test",), "hostmaster.test", "192.0.2.1"))
+    return store.add_account(store.new_account(f"h.{ZONE}", "heartbeat-c", aliases=[f"mail.{ZONE}"]))
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@pytest.mark.parametrize(
+    "req",
+    [
+        BeatRequest(7, ZONE, 15000, ipv4="203.0.113.7", counter=1_700_000_000_000),
+        BeatRequest(123456, "a.b.example", 135000, ipv6="2001:db8::1", counter=5, offline=True),
+        BeatRequest(0, ZONE, 1, counter=None),
+    ],
+)
+def test_beat_template_is_what_redis_py_would_send(req: BeatRequest, real_redis: redis.Redis) -> None:
+    lv = Liveness(real_redis, max_skew_ms=12345, events_maxlen=77, log_size=9)
+    writer = RedisBeats(BatchConnection(real_redis), lv)
+    k, a = lv.beat_argv(req)
+    expected = redis_py_packed("EVALSHA", lv.beat_sha, len(k), *k, *a)
+    assert writer.encode_one(req) == expected == encode_command("EVALSHA", lv.beat_sha, str(len(k)), *k, *a)
+
+
+def test_lookup_template_is_what_redis_py_would_send(real_redis: redis.Redis, store: Store) -> None:
+    lookups = RedisAccounts(BatchConnection(real_redis), store.plans)
+    expected = b"".join(redis_py_packed("HMGET", keys.account(i), "hb_key", "plan", "zone") for i in (1, 42, 9876543))
+    assert lookups.encode([1, 42, 9876543]) == expected
+
+
+def test_lookup_reads_key_plan_zone(real_redis: redis.Redis, store: Store, account: Account) -> None:
+    real_redis.hset(keys.account(900), mapping={"hb_key": "zz", "plan": "heartbeat-c", "zone": ZONE, "fqdn": "x"})
+    real_redis.hset(keys.account(901), mapping={"hb_key": "00" * 32, "plan": "nope", "zone": ZONE, "fqdn": "y"})
+    real_redis.set(keys.account(902), "not a hash")
+    lookups = RedisAccounts(BatchConnection(real_redis), store.plans)
+    got = lookups([account.id, 899, 900, 901, 902])
+    assert got == {
+        account.id: AccountInfo(account.hb_key, store.plans["heartbeat-c"].expiry_ms, ZONE),
+        900: "bad_account",
+        901: "bad_account",
+        902: "bad_account",
+    }
+
+
+def test_fast_writer_agrees_with_liveness(real_redis: redis.Redis, store: Store, account: Account) -> None:
+    writer = RedisBeats(BatchConnection(real_redis), store.liveness)
+    t = now_ms()
+    reqs = [
+        BeatRequest(account.id, ZONE, 15000, ipv4="203.0.113.7", counter=t),
+        BeatRequest(account.id, ZONE, 15000, ipv4="203.0.113.7", counter=t),  # replay
+        BeatRequest(account.id, ZONE, 15000, ipv4="203.0.113.8", counter=t + 1),  # moves
+        BeatRequest(account.id, ZONE, 15000, ipv4="203.0.113.8", counter=t - 600_000),  # old
+        BeatRequest(account.id, ZONE, 15000, ipv6="2001:db8::8", counter=t + 700_000),  # stale (future)
+        BeatRequest(account.id, ZONE, 15000, counter=t + 2, offline=True),
+        BeatRequest(99999, ZONE, 15000, ipv4="203.0.113.9", counter=t),
+    ]
+    results = writer.beats(reqs)
+    assert [r.status for r in results] == ["ok", "replay", "ok", "replay", "stale", "offline", "gone"]
+    assert [r.changed for r in results] == [True, False, True, False, False, True, False]
+    assert results[2].old_ipv4 == "203.0.113.7" and results[2].names == (f"h.{ZONE}", f"mail.{ZONE}")
+    st = store.status(account).state
+    assert (st.ipv4, st.state, st.counter) == ("203.0.113.8", "neutral", t + 2)
+
+
+def test_script_flush_costs_one_batch_then_reloads(real_redis: redis.Redis, store: Store, account: Account) -> None:
+    writer = RedisBeats(BatchConnection(real_redis), store.liveness)
+    t = now_ms()
+    assert writer.beats([BeatRequest(account.id, ZONE, 15000, ipv4="203.0.113.7", counter=t)])[0].status == "ok"
+    real_redis.script_flush()
+    assert writer.beats([BeatRequest(account.id, ZONE, 15000, counter=t + 1)])[0].status == "noscript"
+    assert writer.beats([BeatRequest(account.id, ZONE, 15000, counter=t + 2)])[0].status == "ok"
+
+
+def test_unreachable_redis_is_store_unavailable() -> None:
+    dead = connect(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
+    conn = BatchConnection(dead)
+    with pytest.raises(StoreUnavailable):
+        RedisAccounts(conn, {})([1])
+    with pytest.raises(StoreUnavailable):
+        conn.read(1)
+
+
+def test_process_batch_on_redis(real_redis: redis.Redis, store: Store, account: Account) -> None:
+    """The pure step with the real lookup and writer: the replay of a captured packet from another
+    address changes nothing, an IPv6 beat sets only AAAA, an offline beat neutralizes."""
+    lookups = RedisAccounts(BatchConnection(real_redis), store.plans)
+    writer = RedisBeats(BatchConnection(real_redis), store.liveness)
+    t = now_ms()
+    captured = wire.encode_beat(account.id, t, account.hb_key, wire.FLAG_REPLY)
+    d = process_batch([(captured, ("203.0.113.7", 1))], lookups, writer)
+    assert d.counts == {"accepted": 1} and d.purge == (f"h.{ZONE}", f"mail.{ZONE}")
+    before = real_redis.hgetall(keys.account(account.id))
+    d = process_batch([(captured, ("198.51.100.66", 1))], lookups, writer)
+    assert d.counts == {"replay": 1} and d.replies == () and d.purge == ()
+    assert real_redis.hgetall(keys.account(account.id)) == before
+
+    v6 = wire.encode_beat(account.id, t + 1, account.hb_key, 0)
+    d = process_batch([(v6, ("2001:db8::5", 1, 0, 0))], lookups, writer)
+    st = store.status(account).state
+    assert (st.ipv4, st.ipv6) == ("203.0.113.7", "2001:db8::5")
+
+    off = wire.encode_beat(account.id, t + 2, account.hb_key, wire.FLAG_OFFLINE | wire.FLAG_REPLY)
+    d = process_batch([(off, ("203.0.113.7", 1))], lookups, writer)
+    assert d.counts == {"offline": 1}
+    assert wire.parse_reply(d.replies[0][0], off, account.hb_key).status == wire.STATUS_OFFLINE_OK
+    assert store.status(account).state.state == "neutral" and not store.status(account).live
