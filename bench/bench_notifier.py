@@ -139,10 +139,17 @@ class Bench:
         g = {x["name"]: x for x in self.r.xinfo_groups(keys.events())}[GROUP]
         return g["pending"] == 0 and g["lag"] == 0
 
+    def notifier_cpu(self) -> float:
+        """CPU seconds (user + system) the notifier process has used so far."""
+        assert self.notifier is not None
+        fields = Path(f"/proc/{self.notifier.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def run_once(self, k: int, cap_s: float) -> dict[str, Any]:
         assert self.r is not None
         r = self.r
         wait_for(self.settled, 120, what="notifier idle before the run")
+        cpu0, load = self.notifier_cpu(), os.getloadavg()[0]
         ids = self.groups[k]
         rcpt_to_id = {self.email_of[i]: i for i in ids}
         mails_before = self.smtp.count()
@@ -188,6 +195,8 @@ class Bench:
             "email_max": max(m_lat),
             "email_within_cap": len(mail),
             "cap_s": cap_s,
+            "notifier_cpu_s": round(self.notifier_cpu() - cpu0, 3),
+            "loadavg_1min": round(load, 2),
         }
 
 
@@ -223,8 +232,10 @@ def run(quick: bool = False) -> list[Metric]:
                 res = bench.run_once(k, 30.0)
                 sweeper.append(res)
                 print(
-                    f"   sweeper run {k + 1}: neutralized p50 {res['neutralized_p50']:.3f} p99 {res['neutralized_p99']:.3f} s; "
-                    f"e-mail p50 {res['email_p50']:.3f} p99 {res['email_p99']:.3f} s",
+                    f"   sweeper run {k + 1}: neutralized p50 {res['neutralized_p50']:.3f} "
+                    f"p99 {res['neutralized_p99']:.3f} s; e-mail p50 {res['email_p50']:.3f} "
+                    f"p99 {res['email_p99']:.3f} s; "
+                    f"notifier CPU {res['notifier_cpu_s']:.2f} s, load {res['loadavg_1min']:.1f}",
                     flush=True,
                 )
             bench.start_notifier("hints,consumer")
@@ -233,12 +244,19 @@ def run(quick: bool = False) -> list[Metric]:
                 hints.append(res)
                 print(
                     f"   keyspace-only run {k + 1 - sweeper_runs}: {res['neutralized_within_cap']}/{BURST} recorded "
-                    f"within {cap_s:.0f} s; neutralized p50 {res['neutralized_p50']:.3f} p99 {res['neutralized_p99']:.3f} s",
+                    f"within {cap_s:.0f} s; neutralized p50 {res['neutralized_p50']:.3f} "
+                    f"p99 {res['neutralized_p99']:.3f} s",
                     flush=True,
                 )
         finally:
             bench.stop()
-    setup = f"{BURST} of {accounts} accounts due at once (others' TTLs spread over 1 h), deploy/redis.conf, hz 10"
+    loads = [r["loadavg_1min"] for r in sweeper + hints]
+    cpu = statistics.median(r["notifier_cpu_s"] for r in sweeper)
+    setup = (
+        f"{BURST} of {accounts} accounts due at once (others' TTLs spread over 1 h), deploy/redis.conf, hz 10; "
+        f"{os.cpu_count()} cores, 1-min load average at run start {min(loads):.1f}-{max(loads):.1f}; "
+        f"notifier CPU per burst (1000 transitions + e-mails, median) {cpu:.2f} s"
+    )
     rec = sum(r["neutralized_within_cap"] for r in hints)
     hint_note = (
         f"{setup}; notifier without sweeper; {rec}/{BURST * len(hints)} recorded within {cap_s:.0f} s of the "

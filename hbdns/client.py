@@ -1,6 +1,7 @@
 """``hbdns-client``: sends heartbeats from the customer's network. Standard library only.
 
-``run`` beats every ``interval`` seconds (a little early, with jitter, never late), asks for a reply
+``run`` beats every ``interval`` seconds (a little early, with jitter, never late) over every address
+family the server name has (a beat sets the A or AAAA record of its family), asks for a reply
 and logs the public address the server saw; SIGTERM/SIGINT send an OFFLINE beat first, so DNS is
 neutralized at once instead of after the missed beats. ``send`` sends one beat (``--offline`` for a
 planned shutdown) and says the outcome in its exit code, for scripts and cron.
@@ -220,10 +221,17 @@ def write_client_config(path: str | Path, server: str, account_id: int, key: byt
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one beat: an authenticated reply (status, public address) or none."""
+    """What became of one beat: the authenticated replies (one per address family that answered)."""
 
-    reply: wire.Reply | None
+    replies: tuple[wire.Reply, ...] = ()
     interrupted: bool = False  # a signal cut the wait short
+
+    @property
+    def reply(self) -> wire.Reply | None:
+        """The best answer: an accepted one if any family had one."""
+        good = [r for r in self.replies if r.status in (wire.STATUS_OK, wire.STATUS_OFFLINE_OK)]
+        best = good or list(self.replies)
+        return best[0] if best else None
 
     @property
     def ok(self) -> bool:
@@ -235,14 +243,18 @@ class Outcome:
 
 
 class Beater:
-    """Builds, sends and matches beats for one account; owns the socket and the counter."""
+    """Builds, sends and matches beats for one account; owns the sockets and the counter.
+
+    A beat over IPv4 sets the A record, over IPv6 the AAAA record. So each beat goes out over every
+    address family the server name resolves to (one packet each, consecutive counters), unless
+    ``source`` pins the family: a dual-stack site keeps both records current.
+    """
 
     def __init__(self, cfg: ClientConfig, wakeup_fd: int | None = None) -> None:
         self.cfg = cfg
         self.wakeup_fd = wakeup_fd  # readable when a signal arrived: stop waiting
         self.last_counter = 0
-        self.sock: socket.socket | None = None
-        self.target: tuple[object, ...] = ()
+        self.targets: dict[int, tuple[socket.socket, tuple[object, ...]]] = {}  # family -> (socket, address)
         self.resolved_at = -1e18
 
     def counter(self) -> int:
@@ -251,58 +263,93 @@ class Beater:
         return self.last_counter
 
     def resolve(self) -> None:
-        """Look the server name up and (re)open the socket for its address family."""
+        """Look the server name up and open one socket per address family it has."""
         cfg = self.cfg
-        family = 0
+        family = socket.AF_UNSPEC
         if cfg.source:
             family = socket.AF_INET6 if ":" in cfg.source else socket.AF_INET
         try:
             infos = socket.getaddrinfo(cfg.host, cfg.port, family, socket.SOCK_DGRAM)
         except socket.gaierror as exc:
             raise OSError(f"cannot resolve {cfg.host}: {exc.strerror}") from None
-        fam, _, _, _, addr = infos[0]
-        if self.sock is None or self.sock.family != fam:
-            if self.sock is not None:
-                self.sock.close()
+        wanted: dict[int, tuple[object, ...]] = {}
+        for info in infos:
+            if info[0] in (socket.AF_INET, socket.AF_INET6):
+                wanted.setdefault(int(info[0]), tuple(info[4]))
+        for old in list(self.targets):
+            if old not in wanted:
+                self.targets.pop(old)[0].close()
+        for fam, addr in wanted.items():
+            if fam in self.targets:
+                self.targets[fam] = (self.targets[fam][0], addr)
+                continue
             sock = socket.socket(fam, socket.SOCK_DGRAM)
-            if cfg.source:
-                sock.bind((cfg.source, 0))
-            self.sock = sock
-        self.target = addr
+            try:
+                if cfg.source:
+                    sock.bind((cfg.source, 0))
+            except OSError:
+                sock.close()
+                raise
+            self.targets[fam] = (sock, addr)
         self.resolved_at = time.monotonic()
 
     def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
+        for sock, _ in self.targets.values():
+            sock.close()
+        self.targets.clear()
 
     def beat(self, *, offline: bool = False, timeout: float = 2.0) -> Outcome:
-        """Send one beat asking for a reply; wait up to ``timeout`` s for the authenticated answer."""
-        if self.sock is None or time.monotonic() - self.resolved_at > RESOLVE_EVERY:
+        """Send one beat per family, asking for a reply, and wait for the authenticated answers.
+
+        Families take turns, each with a new counter sent after the previous answer came (or its
+        share of ``timeout`` passed): IPv4 and IPv6 take different paths, and a counter that
+        overtook its predecessor would make the predecessor a replay. Raises OSError only when no
+        family could send at all.
+        """
+        if not self.targets or time.monotonic() - self.resolved_at > RESOLVE_EVERY:
             self.resolve()
-        assert self.sock is not None
         flags = wire.FLAG_REPLY | (wire.FLAG_OFFLINE if offline else 0)
-        packet = wire.encode_beat(self.cfg.account_id, self.counter(), self.cfg.key, flags)
-        self.sock.sendto(packet, self.target)
-        deadline = time.monotonic() + timeout
+        replies: list[wire.Reply] = []
+        error: OSError | None = None
+        sent = 0
+        share = timeout / len(self.targets)
+        for sock, addr in list(self.targets.values()):
+            packet = wire.encode_beat(self.cfg.account_id, self.counter(), self.cfg.key, flags)
+            try:
+                sock.sendto(packet, addr)
+            except OSError as exc:  # e.g. no IPv6 route here: the other family may still work
+                error = exc
+                continue
+            sent += 1
+            reply, interrupted = self._await_reply(sock, packet, time.monotonic() + share)
+            if reply is not None:
+                replies.append(reply)
+            if interrupted:
+                return Outcome(tuple(replies), interrupted=True)
+        if not sent:
+            raise error or OSError("no address to send to")
+        return Outcome(tuple(replies))
+
+    def _await_reply(self, sock: socket.socket, packet: bytes, deadline: float) -> tuple[wire.Reply | None, bool]:
+        """The authenticated answer to ``packet`` on ``sock`` by ``deadline``; also whether a signal came."""
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                return Outcome(None)
-            fds: list[int | socket.socket] = [self.sock]
+                return None, False
+            fds: list[int | socket.socket] = [sock]
             if self.wakeup_fd is not None:
                 fds.append(self.wakeup_fd)
             ready, _, _ = select.select(fds, [], [], left)
             if self.wakeup_fd is not None and self.wakeup_fd in ready:
-                return Outcome(None, interrupted=True)
-            if self.sock not in ready:
+                return None, True
+            if sock not in ready:
                 continue
             try:
-                data = self.sock.recv(64)
+                data = sock.recv(64)
             except OSError:  # e.g. ICMP port unreachable reported on the socket
                 continue
             try:
-                return Outcome(wire.parse_reply(data, packet, self.cfg.key))
+                return wire.parse_reply(data, packet, self.cfg.key), False
             except wire.WireError:
                 continue  # an answer to an older beat, or not from the server: keep waiting
 
@@ -325,7 +372,7 @@ class Runner:
         self.answered_once = False
         self.unanswered = 0
         self.skewed = 0
-        self.public: wire.Reply | None = None
+        self.public: dict[int, str] = {}  # address family (4/6) -> public address the server saw
         self._skew_logged = 0.0
 
     def step(self) -> int | None:
@@ -334,7 +381,7 @@ class Runner:
         try:
             outcome = self.beater.beat(timeout=min(2.0, cfg.interval * 0.8))
         except OSError as exc:
-            outcome = Outcome(None)
+            outcome = Outcome()
             if self.unanswered == 0:
                 log.warning("cannot send heartbeat: %s", exc)
         if outcome.interrupted:
@@ -363,13 +410,14 @@ class Runner:
             return None
         self.answered_once = True
         self.skewed = 0
-        reply = outcome.reply
-        if self.public is None or self.public.address != reply.address:
-            if self.public is None:
-                log.info("heartbeats accepted by %s; public address %s", cfg.server, reply.address)
-            else:
-                log.info("public address changed from %s to %s", self.public.address, reply.address)
-            self.public = reply
+        for reply in outcome.replies:
+            family = 6 if ":" in reply.address else 4
+            old = self.public.get(family)
+            if old is None:
+                log.info("heartbeats accepted by %s; public IPv%d address %s", cfg.server, family, reply.address)
+            elif old != reply.address:
+                log.info("public IPv%d address changed from %s to %s", family, old, reply.address)
+            self.public[family] = reply.address
         return None
 
     def delay(self) -> float:
@@ -414,7 +462,7 @@ def cmd_run(cfg: ClientConfig) -> int:
         try:
             outcome = beater.beat(offline=True, timeout=2.0)
         except OSError as exc:
-            outcome = Outcome(None)
+            outcome = Outcome()
             log.warning("cannot send the offline heartbeat: %s", exc)
         if outcome.ok:
             log.info("offline heartbeat accepted: the account is neutral now")
@@ -447,8 +495,8 @@ def cmd_send(cfg: ClientConfig, offline: bool, timeout: float, tries: int) -> in
             file=sys.stderr,
         )
         return EXIT_NO_ANSWER
-    status = wire.STATUS_NAMES.get(outcome.reply.status, str(outcome.reply.status))
-    print(f"{status} {outcome.reply.address}")
+    for reply in outcome.replies:
+        print(f"{wire.STATUS_NAMES.get(reply.status, str(reply.status))} {reply.address}")
     if outcome.clock_skew:
         print("hbdns-client: the server says this machine's clock is off too far; fix NTP", file=sys.stderr)
         return EXIT_CLOCK

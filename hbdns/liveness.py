@@ -53,67 +53,90 @@ local function emit(ev, log, maxlen, logcap, kind, id, fqdn, at, extra)
 end
 """
 
-# KEYS: acct alive deadlines events log zone
-# ARGV: id ipv4 ipv6 counter ttl_ms offline max_skew_ms source maxlen logcap
-_BEAT = (
+# One script for a batch of beats/updates (a single update is a batch of one): one EVALSHA per batch
+# keeps Redis' per-command cost out of the per-beat cost. Each beat is checked and applied in turn,
+# the whole batch atomically. Fast path (live, same address): HMGET, HSET, SET..GET, ZADD.
+# KEYS: deadlines events, then per beat: acct alive log zone
+# ARGV: max_skew_ms maxlen logcap, then per beat: id ipv4 ipv6 counter ttl_ms offline source
+# Returns per beat: {status, changed, old_ipv4, old_ipv6, fqdn, aliases_json}
+_BEATS = (
     _LUA_COMMON
     + r"""
-local acct, alive, dl, ev, log, zone = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local id, ip4, ip6, counter, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local offline, skew, source, maxlen, logcap = ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10]
+local dl, ev = KEYS[1], KEYS[2]
+local skew, maxlen, logcap = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local now, sec = clock()
-local cur = redis.call('HMGET', acct, 'fqdn', 'state', 'since', 'counter', 'ipv4', 'ipv6', 'aliases', 'last_beat')
-local fqdn = cur[1]
-local first = cur[8] and '0' or '1'
-if not fqdn then return {'gone', '0', '', '', '', ''} end
-local aliases = cur[7] or '[]'
-if counter ~= '' then
-  local c = tonumber(counter)
-  if cur[4] and c <= tonumber(cur[4]) then return {'replay', '0', '', '', fqdn, aliases} end
-  if math.abs(c - now) > skew then return {'stale', '0', '', '', fqdn, aliases} end
-  redis.call('HSET', acct, 'counter', counter)
-end
-local state, since = cur[2] or 'neutral', tonumber(cur[3] or '0') or 0
-local was_alive = redis.call('EXISTS', alive) == 1
-if state == 'live' and not was_alive then
-  -- expired but not yet swept: record the outage that really happened, at its deadline
-  local d = tonumber(redis.call('ZSCORE', dl, id) or now)
-  redis.call('HSET', acct, 'state', 'neutral', 'since', string.format('%d', d))
-  emit(ev, log, maxlen, logcap, 'neutralized', id, fqdn, d, {'reason', 'missed'})
-  state, since = 'neutral', d
-end
-redis.call('HSET', acct, 'last_beat', string.format('%d', now))
-local changed = 0
-if offline == '1' then
-  redis.call('DEL', alive)
-  redis.call('ZREM', dl, id)
-  if state == 'live' then
-    redis.call('HSET', acct, 'state', 'neutral', 'since', string.format('%d', now))
-    emit(ev, log, maxlen, logcap, 'neutralized', id, fqdn, now, {'reason', 'offline', 'source', source})
+local nows = string.format('%d', now)
+
+local function beat(acct, alive, log, zone, id, ip4, ip6, counter, ttl, offline, source)
+  local cur = redis.call('HMGET', acct, 'fqdn', 'state', 'since', 'counter', 'ipv4', 'ipv6', 'aliases', 'last_beat')
+  local fqdn = cur[1]
+  if not fqdn then return {'gone', '0', '', '', '', ''} end
+  local aliases = cur[7] or '[]'
+  local old4, old6 = cur[5] or '', cur[6] or ''
+  if counter ~= '' then
+    local c = tonumber(counter)
+    if cur[4] and c <= tonumber(cur[4]) then return {'replay', '0', '', '', fqdn, aliases} end
+    if math.abs(c - now) > skew then return {'stale', '0', '', '', fqdn, aliases} end
+    redis.call('HSET', acct, 'counter', counter, 'last_beat', nows)
+  else
+    redis.call('HSET', acct, 'last_beat', nows)
+  end
+  local state, since = cur[2] or 'neutral', tonumber(cur[3] or '0') or 0
+  local was_alive
+  if offline == '1' then
+    was_alive = redis.call('DEL', alive) == 1
+  else
+    was_alive = redis.call('SET', alive, '1', 'PX', ttl, 'GET') ~= false
+  end
+  if state == 'live' and not was_alive then
+    -- expired but not yet swept: record the outage that really happened, at its deadline
+    local d = tonumber(redis.call('ZSCORE', dl, id) or now)
+    redis.call('HSET', acct, 'state', 'neutral', 'since', string.format('%d', d))
+    emit(ev, log, maxlen, logcap, 'neutralized', id, fqdn, d, {'reason', 'missed'})
+    state, since = 'neutral', d
+  end
+  local changed = 0
+  if offline == '1' then
+    redis.call('ZREM', dl, id)
+    if state == 'live' then
+      redis.call('HSET', acct, 'state', 'neutral', 'since', nows)
+      emit(ev, log, maxlen, logcap, 'neutralized', id, fqdn, now, {'reason', 'offline', 'source', source})
+      changed = 1
+      bump_serial(zone, sec)
+    end
+    return {'offline', tostring(changed), old4, old6, fqdn, aliases}
+  end
+  redis.call('ZADD', dl, now + ttl, id)
+  if state ~= 'live' then
+    redis.call('HSET', acct, 'state', 'live', 'since', nows)
+    emit(ev, log, maxlen, logcap, 'recovered', id, fqdn, now,
+         {'neutral_since', since, 'duration_ms', now - since, 'source', source,
+          'first', cur[8] and '0' or '1'})
+    changed = 1
+  end
+  if ip4 ~= '' and ip4 ~= old4 then
+    redis.call('HSET', acct, 'ipv4', ip4)
+    emit(ev, log, maxlen, logcap, 'ip_changed', id, fqdn, now,
+         {'family', '4', 'old', old4, 'new', ip4, 'source', source})
+    changed = 1
+  end
+  if ip6 ~= '' and ip6 ~= old6 then
+    redis.call('HSET', acct, 'ipv6', ip6)
+    emit(ev, log, maxlen, logcap, 'ip_changed', id, fqdn, now,
+         {'family', '6', 'old', old6, 'new', ip6, 'source', source})
     changed = 1
   end
   if changed == 1 then bump_serial(zone, sec) end
-  return {'offline', tostring(changed), cur[5] or '', cur[6] or '', fqdn, aliases}
+  return {'ok', tostring(changed), old4, old6, fqdn, aliases}
 end
-redis.call('SET', alive, '1', 'PX', ttl)
-redis.call('ZADD', dl, now + ttl, id)
-if state ~= 'live' then
-  redis.call('HSET', acct, 'state', 'live', 'since', string.format('%d', now))
-  emit(ev, log, maxlen, logcap, 'recovered', id, fqdn, now,
-       {'neutral_since', since, 'duration_ms', now - since, 'source', source, 'first', first})
-  changed = 1
+
+local out = {}
+for i = 0, (#KEYS - 2) / 4 - 1 do
+  local k, a = 3 + 4 * i, 4 + 7 * i
+  out[i + 1] = beat(KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a], ARGV[a + 1], ARGV[a + 2],
+                    ARGV[a + 3], tonumber(ARGV[a + 4]), ARGV[a + 5], ARGV[a + 6])
 end
-local fams = {{'ipv4', ip4, cur[5] or '', '4'}, {'ipv6', ip6, cur[6] or '', '6'}}
-for _, f in ipairs(fams) do
-  if f[2] ~= '' and f[2] ~= f[3] then
-    redis.call('HSET', acct, f[1], f[2])
-    emit(ev, log, maxlen, logcap, 'ip_changed', id, fqdn, now,
-         {'family', f[4], 'old', f[3], 'new', f[2], 'source', source})
-    changed = 1
-  end
-end
-if changed == 1 then bump_serial(zone, sec) end
-return {'ok', tostring(changed), cur[5] or '', cur[6] or '', fqdn, aliases}
+return out
 """
 )
 
@@ -227,7 +250,7 @@ class Liveness:
         self.max_skew_ms = max_skew_ms
         self.events_maxlen = events_maxlen
         self.log_size = log_size
-        self._beat = r.register_script(_BEAT)
+        self._beat = r.register_script(_BEATS)
         self._due = r.register_script(_DUE)
         self._neutralize = r.register_script(_NEUTRALIZE)
         self._record = r.register_script(_RECORD)
@@ -251,45 +274,47 @@ class Liveness:
     @property
     def beat_script(self) -> str:
         """The beat script's text (to SCRIPT LOAD it again after a Redis restart)."""
-        return _BEAT
+        return _BEATS
 
-    def beat_argv(self, req: BeatRequest) -> tuple[list[str], list[str]]:
-        """KEYS and ARGV of the beat script for ``req``: the one place that spells its call layout."""
-        return self._account_keys(req.account_id, req.zone), [
-            str(req.account_id),
-            req.ipv4,
-            req.ipv6,
-            "" if req.counter is None else str(req.counter),
-            str(int(req.expiry_ms)),
-            "1" if req.offline else "0",
-            str(self.max_skew_ms),
-            req.source,
-            str(self.events_maxlen),
-            str(self.log_size),
-        ]
-
-    def _beat_call(self, req: BeatRequest, client: Any) -> Any:
-        keys_, args = self.beat_argv(req)
-        return self._beat(keys=keys_, args=args, client=client)
+    def beat_argv(self, reqs: Sequence[BeatRequest]) -> tuple[list[str], list[str]]:
+        """KEYS and ARGV of the beat script for a batch: the one place that spells its call layout."""
+        keys_ = [keys.deadlines(), keys.events()]
+        args = [str(self.max_skew_ms), str(self.events_maxlen), str(self.log_size)]
+        for req in reqs:
+            keys_ += [
+                keys.account(req.account_id),
+                keys.alive(req.account_id),
+                keys.account_log(req.account_id),
+                keys.zone(req.zone),
+            ]
+            args += [
+                str(req.account_id),
+                req.ipv4,
+                req.ipv6,
+                "" if req.counter is None else str(req.counter),
+                str(int(req.expiry_ms)),
+                "1" if req.offline else "0",
+                req.source,
+            ]
+        return keys_, args
 
     @staticmethod
     def beat_result(raw: Sequence[Any]) -> BeatResult:
-        """Decode the beat script's reply (public for writers that send EVALSHA themselves)."""
+        """Decode one beat's part of the script's reply (public for writers that send EVALSHA themselves)."""
         status, changed, old4, old6, fqdn, aliases = (_s(x) for x in raw)
         return BeatResult(status, changed == "1", old4, old6, _names(fqdn, aliases))
 
     def beat(self, req: BeatRequest) -> BeatResult:
-        return self.beat_result(self._beat_call(req, self.r))
+        return self.beats([req])[0]
 
-    def beats(self, reqs: Iterable[BeatRequest]) -> list[BeatResult]:
-        """Many beats in one pipelined round trip (each still its own atomic script)."""
+    def beats(self, reqs: Iterable[BeatRequest], chunk: int = 500) -> list[BeatResult]:
+        """Many beats, one script call (one round trip, one atomic step) per ``chunk`` of them."""
         reqs = list(reqs)
-        if not reqs:
-            return []
-        pipe = self.r.pipeline(transaction=False)
-        for req in reqs:
-            self._beat_call(req, pipe)
-        return [self.beat_result(raw) for raw in pipe.execute()]
+        out: list[BeatResult] = []
+        for i in range(0, len(reqs), chunk):
+            keys_, args = self.beat_argv(reqs[i : i + chunk])
+            out += [self.beat_result(raw) for raw in self._beat(keys=keys_, args=args)]
+        return out
 
     def due(self, limit: int = 1000) -> list[int]:
         return [int(_s(x)) for x in self._due(keys=[keys.deadlines()], args=[limit])]

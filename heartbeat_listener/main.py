@@ -28,12 +28,21 @@ log = logging.getLogger("heartbeat_listener")
 
 
 def open_sockets(settings: config.Settings) -> list[socket.socket]:
+    """The configured IPv4 and IPv6 sockets. A host without IPv6 (many containers) keeps IPv4 only."""
     socks = []
     if settings.heartbeat_host:
         socks.append(open_socket(settings.heartbeat_host, settings.heartbeat_port))
     if settings.heartbeat_host6:
-        # without an IPv4 socket, let the IPv6 one take IPv4 too (as IPv4-mapped addresses)
-        socks.append(open_socket(settings.heartbeat_host6, settings.heartbeat_port, v6only=bool(socks)))
+        try:
+            # without an IPv4 socket, let the IPv6 one take IPv4 too (as IPv4-mapped addresses)
+            socks.append(open_socket(settings.heartbeat_host6, settings.heartbeat_port, v6only=bool(socks)))
+        except OSError as exc:
+            if not socks:
+                raise
+            log.warning(
+                "no IPv6 heartbeat socket; IPv4 only",
+                extra={"address": settings.heartbeat_host6, "error": str(exc)},
+            )
     return socks
 
 

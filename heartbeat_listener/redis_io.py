@@ -1,11 +1,11 @@
 """The listener's two Redis round trips per batch, encoded by hand.
 
-redis-py spends ~15 us of Python per pipelined command building and parsing it; at 50k beats/s that
-alone would use a core. Here a batch is one ``bytes`` built from templates (only the id, zone,
-addresses and counter vary per beat) and sent with one write on a plain redis-py connection (which
-still does AUTH/SELECT/TLS from the URL); replies are read with the connection's parser (hiredis when
-installed). ``tests/unit/test_listener_redis.py`` pins the templates to what
-:meth:`hbdns.liveness.Liveness.beat_argv` and redis-py would send, so the layout has one owner.
+redis-py spends ~15 us of Python per pipelined command building and parsing it (measured: its
+pipeline of beat scripts ran at ~15k/s); at tens of thousands of beats/s that alone would use a core.
+Here a batch is one ``bytes`` built from templates (only the id, zone, addresses and counter vary per
+beat), written straight to a connection redis-py opened (AUTH/SELECT/TLS from the URL), and the
+replies are read with a hiredis reader. ``tests/unit/test_listener_redis.py`` pins the templates to
+what :meth:`hbdns.liveness.Liveness.beat_argv` and redis-py would send, so the layout has one owner.
 
 Any connection error or timeout becomes :class:`~heartbeat_listener.protocol.StoreUnavailable`; the
 connection is dropped and made again on the next call (the shell backs off in between).
@@ -70,6 +70,7 @@ class BatchConnection:
     def _connect(self) -> None:
         conn = self._factory()
         conn.connect()
+        # redis-py keeps the socket in a private attribute; a test reads and writes through it
         self._conn, self._sock = conn, conn._sock
         self._reader = hiredis.Reader(encoding="utf-8", errors="replace")
         self.inflight = 0
@@ -172,13 +173,14 @@ class RedisAccounts:
 
 
 class RedisBeats:
-    """The write stage: EVALSHA of the shared beat script for every request, one round trip.
+    """The write stage: one EVALSHA of the shared beat script per batch, one round trip.
 
-    Each script is still its own atomic step (replay check + state change). :meth:`submit` sends a
-    batch and :meth:`collect` reads its results, so the shell can verify the next batch meanwhile;
-    :meth:`beats` does both. The script is loaded on every (re)connect; a NOSCRIPT reply (someone ran
-    SCRIPT FLUSH) means that beat did not run: it comes back as status ``noscript`` (counted as
-    redis_down) and the script is loaded again with the next batch.
+    The script checks and applies each beat in turn (replay check + state change), the batch as one
+    atomic step. :meth:`submit` sends a batch and :meth:`collect` reads its results, so the shell can
+    verify the next batch meanwhile; :meth:`beats` does both. The script is loaded on every
+    (re)connect; a NOSCRIPT reply (someone ran SCRIPT FLUSH) means the batch did not run: its beats
+    come back as status ``noscript`` (counted as redis_down) and the script is loaded again with the
+    next batch.
     """
 
     def __init__(self, conn: BatchConnection, liveness: Liveness, source: str = "beat") -> None:
@@ -187,69 +189,58 @@ class RedisBeats:
         self._load = encode_command("SCRIPT", "LOAD", liveness.beat_script)
         self._need_load = False
         conn.on_connect.append(lambda c: c.roundtrip(self._load, 1))  # Redis may have restarted
-        sha = liveness.beat_sha.encode()
+        self._head = bulk(b"EVALSHA") + bulk(liveness.beat_sha.encode())
+        # the batch's fixed keys and args, and per beat: acct, alive, log, zone / id ip4 ip6 counter ttl offline source
+        shared_keys, shared_args = liveness.beat_argv([])
+        self._shared_keys = b"".join(bulk(k.encode()) for k in shared_keys)
+        self._shared_args = b"".join(bulk(a.encode()) for a in shared_args)
+        self._nshared = len(shared_keys), len(shared_args)
         acct = _split_key(keys.account(_PROBE))
         alive = _split_key(keys.alive(_PROBE))
         log = _split_key(keys.account_log(_PROBE))
-        head = b"*19\r\n" + bulk(b"EVALSHA") + bulk(sha) + bulk(b"6")
 
         def keyfmt(parts: tuple[bytes, bytes]) -> bytes:
             return b"$%d\r\n" + parts[0] + b"%b" + parts[1] + b"\r\n"
 
-        tail = (
-            bulk(str(liveness.max_skew_ms).encode())
-            + bulk(source.encode())
-            + bulk(str(liveness.events_maxlen).encode())
-            + bulk(str(liveness.log_size).encode())
-        )
-        # per beat: acct key, alive key, [deadlines, events], log key, zone key, id, ip4, ip6, counter, ttl, offline
-        self._fmt = (
-            head
-            + keyfmt(acct)
-            + keyfmt(alive)
-            + bulk(keys.deadlines().encode())
-            + bulk(keys.events().encode())
-            + keyfmt(log)
-            + b"%b"  # zone key, pre-encoded per zone
-            + b"$%d\r\n%b\r\n"  # id
-            + b"%b%b%b%b"  # ipv4, ipv6, counter, ttl (bulks)
-            + b"$1\r\n%b\r\n"  # offline
-            + tail
-        )
+        self._keyfmt = keyfmt(acct) + keyfmt(alive) + keyfmt(log) + b"%b"  # zone key, pre-encoded per zone
+        self._argfmt = b"$%d\r\n%b\r\n%b%b%b%b$1\r\n%b\r\n" + bulk(source.encode())
         self._lens = (len(acct[0]) + len(acct[1]), len(alive[0]) + len(alive[1]), len(log[0]) + len(log[1]))
         self._zones: dict[str, bytes] = {}
         self._ttls: dict[int, bytes] = {}
 
-    def encode_one(self, req: BeatRequest) -> bytes:
-        zone = self._zones.get(req.zone)
-        if zone is None:
-            zone = self._zones[req.zone] = bulk(keys.zone(req.zone).encode())
-        ttl = self._ttls.get(req.expiry_ms)
-        if ttl is None:
-            ttl = self._ttls[req.expiry_ms] = bulk(b"%d" % int(req.expiry_ms))
-        idb = b"%d" % req.account_id
-        n = len(idb)
-        la, lv, ll = self._lens
-        counter = b"$0\r\n\r\n" if req.counter is None else bulk(b"%d" % req.counter)
-        return self._fmt % (
-            la + n,
-            idb,
-            lv + n,
-            idb,
-            ll + n,
-            idb,
-            zone,
-            n,
-            idb,
-            bulk(req.ipv4.encode()),
-            bulk(req.ipv6.encode()),
-            counter,
-            ttl,
-            b"1" if req.offline else b"0",
-        )
-
     def encode(self, reqs: Sequence[BeatRequest]) -> bytes:
-        return b"".join([self.encode_one(r) for r in reqs])
+        """The EVALSHA command for a batch, byte for byte what redis-py would send."""
+        keyparts, argparts = [], []
+        keyfmt, argfmt, zones, ttls = self._keyfmt, self._argfmt, self._zones, self._ttls
+        la, lv, ll = self._lens
+        for req in reqs:
+            zone = zones.get(req.zone)
+            if zone is None:
+                zone = zones[req.zone] = bulk(keys.zone(req.zone).encode())
+            ttl = ttls.get(req.expiry_ms)
+            if ttl is None:
+                ttl = ttls[req.expiry_ms] = bulk(b"%d" % int(req.expiry_ms))
+            idb = b"%d" % req.account_id
+            n = len(idb)
+            keyparts.append(keyfmt % (la + n, idb, lv + n, idb, ll + n, idb, zone))
+            counter = b"$0\r\n\r\n" if req.counter is None else bulk(b"%d" % req.counter)
+            argparts.append(
+                argfmt
+                % (n, idb, bulk(req.ipv4.encode()), bulk(req.ipv6.encode()), counter, ttl, b"1" if req.offline else b"0")
+            )
+        nkeys = self._nshared[0] + 4 * len(reqs)
+        nargs = self._nshared[1] + 7 * len(reqs)
+        return b"".join(
+            [
+                b"*%d\r\n" % (3 + nkeys + nargs),
+                self._head,
+                bulk(b"%d" % nkeys),
+                self._shared_keys,
+                *keyparts,
+                self._shared_args,
+                *argparts,
+            ]
+        )
 
     def submit(self, reqs: Sequence[BeatRequest]) -> tuple[int, int]:
         """Send a batch; the ticket is (beats, replies to skip first) for :meth:`collect`."""
@@ -257,29 +248,25 @@ class RedisBeats:
         skip = 0
         if self._need_load:
             payload, skip = self._load + payload, 1
-        self.conn.send(payload, len(reqs) + skip)
+        self.conn.send(payload, 1 + skip)
         self._need_load = False
         return len(reqs), skip
 
     def collect(self, ticket: tuple[int, int]) -> list[BeatResult]:
         count, skip = ticket
-        replies = self.conn.read(count + skip)[skip:]
-        out: list[BeatResult] = []
+        reply = self.conn.read(1 + skip)[skip]
+        if isinstance(reply, hiredis.ReplyError):
+            status = "error"  # the script failed: nothing of this batch was applied
+            if str(reply).startswith("NOSCRIPT"):
+                self._need_load = True
+                status = "noscript"
+            return [BeatResult(status, False, "", "", ())] * count
+        if type(reply) is not list or len(reply) != count:
+            self.conn.close()
+            raise StoreUnavailable(f"beat script answered {reply!r:.200}")
         parse = self.liveness.beat_result
-        for r in replies:
-            if type(r) is list and len(r) == 6:
-                # names (a JSON decode) are only needed when the answer changed, for the purge
-                out.append(parse(r) if r[1] == "1" else BeatResult(r[0], False, r[2], r[3], ()))
-            elif isinstance(r, hiredis.ReplyError):
-                if str(r).startswith("NOSCRIPT"):
-                    self._need_load = True
-                    out.append(BeatResult("noscript", False, "", "", ()))
-                else:  # the script failed for this beat only
-                    out.append(BeatResult("error", False, "", "", ()))
-            else:
-                self.conn.close()
-                raise StoreUnavailable(f"beat script answered {r!r}")
-        return out
+        # names (a JSON decode) are only needed when the answer changed, for the purge
+        return [parse(r) if r[1] == "1" else BeatResult(r[0], False, r[2], r[3], ()) for r in reply]
 
     def beats(self, reqs: Sequence[BeatRequest]) -> list[BeatResult]:
         if not reqs:

@@ -157,6 +157,7 @@ class UdpListener:
         datagrams = self.receive(0.0 if self._inflight else timeout)
         out: list[Decisions] = []
         if datagrams:
+            self.metrics.inc("hbdns_heartbeat_batches_total")
             now = self.clock()
             if now >= self._next_prune and self.limiter is not None:
                 self.limiter.prune(now)
@@ -224,7 +225,6 @@ class UdpListener:
     def apply(self, decisions: Decisions) -> None:
         m = self.metrics
         m.add_packets(decisions.counts)
-        m.inc("hbdns_heartbeat_batches_total")
         if decisions.replies:
             m.inc("hbdns_heartbeat_replies_total", self.send_replies(decisions.replies))
         if decisions.purge and self.purger is not None:

@@ -131,7 +131,9 @@ class ZoneCache:
     The thread that finds the cache stale reloads it while the others wait (once per ``max_age``).
     """
 
-    def __init__(self, load: Callable[[], list[Any]], max_age: float = 1.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, load: Callable[[], list[Any]], max_age: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ):
         self._load = load
         self.max_age = max_age
         self._clock = clock
@@ -195,7 +197,9 @@ class Backend:
         self.health = Health()
         self._errors = RateLimitedLog(log, 60.0)
         self._account_src = account_script()
-        self._account_sha = hashlib.sha1(self._account_src.encode()).hexdigest()
+        self._account_sha = hashlib.sha1(
+            self._account_src.encode(), usedforsecurity=False
+        ).hexdigest()  # Redis script id
         self._names_key = keys.names()
         self._zones_script = r.register_script(zones_script())
         self.zones = ZoneCache(self._load_zones, zone_max_age, clock)

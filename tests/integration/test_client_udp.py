@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,7 +96,7 @@ def test_run_beats_logs_public_ip_and_goes_offline_on_sigterm(
         first = store.status(account).state.counter
         wait_for(lambda: store.status(account).state.counter > first, 15, what="more beats (0.2 s interval)")
         assert store.status(account).state.ipv4 == "127.0.0.3"
-        wait_for(lambda: "public address 127.0.0.3" in proc.log_text(), 10, what="public address logged")
+        wait_for(lambda: "public IPv4 address 127.0.0.3" in proc.log_text(), 10, what="public address logged")
         proc.signal(signal.SIGTERM)
         assert proc.proc.wait(15) == 0, proc.log_text()
     finally:
@@ -117,3 +118,54 @@ def test_run_on_sigint_too(conf: Path, tmp_path: Path, store: Store, account: Ac
     finally:
         proc.stop()
     assert not store.status(account).live
+
+
+def test_send_resolves_the_server_name(listener: Listener, account: Account, store: Store) -> None:
+    env = client_env() | {
+        "HBDNS_CLIENT_SERVER": f"localhost:{listener.port}",
+        "HBDNS_CLIENT_ACCOUNT_ID": str(account.id),
+        "HBDNS_CLIENT_KEY": account.hb_key.hex(),
+    }
+    result = run_client("send", env=env)
+    assert result.returncode == 0, result.stderr
+    lines = set(result.stdout.split("\n")) - {""}
+    assert lines and lines <= {"ok 127.0.0.1", "ok ::1"}
+    state = store.status(account).state  # one beat per family the name has: A and AAAA both current
+    assert ("ok 127.0.0.1" in lines) == (state.ipv4 == "127.0.0.1")
+    assert ("ok ::1" in lines) == (state.ipv6 == "::1")
+
+
+def test_dual_stack_name_gets_a_beat_per_family(
+    listener: Listener, account: Account, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server name with A and AAAA: every beat goes over both, so both records stay current."""
+    import socket
+
+    from hbdns import client
+
+    def fake_getaddrinfo(host: str, port: int, family: int = 0, *args: object) -> list[tuple[Any, ...]]:
+        assert host == "hb.dual.test"
+        out = [
+            (socket.AF_INET6, socket.SOCK_DGRAM, 17, "", ("::1", port, 0, 0)),
+            (socket.AF_INET, socket.SOCK_DGRAM, 17, "", ("127.0.0.1", port)),
+        ]
+        return [x for x in out if family in (0, x[0])]
+
+    monkeypatch.setattr(client.socket, "getaddrinfo", fake_getaddrinfo)
+    cfg = client.ClientConfig("hb.dual.test", listener.port, account.id, account.hb_key)
+    beater = client.Beater(cfg)
+    try:
+        outcome = beater.beat(timeout=5)
+    finally:
+        beater.close()
+    assert sorted(r.address for r in outcome.replies) == ["127.0.0.1", "::1"] and outcome.ok
+    state = store.status(account).state
+    assert (state.ipv4, state.ipv6) == ("127.0.0.1", "::1")
+    # pinned by --source: only that family. A new client's first counter is the clock: let the clock
+    # pass the last accepted counter first (the first client counted up past it within one ms).
+    wait_for(lambda: time.time_ns() // 1_000_000 > store.status(account).state.counter, 2, what="clock")
+    beater = client.Beater(client.ClientConfig("hb.dual.test", listener.port, account.id, account.hb_key, source="::1"))
+    try:
+        assert [r.address for r in beater.beat(timeout=5).replies] == ["::1"]
+    finally:
+        beater.close()

@@ -110,7 +110,7 @@ BAD_INPUTS = {
     "unknown_account": lambda a, t: beat(a.id + 1000, a.hb_key, t + 5),
     "bad_mac": lambda a, t: beat(a.id, bytes(32), t + 5),
     "replay": lambda a, t: beat(a.id, a.hb_key, t),  # the accepted beat again
-    "replay ": lambda a, t: beat(a.id, a.hb_key, t - 1000),  # counter rolled back
+    "replay/rollback": lambda a, t: beat(a.id, a.hb_key, t - 1000),  # counter rolled back
     "stale": lambda a, t: beat(a.id, a.hb_key, t + 10 * 60 * 1000),  # clock 10 min ahead
 }
 
@@ -119,7 +119,7 @@ BAD_INPUTS = {
 def test_bad_input_changes_nothing_and_is_counted(
     lst: Listener, account: Account, real_redis: redis.Redis, case: str
 ) -> None:
-    reason = case.strip()
+    reason = case.split("/")[0]
     t = now_ms()
     accept(lst, beat(account.id, account.hb_key, t))
     before, count = snapshot(real_redis, account.id), lst.count(reason)

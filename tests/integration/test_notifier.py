@@ -56,14 +56,18 @@ def env_for(redis_url: str, smtp: SmtpSink | None = None, sms: HttpSink | None =
     if smtp is not None:
         env.update(HBDNS_SMTP_HOST="127.0.0.1", HBDNS_SMTP_PORT=str(smtp.port))
     if sms is not None:
-        env.update(HBDNS_SMS_URL=sms.url + "/sms", HBDNS_SMS_AUTH="basic", HBDNS_SMS_USER="gw", HBDNS_SMS_PASSWORD="gwpw")
+        env.update(
+            HBDNS_SMS_URL=sms.url + "/sms", HBDNS_SMS_AUTH="basic", HBDNS_SMS_USER="gw", HBDNS_SMS_PASSWORD="gwpw"
+        )
     env.update(extra)
     return env
 
 
 def add_account(store: Store, name: str, **kw: Any) -> Account:
     if store.get_zone(ZONE) is None:
-        store.add_zone(Zone(apex=ZONE, ns=("ns1.example.test",), hostmaster="hostmaster.example.test", neutral_ipv4="192.0.2.1"))
+        store.add_zone(
+            Zone(apex=ZONE, ns=("ns1.example.test",), hostmaster="hostmaster.example.test", neutral_ipv4="192.0.2.1")
+        )
     return store.add_account(store.new_account(f"{name}.{ZONE}", "test-fast", **kw))
 
 
@@ -73,14 +77,14 @@ def beat(store: Store, account: Account, expiry_ms: int | None = None, ip: str =
 
 
 def events(r: redis.Redis, kind: str | None = None, account: int | None = None) -> list[Event]:
-    out = [Event.from_fields(i, f) for i, f in r.xrange(keys.events())]  # type: ignore[union-attr]
+    out = [Event.from_fields(i, f) for i, f in r.xrange(keys.events())]
     return [e for e in out if (kind is None or e.type == kind) and (account is None or e.account == account)]
 
 
 def settled(r: redis.Redis) -> bool:
     """Every event read and acknowledged, no retry and no deferred SMS waiting."""
     try:
-        groups = {g["name"]: g for g in r.xinfo_groups(keys.events())}  # type: ignore[union-attr]
+        groups = {g["name"]: g for g in r.xinfo_groups(keys.events())}
     except redis.ResponseError:
         return False
     g = groups.get(GROUP)
@@ -504,3 +508,25 @@ def test_redis_restart_the_sweep_catches_up(smtp: SmtpSink, tmp_path: Path, proc
         r.close()
     finally:
         server.stop()
+
+
+def test_odd_entries_are_acknowledged_not_retried_forever(
+    real_redis: redis.Redis, redis_url: str, smtp: SmtpSink
+) -> None:
+    settings = config.load(env_for(redis_url, smtp))
+    store = Store(real_redis, settings)
+    gone = add_account(store, "gone", emails=["ops@example.org"])
+    n = Notifier(settings)
+    try:
+        n.consumer.ensure_group()
+        store.remove_account(gone.id)
+        real_redis.xadd(keys.events(), {"type": "neutralized", "account": str(gone.id), "fqdn": gone.fqdn, "at": "1"})
+        real_redis.xadd(keys.events(), {"type": "something-new", "account": "x", "at": "y"})
+        real_redis.xadd(
+            keys.events(), {"type": "neutralized", "account": "999999", "fqdn": "nobody.example.test", "at": "1"}
+        )
+        while n.consumer.step(block_ms=50):
+            pass
+        assert settled(real_redis) and smtp.count() == 0
+    finally:
+        n.stop()

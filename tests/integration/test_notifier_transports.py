@@ -18,9 +18,15 @@ from tests.support.servers import free_port
 from tests.support.sinks import HttpSink, SmtpSink
 
 MSG = Message(
-    "email", "ops@example.org", "hbdns: h.example.test is offline", 'text with "quotes" & ampersands', 7, "h.example.test",
-    "neutralized", "1-0",
-)  # fmt: skip
+    channel="email",
+    recipient="ops@example.org",
+    subject="hbdns: h.example.test is offline",
+    text='text with "quotes" & ampersands',
+    account=7,
+    fqdn="h.example.test",
+    event_type="neutralized",
+    event_id="1-0",
+)
 
 
 @pytest.fixture
@@ -38,7 +44,9 @@ def http() -> Iterator[HttpSink]:
 
 
 def smtp_settings(sink: SmtpSink, **env: str) -> config.Settings:
-    return config.load({"HBDNS_SMTP_HOST": "127.0.0.1", "HBDNS_SMTP_PORT": str(sink.port), "HBDNS_SMTP_TIMEOUT": "5", **env})
+    return config.load(
+        {"HBDNS_SMTP_HOST": "127.0.0.1", "HBDNS_SMTP_PORT": str(sink.port), "HBDNS_SMTP_TIMEOUT": "5", **env}
+    )
 
 
 def test_email_plain_reuses_one_connection(smtp: SmtpSink) -> None:
@@ -105,12 +113,18 @@ def test_sms_json_body_with_basic_auth(http: HttpSink) -> None:
     [req] = http.log()
     assert (req.method, req.path) == ("POST", "/send")
     assert req.headers["content-type"] == "application/json"
-    assert req.json() == {"recipient": "+491701234567", "message": MSG.text, "flash": False, "route": ["x-+491701234567"]}
+    assert req.json() == {
+        "recipient": "+491701234567",
+        "message": MSG.text,
+        "flash": False,
+        "route": ["x-+491701234567"],
+    }
     assert req.basic_auth == ("acct", "pw")
 
 
 @pytest.mark.parametrize(
-    ("method", "body"), [("POST", "to={to}&msg={text}&from=hbdns"), ("GET", '{"to": "{to}", "msg": "{text}", "from": "hbdns"}')]
+    ("method", "body"),
+    [("POST", "to={to}&msg={text}&from=hbdns"), ("GET", '{"to": "{to}", "msg": "{text}", "from": "hbdns"}')],
 )
 def test_sms_form_or_query_with_bearer(http: HttpSink, method: str, body: str) -> None:
     settings = config.load(
@@ -130,7 +144,10 @@ def test_sms_form_or_query_with_bearer(http: HttpSink, method: str, body: str) -
     assert req.method == method and req.headers["authorization"] == "Bearer tok123"
 
 
-@pytest.mark.parametrize(("status", "permanent"), [(400, True), (401, True), (404, True), (301, True), (429, False), (500, False), (503, False)])
+@pytest.mark.parametrize(
+    ("status", "permanent"),
+    [(400, True), (401, True), (404, True), (301, True), (429, False), (500, False), (503, False)],
+)
 def test_http_status_classes(http: HttpSink, status: int, permanent: bool) -> None:
     http.default = status
     settings = config.load({"HBDNS_SMS_URL": http.url})

@@ -171,6 +171,17 @@ def test_purge_shows_a_change_at_once(pdns: PdnsServer, store: Store) -> None:
     assert answer_texts(pdns.query(name, "A"), name, "A") == {"203.0.113.70"}
 
 
+def test_new_zone_is_served_after_rediscover(pdns: PdnsServer, store: Store) -> None:
+    transport = pdns.backend_process.transport if pdns.backend_process else "x"
+    apex = f"new-{transport}.test"
+    store.add_zone(Zone(apex=apex, ns=(f"ns1.{apex}",), hostmaster=f"h.{apex}", neutral_ipv4="192.0.2.77"))
+    store.add_account(store.new_account(f"host.{apex}", "heartbeat-c"))
+    assert pdns.query(f"host.{apex}.", "A").rcode() == dns.rcode.REFUSED  # not in pdns' zone cache yet
+    code, out = pdns.control("rediscover")
+    assert code == 0, out
+    pdns.wait_answer(f"host.{apex}.", "A", {"192.0.2.77"}, timeout=10)
+
+
 def test_pdnsutil_check_zone_is_clean(pdns: PdnsServer) -> None:
     code, out = pdns.pdnsutil("check-zone", APEX)
     assert code == 0, out

@@ -272,6 +272,18 @@ class PdnsServer:
                 return int(item["value"])
         raise KeyError(name)
 
+    def control(self, *args: str, timeout: float = 30.0) -> tuple[int, str]:
+        """Run ``pdns_control --config-dir=<ours> ARGS`` (e.g. ``rediscover`` after adding a zone)."""
+        import subprocess
+
+        proc = subprocess.run(
+            [which("pdns_control"), f"--config-dir={self.config_dir}", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return proc.returncode, proc.stdout + proc.stderr
+
     def pdnsutil(self, *args: str, timeout: float = 60.0) -> tuple[int, str]:
         """Run ``pdnsutil --config-dir=<ours> ARGS``: (exit code, stdout + stderr)."""
         import subprocess

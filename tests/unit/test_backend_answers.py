@@ -88,6 +88,7 @@ def test_deploy_pdns_conf_keeps_staleness_small() -> None:
     assert conf["remote-connection-string"].startswith("unix:path=/run/")  # Debian's unit has PrivateTmp
 
 
-def test_backend_threads_exceed_distributor_threads() -> None:
+def test_deploy_runs_several_backend_connections() -> None:
     conf = deploy_settings(DEPLOY_CONF)
-    assert config.load({}).backend_threads > int(conf["distributor-threads"])
+    assert int(conf.get("receiver-threads", 1)) * int(conf["distributor-threads"]) >= 8
+    assert config.load({}).backend_threads >= 4

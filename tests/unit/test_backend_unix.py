@@ -17,7 +17,7 @@ from hbdns import config
 from hbdns.model import Zone
 from hbdns.store import Store
 from pdns_backend.handlers import Backend
-from pdns_backend.unix import UnixServer, answer_line
+from pdns_backend.unix import UnixServer, answer_line, answer_lines
 
 
 @pytest.fixture
@@ -112,3 +112,26 @@ def test_stale_socket_file_is_replaced_but_live_one_is_not(backend: Backend, soc
             UnixServer(sock_path, backend).start()
     finally:
         srv.stop()
+
+
+def test_lookups_arriving_together_share_one_batch(backend: Backend) -> None:
+    lines = [
+        json.dumps({"method": "lookup", "parameters": {"qname": q, "qtype": "ANY"}}).encode()
+        for q in ("host.example.com.", "example.com.", "nope.example.com.", "host.example.com.", "x.other.")
+    ]
+    lines.insert(2, b'{"method":"getDomainMetadata","parameters":{"name":"example.com.","kind":"X"}}')
+    replies = [json.loads(x) for x in answer_lines(backend, lines)]
+    assert replies[0]["result"][0]["content"] == "192.0.2.1"
+    assert replies[1]["result"][0]["qtype"] == "SOA"
+    assert replies[2] == {"result": []}
+    assert replies[3] == {"result": False}
+    assert replies[4] == replies[0]
+    assert replies[5] == {"result": False}
+
+
+def test_script_cache_flush_is_survived(backend: Backend) -> None:
+    backend.r.script_flush()  # Redis restarted or was flushed: EVALSHA gets NOSCRIPT
+    assert call(backend, "lookup", qname="host.example.com.", qtype="A")["result"][0]["content"] == "192.0.2.1"
+    backend.r.script_flush()
+    lines = [b'{"method":"lookup","parameters":{"qname":"host.example.com.","qtype":"A"}}'] * 3
+    assert all(json.loads(x)["result"] for x in answer_lines(backend, lines))

@@ -106,23 +106,23 @@ class ScriptedBeater:
 
 
 def ok(address: str = "198.51.100.1", status: int = wire.STATUS_OK) -> client.Outcome:
-    return client.Outcome(wire.Reply(status, address))
+    return client.Outcome((wire.Reply(status, address),))
 
 
 def test_run_gives_up_with_exit_2_when_never_answered(caplog: pytest.LogCaptureFixture) -> None:
-    runner = client.Runner(ScriptedBeater([client.Outcome(None)] * 3))  # type: ignore[arg-type]
+    runner = client.Runner(ScriptedBeater([client.Outcome()] * 3))  # type: ignore[arg-type]
     assert [runner.step() for _ in range(3)] == [None, None, client.EXIT_REJECTED]
     assert "wrong key or account id" in caplog.text and "8999" in caplog.text
 
 
 def test_run_keeps_beating_through_outages_once_answered(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("INFO")
-    outcomes = [ok(), *[client.Outcome(None)] * 10, ok("198.51.100.2")]
+    outcomes = [ok(), *[client.Outcome()] * 10, ok("198.51.100.2")]
     runner = client.Runner(ScriptedBeater(outcomes))  # type: ignore[arg-type]
     assert all(runner.step() is None for _ in range(12))
-    assert "public address 198.51.100.1" in caplog.text
+    assert "public IPv4 address 198.51.100.1" in caplog.text
     assert "no answer from hb.example:8999 to the last 3 heartbeats" in caplog.text
-    assert "public address changed from 198.51.100.1 to 198.51.100.2" in caplog.text
+    assert "public IPv4 address changed from 198.51.100.1 to 198.51.100.2" in caplog.text
 
 
 def test_run_stops_on_clock_skew_at_start() -> None:
@@ -153,3 +153,9 @@ def test_client_needs_only_the_standard_library() -> None:
 def test_config_error_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert client.main(["send", "--config", str(tmp_path / "missing.conf")]) == client.EXIT_CONFIG
     assert "cannot read config file" in capsys.readouterr().err
+
+
+def test_outcome_prefers_an_accepted_reply() -> None:
+    skew, good = wire.Reply(wire.STATUS_CLOCK_SKEW, "::1"), wire.Reply(wire.STATUS_OK, "127.0.0.1")
+    assert client.Outcome((skew, good)).reply == good and client.Outcome((skew, good)).ok
+    assert client.Outcome((skew,)).clock_skew and not client.Outcome().ok

@@ -35,20 +35,20 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-@pytest.mark.parametrize(
-    "req",
-    [
-        BeatRequest(7, ZONE, 15000, ipv4="203.0.113.7", counter=1_700_000_000_000),
-        BeatRequest(123456, "a.b.example", 135000, ipv6="2001:db8::1", counter=5, offline=True),
-        BeatRequest(0, ZONE, 1, counter=None),
-    ],
-)
-def test_beat_template_is_what_redis_py_would_send(req: BeatRequest, real_redis: redis.Redis) -> None:
+_REQS = [
+    BeatRequest(7, ZONE, 15000, ipv4="203.0.113.7", counter=1_700_000_000_000),
+    BeatRequest(123456, "a.b.example", 135000, ipv6="2001:db8::1", counter=5, offline=True),
+    BeatRequest(0, ZONE, 1, counter=None),
+]
+
+
+@pytest.mark.parametrize("reqs", [_REQS[:1], _REQS[1:2], _REQS[2:], _REQS])
+def test_beat_template_is_what_redis_py_would_send(reqs: list[BeatRequest], real_redis: redis.Redis) -> None:
     lv = Liveness(real_redis, max_skew_ms=12345, events_maxlen=77, log_size=9)
     writer = RedisBeats(BatchConnection(real_redis), lv)
-    k, a = lv.beat_argv(req)
+    k, a = lv.beat_argv(reqs)
     expected = redis_py_packed("EVALSHA", lv.beat_sha, len(k), *k, *a)
-    assert writer.encode_one(req) == expected == encode_command("EVALSHA", lv.beat_sha, str(len(k)), *k, *a)
+    assert writer.encode(reqs) == expected == encode_command("EVALSHA", lv.beat_sha, str(len(k)), *k, *a)
 
 
 def test_lookup_template_is_what_redis_py_would_send(real_redis: redis.Redis, store: Store) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
@@ -36,6 +36,7 @@ class Clock:
         return self.now
 
 
+Factory = Callable[..., Dispatcher]
 MSG = Message("sms", "+491701234567", "s", "t", 7, "h.example.test", "neutralized", "1-0")
 
 
@@ -50,7 +51,7 @@ def make(r: redis.Redis, transport: Transport, clock: Clock, **env: str) -> Disp
 
 
 @pytest.fixture
-def dispatcher_factory(fake_redis: redis.Redis, clock: Clock) -> Iterator[object]:
+def dispatcher_factory(fake_redis: redis.Redis, clock: Clock) -> Iterator[Factory]:
     made: list[Dispatcher] = []
 
     def factory(transport: Transport, **env: str) -> Dispatcher:
@@ -63,7 +64,7 @@ def dispatcher_factory(fake_redis: redis.Redis, clock: Clock) -> Iterator[object
         d.close()
 
 
-def test_sent_once(dispatcher_factory, fake_redis: redis.Redis) -> None:  # type: ignore[no-untyped-def]
+def test_sent_once(dispatcher_factory: Factory, fake_redis: redis.Redis) -> None:
     t = Scripted()
     d = dispatcher_factory(t)
     assert d.send(MSG).status == SENT
@@ -73,7 +74,9 @@ def test_sent_once(dispatcher_factory, fake_redis: redis.Redis) -> None:  # type
     assert 0 < fake_redis.ttl(keys.sent(MSG.key)) <= 604800
 
 
-def test_transient_failures_back_off_exponentially_then_succeed(dispatcher_factory, fake_redis, clock) -> None:  # type: ignore[no-untyped-def]
+def test_transient_failures_back_off_exponentially_then_succeed(
+    dispatcher_factory: Factory, fake_redis: redis.Redis, clock: Clock
+) -> None:
     t = Scripted(TransportError("500"), TransportError("500"))
     d = dispatcher_factory(t)
     assert d.send(MSG).status == RETRY
@@ -91,7 +94,9 @@ def test_transient_failures_back_off_exponentially_then_succeed(dispatcher_facto
     assert fake_redis.llen(keys.dead_letters()) == 0
 
 
-def test_permanent_failure_is_dead_lettered_once(dispatcher_factory, fake_redis, clock) -> None:  # type: ignore[no-untyped-def]
+def test_permanent_failure_is_dead_lettered_once(
+    dispatcher_factory: Factory, fake_redis: redis.Redis, clock: Clock
+) -> None:
     t = Scripted(TransportError("HTTP 400 bad number", permanent=True))
     d = dispatcher_factory(t)
     out = d.send(MSG)
@@ -111,7 +116,7 @@ def test_permanent_failure_is_dead_lettered_once(dispatcher_factory, fake_redis,
     assert len(t.calls) == 1 and fake_redis.zcard(keys.notify_retry()) == 0
 
 
-def test_gives_up_after_max_attempts(dispatcher_factory, fake_redis, clock) -> None:  # type: ignore[no-untyped-def]
+def test_gives_up_after_max_attempts(dispatcher_factory: Factory, fake_redis: redis.Redis, clock: Clock) -> None:
     t = Scripted(*[TransportError("timeout")] * 5)
     d = dispatcher_factory(t)
     d.send(MSG)
@@ -123,7 +128,9 @@ def test_gives_up_after_max_attempts(dispatcher_factory, fake_redis, clock) -> N
     assert entry["reason"] == "gave up after 3 attempts: timeout"
 
 
-def test_unexpected_transport_exception_counts_as_transient(dispatcher_factory, fake_redis) -> None:  # type: ignore[no-untyped-def]
+def test_unexpected_transport_exception_counts_as_transient(
+    dispatcher_factory: Factory, fake_redis: redis.Redis
+) -> None:
     class Broken(Transport):
         def notify(self, message: Message) -> None:
             raise KeyError("bug")
@@ -132,7 +139,9 @@ def test_unexpected_transport_exception_counts_as_transient(dispatcher_factory, 
     assert d.send(MSG).status == RETRY
 
 
-def test_in_flight_elsewhere_is_deferred_to_the_end_of_its_lease(dispatcher_factory, fake_redis, clock) -> None:  # type: ignore[no-untyped-def]
+def test_in_flight_elsewhere_is_deferred_to_the_end_of_its_lease(
+    dispatcher_factory: Factory, fake_redis: redis.Redis, clock: Clock
+) -> None:
     t = Scripted()
     d = dispatcher_factory(t, HBDNS_NOTIFY_CLAIM_IDLE="30")
     fake_redis.set(keys.sent(MSG.key), "sending:other", px=30_000)
@@ -146,7 +155,7 @@ def test_in_flight_elsewhere_is_deferred_to_the_end_of_its_lease(dispatcher_fact
     assert len(t.calls) == 1 and fake_redis.get(keys.sent(MSG.key)) == "sent"
 
 
-def test_marks_are_written_only_after_success(dispatcher_factory, fake_redis) -> None:  # type: ignore[no-untyped-def]
+def test_marks_are_written_only_after_success(dispatcher_factory: Factory, fake_redis: redis.Redis) -> None:
     marked = Message(**{**MSG.__dict__, "marks": ((keys.sms_outage(7), "+491701234567", "123"),)})
     d = dispatcher_factory(Scripted(TransportError("x", permanent=True)))
     d.send(marked)
@@ -157,7 +166,7 @@ def test_marks_are_written_only_after_success(dispatcher_factory, fake_redis) ->
     assert fake_redis.hgetall(keys.sms_outage(7)) == {"+491701234567": "123"}
 
 
-def test_retry_claims_are_leased(dispatcher_factory, fake_redis, clock) -> None:  # type: ignore[no-untyped-def]
+def test_retry_claims_are_leased(dispatcher_factory: Factory, fake_redis: redis.Redis, clock: Clock) -> None:
     d = dispatcher_factory(Scripted(TransportError("x")))
     d.send(MSG)
     clock.now += 10

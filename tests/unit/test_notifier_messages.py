@@ -103,7 +103,9 @@ def test_webhook_body_is_stable_json() -> None:
     body = webhook_body(REC, account(), "t")
     assert body == webhook_body(REC, account(), "t")
     data = json.loads(body)
-    assert data["event"] == "recovered" and data["outage_ms"] == 303000 and data["account"]["fqdn"] == "host.example.test"
+    assert (
+        data["event"] == "recovered" and data["outage_ms"] == 303000 and data["account"]["fqdn"] == "host.example.test"
+    )
     assert data["at"] == "2024-05-01T12:00:00Z"
     ipc = json.loads(webhook_body(IPC, account(), "t"))
     assert (ipc["old"], ipc["new"], ipc["family"]) == ("198.51.100.1", "198.51.100.2", "4")
@@ -174,7 +176,10 @@ def test_durations_and_times() -> None:
         "1 d 1 h",
     ]
     assert fmt_time(AT, "UTC") == "2024-05-01T12:00:00Z"
-    assert fmt_time(AT + 11 * 3_600_000, "Europe/Berlin") == "2024-05-01T23:00:00Z (2024-05-02 01:00:00 CEST, Europe/Berlin)"
+    assert (
+        fmt_time(AT + 11 * 3_600_000, "Europe/Berlin")
+        == "2024-05-01T23:00:00Z (2024-05-02 01:00:00 CEST, Europe/Berlin)"
+    )
 
 
 def test_event_round_trip() -> None:
