@@ -226,7 +226,15 @@ class RedisBeats:
             counter = b"$0\r\n\r\n" if req.counter is None else bulk(b"%d" % req.counter)
             argparts.append(
                 argfmt
-                % (n, idb, bulk(req.ipv4.encode()), bulk(req.ipv6.encode()), counter, ttl, b"1" if req.offline else b"0")
+                % (
+                    n,
+                    idb,
+                    bulk(req.ipv4.encode()),
+                    bulk(req.ipv6.encode()),
+                    counter,
+                    ttl,
+                    b"1" if req.offline else b"0",
+                )
             )
         nkeys = self._nshared[0] + 4 * len(reqs)
         nargs = self._nshared[1] + 7 * len(reqs)

@@ -117,6 +117,12 @@ class Health:
         log.warning("redis reachable again", extra={"down_seconds": round(down_for, 3), "failed_requests": failed})
 
 
+class _ThreadConn(threading.local):
+    """Each thread's own Redis connection for the lookup hot path (no pool lock per call)."""
+
+    conn: Any = None
+
+
 @dataclass(frozen=True)
 class ZoneEntry:
     view: answers.ZoneView
@@ -201,6 +207,7 @@ class Backend:
             self._account_src.encode(), usedforsecurity=False
         ).hexdigest()  # Redis script id
         self._names_key = keys.names()
+        self._local = _ThreadConn()
         self._zones_script = r.register_script(zones_script())
         self.zones = ZoneCache(self._load_zones, zone_max_age, clock)
         self.methods: dict[str, Callable[[Params], Any]] = {
@@ -314,19 +321,34 @@ class Backend:
         return out
 
     def _fetch_accounts(self, names: list[str]) -> list[Any]:
-        """The account script for each name: one EVALSHA, or one pipelined round trip for several."""
+        """The account script for each name, pipelined in one round trip.
+
+        This is the hot path, so it talks to a per-thread connection directly (pack, send, read)
+        instead of going through ``Redis.execute_command`` (pool, retry and observability layers):
+        half the client CPU per call. Failures behave as there: a dropped connection is retried
+        once on a new one, NOSCRIPT (Redis restarted or flushed) reloads the script once.
+        """
+        commands = [("EVALSHA", self._account_sha, 1, self._names_key, name) for name in names]
         for attempt in (1, 2):
+            conn = self._local.conn
+            if conn is None:
+                pool = self.r.connection_pool
+                conn = self._local.conn = pool.connection_class(**pool.connection_kwargs)
             try:
-                if len(names) == 1:
-                    return [self.r.evalsha(self._account_sha, 1, self._names_key, names[0])]
-                pipe = self.r.pipeline(transaction=False)
-                for name in names:
-                    pipe.evalsha(self._account_sha, 1, self._names_key, name)
-                return pipe.execute()
+                conn.send_packed_command(conn.pack_commands(commands))
+                return [conn.read_response() for _ in commands]
             except redis.exceptions.NoScriptError:
+                conn.disconnect()  # unread replies may follow: start clean
                 if attempt == 2:
                     raise
-                self.r.script_load(self._account_src)  # Redis restarted or flushed its script cache
+                self.r.script_load(self._account_src)
+            except redis.ConnectionError:
+                conn.disconnect()
+                if attempt == 2:
+                    raise
+            except BaseException:
+                conn.disconnect()
+                raise
         raise AssertionError("unreachable")
 
     def all_domains(self) -> list[dict[str, Any]]:
