@@ -14,9 +14,13 @@ from typing import Any
 
 import redis
 from flask import Flask, Response
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from werkzeug.exceptions import HTTPException
 
 from hbdns import config as hbconfig
+from hbdns.store import connect
+from pdns_backend.answers import result_json
 from pdns_backend.handlers import Backend, BackendError
 
 _JSON = "application/json"
@@ -24,12 +28,10 @@ _FALSE = b'{"result":false}'
 
 
 def backend_redis(url: str) -> redis.Redis:
-    """The backend's Redis client: fail within ~1 s (before pdns' own timeout), one quick retry."""
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
+    """The backend's Redis client: fail within ~1 s (before pdns' own timeout), one quick retry.
 
-    from hbdns.store import connect
-
+    redis-py's default (10 retries with backoff) would hold every query for seconds while Redis is
+    down; pdns would time out instead of getting a quick SERVFAIL."""
     return connect(
         url,
         socket_timeout=1.0,
@@ -72,7 +74,7 @@ def _reply_body(call: Any, method: str, params: Mapping[str, Any]) -> tuple[int,
         return 500, json.dumps({"error": str(exc)}).encode()
     if result is False:
         return 200, _FALSE
-    return 200, json.dumps({"result": result}, separators=(",", ":")).encode()
+    return 200, result_json(result).encode()
 
 
 def create_app(config: Mapping[str, Any] | None = None, redis: redis.Redis | None = None) -> Flask:

@@ -10,6 +10,8 @@ pdns asks for the apex on every query, so it is held in-process for at most ``zo
 (1 s): :class:`ZoneCache`. The account part of an answer is never cached: every lookup of a name
 below an apex is one Redis round trip (a Lua script: name index -> account fields + whether its
 ``alive`` key exists), so the live/neutral decision is exact at the moment the key expires.
+That script derives the account's keys from the name index, so it needs a single Redis (or a
+primary with replicas), not Redis Cluster, where keys must be passed in KEYS.
 """
 
 from __future__ import annotations
@@ -81,6 +83,30 @@ return out
 """
 
 
+class LuaScript:
+    """A read-only Lua script called by its SHA, loaded again after NOSCRIPT (Redis restarted or
+    flushed its script cache). Read-only scripts keep working while Redis refuses writes at
+    maxmemory (Redis checks OOM only when a script writes)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = _sha(source)
+
+    def load(self, r: redis.Redis) -> None:
+        r.script_load(self.source)
+
+    def run(self, r: redis.Redis, keys: list[str], args: Sequence[str] = ()) -> Any:
+        try:
+            return r.evalsha(self.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            self.load(r)
+            return r.evalsha(self.sha, len(keys), *keys, *args)
+
+
+def _sha(source: str) -> str:
+    return hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+
 class Health:
     """Logs a Redis outage once when it starts and once when it ends, however many queries fail.
 
@@ -125,7 +151,7 @@ class _ThreadConn(threading.local):
 
 @dataclass(frozen=True)
 class ZoneEntry:
-    view: answers.ZoneView
+    view: answers.ZoneView | None  # None: the zone's hash could not be parsed (its names SERVFAIL)
     serial: int
     apex_account: bool  # an account owns the apex name itself: apex lookups must ask Redis too
 
@@ -140,6 +166,7 @@ class ZoneCache:
     def __init__(
         self, load: Callable[[], list[Any]], max_age: float = 1.0, clock: Callable[[], float] = time.monotonic
     ):
+        self._errors = RateLimitedLog(log, 60.0)
         self._load = load
         self.max_age = max_age
         self._clock = clock
@@ -165,13 +192,17 @@ class ZoneCache:
             apex, raw, apex_account = flat[i], tuple(flat[i + 1]), int(flat[i + 2]) == 1
             old = self._zones.get(apex)
             if old is not None and self._raw.get(apex) == raw:
-                view: answers.ZoneView | None = old.view
-            else:
+                zones[apex], raws[apex] = old, raw
+                continue
+            try:
                 view = answers.parse_zone(apex, raw)
+            except Exception as exc:  # one bad zone must not take the others down
+                self._errors.log(logging.ERROR, f"zone:{apex}", "zone data unusable", zone=apex, error=repr(exc))
+                zones[apex], raws[apex] = ZoneEntry(None, 0, apex_account), raw
+                continue
             if view is None:  # listed but its hash is gone (being removed)
                 continue
-            zones[apex] = ZoneEntry(view, view.serial, apex_account)
-            raws[apex] = raw
+            zones[apex], raws[apex] = ZoneEntry(view, view.serial, apex_account), raw
         self._zones, self._raw, self._loaded = zones, raws, now
         return zones
 
@@ -188,7 +219,8 @@ def find_apex(name: str, zones: Mapping[str, Any]) -> str | None:
 
 
 class Backend:
-    """The remote-backend methods over one Redis client (thread-safe: redis-py pools connections)."""
+    """The remote-backend methods over one Redis client; thread-safe (lookups use a connection per
+    thread, everything else redis-py's pool)."""
 
     def __init__(
         self,
@@ -202,13 +234,10 @@ class Backend:
         self.plans = dict(plans)
         self.health = Health()
         self._errors = RateLimitedLog(log, 60.0)
-        self._account_src = account_script()
-        self._account_sha = hashlib.sha1(
-            self._account_src.encode(), usedforsecurity=False
-        ).hexdigest()  # Redis script id
+        self._account = LuaScript(account_script())
         self._names_key = keys.names()
         self._local = _ThreadConn()
-        self._zones_script = r.register_script(zones_script())
+        self._zones_script = LuaScript(zones_script())
         self.zones = ZoneCache(self._load_zones, zone_max_age, clock)
         self.methods: dict[str, Callable[[Params], Any]] = {
             "initialize": lambda _p: True,
@@ -251,7 +280,7 @@ class Backend:
         return True
 
     def _load_zones(self) -> list[Any]:
-        flat = self._zones_script(keys=[keys.zones(), keys.names()])
+        flat = self._zones_script.run(self.r, [keys.zones(), keys.names()])
         self.health.ok()
         return list(flat)
 
@@ -278,6 +307,9 @@ class Backend:
         except redis.RedisError as exc:
             self.health.failed(exc)
             return [BackendError(f"redis: {type(exc).__name__}")] * len(queries)
+        except Exception as exc:
+            self._errors.log(logging.ERROR, f"zones:{type(exc).__name__}", "zone load failed", error=repr(exc))
+            return [BackendError("internal error loading zones")] * len(queries)
         plans: list[tuple[str, str, ZoneEntry] | None] = []
         ask: list[str] = []
         for qname, qtype in queries:
@@ -288,7 +320,7 @@ class Backend:
                 continue
             entry = zones[apex]
             plans.append((q, qtype, entry))
-            if q != apex or entry.apex_account:
+            if entry.view is not None and (q != apex or entry.apex_account):
                 ask.append(q)
         fetched: dict[str, Any] = {}
         failure: BackendError | None = None
@@ -305,6 +337,9 @@ class Backend:
                 out.append(False)
                 continue
             q, qtype, entry = plan
+            if entry.view is None:
+                out.append(BackendError("zone data unusable"))
+                continue
             if failure is not None and q in ask:
                 out.append(failure)
                 continue
@@ -328,8 +363,9 @@ class Backend:
         half the client CPU per call. Failures behave as there: a dropped connection is retried
         once on a new one, NOSCRIPT (Redis restarted or flushed) reloads the script once.
         """
-        commands = [("EVALSHA", self._account_sha, 1, self._names_key, name) for name in names]
-        for attempt in (1, 2):
+        commands = [("EVALSHA", self._account.sha, 1, self._names_key, name) for name in names]
+        reconnected = reloaded = False
+        while True:
             conn = self._local.conn
             if conn is None:
                 pool = self.r.connection_pool
@@ -339,17 +375,18 @@ class Backend:
                 return [conn.read_response() for _ in commands]
             except redis.exceptions.NoScriptError:
                 conn.disconnect()  # unread replies may follow: start clean
-                if attempt == 2:
+                if reloaded:
                     raise
-                self.r.script_load(self._account_src)
+                reloaded = True
+                self._account.load(self.r)
             except redis.ConnectionError:
                 conn.disconnect()
-                if attempt == 2:
+                if reconnected:
                     raise
+                reconnected = True
             except BaseException:
                 conn.disconnect()
                 raise
-        raise AssertionError("unreachable")
 
     def all_domains(self) -> list[dict[str, Any]]:
         """Every zone, read now; pdns' zone cache serves exactly these (errors raise: [] would empty it)."""

@@ -25,6 +25,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from pdns_backend.answers import result_json
 from pdns_backend.handlers import Backend, BackendError
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def encode(result: object) -> bytes:
         return _TRUE
     if isinstance(result, BaseException):
         return json.dumps({"error": str(result)}).encode() + b"\n"
-    return json.dumps({"result": result}, separators=(",", ":")).encode() + b"\n"
+    return (result_json(result) + "\n").encode()
 
 
 def parse(line: bytes) -> tuple[str, dict[str, Any]] | None:

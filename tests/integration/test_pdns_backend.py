@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from hbdns.liveness import BeatRequest
 from hbdns.model import Account, StaticRecord, Zone
 from hbdns.purge import Purger
 from hbdns.store import Store, connect
-from tests.support.pdns import PdnsServer, answer_texts, started_pdns, stop_all
+from tests.support.pdns import BackendProcess, PdnsServer, answer_texts, started_pdns, stop_all
 from tests.support.servers import RedisServer, wait_for
 
 pytestmark = pytest.mark.pdns
@@ -248,6 +249,34 @@ def test_servfail_while_redis_down_then_correct_again(tmp_path: Path, transport:
     finally:
         if pdns is not None:
             stop_all(pdns)
+        rs.stop()
+
+
+def test_lookups_work_while_redis_refuses_writes(tmp_path: Path) -> None:
+    """At maxmemory (noeviction) Redis refuses writes; the read-only lookup scripts must still run."""
+    rs = RedisServer(tmp_path / "redis").start()
+    backend = BackendProcess(tmp_path / "backend", rs.url)
+    try:
+        r = connect(rs.url)
+        store = Store(r, config.load({}))
+        store.add_zone(ZONE)
+        acct = store.add_account(store.new_account("host.example.com", "heartbeat-c"))
+        store.liveness.beat(BeatRequest(acct.id, APEX, 3_600_000, ipv4="203.0.113.90"))
+        r.config_set("maxmemory-policy", "noeviction")
+        r.config_set("maxmemory", "1")
+        with pytest.raises(redis.exceptions.ResponseError, match="maxmemory"):
+            r.set("probe", "x")
+        backend.start()  # zone cache and account script load while Redis refuses writes
+        for path in ("/dnsapi/lookup/host.example.com./ANY", "/dnsapi/lookup/example.com./SOA"):
+            with urllib.request.urlopen(backend.url + path, timeout=5) as resp:
+                assert resp.status == 200
+                result = json.loads(resp.read())["result"]
+            assert result, path
+        assert result[0]["qtype"] == "SOA"
+        r.config_set("maxmemory", "0")
+        r.close()
+    finally:
+        backend.stop()
         rs.stop()
 
 

@@ -92,3 +92,13 @@ def test_deploy_runs_several_backend_connections() -> None:
     conf = deploy_settings(DEPLOY_CONF)
     assert int(conf.get("receiver-threads", 1)) * int(conf["distributor-threads"]) >= 8
     assert config.load({}).backend_threads >= 4
+
+
+def test_result_json_matches_json_dumps() -> None:
+    records = [
+        answers.row("h.example.com.", "A", "192.0.2.1", 5, 7),
+        answers.row("example.com.", "TXT", '"quoted \\ text" ü', 300, 7),
+    ]
+    results: list[object] = [records, False, True, [], {}, [{"id": 1, "zone": "example.com."}]]
+    for result in results:
+        assert json.loads(answers.result_json(result)) == {"result": result}

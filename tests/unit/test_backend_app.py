@@ -381,7 +381,10 @@ def test_unreachable_redis_server_gives_500(settings: config.Settings) -> None:
     assert rv.status_code == 500
 
 
-def test_corrupt_data_gives_500_not_false(client: FlaskClient, store: Store, r: redis.Redis) -> None:
+def test_corrupt_zone_gives_500_for_its_names_only(client: FlaskClient, store: Store, r: redis.Redis) -> None:
+    add(store, "host.example.com")
+    add(store, "host.other.org")
     r.hset(keys.zone(APEX), "records", "{not json")
-    rv = client.get("/dnsapi/lookup/example.com./ANY")
-    assert rv.status_code == 500
+    assert client.get("/dnsapi/lookup/example.com./ANY").status_code == 500
+    assert client.get("/dnsapi/lookup/host.example.com./ANY").status_code == 500
+    assert lookup(client, "host.other.org.", "A")[0]["content"] == "192.0.2.99"

@@ -135,3 +135,13 @@ def test_script_cache_flush_is_survived(backend: Backend) -> None:
     backend.r.script_flush()
     lines = [b'{"method":"lookup","parameters":{"qname":"host.example.com.","qtype":"A"}}'] * 3
     assert all(json.loads(x)["result"] for x in answer_lines(backend, lines))
+
+
+def test_restarted_redis_is_survived(backend: Backend, server: fakeredis.FakeServer) -> None:
+    """After a restart the thread's connection is dead and the script cache empty: both are redone."""
+    assert call(backend, "lookup", qname="host.example.com.", qtype="A")["result"]
+    conn = backend._local.conn
+    assert conn is not None
+    conn.disconnect()
+    backend.r.script_flush()
+    assert call(backend, "lookup", qname="host.example.com.", qtype="A")["result"][0]["content"] == "192.0.2.1"
