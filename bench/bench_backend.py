@@ -205,8 +205,8 @@ def run(quick: bool) -> list[Metric]:
         "seconds_per_run": seconds,
     }
     ratio_qps: dict[str, tuple[list[float], list[float]]] = {}
-    lookups: dict[str, list[float]] = {"http": [], "unix": []}
-    qps_off: dict[str, list[float]] = {"http": [], "unix": []}
+    lookups: dict[str, list[float]] = {"http": [], "unix": [], "bind": []}
+    qps_off: dict[str, list[float]] = {"http": [], "unix": [], "bind": []}
     try:
         r = connect(rs.url)
         names = populate(r, ACCOUNTS)
@@ -232,6 +232,13 @@ def run(quick: bool) -> list[Metric]:
                     lps, qps = measure_lookups(pdns, queries["uniform"], seconds)
                     lookups[transport].append(lps)
                     qps_off[transport].append(qps)
+        # same-run reference: pdns' own bind backend on the same records, caches off, same counter
+        with bind_pdns(zonefile, CACHES_OFF) as bind:
+            warm(bind, queries["uniform"])
+            for _ in range(runs):
+                lps, qps = measure_lookups(bind, queries["uniform"], seconds)
+                lookups["bind"].append(lps)
+                qps_off["bind"].append(qps)
     finally:
         rs.stop()
 
@@ -262,6 +269,8 @@ def run(quick: bool) -> list[Metric]:
                 name=f"backend lookups/s over {transport.upper()}, pdns caches off",
                 unit="lookups/s",
                 samples=tuple(lookups[transport]),
+                reference_name="pdns + bind backend, caches off, same records and counter",
+                reference_samples=tuple(lookups["bind"]),
                 goal=f">= {goal}",
                 met=statistics.median(lookups[transport]) >= goal,
                 notes=f"pdns backend-queries counter; {per_query:.2f} lookups per DNS query; "

@@ -108,7 +108,7 @@ def latencies(quick: bool) -> list[Metric]:
                 mail_lat, record_lat = [], []
                 for aid, _, name in accounts:
                     entry = next((e for e in store.account_log(aid) if e["type"] == "neutralized"), None)
-                    mails = [m for m in stack.smtp.mails if owner[aid] in m.rcpt and name in str(m.message["Subject"])]
+                    mails = [m for m in stack.smtp.mails_for(owner[aid]) if name in m.subject]
                     if entry and mails:
                         mail_lat.append(mails[0].received - int(entry["at"]) / 1000)
                         record_lat.append((int(entry.get("swept_at", entry["at"])) - int(entry["at"])) / 1000)
@@ -155,14 +155,22 @@ def memory(quick: bool) -> list[Metric]:
                 store.add_zone(Zone(apex=ZONE, ns=(f"ns1.{ZONE}",), hostmaster=f"hm.{ZONE}", neutral_ipv4=NEUTRAL))
                 base = int(r.info("memory")["used_memory"])
                 accounts = store.bulk_add_accounts(
-                    [store.new_account(f"h{i}.{ZONE}", "heartbeat-c", mx=True, emails=[f"o{i}@c.test"])
-                     for i in range(n)]
+                    [
+                        store.new_account(f"h{i}.{ZONE}", "heartbeat-c", mx=True, emails=[f"o{i}@c.test"])
+                        for i in range(n)
+                    ]
                 )
                 now = time.time_ns() // 1_000_000
                 for i in range(0, n, 2000):
                     store.liveness.beats(
-                        BeatRequest(a.id, ZONE, 60_000, ipv4=f"10.{(a.id >> 16) & 255}.{(a.id >> 8) & 255}."
-                                    f"{a.id & 255}", counter=now) for a in accounts[i : i + 2000]
+                        BeatRequest(
+                            a.id,
+                            ZONE,
+                            60_000,
+                            ipv4=f"10.{(a.id >> 16) & 255}.{(a.id >> 8) & 255}.{a.id & 255}",
+                            counter=now,
+                        )
+                        for a in accounts[i : i + 2000]
                     )
                 samples.append((int(r.info("memory")["used_memory"]) - base) / n)
                 r.flushall()

@@ -45,7 +45,9 @@ def _machine() -> dict[str, Any]:
 
     def version(argv: list[str]) -> str:
         try:
-            return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip().splitlines()[0]
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            line = (done.stdout.strip() or done.stderr.strip()).splitlines()[0]
+            return line[line.find("PowerDNS") :] if "PowerDNS" in line else line  # pdns prefixes a timestamp
         except (OSError, IndexError, subprocess.SubprocessError):
             return "?"
 

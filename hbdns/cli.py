@@ -141,7 +141,13 @@ def zone_add(store: Store, args: argparse.Namespace) -> int:
         records=tuple(_parse_record(r, apex) for r in args.record or ()),
     )
     zone = store.add_zone(zone)
-    _emit(args, asdict(zone), f"zone {zone.apex} added")
+    _emit(
+        args,
+        asdict(zone),
+        f"zone {zone.apex} added\n"
+        "PowerDNS serves it after its next zone-cache refresh (zone-cache-refresh-interval), "
+        "or at once after `pdns_control rediscover` on each pdns server.",
+    )
     return 0
 
 

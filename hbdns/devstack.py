@@ -62,9 +62,7 @@ def _wait(cond: object, timeout: float, what: str) -> None:
     raise SystemExit(f"timed out waiting for {what}")
 
 
-def write_configs(
-    var: Path, dns_port: int, redis_port: int, api_port: int, backend_port: int
-) -> dict[str, str]:
+def write_configs(var: Path, dns_port: int, redis_port: int, api_port: int, backend_port: int) -> dict[str, str]:
     """Write the configs under ``var``; return the environment the services run with."""
     for sub in ("redis", "pdns", "log"):
         (var / sub).mkdir(parents=True, exist_ok=True)

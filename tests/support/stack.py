@@ -4,74 +4,21 @@ SMTP sink (aiosmtpd). Used by the acceptance test and the system benchmark."""
 
 from __future__ import annotations
 
-import email
-import email.policy
 import os
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
-from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
 import dns.message
 import dns.query
 import dns.rdatatype
 
 from tests.support.servers import Process, free_port, wait_for
+from tests.support.sinks import Mail, SmtpSink
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-
-
-@dataclass
-class Mail:
-    received: float  # time.time() when the SMTP server accepted it
-    rcpt: list[str]
-    message: EmailMessage
-
-
-@dataclass
-class SmtpSink:
-    """A real SMTP server on loopback that keeps what it receives."""
-
-    port: int = 0
-    mails: list[Mail] = field(default_factory=list)
-    _controller: Any = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def start(self) -> SmtpSink:
-        from aiosmtpd.controller import Controller
-
-        sink = self
-
-        class Handler:
-            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-                msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-                with sink._lock:
-                    sink.mails.append(Mail(time.time(), list(envelope.rcpt_tos), msg))
-                return "250 OK"
-
-        self.port = free_port()
-        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
-        self._controller.start()
-        return self
-
-    def stop(self) -> None:
-        if self._controller is not None:
-            self._controller.stop()
-
-    def matching(self, *words: str) -> list[Mail]:
-        with self._lock:
-            mails = list(self.mails)
-        return [m for m in mails if all(w.lower() in _text(m.message).lower() for w in words)]
-
-
-def _text(msg: EmailMessage) -> str:
-    body = msg.get_body(preferencelist=("plain",))
-    return f"{msg['Subject']}\n{body.get_content() if body is not None else ''}"
 
 
 class Stack:
@@ -131,6 +78,12 @@ class Stack:
         if self.process is not None:
             self.process.stop(timeout=20)
         self.smtp.stop()
+
+    def mails(self, *words: str) -> list[Mail]:
+        """Mails received so far whose subject or text contains every one of ``words``."""
+        with self.smtp.lock:
+            mails = list(self.smtp.mails)
+        return [m for m in mails if all(w.lower() in f"{m.subject}\n{m.text}".lower() for w in words)]
 
     def log(self) -> str:
         return self.process.log_text() if self.process else ""
