@@ -16,6 +16,7 @@ import quopri
 import smtplib
 import ssl
 import threading
+from abc import ABC, abstractmethod
 from email.header import Header
 from email.utils import formatdate
 from typing import Any
@@ -40,13 +41,14 @@ class TransportError(Exception):
         self.permanent = permanent
 
 
-class Transport:
+class Transport(ABC):
     channel = ""
 
+    @abstractmethod
     def notify(self, message: Message) -> None:
-        raise NotImplementedError
+        """Deliver one message or raise :class:`TransportError`."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: most transports hold nothing to close
         """Drop pooled connections (called on shutdown)."""
 
 
