@@ -13,6 +13,7 @@ import redis
 from hbdns import config
 from hbdns.store import Store, connect
 from tests.support.servers import RedisServer
+from tests.support.sinks import HttpSink, SmtpSink
 
 if TYPE_CHECKING:
     from tests.support.pdns import PdnsServer
@@ -86,3 +87,19 @@ def pdns_factory(redis_server: RedisServer, tmp_path: Path) -> Iterator[Callable
     yield make
     for pdns in reversed(started):
         stop_all(pdns)
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    """A real SMTP server (aiosmtpd) on a free loopback port."""
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def http() -> Iterator[HttpSink]:
+    """A local HTTP receiver (SMS gateway, webhook) on a free loopback port."""
+    sink = HttpSink().start()
+    yield sink
+    sink.stop()

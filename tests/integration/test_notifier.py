@@ -106,20 +106,6 @@ class Clock:
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink().start()
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture
-def http() -> Iterator[HttpSink]:
-    sink = HttpSink().start()
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture
 def notifiers() -> Iterator[Callable[..., Notifier]]:
     started: list[Notifier] = []
 
