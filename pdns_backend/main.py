@@ -31,6 +31,8 @@ log = logging.getLogger("pdns_backend")
 
 
 def _terminate(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM ends waitress' ``run()`` the way SIGINT does (an exception out of its loop): the
+    loop has no stop flag to set, so this is the one handler here that does more than set one."""
     raise SystemExit(0)
 
 
