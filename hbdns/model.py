@@ -9,6 +9,7 @@ liveness scripts (:mod:`hbdns.liveness`), so it is a separate value here.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -17,6 +18,16 @@ from typing import Any
 from hbdns import validate
 
 STATIC_TYPES = ("A", "AAAA", "CNAME", "MX", "TXT", "NS", "SRV", "CAA")
+
+
+def config_fingerprint(hb_key: bytes, plan: str, zone: str) -> str:
+    """A short digest of what a heartbeat listener caches about an account (key, plan, zone).
+
+    Stored as the account's ``fp`` field by every write (:meth:`Account.to_hash`); the beat script
+    refuses a beat whose caller authenticated with another fingerprint, so a listener's cache can
+    never accept a beat with a rotated-away key or apply an old plan's expiry.
+    """
+    return hashlib.sha256(b"hbdns-fp\0" + hb_key + b"\0" + plan.encode() + b"\0" + zone.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -169,6 +180,7 @@ class Account:
             "zone": self.zone,
             "plan": self.plan,
             "hb_key": self.hb_key.hex(),
+            "fp": config_fingerprint(self.hb_key, self.plan, self.zone),
             "pw_hash": self.pw_hash,
             "aliases": json.dumps(list(self.aliases)),
             "neutral_ipv4": self.neutral_ipv4,

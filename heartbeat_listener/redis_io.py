@@ -20,7 +20,7 @@ import hiredis
 import redis
 
 from hbdns import keys
-from hbdns.liveness import BeatRequest, BeatResult, Liveness
+from hbdns.liveness import OK, BeatRequest, BeatResult, Liveness
 from hbdns.plans import Plan
 from heartbeat_listener.protocol import AccountInfo, StoreUnavailable
 
@@ -122,16 +122,17 @@ class BatchConnection:
 
 
 class RedisAccounts:
-    """The lookup stage: HMGET hb_key/plan/zone for the distinct ids of a batch, one round trip."""
+    """The lookup stage: HMGET hb_key/plan/zone/fp for the distinct ids of a batch, one round trip
+    (only for accounts the listener's cache lacks, or whose cached key failed)."""
 
-    FIELDS = ("hb_key", "plan", "zone")
+    FIELDS = ("hb_key", "plan", "zone", "fp")
 
     def __init__(self, conn: BatchConnection, plans: Mapping[str, Plan]) -> None:
         self.conn = conn
         self.expiry = {name: p.expiry_ms for name, p in plans.items()}
         pre, post = _split_key(keys.account(_PROBE))
         tail = b"".join(bulk(f.encode()) for f in self.FIELDS)
-        self._fmt = b"*5\r\n" + bulk(b"HMGET") + b"$%d\r\n" + pre + b"%d" + post + b"\r\n" + tail
+        self._fmt = b"*%d\r\n" % (2 + len(self.FIELDS)) + bulk(b"HMGET") + b"$%d\r\n" + pre + b"%d" + post + b"\r\n" + tail
         self._fixed = len(pre) + len(post)
         self._hex: dict[str, bytes] = {}  # hex -> bytes, small cache: keys repeat every beat
 
@@ -147,13 +148,11 @@ class RedisAccounts:
             if isinstance(reply, hiredis.ReplyError):  # e.g. WRONGTYPE: not an account hash
                 out[account_id] = "bad_account"
                 continue
-            if not isinstance(reply, list) or len(reply) != 3:
-                raise StoreUnavailable(f"HMGET answered {reply!r}")
-            hb_hex, plan, zone = reply
+            if not isinstance(reply, list) or len(reply) != len(self.FIELDS):
+                raise StoreUnavailable(f"HMGET answered {reply!r:.100}")
+            hb_hex, plan, zone, fp = reply
             if hb_hex is None:
                 continue  # unknown account
-            if isinstance(hb_hex, bytes):
-                hb_hex, plan, zone = hb_hex.decode(), (plan or b"").decode(), (zone or b"").decode()
             key = hexcache.get(hb_hex)
             if key is None:
                 try:
@@ -168,7 +167,7 @@ class RedisAccounts:
             if expiry is None or not zone or not key:
                 out[account_id] = "bad_account"
                 continue
-            out[account_id] = AccountInfo(key, expiry, zone)
+            out[account_id] = AccountInfo(key, expiry, zone, fp or "")
         return out
 
 
@@ -190,54 +189,72 @@ class RedisBeats:
         self._need_load = False
         conn.on_connect.append(lambda c: c.roundtrip(self._load, 1))  # Redis may have restarted
         self._head = bulk(b"EVALSHA") + bulk(liveness.beat_sha.encode())
-        # the batch's fixed keys and args, and per beat: acct, alive, log, zone / id ip4 ip6 counter ttl offline source
+        # the batch's fixed keys and args, then per beat:
+        #   KEYS acct alive log zone / ARGV id ip4 ip6 counter ttl offline source fp
         shared_keys, shared_args = liveness.beat_argv([])
         self._shared_keys = b"".join(bulk(k.encode()) for k in shared_keys)
         self._shared_args = b"".join(bulk(a.encode()) for a in shared_args)
         self._nshared = len(shared_keys), len(shared_args)
-        acct = _split_key(keys.account(_PROBE))
-        alive = _split_key(keys.alive(_PROBE))
-        log = _split_key(keys.account_log(_PROBE))
-
-        def keyfmt(parts: tuple[bytes, bytes]) -> bytes:
-            return b"$%d\r\n" + parts[0] + b"%b" + parts[1] + b"\r\n"
-
-        self._keyfmt = keyfmt(acct) + keyfmt(alive) + keyfmt(log) + b"%b"  # zone key, pre-encoded per zone
-        self._argfmt = b"$%d\r\n%b\r\n%b%b%b%b$1\r\n%b\r\n" + bulk(source.encode())
-        self._lens = (len(acct[0]) + len(acct[1]), len(alive[0]) + len(alive[1]), len(log[0]) + len(log[1]))
-        self._zones: dict[str, bytes] = {}
+        self._source = bulk(source.encode())
+        # per account, encoded once: (zone, fp, its four KEYS, its id ARG, its fp ARG)
+        self._accounts: dict[int, tuple[str, str, bytes, bytes, bytes]] = {}
+        self._bulks: dict[str, bytes] = {"": b"$0\r\n\r\n"}  # addresses repeat: encode once
         self._ttls: dict[int, bytes] = {}
+
+    def _account_parts(self, req: BeatRequest) -> tuple[str, str, bytes, bytes, bytes]:
+        if len(self._accounts) >= 2_000_000:
+            self._accounts.clear()
+        i = req.account_id
+        parts = (
+            req.zone,
+            req.fp,
+            b"".join(bulk(k.encode()) for k in (keys.account(i), keys.alive(i), keys.account_log(i), keys.zone(req.zone))),
+            bulk(b"%d" % i),
+            bulk(req.fp.encode()),
+        )
+        self._accounts[i] = parts
+        return parts
+
+    def _ttl(self, expiry_ms: int) -> bytes:
+        b = self._ttls[expiry_ms] = bulk(b"%d" % int(expiry_ms))
+        return b
+
+    def _bulk(self, value: str) -> bytes:
+        b = self._bulks.get(value)
+        if b is None:
+            if len(self._bulks) >= 1_000_000:
+                self._bulks = {"": b"$0\r\n\r\n"}
+            b = self._bulks[value] = bulk(value.encode())
+        return b
 
     def encode(self, reqs: Sequence[BeatRequest]) -> bytes:
         """The EVALSHA command for a batch, byte for byte what redis-py would send."""
-        keyparts, argparts = [], []
-        keyfmt, argfmt, zones, ttls = self._keyfmt, self._argfmt, self._zones, self._ttls
-        la, lv, ll = self._lens
+        keyparts: list[bytes] = []
+        argparts: list[bytes] = []
+        accounts, parts_of, bulk_of, source, ttls = self._accounts, self._account_parts, self._bulk, self._source, self._ttls
+        on, off = b"$1\r\n1\r\n", b"$1\r\n0\r\n"
         for req in reqs:
-            zone = zones.get(req.zone)
-            if zone is None:
-                zone = zones[req.zone] = bulk(keys.zone(req.zone).encode())
-            ttl = ttls.get(req.expiry_ms)
-            if ttl is None:
-                ttl = ttls[req.expiry_ms] = bulk(b"%d" % int(req.expiry_ms))
-            idb = b"%d" % req.account_id
-            n = len(idb)
-            keyparts.append(keyfmt % (la + n, idb, lv + n, idb, ll + n, idb, zone))
+            parts = accounts.get(req.account_id)
+            if parts is None or parts[0] != req.zone or parts[1] != req.fp:
+                parts = parts_of(req)
+            keyparts.append(parts[2])
             counter = b"$0\r\n\r\n" if req.counter is None else bulk(b"%d" % req.counter)
             argparts.append(
-                argfmt
-                % (
-                    n,
-                    idb,
-                    bulk(req.ipv4.encode()),
-                    bulk(req.ipv6.encode()),
-                    counter,
-                    ttl,
-                    b"1" if req.offline else b"0",
+                b"".join(
+                    (
+                        parts[3],
+                        bulk_of(req.ipv4),
+                        bulk_of(req.ipv6),
+                        counter,
+                        ttls.get(req.expiry_ms) or self._ttl(req.expiry_ms),
+                        on if req.offline else off,
+                        source,
+                        parts[4],
+                    )
                 )
             )
         nkeys = self._nshared[0] + 4 * len(reqs)
-        nargs = self._nshared[1] + 7 * len(reqs)
+        nargs = self._nshared[1] + 8 * len(reqs)
         return b"".join(
             [
                 b"*%d\r\n" % (3 + nkeys + nargs),
@@ -273,8 +290,8 @@ class RedisBeats:
             self.conn.close()
             raise StoreUnavailable(f"beat script answered {reply!r:.200}")
         parse = self.liveness.beat_result
-        # names (a JSON decode) are only needed when the answer changed, for the purge
-        return [parse(r) if r[1] == "1" else BeatResult(r[0], False, r[2], r[3], ()) for r in reply]
+        # the script answers a bare 'ok' for an accepted beat that changed nothing: the shared OK
+        return [OK if r == "ok" else parse(r) for r in reply]
 
     def beats(self, reqs: Sequence[BeatRequest]) -> list[BeatResult]:
         if not reqs:

@@ -1,9 +1,9 @@
 """The socket shell around :mod:`heartbeat_listener.protocol`: wait, drain, decide, act.
 
 One :meth:`UdpListener.step` is one wake-up: poll the IPv4/IPv6 sockets, drain up to ``batch``
-datagrams without blocking (shared fairly between the sockets), screen them, look the accounts up
-(one pipelined HMGET round trip), verify MACs, and send the batch's beat scripts (one pipelined
-write). The scripts' results are read one step later: while Redis runs batch k, this process
+datagrams without blocking (shared fairly between the sockets), screen them, verify MACs with the
+account cache (accounts it lacks cost one pipelined HMGET round trip), and send the batch's beats
+as one beat-script call. The scripts' results are read one step later: while Redis runs batch k, this process
 receives and verifies batch k+1 (Redis and Python work in parallel instead of taking turns; measured
 by bench/bench_listener.py). When no datagram is waiting, the batch in flight is finished at once,
 so a lone beat is answered without delay. Then: replies, purges, counters, rate-limited logs.
@@ -27,13 +27,16 @@ from hbdns.logs import RateLimitedLog
 from hbdns.purge import Purger
 from heartbeat_listener.metrics import Metrics
 from heartbeat_listener.protocol import (
+    AccountCache,
     AccountInfo,
     Authenticated,
+    Candidate,
     Datagram,
     Decisions,
+    Screened,
     SourceLimiter,
     StoreUnavailable,
-    authenticate,
+    authenticate_all,
     conclude,
     dropped,
     screen,
@@ -83,6 +86,7 @@ class UdpListener:
         batch: int = 256,
         backoff_max: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        cache: AccountCache | None = None,
     ) -> None:
         if not sockets:
             raise ValueError("no socket to listen on")
@@ -95,6 +99,8 @@ class UdpListener:
         self.batch = batch
         self.backoff_max = backoff_max
         self.clock = clock
+        self.cache = cache if cache is not None else AccountCache()
+        self._requeue: list[Candidate] = []  # beats the script refused as 'rekey': once more, fresh
         self._by_family = {s.family: s for s in self.sockets}
         self._poll = select.poll()
         self._by_fd = {s.fileno(): s for s in self.sockets}
@@ -154,9 +160,9 @@ class UdpListener:
 
     def step(self, timeout: float = 0.25) -> int:
         """One wake-up; returns the number of datagrams received (0 after a quiet ``timeout``)."""
-        datagrams = self.receive(0.0 if self._inflight else timeout)
+        datagrams = self.receive(0.0 if self._inflight or self._requeue else timeout)
         out: list[Decisions] = []
-        if datagrams:
+        if datagrams or self._requeue:
             self.metrics.inc("hbdns_heartbeat_batches_total")
             now = self.clock()
             if now >= self._next_prune and self.limiter is not None:
@@ -182,13 +188,16 @@ class UdpListener:
     def _start(self, datagrams: Sequence[Datagram], now: float) -> Decisions:
         """Screen, look up, verify and submit one batch; what is already decided is returned."""
         screened = screen(datagrams, self.limiter, now)
+        if self._requeue:
+            again, self._requeue = tuple(self._requeue), []
+            screened = Screened(screened.candidates + again, screened.counts, screened.rejects)
         if not screened.candidates:
             return Decisions((), (), screened.counts, screened.rejects)
         if now < self._down_until:
             d = dropped(screened, "")
             return Decisions((), (), d.counts, d.rejects)  # still backing off: not a new failure
         try:
-            auth = authenticate(screened, self.lookup(screened.ids))
+            auth = authenticate_all(screened, self.cache, self.lookup)
         except StoreUnavailable as exc:
             return dropped(screened, str(exc))
         if auth.requests:
@@ -200,8 +209,8 @@ class UdpListener:
         return Decisions((), (), auth.counts, auth.rejects)
 
     def flush(self) -> None:
-        """Finish the batches in flight (before exiting)."""
-        while self._inflight:
+        """Finish the batches in flight and the requeued beats (before exiting)."""
+        while self._inflight or self._requeue:
             self.step(0.0)
 
     def _redis_ok(self) -> None:
@@ -225,6 +234,10 @@ class UdpListener:
     def apply(self, decisions: Decisions) -> None:
         m = self.metrics
         m.add_packets(decisions.counts)
+        if decisions.evict:
+            self.cache.evict(decisions.evict)
+        if decisions.requeue:
+            self._requeue.extend(decisions.requeue)
         if decisions.replies:
             m.inc("hbdns_heartbeat_replies_total", self.send_replies(decisions.replies))
         if decisions.purge and self.purger is not None:

@@ -12,7 +12,7 @@ import redis
 
 from hbdns import keys, wire
 from hbdns.liveness import BeatRequest, Liveness
-from hbdns.model import Account, Zone
+from hbdns.model import Account, Zone, config_fingerprint
 from hbdns.store import Store, connect
 from heartbeat_listener.protocol import AccountInfo, StoreUnavailable, process_batch
 from heartbeat_listener.redis_io import BatchConnection, RedisAccounts, RedisBeats, encode_command
@@ -53,18 +53,20 @@ def test_beat_template_is_what_redis_py_would_send(reqs: list[BeatRequest], real
 
 def test_lookup_template_is_what_redis_py_would_send(real_redis: redis.Redis, store: Store) -> None:
     lookups = RedisAccounts(BatchConnection(real_redis), store.plans)
-    expected = b"".join(redis_py_packed("HMGET", keys.account(i), "hb_key", "plan", "zone") for i in (1, 42, 9876543))
+    expected = b"".join(redis_py_packed("HMGET", keys.account(i), "hb_key", "plan", "zone", "fp") for i in (1, 42, 9876543))
     assert lookups.encode([1, 42, 9876543]) == expected
 
 
-def test_lookup_reads_key_plan_zone(real_redis: redis.Redis, store: Store, account: Account) -> None:
+def test_lookup_reads_key_plan_zone_fingerprint(real_redis: redis.Redis, store: Store, account: Account) -> None:
     real_redis.hset(keys.account(900), mapping={"hb_key": "zz", "plan": "heartbeat-c", "zone": ZONE, "fqdn": "x"})
     real_redis.hset(keys.account(901), mapping={"hb_key": "00" * 32, "plan": "nope", "zone": ZONE, "fqdn": "y"})
     real_redis.set(keys.account(902), "not a hash")
     lookups = RedisAccounts(BatchConnection(real_redis), store.plans)
     got = lookups([account.id, 899, 900, 901, 902])
     assert got == {
-        account.id: AccountInfo(account.hb_key, store.plans["heartbeat-c"].expiry_ms, ZONE),
+        account.id: AccountInfo(
+            account.hb_key, store.plans["heartbeat-c"].expiry_ms, ZONE, config_fingerprint(account.hb_key, "heartbeat-c", ZONE)
+        ),
         900: "bad_account",
         901: "bad_account",
         902: "bad_account",
