@@ -2,7 +2,9 @@
 
 1. pdns + this backend with the shipped cache settings (``deploy/pdns.conf``: unix connector,
    1 s packet and query caches) vs pdns + its bind backend serving the same records from a zone file
-   with the same pdns settings: queries/s ratio. Goal >= 0.9.
+   with the same pdns settings: queries/s ratio. Goal >= 0.9. Measured alongside: the same backend
+   with its account data memoized in-process (``bench.stub_backend``, no Redis round trip per
+   lookup), the ceiling of a Python remote backend on this machine.
 2. Caches off (packet, query and negative caches 0): backend lookups/s, i.e. pdns' own
    ``backend-queries`` counter over the run, over HTTP and over the unix socket. Goals >= 3,000/s
    (HTTP) and >= 15,000/s (unix).
@@ -149,9 +151,15 @@ def dnsperf(port: int, queries: Path, seconds: float, clients: int = 8) -> float
 
 @contextmanager
 def remote_pdns(
-    name: str, redis_url: str, transport: str, extra: dict[str, str], threads: int = 8
+    name: str,
+    redis_url: str,
+    transport: str,
+    extra: dict[str, str],
+    threads: int | None = None,
+    module: str = "pdns_backend.main",
 ) -> Iterator[PdnsServer]:
-    backend = BackendProcess(WORK / f"{name}-backend", redis_url, transport=transport, threads=threads)
+    threads = threads or config.load({}).backend_threads  # the shipped default
+    backend = BackendProcess(WORK / f"{name}-backend", redis_url, transport=transport, threads=threads, module=module)
     backend.start()
     pdns = PdnsServer(WORK / f"{name}-pdns", backend.connection_string, extra={"loglevel": "3", **extra})
     pdns.backend_process = backend
@@ -205,6 +213,7 @@ def run(quick: bool) -> list[Metric]:
         "seconds_per_run": seconds,
     }
     ratio_qps: dict[str, tuple[list[float], list[float]]] = {}
+    ceilings: dict[str, list[float]] = {}
     lookups: dict[str, list[float]] = {"http": [], "unix": [], "bind": []}
     qps_off: dict[str, list[float]] = {"http": [], "unix": [], "bind": []}
     try:
@@ -213,17 +222,25 @@ def run(quick: bool) -> list[Metric]:
         queries = query_files(names, WORK)
         zonefile = zone_file(r, WORK / f"{APEX}.zone")
         r.close()
-        # 1. shipped settings: remote (unix connector, as shipped) vs bind, runs alternating
-        with remote_pdns("shipped", rs.url, "unix", shipped) as remote, bind_pdns(zonefile, shipped) as bind:
+        # 1. shipped settings: remote (unix connector, as shipped) vs bind, runs alternating; and the
+        #    ceiling: the same backend with account data memoized (no Redis per lookup)
+        with (
+            remote_pdns("shipped", rs.url, "unix", shipped) as remote,
+            remote_pdns("ceiling", rs.url, "unix", shipped, module="bench.stub_backend") as ceiling,
+            bind_pdns(zonefile, shipped) as bind,
+        ):
             for label, qfile in queries.items():
-                warm(remote, qfile)
-                warm(bind, qfile)
+                for pdns in (remote, ceiling, bind):
+                    warm(pdns, qfile)
                 remote_qps: list[float] = []
+                ceiling_qps: list[float] = []
                 bind_qps: list[float] = []
                 for _ in range(runs):
                     remote_qps.append(dnsperf(remote.port, qfile, seconds))
+                    ceiling_qps.append(dnsperf(ceiling.port, qfile, seconds))
                     bind_qps.append(dnsperf(bind.port, qfile, seconds))
                 ratio_qps[label] = (remote_qps, bind_qps)
+                ceilings[label] = ceiling_qps
         # 2. caches off: backend lookups/s per transport (pdns' backend-queries counter)
         for transport in ("http", "unix"):
             with remote_pdns(f"nocache-{transport}", rs.url, transport, CACHES_OFF) as pdns:
@@ -246,6 +263,11 @@ def run(quick: bool) -> list[Metric]:
     metrics = []
     for label, (remote_qps, bind_qps) in ratio_qps.items():
         ratio = statistics.median(remote_qps) / statistics.median(bind_qps)
+        ceiling = statistics.median(ceilings[label])
+        ceiling_note = (
+            f"; ceiling (same backend, account data memoized in-process, no Redis per lookup): "
+            f"{ceiling:,.0f} qps = {ceiling / statistics.median(bind_qps):.2f} x reference"
+        )
         metrics.append(
             Metric(
                 name=f"pdns + hbdns backend (unix, shipped 1 s caches), 10k accounts, {label} queries",
@@ -259,7 +281,9 @@ def run(quick: bool) -> list[Metric]:
                     "dnsperf; names drawn with weight 1/rank (typical DNS skew)"
                     if label == "zipf"
                     else "dnsperf; all 10k names equally often: every name refills from the backend every second"
-                ),
+                )
+                + ceiling_note,
+                extra={"ceiling_samples": ceilings[label]},
             )
         )
     for transport, goal in (("http", 3000), ("unix", 15000)):

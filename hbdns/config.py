@@ -109,7 +109,7 @@ class Settings:
     # PowerDNS remote backend (private: only PowerDNS may reach it)
     backend_host: str = _setting("127.0.0.1")
     backend_port: int = _setting("8053", _port)
-    backend_threads: int = _setting("8", _positive_int)
+    backend_threads: int = _setting("4", _positive_int)
     backend_socket: str = _setting("")
     # PowerDNS HTTP API for cache purges (comma list: several pdns instances allowed)
     pdns_api_urls: tuple[str, ...] = _setting("", _list)

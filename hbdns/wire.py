@@ -154,7 +154,7 @@ def parse_beat(data: bytes) -> Beat:
 
 def verify_beat(beat: Beat, key: Key) -> bool:
     """Constant-time MAC check."""
-    mac = key.digest(beat.header) if type(key) is MacKey else hmac.digest(key, beat.header, _SHA256)
+    mac = key.digest(beat.header) if isinstance(key, MacKey) else hmac.digest(key, beat.header, _SHA256)
     return hmac.compare_digest(mac[:MAC_LEN], beat.mac)
 
 
@@ -162,10 +162,7 @@ _REPLY_HEAD = {s: bytes((VERSION, s)) for s in STATUS_NAMES}
 
 
 def encode_reply(beat: Beat, status: int, address: str, key: Key) -> bytes:
-    if ":" in address:
-        packed = socket.inet_pton(socket.AF_INET6, address)
-    else:
-        packed = socket.inet_aton(address)
+    packed = socket.inet_pton(socket.AF_INET6, address) if ":" in address else socket.inet_aton(address)
     body = (_REPLY_HEAD.get(status) or struct.pack(">BB", VERSION, status)) + packed
     return body + _mac(key, _REPLY_LABEL + beat.header + body, REPLY_MAC_LEN)
 

@@ -84,7 +84,7 @@ class AccountInfo:
     the key's precomputed HMAC states (``mac_key``), made once when the entry is made.
     """
 
-    __slots__ = ("key", "expiry_ms", "zone", "fp", "mac_key")
+    __slots__ = ("expiry_ms", "fp", "key", "mac_key", "zone")
 
     def __init__(self, key: bytes, expiry_ms: int, zone: str, fp: str = "") -> None:
         self.key = key

@@ -1,42 +1,28 @@
-"""The listener's two Redis round trips per batch, encoded by hand.
+"""The listener's Redis round trips, encoded by hand on :class:`hbdns.resp.BatchConnection`.
 
-redis-py spends ~15 us of Python per pipelined command building and parsing it (measured: its
-pipeline of beat scripts ran at ~15k/s); at tens of thousands of beats/s that alone would use a core.
-Here a batch is one ``bytes`` built from templates (only the id, zone, addresses and counter vary per
-beat), written straight to a connection redis-py opened (AUTH/SELECT/TLS from the URL), and the
-replies are read with a hiredis reader. ``tests/unit/test_listener_redis.py`` pins the templates to
+Per batch: one EVALSHA of the beat script, plus one pipelined HMGET round trip only for accounts the
+listener's cache lacks. A batch is one ``bytes`` built from per-account pre-encoded parts (only the
+addresses and counter vary per beat). ``tests/unit/test_listener_redis.py`` pins the templates to
 what :meth:`hbdns.liveness.Liveness.beat_argv` and redis-py would send, so the layout has one owner.
 
-Any connection error or timeout becomes :class:`~heartbeat_listener.protocol.StoreUnavailable`; the
-connection is dropped and made again on the next call (the shell backs off in between).
+A lost connection (:class:`hbdns.resp.ConnectionLost`) becomes
+:class:`~heartbeat_listener.protocol.StoreUnavailable`; the connection is made again on the next
+call (the shell backs off in between).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import hiredis
-import redis
 
 from hbdns import keys
 from hbdns.liveness import OK, BeatRequest, BeatResult, Liveness
 from hbdns.plans import Plan
+from hbdns.resp import BatchConnection, ConnectionLost, bulk, encode_command
 from heartbeat_listener.protocol import AccountInfo, StoreUnavailable
 
 _PROBE = 987654321  # an id whose digits can't be confused with the rest of a key
-
-
-def bulk(value: bytes) -> bytes:
-    return b"$%d\r\n%b\r\n" % (len(value), value)
-
-
-def encode_command(*args: str | bytes) -> bytes:
-    """RESP array of bulk strings (what redis-py's packer produces)."""
-    parts = [b"*%d\r\n" % len(args)]
-    for a in args:
-        parts.append(bulk(a.encode() if isinstance(a, str) else a))
-    return b"".join(parts)
 
 
 def _split_key(key_of_probe: str) -> tuple[bytes, bytes]:
@@ -45,80 +31,6 @@ def _split_key(key_of_probe: str) -> tuple[bytes, bytes]:
     if not sep:
         raise ValueError(f"account id not found in key {key_of_probe!r}")
     return before.encode(), after.encode()
-
-
-class BatchConnection:
-    """One Redis connection used as a raw pipeline: send many commands, read as many replies.
-
-    redis-py opens it (AUTH, SELECT, TLS from the URL); then bytes go straight to its socket and
-    replies come back through a hiredis reader, ~0.5 us each instead of ~5 us through redis-py's
-    per-reply path. Sends and reads are decoupled so a batch can be in flight while the caller works
-    on the next one; replies come back in order. Error replies are returned as values
-    (``hiredis.ReplyError``), not raised: one bad command must not hide the others.
-    """
-
-    def __init__(self, client: redis.Redis) -> None:
-        pool = client.connection_pool
-        self._factory = lambda: pool.connection_class(**pool.connection_kwargs)
-        self.on_connect: list[Callable[[BatchConnection], object]] = []  # e.g. load a script
-        self._conn: Any = None
-        self._sock: Any = None
-        self._reader: Any = None
-        self._buf = bytearray(1 << 16)
-        self.inflight = 0  # replies sent for and not yet read
-
-    def _connect(self) -> None:
-        conn = self._factory()
-        conn.connect()
-        # redis-py keeps the socket in a private attribute; a test reads and writes through it
-        self._conn, self._sock = conn, conn._sock
-        self._reader = hiredis.Reader(encoding="utf-8", errors="replace")
-        self.inflight = 0
-        for hook in self.on_connect:
-            hook(self)
-
-    def close(self) -> None:
-        conn, self._conn, self._sock, self.inflight = self._conn, None, None, 0
-        if conn is not None:
-            try:
-                conn.disconnect()
-            except Exception:
-                pass
-
-    def send(self, payload: bytes, count: int) -> None:
-        try:
-            if self._sock is None:
-                self._connect()
-            self._sock.sendall(payload)
-            self.inflight += count
-        except (redis.RedisError, OSError, ValueError) as exc:
-            self.close()
-            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from None
-
-    def read(self, count: int) -> list[Any]:
-        if self._sock is None or count > self.inflight:
-            raise StoreUnavailable("connection lost before the replies were read")
-        out: list[Any] = []
-        gets, buf, sock = self._reader.gets, self._buf, self._sock
-        try:
-            while len(out) < count:
-                reply = gets()
-                if reply is False:
-                    n = sock.recv_into(buf)
-                    if not n:
-                        raise ConnectionError("redis closed the connection")
-                    self._reader.feed(buf, 0, n)
-                    continue
-                out.append(reply)
-        except (hiredis.ProtocolError, OSError, ValueError) as exc:
-            self.close()
-            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from None
-        self.inflight -= count
-        return out
-
-    def roundtrip(self, payload: bytes, count: int) -> list[Any]:
-        self.send(payload, count)
-        return self.read(count)
 
 
 class RedisAccounts:
@@ -132,7 +44,9 @@ class RedisAccounts:
         self.expiry = {name: p.expiry_ms for name, p in plans.items()}
         pre, post = _split_key(keys.account(_PROBE))
         tail = b"".join(bulk(f.encode()) for f in self.FIELDS)
-        self._fmt = b"*%d\r\n" % (2 + len(self.FIELDS)) + bulk(b"HMGET") + b"$%d\r\n" + pre + b"%d" + post + b"\r\n" + tail
+        self._fmt = (
+            b"*%d\r\n" % (2 + len(self.FIELDS)) + bulk(b"HMGET") + b"$%d\r\n" + pre + b"%d" + post + b"\r\n" + tail
+        )
         self._fixed = len(pre) + len(post)
         self._hex: dict[str, bytes] = {}  # hex -> bytes, small cache: keys repeat every beat
 
@@ -141,7 +55,10 @@ class RedisAccounts:
         return b"".join(fmt % (fixed + len(str(i)), i) for i in ids)
 
     def __call__(self, ids: Sequence[int]) -> dict[int, AccountInfo | str]:
-        replies = self.conn.roundtrip(self.encode(ids), len(ids))
+        try:
+            replies = self.conn.roundtrip(self.encode(ids), len(ids))
+        except ConnectionLost as exc:
+            raise StoreUnavailable(str(exc)) from None
         out: dict[int, AccountInfo | str] = {}
         hexcache = self._hex
         for account_id, reply in zip(ids, replies, strict=True):
@@ -208,7 +125,9 @@ class RedisBeats:
         parts = (
             req.zone,
             req.fp,
-            b"".join(bulk(k.encode()) for k in (keys.account(i), keys.alive(i), keys.account_log(i), keys.zone(req.zone))),
+            b"".join(
+                bulk(k.encode()) for k in (keys.account(i), keys.alive(i), keys.account_log(i), keys.zone(req.zone))
+            ),
             bulk(b"%d" % i),
             bulk(req.fp.encode()),
         )
@@ -231,7 +150,13 @@ class RedisBeats:
         """The EVALSHA command for a batch, byte for byte what redis-py would send."""
         keyparts: list[bytes] = []
         argparts: list[bytes] = []
-        accounts, parts_of, bulk_of, source, ttls = self._accounts, self._account_parts, self._bulk, self._source, self._ttls
+        accounts, parts_of, bulk_of, source, ttls = (
+            self._accounts,
+            self._account_parts,
+            self._bulk,
+            self._source,
+            self._ttls,
+        )
         on, off = b"$1\r\n1\r\n", b"$1\r\n0\r\n"
         for req in reqs:
             parts = accounts.get(req.account_id)
@@ -273,13 +198,19 @@ class RedisBeats:
         skip = 0
         if self._need_load:
             payload, skip = self._load + payload, 1
-        self.conn.send(payload, 1 + skip)
+        try:
+            self.conn.send(payload, 1 + skip)
+        except ConnectionLost as exc:
+            raise StoreUnavailable(str(exc)) from None
         self._need_load = False
         return len(reqs), skip
 
     def collect(self, ticket: tuple[int, int]) -> list[BeatResult]:
         count, skip = ticket
-        reply = self.conn.read(1 + skip)[skip]
+        try:
+            reply = self.conn.read(1 + skip)[skip]
+        except ConnectionLost as exc:
+            raise StoreUnavailable(str(exc)) from None
         if isinstance(reply, hiredis.ReplyError):
             status = "error"  # the script failed: nothing of this batch was applied
             if str(reply).startswith("NOSCRIPT"):

@@ -190,7 +190,7 @@ class UdpListener:
         screened = screen(datagrams, self.limiter, now)
         if self._requeue:
             again, self._requeue = tuple(self._requeue), []
-            screened = Screened(screened.candidates + again, screened.counts, screened.rejects)
+            screened = Screened(again + screened.candidates, screened.counts, screened.rejects)  # older first
         if not screened.candidates:
             return Decisions((), (), screened.counts, screened.rejects)
         if now < self._down_until:

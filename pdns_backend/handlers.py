@@ -25,11 +25,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import hiredis
 import redis
 
 from hbdns import keys
 from hbdns.logs import RateLimitedLog
 from hbdns.plans import Plan
+from hbdns.resp import BatchConnection, ConnectionLost, bulk, encode_command, raw_capable
 from pdns_backend import answers
 
 log = logging.getLogger(__name__)
@@ -156,7 +158,8 @@ class Health:
 class _ThreadConn(threading.local):
     """Each thread's own Redis connection for the lookup hot path (no pool lock per call)."""
 
-    conn: Any = None
+    conn: Any = None  # a redis-py connection (clients without real sockets, e.g. fakeredis)
+    raw: BatchConnection | None = None  # raw RESP on a real socket: the production path
 
 
 @dataclass(frozen=True)
@@ -247,6 +250,9 @@ class Backend:
         self._account = LuaScript(account_script())
         self._names_key = keys.names()
         self._local = _ThreadConn()
+        self._raw = raw_capable(r)
+        self._account_call = encode_command("EVALSHA", self._account.sha, "1", self._names_key)
+        self._account_load = encode_command("SCRIPT", "LOAD", self._account.source)
         self._zones_script = LuaScript(zones_script())
         self.zones = ZoneCache(self._load_zones, zone_max_age, clock)
         self.methods: dict[str, Callable[[Params], Any]] = {
@@ -368,11 +374,40 @@ class Backend:
     def _fetch_accounts(self, names: list[str]) -> list[Any]:
         """The account script for all names: one call, one round trip.
 
-        This is the hot path, so it talks to a per-thread connection directly (pack, send, read)
-        instead of going through ``Redis.execute_command`` (pool, retry and observability layers):
-        half the client CPU per call. Failures behave as there: a dropped connection is retried
-        once on a new one, NOSCRIPT (Redis restarted or flushed) reloads the script once.
+        This is the hot path, so it talks to a per-thread connection directly: raw RESP built here
+        and parsed by hiredis (:mod:`hbdns.resp`), instead of ``Redis.execute_command`` (pool, retry
+        and observability layers, packing and parsing in Python): measured ~45 -> ~30 us of client
+        CPU per call. Failures behave as there: a dropped connection is retried once on a new one,
+        NOSCRIPT (Redis restarted or flushed) reloads the script once.
         """
+        if not self._raw:
+            return self._fetch_accounts_redis_py(names)
+        conn = self._local.raw
+        if conn is None:
+            conn = self._local.raw = BatchConnection(self.r)
+        # the fixed head of the command, then the names (the element count leads the array)
+        head = self._account_call
+        payload = b"*%d\r\n" % (4 + len(names)) + head[head.index(b"\r\n") + 2 :]
+        payload += b"".join(bulk(n.encode()) for n in names)
+        reconnected = reloaded = False
+        while True:
+            try:
+                reply = conn.roundtrip(payload, 1)[0]
+            except ConnectionLost:
+                if reconnected:
+                    raise
+                reconnected = True
+                continue
+            if isinstance(reply, hiredis.ReplyError):
+                if str(reply).startswith("NOSCRIPT") and not reloaded:
+                    reloaded = True
+                    conn.roundtrip(self._account_load, 1)
+                    continue
+                raise redis.ResponseError(str(reply))
+            return list(reply)
+
+    def _fetch_accounts_redis_py(self, names: list[str]) -> list[Any]:
+        """:meth:`_fetch_accounts` through redis-py's connection (clients without a real socket)."""
         commands = [("EVALSHA", self._account.sha, 1, self._names_key, *names)]
         reconnected = reloaded = False
         while True:

@@ -78,6 +78,7 @@ class BackendProcess:
         threads: int = 8,
         timeout_ms: int = 2000,
         env: dict[str, str] | None = None,
+        module: str = "pdns_backend.main",
     ) -> None:
         if transport not in ("http", "unix"):
             raise ValueError("transport must be 'http' or 'unix'")
@@ -91,6 +92,7 @@ class BackendProcess:
         self._sock_dir = _short_dir() if transport == "unix" else None
         self.socket_path = str(self._sock_dir / "backend.sock") if self._sock_dir else ""
         self.extra_env = env or {}
+        self.module = module  # the benchmark's ceiling run swaps in bench.stub_backend
         self.process: Process | None = None
 
     @property
@@ -120,7 +122,7 @@ class BackendProcess:
 
     def start(self, timeout: float = 30.0) -> BackendProcess:
         self.process = Process(
-            [sys.executable, "-m", "pdns_backend.main"], self.workdir / "backend.log", env=self.env(), cwd=str(REPO)
+            [sys.executable, "-m", self.module], self.workdir / "backend.log", env=self.env(), cwd=str(REPO)
         )
         wait_for(self._ready, timeout, what=f"backend on port {self.port}")
         return self

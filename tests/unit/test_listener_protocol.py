@@ -8,12 +8,17 @@ from dataclasses import dataclass, field
 import pytest
 
 from hbdns import wire
-from hbdns.liveness import BeatRequest, BeatResult
+from hbdns.liveness import OK, REKEY, BeatRequest, BeatResult
 from heartbeat_listener.protocol import (
     RESULTS,
+    AccountCache,
     AccountInfo,
+    Authenticated,
+    Screened,
     SourceLimiter,
     StoreUnavailable,
+    authenticate_all,
+    conclude,
     process_batch,
     source_ip,
 )
@@ -180,3 +185,145 @@ def test_source_ip() -> None:
     assert source_ip(("192.0.2.1", 5)) == ("192.0.2.1", False)
     assert source_ip(("::1", 5, 0, 0)) == ("::1", True)
     assert source_ip(("::ffff:192.0.2.1", 5, 0, 0)) == ("192.0.2.1", False)
+
+
+# --- the account cache ------------------------------------------------------------------------------
+
+FP_OLD, FP_NEW = "0123456789abcdef", "fedcba9876543210"
+
+
+@dataclass
+class CountingLookup:
+    """A lookup over a mutable table that records every call (each is one Redis round trip)."""
+
+    table: dict[int, AccountInfo | str]
+    calls: list[tuple[int, ...]] = field(default_factory=list)
+
+    def __call__(self, ids: Sequence[int]) -> Mapping[int, AccountInfo | str]:
+        self.calls.append(tuple(ids))
+        return {i: self.table[i] for i in ids if i in self.table}
+
+
+def cached_setup() -> tuple[CountingLookup, AccountCache, FakeWriter]:
+    """Account 7 with KEY and a fingerprint, already in the cache after one accepted beat."""
+    lookups = CountingLookup({7: AccountInfo(KEY, 15000, "dyn.test", FP_OLD)})
+    cache, writer = AccountCache(), FakeWriter()
+    d = process_batch([(beat(), V4)], lookups, writer, cache=cache)
+    assert d.counts == {"accepted": 1} and lookups.calls == [(7,)]
+    assert cache.get(7) == AccountInfo(KEY, 15000, "dyn.test", FP_OLD)
+    return lookups, cache, writer
+
+
+def test_cached_account_is_not_looked_up_again() -> None:
+    lookups, cache, writer = cached_setup()
+    batch = [(beat(counter=NOW_MS + i), V4) for i in range(1, 4)]
+    d = process_batch(batch, lookups, writer, cache=cache)
+    assert d.counts == {"accepted": 3} and len(d.replies) == 3
+    assert lookups.calls == [(7,)]  # only the first batch's
+    # every request carries the fingerprint it was authenticated with, for the script to compare
+    assert [r.fp for r in writer.requests] == [FP_OLD] * 4
+
+
+def test_new_key_is_accepted_after_one_fresh_lookup_and_replaces_the_cached_one() -> None:
+    lookups, cache, writer = cached_setup()
+    lookups.table[7] = AccountInfo(OTHER, 15000, "dyn.test", FP_NEW)  # rotated in Redis
+    data = beat(counter=NOW_MS + 1, key=OTHER)
+    d = process_batch([(data, V4)], lookups, writer, cache=cache)
+    assert d.counts == {"accepted": 1}
+    assert lookups.calls == [(7,), (7,)]
+    assert writer.requests[-1].fp == FP_NEW
+    assert wire.parse_reply(d.replies[0][0], data, OTHER) == wire.Reply(wire.STATUS_OK, "203.0.113.7")
+    assert cache.get(7) == AccountInfo(OTHER, 15000, "dyn.test", FP_NEW)
+    # and from now on from the cache
+    assert process_batch([(beat(counter=NOW_MS + 2, key=OTHER), V4)], lookups, writer, cache=cache).counts == {
+        "accepted": 1
+    }
+    assert len(lookups.calls) == 2
+
+
+def test_wrong_key_for_a_cached_account_is_bad_mac_after_exactly_one_lookup() -> None:
+    lookups, cache, writer = cached_setup()
+    wrong = bytes(32)
+    d = process_batch([(beat(counter=NOW_MS + 1, key=wrong), V4)], lookups, writer, cache=cache)
+    assert d.counts == {"bad_mac": 1}
+    assert d.rejects == (("bad_mac", "203.0.113.7", 7),)
+    assert lookups.calls == [(7,), (7,)]
+    assert len(writer.requests) == 1 and d.replies == () and d.requeue == ()
+    assert cache.get(7) == AccountInfo(KEY, 15000, "dyn.test", FP_OLD)
+
+
+def test_a_batch_mixing_cached_and_uncached_accounts_looks_up_only_the_uncached() -> None:
+    lookups, cache, writer = cached_setup()
+    lookups.table[8] = AccountInfo(OTHER, 45000, "dyn.test", FP_NEW)
+    batch = [(beat(counter=NOW_MS + 1), V4), (beat(8, key=OTHER), V6), (beat(5), V4)]
+    d = process_batch(batch, lookups, writer, cache=cache)
+    assert d.counts == {"accepted": 2, "unknown_account": 1}
+    assert lookups.calls == [(7,), (8, 5)]
+    assert [(r.account_id, r.expiry_ms, r.fp) for r in writer.requests[1:]] == [(7, 15000, FP_OLD), (8, 45000, FP_NEW)]
+    assert cache.get(8) is not None and cache.get(5) is None
+
+
+def test_rekey_for_a_cached_beat_evicts_and_requeues_it() -> None:
+    lookups, cache, writer = cached_setup()
+    writer.statuses[7] = "rekey"
+    data = beat(counter=NOW_MS + 1)
+    d = process_batch([(data, V4)], lookups, writer, cache=cache)
+    assert lookups.calls == [(7,)]  # authenticated from the cache
+    assert d.evict == (7,)
+    assert len(d.requeue) == 1
+    requeued = d.requeue[0]
+    assert (requeued[0].account_id, requeued[0].counter, requeued[1], requeued[2]) == (7, NOW_MS + 1, V4, "203.0.113.7")
+    assert d.counts == {} and d.replies == () and d.rejects == ()  # decided on the next pass
+    assert cache.get(7) is None  # process_batch applied the eviction
+
+    # the next pass (as the listener runs it): fresh lookup; still 'rekey' now counts, no more requeue
+    screened = Screened(d.requeue, {}, ())
+    auth = authenticate_all(screened, cache, lookups)
+    assert lookups.calls == [(7,), (7,)] and auth.cached == (False,)
+    again = conclude(auth, writer.beats(auth.requests))
+    assert again.counts == {"key_changed": 1} and again.requeue == ()
+    assert again.rejects == (("key_changed", "203.0.113.7", 7),)
+
+
+def test_rekey_for_a_freshly_looked_up_beat_counts_key_changed_and_is_not_requeued() -> None:
+    lookups = CountingLookup({7: AccountInfo(KEY, 15000, "dyn.test", FP_OLD)})
+    cache = AccountCache()
+    d = process_batch([(beat(), V4)], lookups, FakeWriter(statuses={7: "rekey"}), cache=cache)
+    assert d.counts == {"key_changed": 1}
+    assert d.requeue == () and d.evict == (7,) and d.replies == ()
+    assert cache.get(7) is None
+
+
+def test_conclude_requeues_only_the_cache_authenticated_rekeys() -> None:
+    beats = [wire.parse_beat(beat(account_id=i, counter=NOW_MS + i)) for i in (7, 8, 9)]
+    cands = tuple((b, V4, "203.0.113.7", False) for b in beats)
+    reqs = tuple(BeatRequest(b.account_id, "dyn.test", 15000, ipv4="203.0.113.7", counter=b.counter) for b in beats)
+    auth = Authenticated(cands, reqs, (KEY,) * 3, {}, (), cached=(True, False, True))
+    d = conclude(auth, [REKEY, REKEY, OK])
+    assert d.requeue == (cands[0],)
+    assert d.evict == (7, 8)
+    assert d.counts == {"key_changed": 1, "accepted": 1}
+
+
+def test_account_without_fingerprint_is_not_cached() -> None:
+    lookups = CountingLookup({7: AccountInfo(KEY, 15000, "dyn.test")})
+    cache, writer = AccountCache(), FakeWriter()
+    for i in range(3):
+        assert process_batch([(beat(counter=NOW_MS + i), V4)], lookups, writer, cache=cache).counts == {"accepted": 1}
+    assert len(cache) == 0 and lookups.calls == [(7,)] * 3
+    assert [r.fp for r in writer.requests] == [""] * 3  # not checked by the script either
+
+
+def test_cache_update_drops_entries_that_became_unusable() -> None:
+    cache = AccountCache()
+    cache.update({7: AccountInfo(KEY, 15000, "dyn.test", FP_OLD), 8: AccountInfo(KEY, 15000, "dyn.test", FP_OLD)})
+    assert len(cache) == 2
+    cache.update({7: "bad_account", 8: AccountInfo(KEY, 15000, "dyn.test")})
+    assert len(cache) == 0
+
+
+def test_account_info_repr_never_shows_the_key() -> None:
+    info = AccountInfo(KEY, 15000, "dyn.test", FP_OLD)
+    text = repr(info) + str(info) + repr([info]) + repr({7: info})
+    assert KEY.hex() not in text and repr(KEY) not in text and KEY.hex()[:8] not in text
+    assert "dyn.test" in repr(info)

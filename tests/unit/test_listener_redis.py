@@ -5,14 +5,17 @@ fakeredis has no Lua without lupa and no raw-socket access, so these use the ses
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Callable, Sequence
 
 import pytest
 import redis
 
 from hbdns import keys, wire
-from hbdns.liveness import BeatRequest, Liveness
+from hbdns.liveness import BeatRequest, BeatResult, Liveness
 from hbdns.model import Account, Zone, config_fingerprint
+from hbdns.resp import ConnectionLost
 from hbdns.store import Store, connect
 from heartbeat_listener.protocol import AccountInfo, StoreUnavailable, process_batch
 from heartbeat_listener.redis_io import BatchConnection, RedisAccounts, RedisBeats, encode_command
@@ -53,7 +56,9 @@ def test_beat_template_is_what_redis_py_would_send(reqs: list[BeatRequest], real
 
 def test_lookup_template_is_what_redis_py_would_send(real_redis: redis.Redis, store: Store) -> None:
     lookups = RedisAccounts(BatchConnection(real_redis), store.plans)
-    expected = b"".join(redis_py_packed("HMGET", keys.account(i), "hb_key", "plan", "zone", "fp") for i in (1, 42, 9876543))
+    expected = b"".join(
+        redis_py_packed("HMGET", keys.account(i), "hb_key", "plan", "zone", "fp") for i in (1, 42, 9876543)
+    )
     assert lookups.encode([1, 42, 9876543]) == expected
 
 
@@ -65,7 +70,10 @@ def test_lookup_reads_key_plan_zone_fingerprint(real_redis: redis.Redis, store: 
     got = lookups([account.id, 899, 900, 901, 902])
     assert got == {
         account.id: AccountInfo(
-            account.hb_key, store.plans["heartbeat-c"].expiry_ms, ZONE, config_fingerprint(account.hb_key, "heartbeat-c", ZONE)
+            account.hb_key,
+            store.plans["heartbeat-c"].expiry_ms,
+            ZONE,
+            config_fingerprint(account.hb_key, "heartbeat-c", ZONE),
         ),
         900: "bad_account",
         901: "bad_account",
@@ -107,7 +115,7 @@ def test_unreachable_redis_is_store_unavailable() -> None:
     conn = BatchConnection(dead)
     with pytest.raises(StoreUnavailable):
         RedisAccounts(conn, {})([1])
-    with pytest.raises(StoreUnavailable):
+    with pytest.raises(ConnectionLost):  # the raw connection's own error; the stages turn it into StoreUnavailable
         conn.read(1)
 
 
@@ -135,3 +143,123 @@ def test_process_batch_on_redis(real_redis: redis.Redis, store: Store, account: 
     assert d.counts == {"offline": 1}
     assert wire.parse_reply(d.replies[0][0], off, account.hb_key).status == wire.STATUS_OFFLINE_OK
     assert store.status(account).state.state == "neutral" and not store.status(account).live
+
+
+# --- the config fingerprint: the beat script's check behind the listener's account cache -----------
+
+
+def beat_state(r: redis.Redis, account_id: int) -> tuple[object, ...]:
+    """Everything a beat could change (the alive key by presence; its TTL only shrinks)."""
+    return (
+        r.hgetall(keys.account(account_id)),
+        r.exists(keys.alive(account_id)),
+        r.zscore(keys.deadlines(), account_id),
+        r.xlen(keys.events()),
+        r.lrange(keys.account_log(account_id), 0, -1),
+        r.hget(keys.zone(ZONE), "serial"),
+    )
+
+
+def stored_fp(r: redis.Redis, account: Account) -> str:
+    fp = r.hget(keys.account(account.id), "fp")
+    assert fp, "no fp field stored"
+    return str(fp)
+
+
+RunBeats = Callable[[Sequence[BeatRequest]], list[BeatResult]]
+
+
+@pytest.fixture(params=["liveness", "raw"])
+def run_beats(request: pytest.FixtureRequest, real_redis: redis.Redis, store: Store) -> RunBeats:
+    """The beat script through redis-py (:meth:`Liveness.beats`) and through the listener's writer."""
+    if request.param == "liveness":
+        return store.liveness.beats
+    return RedisBeats(BatchConnection(real_redis), store.liveness).beats
+
+
+def test_stored_fingerprint_is_the_config_fingerprint(real_redis: redis.Redis, account: Account) -> None:
+    assert stored_fp(real_redis, account) == config_fingerprint(account.hb_key, account.plan, account.zone)
+
+
+def test_beat_with_another_fingerprint_is_refused_and_changes_nothing(
+    real_redis: redis.Redis, store: Store, account: Account, run_beats: RunBeats
+) -> None:
+    fp = stored_fp(real_redis, account)
+    t = now_ms()
+    [first] = run_beats([BeatRequest(account.id, ZONE, 15000, ipv4="203.0.113.7", counter=t, fp=fp)])
+    assert first.status == "ok" and first.changed
+    before = beat_state(real_redis, account.id)
+    pttl = real_redis.pttl(keys.alive(account.id))
+    reqs = [
+        BeatRequest(account.id, ZONE, 135000, ipv4="198.51.100.9", counter=t + 1, fp="0" * 16),  # would move
+        BeatRequest(account.id, ZONE, 135000, ipv4="203.0.113.7", counter=t + 2, fp="0" * 16),  # would refresh
+        BeatRequest(account.id, ZONE, 135000, counter=t + 3, offline=True, fp="0" * 16),  # would neutralize
+    ]
+    results = run_beats(reqs)
+    assert [r.status for r in results] == ["rekey"] * 3
+    assert not any(r.changed or r.accepted for r in results)
+    assert beat_state(real_redis, account.id) == before
+    st = store.status(account)
+    assert (st.state.counter, st.state.ipv4, st.state.state) == (t, "203.0.113.7", "live")
+    assert real_redis.pttl(keys.alive(account.id)) <= pttl  # not refreshed with the refused 135 s
+
+    # the stored fingerprint is accepted (a live beat from the same address: the bare 'ok')
+    [ok] = run_beats([BeatRequest(account.id, ZONE, 15000, ipv4="203.0.113.7", counter=t + 4, fp=fp)])
+    assert (ok.status, ok.changed) == ("ok", False)
+    assert store.status(account).state.counter == t + 4
+
+
+def test_refused_beat_on_a_fresh_account_does_not_make_it_live(
+    real_redis: redis.Redis, store: Store, account: Account, run_beats: RunBeats
+) -> None:
+    before = beat_state(real_redis, account.id)
+    [res] = run_beats([BeatRequest(account.id, ZONE, 15000, ipv4="203.0.113.7", counter=now_ms(), fp="f" * 16)])
+    assert res.status == "rekey"
+    assert beat_state(real_redis, account.id) == before
+    assert not store.status(account).live
+    assert real_redis.zscore(keys.deadlines(), account.id) is None
+
+
+def test_empty_fingerprint_is_not_checked(
+    real_redis: redis.Redis, store: Store, account: Account, run_beats: RunBeats
+) -> None:
+    [res] = run_beats([BeatRequest(account.id, ZONE, 15000, ipv4="203.0.113.7", counter=now_ms())])
+    assert res.status == "ok" and store.status(account).live
+
+
+def test_rotate_key_changes_the_fingerprint_and_the_old_one_is_refused(
+    real_redis: redis.Redis, store: Store, account: Account, run_beats: RunBeats
+) -> None:
+    old_fp = stored_fp(real_redis, account)
+    rotated = store.rotate_key(account)
+    new_fp = stored_fp(real_redis, account)
+    assert new_fp != old_fp
+    assert new_fp == config_fingerprint(rotated.hb_key, rotated.plan, rotated.zone)
+    t = now_ms()
+    [res] = run_beats([BeatRequest(account.id, ZONE, 15000, ipv4="203.0.113.7", counter=t, fp=old_fp)])
+    assert res.status == "rekey" and not store.status(account).live
+    [res] = run_beats([BeatRequest(account.id, ZONE, 15000, ipv4="203.0.113.7", counter=t + 1, fp=new_fp)])
+    assert res.status == "ok" and store.status(account).state.ipv4 == "203.0.113.7"
+
+
+def test_plan_change_changes_the_fingerprint(real_redis: redis.Redis, store: Store, account: Account) -> None:
+    old_fp = stored_fp(real_redis, account)
+    saved = store.save_account(account, dataclasses.replace(account, plan="heartbeat-a"))
+    new_fp = stored_fp(real_redis, account)
+    assert new_fp != old_fp
+    assert new_fp == config_fingerprint(account.hb_key, "heartbeat-a", ZONE)
+    # a change that is not key, plan or zone keeps it (a cached entry stays good)
+    store.save_account(saved, dataclasses.replace(saved, webhook="https://hooks.test/x"))
+    assert stored_fp(real_redis, account) == new_fp
+
+
+def test_lookup_after_rotation_reads_the_new_key_and_fingerprint(
+    real_redis: redis.Redis, store: Store, account: Account
+) -> None:
+    lookups = RedisAccounts(BatchConnection(real_redis), store.plans)
+    before = lookups([account.id])[account.id]
+    rotated = store.rotate_key(account)
+    after = lookups([account.id])[account.id]
+    assert isinstance(before, AccountInfo) and isinstance(after, AccountInfo)
+    assert (after.key, after.fp) == (rotated.hb_key, stored_fp(real_redis, account))
+    assert after.fp != before.fp

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hmac
 import re
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from hbdns import wire
@@ -108,6 +109,55 @@ def test_reply_bit_flip_or_other_beat_is_rejected(key: bytes, counter: int, addr
     reply[bit // 8] ^= 1 << (bit % 8)
     with pytest.raises(wire.WireError):
         wire.parse_reply(bytes(reply), data, key)
+
+
+# --- MacKey: precomputed HMAC states ---------------------------------------------------------------
+
+
+@given(key=st.binary(min_size=0, max_size=100), data=st.binary(max_size=300))
+@example(key=b"", data=b"")
+@example(key=b"k" * 64, data=b"x")  # one block: used as is
+@example(key=b"k" * 65, data=b"x")  # longer than a block: hashed first
+@example(key=bytes(range(100)), data=bytes(24))
+def test_mac_key_is_exactly_hmac_sha256(key: bytes, data: bytes) -> None:
+    """Keys shorter than, equal to and longer than SHA-256's 64-byte block (hashed first)."""
+    assert wire.MacKey(key).digest(data) == hmac.digest(key, data, "sha256")
+
+
+@given(
+    key=st.binary(min_size=0, max_size=100),
+    other=st.binary(min_size=0, max_size=100),
+    account_id=IDS,
+    counter=COUNTERS,
+    flags=FLAGS,
+    bit=st.none() | st.integers(16, 24 * 8 - 1),  # bytes 2..23: id, counter, MAC (still parses)
+)
+def test_verify_beat_agrees_for_bytes_and_mac_key(
+    key: bytes, other: bytes, account_id: int, counter: int, flags: int, bit: int | None
+) -> None:
+    data = bytearray(wire.encode_beat(account_id, counter, key, flags))
+    if bit is not None:
+        data[bit // 8] ^= 1 << (bit % 8)
+    beat = wire.parse_beat(bytes(data))
+    for k in (key, other):
+        assert wire.verify_beat(beat, wire.MacKey(k)) == wire.verify_beat(beat, k)
+    assert wire.verify_beat(beat, wire.MacKey(key)) == (bit is None)
+
+
+@given(key=KEYS, account_id=IDS, counter=COUNTERS, address=ADDRESSES)
+def test_encode_reply_is_the_same_with_bytes_and_mac_key(
+    key: bytes, account_id: int, counter: int, address: str
+) -> None:
+    beat = wire.parse_beat(wire.encode_beat(account_id, counter, key, wire.FLAG_REPLY))
+    assert wire.encode_reply(beat, wire.STATUS_OK, address, wire.MacKey(key)) == wire.encode_reply(
+        beat, wire.STATUS_OK, address, key
+    )
+
+
+def test_mac_key_repr_never_shows_the_key() -> None:
+    key = bytes(range(7, 39))
+    text = repr(wire.MacKey(key)) + str(wire.MacKey(key))
+    assert key.hex() not in text and key.hex()[:8] not in text and repr(key) not in text
 
 
 # --- docs/protocol.md ------------------------------------------------------------------------------
