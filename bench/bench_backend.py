@@ -74,7 +74,7 @@ def populate(r: Any, n: int) -> list[str]:
         fqdn = f"h{i}.{APEX}"
         names.append(fqdn)
         acct = replace(template, id=i, fqdn=fqdn, mx=i % 5 == 0, plan="heartbeat-c" if i % 2 else "setip-c")
-        pipe.hset(keys.account(i), mapping={**acct.to_hash(), "state": "neutral", "since": "0"})
+        pipe.hset(keys.account(i), mapping=acct.new_hash(0))
         pipe.hset(keys.names(), fqdn, str(i))
         pipe.sadd(keys.accounts(), i)
         pipe.sadd(keys.zone_accounts(APEX), i)
@@ -206,7 +206,8 @@ def run(quick: bool) -> list[Metric]:
     WORK.mkdir(parents=True)
     deploy = deploy_settings()
     shipped = {k: v for k, v in deploy.items() if k in ("cache-ttl", "query-cache-ttl", "negquery-cache-ttl")}
-    rs = RedisServer(WORK / "redis").start()
+    # the backend reads Redis over its unix socket, as deploy recommends for a co-located Redis
+    rs = RedisServer(WORK / "redis", unix_socket=True).start()
     results: dict[str, Any] = {
         "accounts": ACCOUNTS,
         "shipped_settings": {k: deploy[k] for k in deploy if "cache" in k or "threads" in k},
@@ -225,8 +226,8 @@ def run(quick: bool) -> list[Metric]:
         # 1. shipped settings: remote (unix connector, as shipped) vs bind, runs alternating; and the
         #    ceiling: the same backend with account data memoized (no Redis per lookup)
         with (
-            remote_pdns("shipped", rs.url, "unix", shipped) as remote,
-            remote_pdns("ceiling", rs.url, "unix", shipped, module="bench.stub_backend") as ceiling,
+            remote_pdns("shipped", rs.unix_url, "unix", shipped) as remote,
+            remote_pdns("ceiling", rs.unix_url, "unix", shipped, module="bench.stub_backend") as ceiling,
             bind_pdns(zonefile, shipped) as bind,
         ):
             for label, qfile in queries.items():
@@ -243,7 +244,7 @@ def run(quick: bool) -> list[Metric]:
                 ceilings[label] = ceiling_qps
         # 2. caches off: backend lookups/s per transport (pdns' backend-queries counter)
         for transport in ("http", "unix"):
-            with remote_pdns(f"nocache-{transport}", rs.url, transport, CACHES_OFF) as pdns:
+            with remote_pdns(f"nocache-{transport}", rs.unix_url, transport, CACHES_OFF) as pdns:
                 warm(pdns, queries["uniform"])
                 for _ in range(runs):
                     lps, qps = measure_lookups(pdns, queries["uniform"], seconds)

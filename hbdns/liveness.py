@@ -81,7 +81,8 @@ local function beat(acct, alive, log, zone, id, ip4, ip6, counter, ttl, offline,
   local old4, old6 = cur[4] or '', cur[5] or ''
   if counter ~= '' then
     local c = tonumber(counter)
-    if cur[3] and c <= tonumber(cur[3]) then
+    local last = tonumber(cur[3] or '')  -- '0' (or absent) before the first beat
+    if last and c <= last then
       return {'replay', '0', '', '', fqdn, redis.call('HGET', acct, 'aliases') or '[]'}
     end
     if math.abs(c - now) > skew then
@@ -132,7 +133,7 @@ local function beat(acct, alive, log, zone, id, ip4, ip6, counter, ttl, offline,
     redis.call('HSET', acct, 'state', 'live', 'since', nows)
     emit(ev, log, maxlen, logcap, 'recovered', id, fqdn, now,
          {'neutral_since', since, 'duration_ms', now - since, 'source', source,
-          'first', cur[7] and '0' or '1'})
+          'first', (tonumber(cur[7] or '0') or 0) > 0 and '0' or '1'})
     changed = 1
   end
   if ip4 ~= '' and ip4 ~= old4 then

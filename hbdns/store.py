@@ -186,10 +186,7 @@ class Store:
             account_id = int(self.r.incr(keys.account_seq()))
             account = replace(account, id=account_id, created=now, updated=now)
             pipe.multi()
-            pipe.hset(
-                keys.account(account_id),
-                mapping={**account.to_hash(), "state": "neutral", "since": str(int(now * 1000))},
-            )
+            pipe.hset(keys.account(account_id), mapping=account.new_hash(int(now * 1000)))
             pipe.hset(keys.names(), mapping={n: str(account_id) for n in account.names})
             pipe.sadd(keys.accounts(), account_id)
             pipe.sadd(keys.zone_accounts(account.zone), account_id)
@@ -214,11 +211,11 @@ class Store:
         last = int(self.r.incrby(keys.account_seq(), len(accounts)))
         now = time.time()
         out = [replace(a, id=last - len(accounts) + 1 + i, created=now, updated=now) for i, a in enumerate(accounts)]
-        since = str(int(now * 1000))
+        since = int(now * 1000)
         for i in range(0, len(out), chunk):
             pipe = self.r.pipeline(transaction=False)
             for a in out[i : i + chunk]:
-                pipe.hset(keys.account(a.id), mapping={**a.to_hash(), "state": "neutral", "since": since})
+                pipe.hset(keys.account(a.id), mapping=a.new_hash(since))
                 pipe.hset(keys.names(), mapping={n: str(a.id) for n in a.names})
                 pipe.sadd(keys.accounts(), a.id)
                 pipe.sadd(keys.zone_accounts(a.zone), a.id)

@@ -1,6 +1,7 @@
 """Real redis-server + real backend + real pdns_server, queried with dnspython over UDP and TCP.
 
-One pdns per transport for the module (its own Redis, so other tests' flushes cannot touch it);
+One pdns per transport for the module (its own Redis, so other tests' flushes cannot touch it; the
+unix-connector backend reaches it over Redis' unix socket, the HTTP one over TCP);
 tests that change state create their own accounts. The outage test gets its own Redis and pdns.
 """
 
@@ -45,7 +46,7 @@ ZONE = Zone(
 
 @pytest.fixture(scope="module")
 def module_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(Path(tmp_path_factory.mktemp("pdns-redis"))).start()
+    server = RedisServer(Path(tmp_path_factory.mktemp("pdns-redis")), unix_socket=True).start()
     r = connect(server.url)
     store = Store(r, config.load({}))
     store.add_zone(ZONE)
@@ -63,7 +64,10 @@ def module_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def pdns(
     request: pytest.FixtureRequest, module_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PdnsServer]:
-    server = started_pdns(Path(tmp_path_factory.mktemp(f"pdns-{request.param}")), module_redis.url, request.param)
+    # the unix-connector backend also reads Redis over its unix socket (the co-located deployment),
+    # the http one over TCP: both raw-connection kinds answer every test below
+    redis_url = module_redis.unix_url if request.param == "unix" else module_redis.url
+    server = started_pdns(Path(tmp_path_factory.mktemp(f"pdns-{request.param}")), redis_url, request.param)
     yield server
     stop_all(server)
 

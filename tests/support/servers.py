@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -110,17 +111,33 @@ class Process:
 class RedisServer:
     """A throw-away redis-server with keyspace ``expired`` events on, no persistence unless asked."""
 
-    def __init__(self, workdir: Path, port: int | None = None, persist: bool = False, extra: list[str] | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        persist: bool = False,
+        extra: list[str] | None = None,
+        unix_socket: bool = False,
+    ):
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.persist = persist
         self.extra = extra or []
+        # also a unix socket (a short path: sun_path holds 107 bytes), as a co-located backend uses
+        self.socket_path = str(Path(tempfile.mkdtemp(prefix="hbr", dir="/tmp")) / "redis.sock") if unix_socket else ""
         self.process: Process | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def unix_url(self) -> str:
+        """The unix-socket URL (only with ``unix_socket=True``)."""
+        if not self.socket_path:
+            raise RuntimeError("started without a unix socket")
+        return f"unix://{self.socket_path}?db=0"
 
     def start(self) -> RedisServer:
         conf = self.workdir / "redis.conf"
@@ -135,6 +152,8 @@ class RedisServer:
             "save ''" if not self.persist else "save 1 1",
             f"appendonly {'yes' if self.persist else 'no'}",
             "appendfsync always" if self.persist else "",
+            f"unixsocket {self.socket_path}" if self.socket_path else "",
+            "unixsocketperm 700" if self.socket_path else "",
             *self.extra,
         ]
         conf.write_text("\n".join(lines) + "\n")

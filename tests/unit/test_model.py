@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from hbdns import passwords, validate
-from hbdns.model import Account, NotifyPrefs, StaticRecord, Zone
+from hbdns.model import Account, AccountState, NotifyPrefs, StaticRecord, Zone, config_fingerprint
 
 
 def test_zone_round_trip() -> None:
@@ -83,3 +83,14 @@ def test_password_hash_is_salted_and_verified() -> None:
     assert not passwords.verify_password("wrong horse", h1)
     assert not passwords.verify_password("correct horse", None)
     assert not passwords.verify_password("x", "garbage")
+
+
+def test_new_account_hash_puts_the_hot_fields_first() -> None:
+    """Small hashes are listpacks scanned in insertion order: the fields every beat (and every DNS
+    lookup) reads lead, and the state fields start as 'no beat yet'."""
+    a = Account(id=3, fqdn="h.dyn.test", zone="dyn.test", plan="heartbeat-c", hb_key=bytes(32))
+    h = a.new_hash(1234)
+    assert list(h)[:7] == ["fqdn", "state", "counter", "ipv4", "ipv6", "fp", "last_beat"]
+    assert (h["state"], h["counter"], h["ipv4"], h["last_beat"], h["since"]) == ("neutral", "0", "", "0", "1234")
+    assert h["fp"] == config_fingerprint(bytes(32), "heartbeat-c", "dyn.test")
+    assert Account.from_hash(h) == a and AccountState.from_hash(h) == AccountState(since_ms=1234)
