@@ -411,7 +411,9 @@ def test_two_sweepers_record_each_transition_once(real_redis: redis.Redis, redis
             t.join(10)
     neut = events(real_redis, "neutralized")
     assert len(neut) == 300 and len({e.account for e in neut}) == 300
-    assert sum(counts) == 300 and counts[0] > 0 and counts[1] > 0, counts
+    # each transition recorded once, while at least two of the three workers really competed (which
+    # two get work is up to the scheduler: requiring both sweepers made this flaky, e.g. [125, 0, 175])
+    assert sum(counts) == 300 and sum(1 for c in counts if c > 0) >= 2, counts
 
 
 def test_notifier_killed_between_read_and_ack_delivers_after_restart(
