@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -13,7 +11,7 @@ import redis
 from hbdns import config, keys, wire
 from hbdns.model import Account, Zone
 from hbdns.store import Store, connect
-from tests.support.listener import Listener, beat, send
+from tests.support.listener import Listener, beat, now_ms, send, snapshot
 from tests.support.servers import RedisServer, wait_for
 
 ZONE = "dyn.test"
@@ -30,21 +28,6 @@ def listener(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 def account(store: Store) -> Account:
     store.add_zone(Zone(ZONE, ("ns1.test",), "hostmaster.test", "192.0.2.1"))
     return store.add_account(store.new_account(f"h.{ZONE}", "heartbeat-c", aliases=[f"mx.{ZONE}"]))
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def snapshot(r: redis.Redis, account_id: int) -> tuple[Any, ...]:
-    """Everything a beat could change, minus the alive key's shrinking TTL."""
-    return (
-        r.hgetall(keys.account(account_id)),
-        r.exists(keys.alive(account_id)),
-        r.zscore(keys.deadlines(), account_id),
-        r.xlen(keys.events()),
-        r.hget(keys.zone(ZONE), "serial"),
-    )
 
 
 def accept(lst: Listener, data: bytes, source: str = "127.0.0.1") -> wire.Reply:
@@ -93,10 +76,10 @@ def test_replayed_capture_from_another_address_changes_nothing(
 ) -> None:
     captured = beat(account.id, account.hb_key, now_ms())
     accept(lst, captured, "127.0.0.2")
-    before, replays = snapshot(real_redis, account.id), lst.count("replay")
+    before, replays = snapshot(real_redis, account.id, ZONE), lst.count("replay")
     assert send(captured, lst.port, "127.0.0.3", wait=0.3) is None  # no answer to a replay
     wait_for(lambda: lst.count("replay") == replays + 1, 10, what="replay counted")
-    assert snapshot(real_redis, account.id) == before
+    assert snapshot(real_redis, account.id, ZONE) == before
     assert real_redis.hget(keys.account(account.id), "ipv4") == "127.0.0.2"
 
 
@@ -122,11 +105,11 @@ def test_bad_input_changes_nothing_and_is_counted(
     reason = case.split("/")[0]
     t = now_ms()
     accept(lst, beat(account.id, account.hb_key, t))
-    before, count = snapshot(real_redis, account.id), lst.count(reason)
+    before, count = snapshot(real_redis, account.id, ZONE), lst.count(reason)
     data = BAD_INPUTS[case](account, t)
     answer = send(data, lst.port, "127.0.0.4", wait=0.5 if reason == "stale" else 0.0)
     wait_for(lambda: lst.count(reason) == count + 1, 10, what=f"{reason} counted")
-    assert snapshot(real_redis, account.id) == before
+    assert snapshot(real_redis, account.id, ZONE) == before
     if reason == "stale":  # authentic but off-clock: the client is told why, nothing else
         assert answer is not None and wire.parse_reply(answer, data, account.hb_key).status == wire.STATUS_CLOCK_SKEW
     assert lst.process is not None and lst.process.alive()

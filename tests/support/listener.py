@@ -5,14 +5,34 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
-from hbdns import wire
+import redis
+
+from hbdns import keys, wire
 from heartbeat_listener.metrics import parse_metrics
 from tests.support.servers import Process, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def now_ms() -> int:
+    """A beat counter for now (Unix ms), as the client makes them."""
+    return time.time_ns() // 1_000_000
+
+
+def snapshot(r: redis.Redis, account_id: int, zone: str) -> tuple[Any, ...]:
+    """Everything a beat could change, minus the alive key's shrinking TTL."""
+    return (
+        r.hgetall(keys.account(account_id)),
+        r.exists(keys.alive(account_id)),
+        r.zscore(keys.deadlines(), account_id),
+        r.xlen(keys.events()),
+        r.hget(keys.zone(zone), "serial"),
+    )
 
 
 def free_udp_port() -> int:
