@@ -10,9 +10,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
+
+from hbdns.logs import setup_logging
 
 PREFIX = "HBDNS_"
 CLIENT_PREFIX = "HBDNS_CLIENT_"
@@ -228,3 +231,15 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
 def describe() -> list[tuple[str, str]]:
     """(variable, default) pairs, for docs and for the .env.example check."""
     return [(env_name(f.name), f.metadata["raw_default"]) for f in fields(Settings)]
+
+
+def service_settings(prog: str) -> Settings:
+    """Settings for a service's ``main()``: a bad value prints one line naming it and exits 2; then
+    JSON logging is configured once, with ``prog`` as the service name in every line."""
+    try:
+        settings = load()
+    except ConfigError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    setup_logging(settings.log_level, prog)
+    return settings

@@ -154,8 +154,7 @@ def parse_beat(data: bytes) -> Beat:
 
 def verify_beat(beat: Beat, key: Key) -> bool:
     """Constant-time MAC check."""
-    mac = key.digest(beat.header) if isinstance(key, MacKey) else hmac.digest(key, beat.header, _SHA256)
-    return hmac.compare_digest(mac[:MAC_LEN], beat.mac)
+    return hmac.compare_digest(_mac(key, beat.header, MAC_LEN), beat.mac)
 
 
 _REPLY_HEAD = {s: bytes((VERSION, s)) for s in STATUS_NAMES}

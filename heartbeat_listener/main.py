@@ -16,7 +16,7 @@ from types import FrameType
 
 from hbdns import config
 from hbdns.liveness import Liveness
-from hbdns.logs import RateLimitedLog, setup_logging
+from hbdns.logs import RateLimitedLog
 from hbdns.purge import Purger
 from hbdns.store import connect
 from heartbeat_listener.metrics import Metrics, MetricsServer, kernel_drops, socket_inodes
@@ -47,12 +47,7 @@ def open_sockets(settings: config.Settings) -> list[socket.socket]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        settings = config.load()
-    except config.ConfigError as exc:
-        print(f"hbdns-listener: {exc}", file=sys.stderr)
-        return 2
-    setup_logging(settings.log_level, "listener")
+    settings = config.service_settings("hbdns-listener")
     try:
         sockets = open_sockets(settings)
     except OSError as exc:

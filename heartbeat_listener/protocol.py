@@ -394,7 +394,7 @@ def conclude(auth: Authenticated, results: Sequence[BeatResult]) -> Decisions:
 def dropped(auth: Authenticated | Screened, error: str) -> Decisions:
     """Decisions for a batch whose Redis step failed: every candidate counts as redis_down."""
     counts: Counter[str] = Counter(auth.counts)
-    counts["redis_down"] += len(auth.candidates) + len(getattr(auth, "retry", ()))
+    counts["redis_down"] += len(auth.candidates)
     return Decisions((), (), counts, auth.rejects, (), error or "redis error")
 
 

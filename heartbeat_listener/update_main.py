@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 from types import FrameType
 
 import waitress
 
 from hbdns import config
-from hbdns.logs import setup_logging
 from hbdns.purge import Purger
 from hbdns.store import connect
 from heartbeat_listener.update_api import MAX_BODY, MAX_QUERY, create_app
@@ -28,12 +26,7 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 
 def main() -> int:
-    try:
-        settings = config.load()
-    except config.ConfigError as exc:
-        print(f"hbdns-update-api: {exc}", file=sys.stderr)
-        return 2
-    setup_logging(settings.log_level, service="hbdns-update-api")
+    settings = config.service_settings("hbdns-update-api")
     r = connect(settings.redis_url)
     purger = Purger(settings.pdns_api_urls, settings.pdns_api_key, settings.pdns_api_timeout).start()
     app = create_app(settings, r, purger=purger)

@@ -18,7 +18,7 @@ from typing import Any
 import redis
 
 from hbdns import config
-from hbdns.logs import RateLimitedLog, setup_logging
+from hbdns.logs import RateLimitedLog
 from hbdns.purge import Purger
 from hbdns.store import Store, connect
 from notifier.consumer import Consumer, default_consumer_name
@@ -171,11 +171,10 @@ def _safe_url(url: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    settings = config.service_settings("hbdns-notifier")
     try:
-        settings = config.load()
-        setup_logging(settings.log_level, "notifier")
         notifier = Notifier(settings)  # validates roles and the SMS body template now, not at the first outage
-    except (config.ConfigError, ValueError, OSError) as exc:
+    except (ValueError, OSError) as exc:
         print(f"hbdns-notifier: {exc}", file=sys.stderr)
         return 2
 

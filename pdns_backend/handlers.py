@@ -31,7 +31,7 @@ import redis
 from hbdns import keys
 from hbdns.logs import RateLimitedLog
 from hbdns.plans import Plan
-from hbdns.resp import BatchConnection, ConnectionLost, bulk, encode_command, raw_capable
+from hbdns.resp import BatchConnection, ConnectionLost, encode_command, raw_capable
 from pdns_backend import answers
 
 log = logging.getLogger(__name__)
@@ -251,7 +251,6 @@ class Backend:
         self._names_key = keys.names()
         self._local = _ThreadConn()
         self._raw = raw_capable(r)
-        self._account_call = encode_command("EVALSHA", self._account.sha, "1", self._names_key)
         self._account_load = encode_command("SCRIPT", "LOAD", self._account.source)
         self._zones_script = LuaScript(zones_script())
         self.zones = ZoneCache(self._load_zones, zone_max_age, clock)
@@ -385,10 +384,7 @@ class Backend:
         conn = self._local.raw
         if conn is None:
             conn = self._local.raw = BatchConnection(self.r)
-        # the fixed head of the command, then the names (the element count leads the array)
-        head = self._account_call
-        payload = b"*%d\r\n" % (4 + len(names)) + head[head.index(b"\r\n") + 2 :]
-        payload += b"".join(bulk(n.encode()) for n in names)
+        payload = encode_command("EVALSHA", self._account.sha, "1", self._names_key, *names)
         reconnected = reloaded = False
         while True:
             try:

@@ -22,7 +22,6 @@ from types import FrameType
 import waitress
 
 from hbdns import config
-from hbdns.logs import setup_logging
 from pdns_backend.app import backend_redis, create_app
 from pdns_backend.handlers import Backend
 from pdns_backend.unix import UnixServer
@@ -37,12 +36,7 @@ def _terminate(signum: int, _frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        settings = config.load()
-    except config.ConfigError as exc:
-        print(f"hbdns-backend: {exc}", file=sys.stderr)
-        return 2
-    setup_logging(settings.log_level, "pdns_backend")
+    settings = config.service_settings("hbdns-backend")
     # waitress warns "Task queue depth is N" whenever all threads are busy for a moment: normal here.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     backend = Backend(backend_redis(settings.redis_url), settings.plan_table())

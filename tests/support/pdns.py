@@ -19,7 +19,6 @@ import os
 import secrets
 import shutil
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -29,7 +28,7 @@ import dns.message
 import dns.query
 import dns.rdatatype
 
-from tests.support.servers import Process, free_port, wait_for, which
+from tests.support.servers import Process, free_port, short_dir, wait_for, which
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY_CONF = REPO / "deploy" / "pdns.conf"
@@ -60,11 +59,6 @@ def deploy_settings(path: Path = DEPLOY_CONF) -> dict[str, str]:
     return out
 
 
-def _short_dir() -> Path:
-    """A short directory for unix sockets (paths are limited to 107 bytes; pytest's are long)."""
-    return Path(tempfile.mkdtemp(prefix="hb", dir="/tmp"))
-
-
 class BackendProcess:
     """The real backend (``python -m pdns_backend.main``) for one pdns instance."""
 
@@ -89,7 +83,7 @@ class BackendProcess:
         self.port = port or free_port()
         self.threads = threads
         self.timeout_ms = timeout_ms
-        self._sock_dir = _short_dir() if transport == "unix" else None
+        self._sock_dir = short_dir() if transport == "unix" else None
         self.socket_path = str(self._sock_dir / "backend.sock") if self._sock_dir else ""
         self.extra_env = env or {}
         self.module = module  # the benchmark's ceiling run swaps in bench.stub_backend

@@ -16,6 +16,11 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+def short_dir() -> Path:
+    """A short directory for unix sockets (paths are limited to 107 bytes; pytest's are long)."""
+    return Path(tempfile.mkdtemp(prefix="hb", dir="/tmp"))
+
+
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
     """A port free for TCP (and, for DNS, UDP too) on ``host``."""
     for _ in range(50):
@@ -125,7 +130,7 @@ class RedisServer:
         self.persist = persist
         self.extra = extra or []
         # also a unix socket (a short path: sun_path holds 107 bytes), as a co-located backend uses
-        self.socket_path = str(Path(tempfile.mkdtemp(prefix="hbr", dir="/tmp")) / "redis.sock") if unix_socket else ""
+        self.socket_path = str(short_dir() / "redis.sock") if unix_socket else ""
         self.process: Process | None = None
 
     @property

@@ -91,3 +91,14 @@ def test_env_example_lists_every_setting_with_a_comment() -> None:
             while j >= 0 and lines[j].startswith("HBDNS_"):
                 j -= 1
             assert j >= 0 and lines[j].startswith("#"), f"{line} has no comment"
+
+
+def test_service_settings_exits_2_naming_the_bad_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HBDNS_BACKEND_PORT", "99999")
+    with pytest.raises(SystemExit) as exc:
+        config.service_settings("hbdns-backend")
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hbdns-backend: ") and "HBDNS_BACKEND_PORT" in err and err.count("\n") == 1
