@@ -1,10 +1,13 @@
 """``hbdns-client``: sends heartbeats from the customer's network. Standard library only.
 
 ``run`` beats every ``interval`` seconds (a little early, with jitter, never late) over every address
-family the server name has (a beat sets the A or AAAA record of its family), asks for a reply
-and logs the public address the server saw; SIGTERM/SIGINT send an OFFLINE beat first, so DNS is
-neutralized at once instead of after the missed beats. ``send`` sends one beat (``--offline`` for a
-planned shutdown) and says the outcome in its exit code, for scripts and cron.
+family the server name has (a beat sets the A or AAAA record of its family) and logs the public
+address the server saw. Beats are fire-and-forget UDP: a reply to every beat would double the
+server's packet work, so ``run`` asks for one on every beat only until the first answer and after an
+unanswered ask, otherwise once ``reply_every`` seconds have passed since the last ask. SIGTERM/SIGINT
+send an OFFLINE beat first (it always asks), so DNS is neutralized at once instead of after the
+missed beats. ``send`` sends one beat (``--offline`` for a planned shutdown), always asking, and says
+the outcome in its exit code, for scripts and cron.
 
 The server never answers a beat it cannot verify (no reflection for forged packets), so a wrong key or
 account id looks like silence: ``run`` gives up with exit code 2 when its first beats get no
@@ -15,7 +18,8 @@ Configuration: a file of ``key = value`` lines (``#`` comments), written by
 ``hbdns account add --client-config PATH`` (see :func:`write_client_config`), then ``HBDNS_CLIENT_*``
 environment variables, then command-line options, each overriding the one before. Keys: ``server``
 (host:port or [v6]:port), ``account_id``, ``key`` (64 hex characters) or ``key_file``, ``interval``
-(seconds), ``source`` (local address to send from).
+(seconds), ``source`` (local address to send from), ``reply_every`` (seconds between beats that ask
+for a reply once answered, default 30; 0: every beat).
 
 Exit codes: 0 ok; 1 no answer (``send``); 2 no authenticated answer to the first beats (``run``: bad key
 or account id, or server unreachable); 3 the server says our clock is off; 78 configuration error.
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import random
 import select
@@ -32,7 +37,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -43,6 +48,7 @@ log = logging.getLogger("hbdns.client")
 
 DEFAULT_PORT = 8999
 DEFAULT_INTERVAL = 5.0
+DEFAULT_REPLY_EVERY = 30.0  # seconds between beats that ask for a reply, once answered (0: every beat)
 FIRST_TRIES = 3  # beats without an authenticated answer before `run` gives up (never answered before)
 RESOLVE_EVERY = 600.0  # seconds between name lookups of the server (also after 3 unanswered beats)
 
@@ -55,6 +61,7 @@ ENV = {
     "key_file": "HBDNS_CLIENT_KEY_FILE",
     "interval": "HBDNS_CLIENT_INTERVAL",
     "source": "HBDNS_CLIENT_SOURCE",
+    "reply_every": "HBDNS_CLIENT_REPLY_EVERY",
 }
 
 
@@ -70,6 +77,7 @@ class ClientConfig:
     key: bytes = field(repr=False)
     interval: float = DEFAULT_INTERVAL
     source: str = ""
+    reply_every: float = DEFAULT_REPLY_EVERY
 
     @property
     def server(self) -> str:
@@ -191,7 +199,13 @@ def load_config(
         raise ConfigError(f"interval {values['interval']!r} is not a number") from None
     if not 0.05 <= interval <= 86400:
         raise ConfigError(f"interval {interval} out of range (0.05 .. 86400 seconds)")
-    return ClientConfig(host, port, account_id, key, interval, values.get("source", "").strip())
+    try:
+        reply_every = float(values.get("reply_every") or DEFAULT_REPLY_EVERY)
+    except ValueError:
+        raise ConfigError(f"reply_every {values['reply_every']!r} is not a number") from None
+    if not (math.isfinite(reply_every) and reply_every >= 0):
+        raise ConfigError(f"reply_every {reply_every} out of range (0 or more seconds; 0: ask on every beat)")
+    return ClientConfig(host, port, account_id, key, interval, values.get("source", "").strip(), reply_every)
 
 
 def write_client_config(path: str | Path, server: str, account_id: int, key: bytes | str, interval: float) -> None:
@@ -207,6 +221,7 @@ def write_client_config(path: str | Path, server: str, account_id: int, key: byt
         f"key = {key_hex}\n"
         f"interval = {interval:g}\n"
         "# source = 192.0.2.10    # optional: local address to send from\n"
+        "# reply_every = 30       # optional: seconds between beats that ask for an answer (0: every beat)\n"
     )
     target = Path(path)
     tmp = target.with_name(target.name + ".tmp")
@@ -298,22 +313,30 @@ class Beater:
             sock.close()
         self.targets.clear()
 
-    def beat(self, *, offline: bool = False, timeout: float = 2.0) -> Outcome:
-        """Send one beat per family, asking for a reply, and wait for the authenticated answers.
+    def family_gap(self) -> float:
+        """Seconds between the families' beats when not waiting for answers (see :meth:`beat`)."""
+        return min(0.5, self.cfg.interval / 10)
+
+    def beat(self, *, offline: bool = False, timeout: float = 2.0, reply: bool = True) -> Outcome:
+        """Send one beat per family and, if ``reply``, ask for and wait for the authenticated answers.
 
         Families take turns, each with a new counter sent after the previous answer came (or its
-        share of ``timeout`` passed): IPv4 and IPv6 take different paths, and a counter that
-        overtook its predecessor would make the predecessor a replay. Raises OSError only when no
-        family could send at all.
+        share of ``timeout`` passed) or, without ``reply``, after :meth:`family_gap`: IPv4 and IPv6
+        take different paths, and a counter that overtook its predecessor would make the predecessor
+        a replay. Without ``reply`` the outcome has no replies. Raises OSError only when no family
+        could send at all.
         """
         if not self.targets or time.monotonic() - self.resolved_at > RESOLVE_EVERY:
             self.resolve()
-        flags = wire.FLAG_REPLY | (wire.FLAG_OFFLINE if offline else 0)
+        flags = (wire.FLAG_REPLY if reply else 0) | (wire.FLAG_OFFLINE if offline else 0)
         replies: list[wire.Reply] = []
         error: OSError | None = None
         sent = 0
-        share = timeout / len(self.targets)
-        for sock, addr in list(self.targets.values()):
+        targets = list(self.targets.values())
+        share = timeout / len(targets)
+        for sock, addr in targets:
+            if not reply and sent and self._pause(self.family_gap()):
+                return Outcome(interrupted=True)
             packet = wire.encode_beat(self.cfg.account_id, self.counter(), self.cfg.key, flags)
             try:
                 sock.sendto(packet, addr)
@@ -321,14 +344,24 @@ class Beater:
                 error = exc
                 continue
             sent += 1
-            reply, interrupted = self._await_reply(sock, packet, time.monotonic() + share)
-            if reply is not None:
-                replies.append(reply)
+            if not reply:
+                continue
+            answer, interrupted = self._await_reply(sock, packet, time.monotonic() + share)
+            if answer is not None:
+                replies.append(answer)
             if interrupted:
                 return Outcome(tuple(replies), interrupted=True)
         if not sent:
             raise error or OSError("no address to send to")
         return Outcome(tuple(replies))
+
+    def _pause(self, seconds: float) -> bool:
+        """Wait ``seconds``, or less if a signal came (then True), like :meth:`_await_reply`."""
+        if self.wakeup_fd is None:
+            time.sleep(seconds)
+            return False
+        ready, _, _ = select.select([self.wakeup_fd], [], [], seconds)
+        return bool(ready)
 
     def _await_reply(self, sock: socket.socket, packet: bytes, deadline: float) -> tuple[wire.Reply | None, bool]:
         """The authenticated answer to ``packet`` on ``sock`` by ``deadline``; also whether a signal came."""
@@ -364,27 +397,50 @@ _REJECTED_HELP = (
 
 
 class Runner:
-    """The ``run`` loop as a step function (one beat per call), so tests drive it directly."""
+    """The ``run`` loop as a step function (one beat per call), so tests drive it directly.
 
-    def __init__(self, beater: Beater, first_tries: int = FIRST_TRIES) -> None:
+    Not every beat asks for a reply (see :meth:`wants_reply`): a beat that does not ask is sent and
+    forgotten, never judged answered or unanswered. ``clock`` is the monotonic clock (for tests).
+    """
+
+    def __init__(
+        self, beater: Beater, first_tries: int = FIRST_TRIES, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.beater = beater
         self.first_tries = first_tries
+        self.clock = clock
         self.answered_once = False
-        self.unanswered = 0
+        self.unanswered = 0  # beats in a row that asked and got no answer (or could not be sent)
+        self.asked_at: float | None = None  # clock() of the last beat that asked
         self.skewed = 0
         self.public: dict[int, str] = {}  # address family (4/6) -> public address the server saw
         self._skew_logged = 0.0
 
+    def wants_reply(self, now: float) -> bool:
+        """Whether the beat at ``now`` asks for a reply.
+
+        Every beat until the first answer (to tell a wrong key from a working one) and after an
+        unanswered ask (to notice outages and recovery), else at least ``reply_every`` seconds after
+        the last ask: a reply per beat would double the server's packets for little news.
+        """
+        if not self.answered_once or self.unanswered or self.asked_at is None:
+            return True
+        return now - self.asked_at >= self.beater.cfg.reply_every
+
     def step(self) -> int | None:
-        """Send one beat and judge the answer; an exit code means stop."""
+        """Send one beat and judge the answer if it asked for one; an exit code means stop."""
         cfg = self.beater.cfg
+        now = self.clock()
+        ask = self.wants_reply(now)
+        if ask:
+            self.asked_at = now
         try:
-            outcome = self.beater.beat(timeout=min(2.0, cfg.interval * 0.8))
-        except OSError as exc:
-            outcome = Outcome()
+            outcome = self.beater.beat(timeout=min(2.0, cfg.interval * 0.8), reply=ask)
+        except OSError as exc:  # not sent at all: a failure whether or not it asked, so the next beats ask
+            outcome, ask = Outcome(), True
             if self.unanswered == 0:
                 log.warning("cannot send heartbeat: %s", exc)
-        if outcome.interrupted:
+        if outcome.interrupted or not ask:
             return None
         if outcome.reply is None:
             self.unanswered += 1
@@ -444,7 +500,13 @@ def cmd_run(cfg: ClientConfig) -> int:
     signal.signal(signal.SIGINT, stop)
     beater = Beater(cfg, wakeup_fd=rfd)
     runner = Runner(beater)
-    log.info("beating to %s every %gs as account %d", cfg.server, cfg.interval, cfg.account_id)
+    log.info(
+        "beating to %s every %gs as account %d; once answered, asking for a reply every %gs",
+        cfg.server,
+        cfg.interval,
+        cfg.account_id,
+        cfg.reply_every,
+    )
     try:
         while not stopping:
             started = time.monotonic()
@@ -513,6 +575,9 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--key-file", default=sup, help="file holding the 64-hex-character key")
     common.add_argument("--interval", default=sup, help="seconds between beats")
     common.add_argument("--source", default=sup, help="local address to send from")
+    common.add_argument(
+        "--reply-every", default=sup, help="run: seconds between beats that ask for a reply (default 30; 0: every beat)"
+    )
     common.add_argument("--verbose", "-v", action="store_true", default=sup)
     parser = argparse.ArgumentParser(
         prog="hbdns-client",
@@ -542,6 +607,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "key_file": getattr(args, "key_file", None),
         "interval": getattr(args, "interval", None),
         "source": getattr(args, "source", None),
+        "reply_every": getattr(args, "reply_every", None),
     }
     try:
         cfg = load_config(getattr(args, "config", None), overrides=overrides)
