@@ -125,6 +125,7 @@ class Settings:
     heartbeat_port: int = _setting("8999", _port)
     heartbeat_max_skew: float = _setting("300", _positive_float)
     heartbeat_batch: int = _setting("256", _positive_int)
+    heartbeat_pipeline: int = _setting("2", _positive_int)
     heartbeat_source_rate: float = _setting("50", _positive_float)
     heartbeat_source_burst: int = _setting("100", _positive_int)
     metrics_host: str = _setting("127.0.0.1")

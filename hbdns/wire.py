@@ -117,6 +117,15 @@ class MacKey:
         outer.update(inner.digest())
         return outer.digest()
 
+    def verify(self, data: bytes, mac: bytes) -> bool:
+        """Constant-time check of a beat MAC (``MAC_LEN`` bytes) over ``data``: the listener's
+        per-beat call, so :meth:`digest` and the comparison share one frame."""
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return hmac.compare_digest(outer.digest()[:MAC_LEN], mac)
+
 
 Key = bytes | MacKey
 
@@ -149,11 +158,15 @@ def parse_beat(data: bytes) -> Beat:
         raise WireError("version", f"version {version}")
     if flags & ~KNOWN_FLAGS:
         raise WireError("flags", f"unknown flags {flags:#04x}")
-    return Beat(version, flags, account_id, counter, bytes(data[HEADER_LEN:]), bytes(data[:HEADER_LEN]))
+    if type(data) is not bytes:  # e.g. a memoryview: the fields must not share its buffer
+        data = bytes(data)
+    return Beat(version, flags, account_id, counter, data[HEADER_LEN:], data[:HEADER_LEN])
 
 
 def verify_beat(beat: Beat, key: Key) -> bool:
     """Constant-time MAC check."""
+    if isinstance(key, MacKey):
+        return key.verify(beat.header, beat.mac)
     return hmac.compare_digest(_mac(key, beat.header, MAC_LEN), beat.mac)
 
 

@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         limiter=SourceLimiter(settings.heartbeat_source_rate, settings.heartbeat_source_burst),
         purger=purger,
         batch=settings.heartbeat_batch,
+        depth=settings.heartbeat_pipeline,
     )
 
     stopping = False
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             "port": settings.heartbeat_port,
             "metrics_port": metrics_server.port,
             "batch": settings.heartbeat_batch,
+            "pipeline": settings.heartbeat_pipeline,
         },
     )
     try:

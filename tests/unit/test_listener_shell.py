@@ -1,0 +1,81 @@
+"""The listener's socket shell (heartbeat_listener.server.UdpListener) on a loopback socket, with an
+in-memory lookup and a pipelined writer whose results are handed out only when collected."""
+
+from __future__ import annotations
+
+import select
+import socket
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from hbdns import wire
+from hbdns.liveness import OK, BeatRequest, BeatResult
+from heartbeat_listener.metrics import Metrics
+from heartbeat_listener.protocol import AccountInfo
+from heartbeat_listener.server import UdpListener, open_socket
+
+KEY = bytes(range(32))
+NOW_MS = 1_700_000_000_000
+
+
+class RecordingWriter:
+    """Tickets are batch numbers; ``collected`` lists which batches were read, in order."""
+
+    def __init__(self) -> None:
+        self.submitted: list[list[BeatRequest]] = []
+        self.collected: list[int] = []
+
+    def submit(self, reqs: Sequence[BeatRequest]) -> int:
+        self.submitted.append(list(reqs))
+        return len(self.submitted) - 1
+
+    def collect(self, ticket: int) -> list[BeatResult]:
+        self.collected.append(ticket)
+        return [OK] * len(self.submitted[ticket])
+
+
+@pytest.fixture
+def server() -> Iterator[socket.socket]:
+    sock = open_socket("127.0.0.1", 0)
+    yield sock
+    sock.close()
+
+
+def _send(server: socket.socket, counters: Sequence[int], client: socket.socket) -> None:
+    for c in counters:
+        client.sendto(wire.encode_beat(7, NOW_MS + c, KEY, wire.FLAG_REPLY), server.getsockname())
+
+
+def _readable(sock: socket.socket) -> bool:
+    return bool(select.select([sock], [], [], 2.0)[0])
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_batches_stay_in_flight_up_to_depth_and_finish_when_idle(server: socket.socket, depth: int) -> None:
+    writer = RecordingWriter()
+    metrics = Metrics()
+    listener = UdpListener(
+        [server], lambda ids: {i: AccountInfo(KEY, 15000, "dyn.test", "fp") for i in ids}, writer,
+        metrics=metrics, batch=2, depth=depth,
+    )  # fmt: skip
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    client.settimeout(2.0)
+    try:
+        steps = 3
+        for k in range(steps):  # one full batch waiting per step
+            _send(server, [2 * k, 2 * k + 1], client)
+            assert _readable(server)
+            assert listener.step(1.0) == 2
+            # batches received so far: k + 1; the newest ``depth`` stay at Redis, unread
+            assert writer.collected == list(range(max(0, k + 1 - depth)))
+            assert metrics.packets["accepted"] == 2 * len(writer.collected)
+        assert listener.step(0.05) == 0  # nothing waiting: every batch in flight is finished now
+        assert writer.collected == list(range(steps))
+        assert metrics.packets["accepted"] == 2 * steps
+        # replies went out only for collected (accepted) beats, one per beat
+        replies = [client.recv(64) for _ in range(2 * steps)]
+        assert all(len(r) == 12 for r in replies)
+    finally:
+        client.close()
