@@ -7,7 +7,10 @@ index, deadlines, event stream) are single keys. ``tests/unit/test_keys.py`` pin
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
+from typing import Any
 
 PREFIX = "hbdns"
 
@@ -114,3 +117,17 @@ def parse_alive(key: str | bytes) -> int | None:
         key = key.decode("utf-8", "replace")
     m = _ALIVE_RE.match(key)
     return int(m.group(1)) if m else None
+
+
+# --- for Lua scripts ----------------------------------------------------------------------------------
+
+
+def lua_parts(make: Callable[[Any], str], sentinel: Any) -> tuple[str, str]:
+    """A key's text before and after its variable part, as Lua string literals, so a script can
+    build ``prefix .. value .. suffix`` itself (keys it needs only on rare paths) without a second
+    spelling of the schema. ``sentinel`` must not otherwise occur in the key."""
+    key = make(sentinel)
+    prefix, found, suffix = key.partition(str(sentinel))
+    if not found:
+        raise RuntimeError(f"key template without its variable part: {key!r}")
+    return json.dumps(prefix), json.dumps(suffix)  # a JSON string literal is a valid Lua one for key text

@@ -55,25 +55,34 @@ end
 
 # One script for a batch of beats/updates (a single update is a batch of one): one EVALSHA per batch
 # keeps Redis' per-command cost out of the per-beat cost. Each beat is checked and applied in turn,
-# the whole batch atomically. Fast path (live, same address): HMGET, HSET, SET..GET, ZADD, and the
+# the whole batch atomically. Fast path (live, same address): HMGET, HSET, PEXPIRE, ZADD, and the
 # bare string 'ok' as its result: building a six-element reply per beat cost Redis ~4 us a beat
-# (measured), more than any one of the four commands.
-# KEYS: deadlines events, then per beat: acct alive log zone
-# ARGV: max_skew_ms maxlen logcap, then per beat: id ipv4 ipv6 counter ttl_ms offline source fp
+# (measured), more than any one of the four commands. Per beat only what the fast path reads is
+# passed (2 keys, 7 args): the log and zone keys, needed only when something changes, are built in
+# the script from their templates in hbdns.keys, and the source is one for the batch.
+# KEYS: deadlines events, then per beat: acct alive
+# ARGV: max_skew_ms maxlen logcap source, then per beat: id ipv4 ipv6 counter ttl_ms offline fp
 #   fp: the account's config fingerprint the caller authenticated with ('' = not checked); when it
 #   differs from the stored one (key, plan or zone changed since the caller read them) nothing is
 #   applied and the result is 'rekey'.
 # Returns per beat: 'ok' (accepted with the address(es) sent, DNS answer unchanged), 'rekey', or
 #   {status, changed, old_ipv4, old_ipv6, fqdn, aliases_json}
+BEAT_KEYS_PER_BEAT = 2
+BEAT_ARGS_PER_BEAT = 7
+_LOG_PRE, _LOG_SUF = keys.lua_parts(keys.account_log, 987654321987)
+_ZONE_PRE, _ZONE_SUF = keys.lua_parts(keys.zone, "\x01")
 _BEATS = (
     _LUA_COMMON
+    + f"""
+local LOG_PRE, LOG_SUF, ZONE_PRE, ZONE_SUF = {_LOG_PRE}, {_LOG_SUF}, {_ZONE_PRE}, {_ZONE_SUF}
+"""
     + r"""
 local dl, ev = KEYS[1], KEYS[2]
-local skew, maxlen, logcap = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local skew, maxlen, logcap, source = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
 local now, sec = clock()
 local nows = string.format('%d', now)
 
-local function beat(acct, alive, log, zone, id, ip4, ip6, counter, ttl, offline, source, fp)
+local function beat(acct, alive, id, ip4, ip6, counter, ttl, offline, fp)
   local cur = redis.call('HMGET', acct, 'fqdn', 'state', 'counter', 'ipv4', 'ipv6', 'fp', 'last_beat')
   local fqdn = cur[1]
   if not fqdn then return {'gone', '0', '', '', '', ''} end
@@ -97,7 +106,9 @@ local function beat(acct, alive, log, zone, id, ip4, ip6, counter, ttl, offline,
   if offline == '1' then
     was_alive = redis.call('DEL', alive) == 1
   else
-    was_alive = redis.call('SET', alive, '1', 'PX', ttl, 'GET') ~= false
+    -- PEXPIRE answers whether the key was there; only a missing key needs the SET
+    was_alive = redis.call('PEXPIRE', alive, ttl) == 1
+    if not was_alive then redis.call('SET', alive, '1', 'PX', ttl) end
   end
   -- bare 'ok' only when an address was sent (the caller knows it); a keepalive without one
   -- (dyndns2 'preserve') gets the stored addresses back in the full answer
@@ -108,8 +119,9 @@ local function beat(acct, alive, log, zone, id, ip4, ip6, counter, ttl, offline,
     return 'ok'
   end
   -- something changes (or an offline beat): the rest of the record is needed
-  local more = redis.call('HMGET', acct, 'since', 'aliases')
+  local more = redis.call('HMGET', acct, 'since', 'aliases', 'zone')
   local since, aliases = tonumber(more[1] or '0') or 0, more[2] or '[]'
+  local log, zone = LOG_PRE .. id .. LOG_SUF, ZONE_PRE .. (more[3] or '') .. ZONE_SUF
   if state == 'live' and not was_alive then
     -- expired but not yet swept: record the outage that really happened, at its deadline
     local d = tonumber(redis.call('ZSCORE', dl, id) or now)
@@ -153,10 +165,10 @@ local function beat(acct, alive, log, zone, id, ip4, ip6, counter, ttl, offline,
 end
 
 local out = {}
-for i = 0, (#KEYS - 2) / 4 - 1 do
-  local k, a = 3 + 4 * i, 4 + 8 * i
-  out[i + 1] = beat(KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a], ARGV[a + 1], ARGV[a + 2],
-                    ARGV[a + 3], tonumber(ARGV[a + 4]), ARGV[a + 5], ARGV[a + 6], ARGV[a + 7])
+for i = 0, (#KEYS - 2) / 2 - 1 do
+  local k, a = 3 + 2 * i, 5 + 7 * i
+  out[i + 1] = beat(KEYS[k], KEYS[k + 1], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3],
+                    tonumber(ARGV[a + 4]), ARGV[a + 5], ARGV[a + 6])
 end
 return out
 """
@@ -309,17 +321,14 @@ class Liveness:
         """The beat script's text (to SCRIPT LOAD it again after a Redis restart)."""
         return _BEATS
 
-    def beat_argv(self, reqs: Sequence[BeatRequest]) -> tuple[list[str], list[str]]:
-        """KEYS and ARGV of the beat script for a batch: the one place that spells its call layout."""
+    def beat_argv(self, reqs: Sequence[BeatRequest], source: str = "beat") -> tuple[list[str], list[str]]:
+        """KEYS and ARGV of the beat script for a batch from one ``source`` (the requests' own
+        ``source`` is not read here: :meth:`beats` splits a mixed batch): the one place that spells
+        the script's call layout."""
         keys_ = [keys.deadlines(), keys.events()]
-        args = [str(self.max_skew_ms), str(self.events_maxlen), str(self.log_size)]
+        args = [str(self.max_skew_ms), str(self.events_maxlen), str(self.log_size), source]
         for req in reqs:
-            keys_ += [
-                keys.account(req.account_id),
-                keys.alive(req.account_id),
-                keys.account_log(req.account_id),
-                keys.zone(req.zone),
-            ]
+            keys_ += [keys.account(req.account_id), keys.alive(req.account_id)]
             args += [
                 str(req.account_id),
                 req.ipv4,
@@ -327,7 +336,6 @@ class Liveness:
                 "" if req.counter is None else str(req.counter),
                 str(int(req.expiry_ms)),
                 "1" if req.offline else "0",
-                req.source,
                 req.fp,
             ]
         return keys_, args
@@ -344,12 +352,19 @@ class Liveness:
         return self.beats([req])[0]
 
     def beats(self, reqs: Iterable[BeatRequest], chunk: int = 500) -> list[BeatResult]:
-        """Many beats, one script call (one round trip, one atomic step) per ``chunk`` of them."""
+        """Many beats, one script call (one round trip, one atomic step) per ``chunk`` of them that
+        share a source, in order."""
         reqs = list(reqs)
         out: list[BeatResult] = []
-        for i in range(0, len(reqs), chunk):
-            keys_, args = self.beat_argv(reqs[i : i + chunk])
+        i = 0
+        while i < len(reqs):
+            source = reqs[i].source
+            j = i + 1
+            while j < len(reqs) and j - i < chunk and reqs[j].source == source:
+                j += 1
+            keys_, args = self.beat_argv(reqs[i:j], source)
             out += [self.beat_result(raw) for raw in self._beat(keys=keys_, args=args)]
+            i = j
         return out
 
     def due(self, limit: int = 1000) -> list[int]:

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 import hiredis
 
 from hbdns import keys
-from hbdns.liveness import OK, BeatRequest, BeatResult, Liveness
+from hbdns.liveness import BEAT_ARGS_PER_BEAT, BEAT_KEYS_PER_BEAT, OK, BeatRequest, BeatResult, Liveness
 from hbdns.plans import Plan
 from hbdns.resp import BatchConnection, ConnectionLost, bulk, encode_command
 from heartbeat_listener.protocol import AccountInfo, StoreUnavailable
@@ -106,28 +106,24 @@ class RedisBeats:
         self._need_load = False
         conn.on_connect.append(lambda c: c.roundtrip(self._load, 1))  # Redis may have restarted
         self._head = bulk(b"EVALSHA") + bulk(liveness.beat_sha.encode())
-        # the batch's fixed keys and args, then per beat:
-        #   KEYS acct alive log zone / ARGV id ip4 ip6 counter ttl offline source fp
-        shared_keys, shared_args = liveness.beat_argv([])
+        # the batch's fixed keys and args (with the source), then per beat:
+        #   KEYS acct alive / ARGV id ip4 ip6 counter ttl offline fp
+        shared_keys, shared_args = liveness.beat_argv([], source)
         self._shared_keys = b"".join(bulk(k.encode()) for k in shared_keys)
         self._shared_args = b"".join(bulk(a.encode()) for a in shared_args)
         self._nshared = len(shared_keys), len(shared_args)
-        self._source = bulk(source.encode())
-        # per account, encoded once: (zone, fp, its four KEYS, its id ARG, its fp ARG)
-        self._accounts: dict[int, tuple[str, str, bytes, bytes, bytes]] = {}
+        # per account, encoded once: (fp, its two KEYS, its id ARG, its fp ARG)
+        self._accounts: dict[int, tuple[str, bytes, bytes, bytes]] = {}
         self._bulks: dict[str, bytes] = {"": b"$0\r\n\r\n"}  # addresses repeat: encode once
         self._ttls: dict[int, bytes] = {}
 
-    def _account_parts(self, req: BeatRequest) -> tuple[str, str, bytes, bytes, bytes]:
+    def _account_parts(self, req: BeatRequest) -> tuple[str, bytes, bytes, bytes]:
         if len(self._accounts) >= 2_000_000:
             self._accounts.clear()
         i = req.account_id
         parts = (
-            req.zone,
             req.fp,
-            b"".join(
-                bulk(k.encode()) for k in (keys.account(i), keys.alive(i), keys.account_log(i), keys.zone(req.zone))
-            ),
+            bulk(keys.account(i).encode()) + bulk(keys.alive(i).encode()),
             bulk(b"%d" % i),
             bulk(req.fp.encode()),
         )
@@ -150,36 +146,29 @@ class RedisBeats:
         """The EVALSHA command for a batch, byte for byte what redis-py would send."""
         keyparts: list[bytes] = []
         argparts: list[bytes] = []
-        accounts, parts_of, bulk_of, source, ttls = (
-            self._accounts,
-            self._account_parts,
-            self._bulk,
-            self._source,
-            self._ttls,
-        )
+        accounts, parts_of, bulk_of, ttls = self._accounts, self._account_parts, self._bulk, self._ttls
         on, off = b"$1\r\n1\r\n", b"$1\r\n0\r\n"
         for req in reqs:
             parts = accounts.get(req.account_id)
-            if parts is None or parts[0] != req.zone or parts[1] != req.fp:
+            if parts is None or parts[0] != req.fp:
                 parts = parts_of(req)
-            keyparts.append(parts[2])
+            keyparts.append(parts[1])
             counter = b"$0\r\n\r\n" if req.counter is None else bulk(b"%d" % req.counter)
             argparts.append(
                 b"".join(
                     (
-                        parts[3],
+                        parts[2],
                         bulk_of(req.ipv4),
                         bulk_of(req.ipv6),
                         counter,
                         ttls.get(req.expiry_ms) or self._ttl(req.expiry_ms),
                         on if req.offline else off,
-                        source,
-                        parts[4],
+                        parts[3],
                     )
                 )
             )
-        nkeys = self._nshared[0] + 4 * len(reqs)
-        nargs = self._nshared[1] + 8 * len(reqs)
+        nkeys = self._nshared[0] + BEAT_KEYS_PER_BEAT * len(reqs)
+        nargs = self._nshared[1] + BEAT_ARGS_PER_BEAT * len(reqs)
         return b"".join(
             [
                 b"*%d\r\n" % (3 + nkeys + nargs),

@@ -43,17 +43,8 @@ class BackendError(Exception):
     """The backend cannot answer right now; pdns must SERVFAIL, never cache a negative answer."""
 
 
-def _template(make: Callable[[Any], str], sentinel: Any) -> tuple[str, str]:
-    """(prefix, suffix) of a key around its variable part, as spelled by :mod:`hbdns.keys`."""
-    key = make(sentinel)
-    prefix, found, suffix = key.partition(str(sentinel))
-    if not found:
-        raise RuntimeError(f"key template without its variable part: {key!r}")
-    return prefix, suffix
-
-
 def _lua(s: str) -> str:
-    return json.dumps(s)  # a JSON string literal is a valid Lua string literal for key text
+    return json.dumps(s)  # a JSON string literal is a valid Lua string literal
 
 
 def account_script() -> str:
@@ -61,16 +52,16 @@ def account_script() -> str:
 
     One call for a whole batch of names: Redis' cost per script call (~10 us) is paid once per batch,
     not once per lookup (the same reason the beat script takes a batch)."""
-    apre, asuf = _template(keys.account, 987654321987)
-    lpre, lsuf = _template(keys.alive, 987654321987)
+    apre, asuf = keys.lua_parts(keys.account, 987654321987)
+    lpre, lsuf = keys.lua_parts(keys.alive, 987654321987)
     afields = ", ".join(_lua(f) for f in answers.ACCOUNT_FIELDS)
     return f"""
 local out = {{}}
 for i, name in ipairs(ARGV) do
   local id = redis.call('HGET', KEYS[1], name)
   if id then
-    local a = redis.call('HMGET', {_lua(apre)} .. id .. {_lua(asuf)}, {afields})
-    a[#a + 1] = redis.call('EXISTS', {_lua(lpre)} .. id .. {_lua(lsuf)})
+    local a = redis.call('HMGET', {apre} .. id .. {asuf}, {afields})
+    a[#a + 1] = redis.call('EXISTS', {lpre} .. id .. {lsuf})
     out[i] = a
   else
     out[i] = false
@@ -82,13 +73,13 @@ return out
 
 def zones_script() -> str:
     """KEYS: zones, names -> flat {apex, {ZONE_FIELDS...}, account at apex (0/1), ...} for every zone."""
-    zpre, zsuf = _template(keys.zone, "\x01")
+    zpre, zsuf = keys.lua_parts(keys.zone, "\x01")
     zfields = ", ".join(_lua(f) for f in answers.ZONE_FIELDS)
     return f"""
 local out = {{}}
 for _, apex in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   out[#out + 1] = apex
-  out[#out + 1] = redis.call('HMGET', {_lua(zpre)} .. apex .. {_lua(zsuf)}, {zfields})
+  out[#out + 1] = redis.call('HMGET', {zpre} .. apex .. {zsuf}, {zfields})
   out[#out + 1] = redis.call('HEXISTS', KEYS[2], apex)
 end
 return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -170,3 +171,27 @@ def test_bulk_add_matches_add(store: Store, real_redis: redis.Redis) -> None:
 
     with pytest.raises(StoreError, match="taken"):
         store.bulk_add_accounts([store.new_account(f"b0.{ZONE}", "heartbeat-c")])
+
+
+def test_mixed_sources_in_one_call_keep_their_own_source_log_and_serial(store: Store, real_redis: redis.Redis) -> None:
+    """The script takes one source per call and builds log and zone keys itself: a mixed batch is
+    split, and each transition lands in its own account's log with its own source, bumping the serial."""
+    a, b, c = _setup(store, 3)
+    serial = store.zone_serial(ZONE)
+    now = _now_ms()
+    results = store.liveness.beats(
+        [
+            BeatRequest(a.id, ZONE, 5000, ipv4="127.0.0.2", counter=now),
+            BeatRequest(b.id, ZONE, 5000, ipv4="127.0.0.3", source="update"),
+            BeatRequest(c.id, ZONE, 5000, ipv4="127.0.0.4", counter=now),
+        ]
+    )
+    assert [r.status for r in results] == ["ok", "ok", "ok"] and all(r.changed for r in results)
+    sources = {(e["account"], e["type"]): e["source"] for e in _events(real_redis) if "source" in e}
+    assert sources[(str(a.id), "ip_changed")] == "beat"
+    assert sources[(str(b.id), "ip_changed")] == "update"
+    assert sources[(str(c.id), "recovered")] == "beat"
+    for acct in (a, b, c):
+        logged = [json.loads(x)["type"] for x in real_redis.lrange(keys.account_log(acct.id), 0, -1)]
+        assert logged[:2] == ["ip_changed", "recovered"]
+    assert store.zone_serial(ZONE) > serial

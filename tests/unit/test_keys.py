@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from hbdns import keys
 
 
@@ -40,3 +44,11 @@ def test_parse_alive_round_trip_and_rejects_others() -> None:
     assert keys.parse_alive(keys.account(7)) is None
     assert keys.parse_alive("hbdns:alive:{a:x}") is None
     assert keys.parse_alive("other:alive:{a:7}") is None
+
+
+def test_lua_parts_rebuild_the_key_and_refuse_a_missing_sentinel() -> None:
+    for make, value in ((keys.account_log, 42), (keys.zone, "dyn.example.net"), (keys.alive, 7)):
+        pre, suf = keys.lua_parts(make, 987654321987 if isinstance(value, int) else "\x01")
+        assert json.loads(pre) + str(value) + json.loads(suf) == make(value)
+    with pytest.raises(RuntimeError):
+        keys.lua_parts(lambda _v: "hbdns:zones", "\x01")
