@@ -122,12 +122,19 @@ def parse_alive(key: str | bytes) -> int | None:
 # --- for Lua scripts ----------------------------------------------------------------------------------
 
 
-def lua_parts(make: Callable[[Any], str], sentinel: Any) -> tuple[str, str]:
-    """A key's text before and after its variable part, as Lua string literals, so a script can
-    build ``prefix .. value .. suffix`` itself (keys it needs only on rare paths) without a second
-    spelling of the schema. ``sentinel`` must not otherwise occur in the key."""
+def template(make: Callable[[Any], str], sentinel: Any) -> tuple[str, str]:
+    """A key's text before and after its variable part, for writers that build many keys of one kind
+    by hand (raw RESP, Lua) without a second spelling of the schema. ``sentinel`` must not
+    otherwise occur in the key."""
     key = make(sentinel)
     prefix, found, suffix = key.partition(str(sentinel))
     if not found:
         raise RuntimeError(f"key template without its variable part: {key!r}")
+    return prefix, suffix
+
+
+def lua_parts(make: Callable[[Any], str], sentinel: Any) -> tuple[str, str]:
+    """:func:`template` as Lua string literals, so a script can build ``prefix .. value .. suffix``
+    itself (keys it needs only on rare paths)."""
+    prefix, suffix = template(make, sentinel)
     return json.dumps(prefix), json.dumps(suffix)  # a JSON string literal is a valid Lua one for key text

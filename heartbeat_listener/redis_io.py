@@ -22,16 +22,6 @@ from hbdns.plans import Plan
 from hbdns.resp import BatchConnection, ConnectionLost, bulk, encode_command
 from heartbeat_listener.protocol import AccountInfo, StoreUnavailable
 
-_PROBE = 987654321  # an id whose digits can't be confused with the rest of a key
-
-
-def _split_key(key_of_probe: str) -> tuple[bytes, bytes]:
-    """A per-account key as (prefix, suffix) around the id."""
-    before, sep, after = key_of_probe.partition(str(_PROBE))
-    if not sep:
-        raise ValueError(f"account id not found in key {key_of_probe!r}")
-    return before.encode(), after.encode()
-
 
 class RedisAccounts:
     """The lookup stage: HMGET hb_key/plan/zone/fp for the distinct ids of a batch, one round trip
@@ -42,7 +32,7 @@ class RedisAccounts:
     def __init__(self, conn: BatchConnection, plans: Mapping[str, Plan]) -> None:
         self.conn = conn
         self.expiry = {name: p.expiry_ms for name, p in plans.items()}
-        pre, post = _split_key(keys.account(_PROBE))
+        pre, post = (part.encode() for part in keys.template(keys.account, 987654321987))
         tail = b"".join(bulk(f.encode()) for f in self.FIELDS)
         self._fmt = (
             b"*%d\r\n" % (2 + len(self.FIELDS)) + bulk(b"HMGET") + b"$%d\r\n" + pre + b"%d" + post + b"\r\n" + tail

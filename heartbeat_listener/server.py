@@ -6,8 +6,8 @@ account cache (accounts it lacks cost one pipelined HMGET round trip), and send 
 as one beat-script call. The scripts' results are read ``depth`` steps later: while Redis runs batches
 k and k+1, this process receives and verifies batch k+2 (Redis and Python work in parallel instead of
 taking turns, and Redis still has work queued when this process is briefly descheduled on a busy
-host; depth 2 gave 15-25% more beats/s than 1 in alternating runs of bench/bench_listener.py on 2
-cores). When no datagram is waiting, every batch in flight is finished at once, so a lone beat is
+host; depth 2 gave 11-30% more beats/s than 1 in 4 alternating cycles of bench/bench_listener.py
+runs on 2 cores). When no datagram is waiting, every batch in flight is finished at once, so a lone beat is
 answered without delay. Then: replies, purges, counters, rate-limited logs.
 
 While Redis is failing, datagrams are still drained and counted as ``redis_down``; Redis is tried

@@ -7,33 +7,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hbdns.client import write_client_config
-from hbdns.model import Account, Zone
+from hbdns.model import Account
 from hbdns.store import Store
 from tests.support.listener import Listener
-from tests.support.servers import Process, RedisServer, wait_for
+from tests.support.servers import Process, wait_for
 
-ZONE = "dyn.test"
 CLIENT = str(Path(sys.executable).parent / "hbdns-client")
-
-
-@pytest.fixture(scope="module")
-def listener(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listener]:
-    lst = Listener(tmp_path_factory.mktemp("client-listener"), redis_server.url).start()
-    yield lst
-    lst.stop()
-
-
-@pytest.fixture
-def account(store: Store) -> Account:
-    store.add_zone(Zone(ZONE, ("ns1.test",), "hostmaster.test", "192.0.2.1"))
-    return store.add_account(store.new_account(f"h.{ZONE}", "heartbeat-c"))
 
 
 @pytest.fixture

@@ -4,31 +4,14 @@ the store takes effect on the next beat, however warm the listener's cache is.""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
-import pytest
 import redis
 
 from hbdns import keys, wire
-from hbdns.model import Account, Zone
+from hbdns.model import Account
 from hbdns.store import Store
-from tests.support.listener import Listener, beat, now_ms, send, snapshot
-from tests.support.servers import RedisServer, wait_for
-
-ZONE = "dyn.test"
-
-
-@pytest.fixture(scope="module")
-def listener(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listener]:
-    lst = Listener(tmp_path_factory.mktemp("listener-cache"), redis_server.url).start()
-    yield lst
-    lst.stop()
-
-
-@pytest.fixture
-def account(store: Store) -> Account:
-    store.add_zone(Zone(ZONE, ("ns1.test",), "hostmaster.test", "192.0.2.1"))
-    return store.add_account(store.new_account(f"h.{ZONE}", "heartbeat-c", aliases=[f"mx.{ZONE}"]))
+from tests.support.listener import ZONE, Listener, beat, now_ms, send, snapshot
+from tests.support.servers import wait_for
 
 
 def accept(lst: Listener, data: bytes, key: bytes, source: str) -> wire.Reply:

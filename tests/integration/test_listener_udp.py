@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,23 +10,8 @@ import redis
 from hbdns import config, keys, wire
 from hbdns.model import Account, Zone
 from hbdns.store import Store, connect
-from tests.support.listener import Listener, beat, now_ms, send, snapshot
+from tests.support.listener import ZONE, Listener, beat, now_ms, send, snapshot
 from tests.support.servers import RedisServer, wait_for
-
-ZONE = "dyn.test"
-
-
-@pytest.fixture(scope="module")
-def listener(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listener]:
-    lst = Listener(tmp_path_factory.mktemp("listener"), redis_server.url).start()
-    yield lst
-    lst.stop()
-
-
-@pytest.fixture
-def account(store: Store) -> Account:
-    store.add_zone(Zone(ZONE, ("ns1.test",), "hostmaster.test", "192.0.2.1"))
-    return store.add_account(store.new_account(f"h.{ZONE}", "heartbeat-c", aliases=[f"mx.{ZONE}"]))
 
 
 def accept(lst: Listener, data: bytes, source: str = "127.0.0.1") -> wire.Reply:

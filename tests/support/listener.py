@@ -17,6 +17,7 @@ from heartbeat_listener.metrics import parse_metrics
 from tests.support.servers import Process, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
+ZONE = "dyn.test"  # the zone of the integration tests' heartbeat account
 
 
 def now_ms() -> int:
