@@ -11,10 +11,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 all: test
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml client/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e ./client
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -46,10 +47,10 @@ test: venv sysdeps
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy hbdns pdns_backend heartbeat_listener notifier
+	$(BIN)/mypy hbdns pdns_backend heartbeat_listener update_api notifier sweeper admin client/hbdns_client tools
 
 run: venv sysdeps
-	$(BIN)/python -m hbdns.devstack
+	$(BIN)/python -m tools.devstack
 
 bench: venv bench-sysdeps
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

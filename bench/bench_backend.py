@@ -34,9 +34,10 @@ from typing import Any
 
 from bench.common import Metric
 from hbdns import config, keys
+from hbdns.connection import connect
 from hbdns.liveness import BeatRequest
 from hbdns.model import StaticRecord, Zone
-from hbdns.store import Store, connect
+from hbdns.store import Store
 from pdns_backend.handlers import Backend
 from tests.support.pdns import BackendProcess, PdnsServer, deploy_settings
 from tests.support.servers import RedisServer, which

@@ -45,11 +45,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hbdns_client import wire
+
 from bench.common import Metric
-from hbdns import config, keys, wire
+from hbdns import config, keys
+from hbdns.connection import connect
 from hbdns.liveness import BeatRequest, Liveness
 from hbdns.model import Account, Zone
-from hbdns.store import Store, connect
+from hbdns.store import Store
 from heartbeat_listener.metrics import parse_metrics
 from tests.support.servers import Process, RedisServer, free_port, wait_for, which
 

@@ -37,8 +37,9 @@ import redis
 
 from bench.common import Metric, percentile
 from hbdns import config, keys
+from hbdns.connection import connect
 from hbdns.model import Account, Zone
-from hbdns.store import Store, connect
+from hbdns.store import Store
 from notifier.consumer import GROUP
 from tests.support.servers import Process, RedisServer, wait_for
 from tests.support.sinks import SmtpSink

@@ -19,10 +19,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hbdns_client import wire
+
 from bench.common import Metric, percentile
-from hbdns import config, keys, wire
+from hbdns import config, keys
+from hbdns.connection import connect
 from hbdns.liveness import BeatRequest
-from hbdns.store import Store, connect
+from hbdns.store import Store
 from tests.support.servers import RedisServer
 from tests.support.stack import Stack
 

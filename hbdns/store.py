@@ -27,18 +27,6 @@ class StoreError(ValueError):
     """An operation that is refused (duplicate, unknown name, zone in use); ``str()`` says why."""
 
 
-def connect(url: str, **kwargs: Any) -> redis.Redis:
-    """A Redis client that returns ``str`` and fails fast instead of hanging when Redis is gone."""
-    opts: dict[str, Any] = {
-        "decode_responses": True,
-        "socket_connect_timeout": 2.0,
-        "socket_timeout": 5.0,
-        "health_check_interval": 15,
-    }
-    opts.update(kwargs)
-    return redis.Redis.from_url(url, **opts)
-
-
 @dataclass(frozen=True)
 class AccountStatus:
     account: Account

@@ -15,10 +15,10 @@ import sys
 from types import FrameType
 
 from hbdns import config
+from hbdns.connection import connect
 from hbdns.liveness import Liveness
 from hbdns.logs import RateLimitedLog
 from hbdns.purge import Purger
-from hbdns.store import connect
 from heartbeat_listener.metrics import Metrics, MetricsServer, kernel_drops, socket_inodes
 from heartbeat_listener.protocol import SourceLimiter
 from heartbeat_listener.redis_io import BatchConnection, RedisAccounts, RedisBeats

@@ -3,7 +3,7 @@
 A batch goes through three stages, so the socket shell can overlap Redis round trips with work on the
 next batch, and tests can call each stage (or :func:`process_batch`, which chains them) directly:
 
-1. :func:`screen`: per-source rate limit, shape check (:func:`hbdns.wire.parse_beat`) -> candidate beats;
+1. :func:`screen`: per-source rate limit, shape check (:func:`hbdns_client.wire.parse_beat`) -> candidate beats;
 2. :func:`authenticate`: with the accounts' keys/plans/zones, check MACs (constant time) -> the
    :class:`~hbdns.liveness.BeatRequest` list for the beat script (replay check and state change happen
    there, atomically, so two listener processes can't both accept one beat). It runs first against
@@ -31,7 +31,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from hbdns import wire
+from hbdns_client import wire
+
 from hbdns.liveness import OK, BeatRequest, BeatResult
 
 Address = tuple[Any, ...]  # what recvfrom returns: (host, port) or (host, port, flowinfo, scope_id)

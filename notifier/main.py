@@ -18,14 +18,15 @@ from typing import Any
 import redis
 
 from hbdns import config
+from hbdns.connection import connect
 from hbdns.logs import RateLimitedLog
 from hbdns.purge import Purger
-from hbdns.store import Store, connect
+from hbdns.store import Store
 from notifier.consumer import Consumer, default_consumer_name
 from notifier.dispatch import Dispatcher
 from notifier.sms import SmsScheduler
-from notifier.sweeper import HintSubscriber, Sweeper
 from notifier.transports import LogTransport, Transport, build_transports
+from sweeper.sweeper import HintSubscriber, Sweeper
 
 log = logging.getLogger("notifier")
 

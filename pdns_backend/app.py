@@ -19,7 +19,7 @@ from redis.retry import Retry
 from werkzeug.exceptions import HTTPException
 
 from hbdns import config as hbconfig
-from hbdns.store import connect
+from hbdns.connection import connect
 from pdns_backend.answers import result_json
 from pdns_backend.handlers import Backend, BackendError
 

@@ -11,7 +11,8 @@ import pytest
 import redis
 
 from hbdns import config
-from hbdns.store import Store, connect
+from hbdns.connection import connect
+from hbdns.store import Store
 from tests.support.servers import RedisServer
 from tests.support.sinks import HttpSink, SmtpSink
 

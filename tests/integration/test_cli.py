@@ -8,7 +8,7 @@ import time
 import pytest
 import redis
 
-from hbdns.cli import main
+from admin.cli import main
 from hbdns.liveness import BeatRequest
 from hbdns.store import Store
 
@@ -173,7 +173,7 @@ def test_zone_list_show_remove(real_redis, capsys, zone) -> None:
 
 
 def test_redis_down_exits_1(capsys) -> None:
-    from hbdns.store import connect
+    from hbdns.connection import connect
 
     r = connect("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
     code, _, err = run(r, capsys, "zone", "list")

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hbdns_client.client import write_client_config
 
-from hbdns.client import write_client_config
 from hbdns.model import Account
 from hbdns.store import Store
 from tests.support.listener import Listener
@@ -126,7 +126,7 @@ def test_dual_stack_name_gets_a_beat_per_family(
     """A server name with A and AAAA: every beat goes over both, so both records stay current."""
     import socket
 
-    from hbdns import client
+    from hbdns_client import client
 
     def fake_getaddrinfo(host: str, port: int, family: int = 0, *args: object) -> list[tuple[Any, ...]]:
         assert host == "hb.dual.test"

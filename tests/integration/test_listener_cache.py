@@ -6,8 +6,9 @@ from __future__ import annotations
 import dataclasses
 
 import redis
+from hbdns_client import wire
 
-from hbdns import keys, wire
+from hbdns import keys
 from hbdns.model import Account
 from hbdns.store import Store
 from tests.support.listener import ZONE, Listener, beat, now_ms, send, snapshot

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 import redis
+from hbdns_client import wire
 
-from hbdns import config, keys, wire
+from hbdns import config, keys
+from hbdns.connection import connect
 from hbdns.model import Account, Zone
-from hbdns.store import Store, connect
+from hbdns.store import Store
 from tests.support.listener import ZONE, Listener, beat, now_ms, send, snapshot
 from tests.support.servers import RedisServer, wait_for
 

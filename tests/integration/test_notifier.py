@@ -21,14 +21,15 @@ import pytest
 import redis
 
 from hbdns import config, keys
+from hbdns.connection import connect
 from hbdns.liveness import BeatRequest, BeatResult
 from hbdns.model import Account, NotifyPrefs, Zone
-from hbdns.store import Store, connect
+from hbdns.store import Store
 from notifier.consumer import GROUP
 from notifier.events import Event
 from notifier.main import Notifier
 from notifier.messages import fmt_duration, fmt_time
-from notifier.sweeper import HintSubscriber, Sweeper
+from sweeper.sweeper import HintSubscriber, Sweeper
 from tests.support.servers import Process, RedisServer, wait_for
 from tests.support.sinks import HttpSink, SmtpSink
 

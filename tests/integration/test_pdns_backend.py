@@ -22,10 +22,11 @@ import pytest
 import redis
 
 from hbdns import config, keys
+from hbdns.connection import connect
 from hbdns.liveness import BeatRequest
 from hbdns.model import Account, StaticRecord, Zone
 from hbdns.purge import Purger
-from hbdns.store import Store, connect
+from hbdns.store import Store
 from tests.support.pdns import BackendProcess, PdnsServer, answer_texts, started_pdns, stop_all
 from tests.support.servers import RedisServer, wait_for
 

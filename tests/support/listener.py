@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from hbdns_client import wire
 
-from hbdns import keys, wire
+from hbdns import keys
 from heartbeat_listener.metrics import parse_metrics
 from tests.support.servers import Process, free_port, wait_for
 

@@ -1,4 +1,4 @@
-"""The whole stack as ``make run`` starts it (``python -m hbdns.devstack``: honcho running redis-server,
+"""The whole stack as ``make run`` starts it (``python -m tools.devstack``: honcho running redis-server,
 backend, listener, update API, notifier and pdns_server), in a temp dir on free loopback ports, plus an
 SMTP sink (aiosmtpd). Used by the acceptance test and the system benchmark."""
 
@@ -61,7 +61,7 @@ class Stack:
         """Start everything; ``zone_cmd`` (hbdns CLI args) creates the zone before pdns starts."""
         self.smtp.start()
         argv = [
-            sys.executable, "-m", "hbdns.devstack", "run", "--no-demo",
+            sys.executable, "-m", "tools.devstack", "run", "--no-demo",
             "--var-dir", str(self.workdir / "var"),
             "--dns-port", str(self.dns_port), "--redis-port", str(self.redis_port),
             "--api-port", str(self.api_port), "--backend-port", str(self.backend_port),

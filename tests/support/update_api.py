@@ -1,4 +1,4 @@
-"""The real update API process (``python -m heartbeat_listener.update_main``) on a free loopback port."""
+"""The real update API process (``python -m update_api.main``) on a free loopback port."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class UpdateApiServer:
 
     def start(self, timeout: float = 30.0) -> UpdateApiServer:
         self.process = Process(
-            [sys.executable, "-m", "heartbeat_listener.update_main"],
+            [sys.executable, "-m", "update_api.main"],
             self.workdir / "update-api.log",
             env=self.env(),
             cwd=str(REPO),

@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pytest
+from hbdns_client import wire
 
-from hbdns import wire
 from hbdns.liveness import OK, REKEY, BeatRequest, BeatResult
 from heartbeat_listener.protocol import (
     RESULTS,

@@ -11,12 +11,14 @@ from collections.abc import Callable, Sequence
 
 import pytest
 import redis
+from hbdns_client import wire
 
-from hbdns import keys, wire
+from hbdns import keys
+from hbdns.connection import connect
 from hbdns.liveness import BeatRequest, BeatResult, Liveness
 from hbdns.model import Account, Zone, config_fingerprint
 from hbdns.resp import ConnectionLost
-from hbdns.store import Store, connect
+from hbdns.store import Store
 from heartbeat_listener.protocol import AccountInfo, StoreUnavailable, process_batch
 from heartbeat_listener.redis_io import BatchConnection, RedisAccounts, RedisBeats, encode_command
 from tests.support.servers import free_port

@@ -8,8 +8,8 @@ import socket
 from collections.abc import Iterator, Sequence
 
 import pytest
+from hbdns_client import wire
 
-from hbdns import wire
 from hbdns.liveness import OK, BeatRequest, BeatResult
 from heartbeat_listener.metrics import Metrics
 from heartbeat_listener.protocol import AccountInfo

@@ -12,11 +12,12 @@ import redis
 from flask.testing import FlaskClient
 
 from hbdns import config, keys
+from hbdns.connection import connect
 from hbdns.model import Account, Zone
 from hbdns.purge import Purger
-from hbdns.store import Store, connect
-from heartbeat_listener.update_api import create_app, parse_addresses
+from hbdns.store import Store
 from tests.support.servers import free_port
+from update_api.api import create_app, parse_addresses
 
 ZONE = "dyn.example.net"
 HOST = f"home.{ZONE}"

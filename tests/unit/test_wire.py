@@ -7,10 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
+from hbdns_client import wire
 from hypothesis import example, given
 from hypothesis import strategies as st
-
-from hbdns import wire
 
 KEYS = st.binary(min_size=32, max_size=32)
 IDS = st.integers(0, wire.MAX_ACCOUNT_ID)

@@ -14,11 +14,11 @@ from types import FrameType
 import waitress
 
 from hbdns import config
+from hbdns.connection import connect
 from hbdns.purge import Purger
-from hbdns.store import connect
-from heartbeat_listener.update_api import MAX_BODY, MAX_QUERY, create_app
+from update_api.api import MAX_BODY, MAX_QUERY, create_app
 
-log = logging.getLogger("heartbeat_listener.update_main")
+log = logging.getLogger("update_api.main")
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:

@@ -30,7 +30,7 @@ DEMO_HOST = f"home.{DEMO_ZONE}"
 SERVICES = [
     ("backend", "pdns_backend.main", "hbdns-backend"),
     ("listener", "heartbeat_listener.main", "hbdns-listener"),
-    ("updates", "heartbeat_listener.update_main", "hbdns-update-api"),
+    ("updates", "update_api.main", "hbdns-update-api"),
     ("notifier", "notifier.main", "hbdns-notifier"),
 ]
 
@@ -134,7 +134,7 @@ def write_procfile(var: Path, backend_port: int) -> list[str]:
         lines.append(f"{name}: {command}")
     if "backend" not in missing:
         lines.append(
-            f"pdns: {sys.executable} -m hbdns.devstack wait-backend --backend-port {backend_port} && "
+            f"pdns: {sys.executable} -m tools.devstack wait-backend --backend-port {backend_port} && "
             f"exec {_binary('pdns_server')} --config-dir={var / 'pdns'}"
         )
     (var / "Procfile").write_text("\n".join(lines) + "\n")
@@ -143,12 +143,13 @@ def write_procfile(var: Path, backend_port: int) -> list[str]:
 
 def seed_demo(var: Path, env: dict[str, str], dns_port: int) -> None:
     """Create the demo zone and account once, with a client config in var/demo-client.conf."""
+    from admin.cli import main as cli
     from hbdns import config
-    from hbdns.cli import main as cli
 
     os.environ.update({k: v for k, v in env.items() if k.startswith("HBDNS_")})
     settings = config.load()
-    from hbdns.store import Store, connect
+    from hbdns.connection import connect
+    from hbdns.store import Store
 
     store = Store(connect(settings.redis_url), settings)
     _wait(lambda: store.r.ping(), 20, "redis-server")
@@ -264,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hbdns.devstack")
+    parser = argparse.ArgumentParser(prog="python -m tools.devstack")
     parser.add_argument("command", nargs="?", default="run", choices=("run", "wait-backend"))
     parser.add_argument("--dns-port", type=int, default=int(os.environ.get("DNS_PORT", "5300")))
     parser.add_argument("--redis-port", type=int, default=int(os.environ.get("REDIS_PORT", "6390")))

@@ -37,12 +37,13 @@ from werkzeug.exceptions import HTTPException
 
 from hbdns import config as hbconfig
 from hbdns import keys, validate
+from hbdns.connection import connect
 from hbdns.liveness import BeatRequest
 from hbdns.logs import RateLimitedLog
 from hbdns.model import Account
 from hbdns.passwords import verify_password
 from hbdns.purge import Purger
-from hbdns.store import Store, connect
+from hbdns.store import Store
 
 log = logging.getLogger(__name__)
 

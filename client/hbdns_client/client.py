@@ -42,9 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from hbdns import wire
+from hbdns_client import wire
 
-log = logging.getLogger("hbdns.client")
+log = logging.getLogger("hbdns_client.client")
 
 DEFAULT_PORT = 8999
 DEFAULT_INTERVAL = 5.0

@@ -19,9 +19,10 @@ from typing import Any
 import redis
 
 from hbdns import config, validate
+from hbdns.connection import connect
 from hbdns.model import Account, NotifyPrefs, StaticRecord, Zone
 from hbdns.passwords import new_password
-from hbdns.store import Store, StoreError, connect
+from hbdns.store import Store, StoreError
 
 EXIT_REFUSED = 2
 EXIT_UNAVAILABLE = 1
@@ -115,7 +116,7 @@ def _read_password(args: argparse.Namespace) -> str | None:
 
 
 def _write_client_config(path: str, server: str, account: Account, interval: float) -> None:
-    from hbdns.client import write_client_config
+    from hbdns_client.client import write_client_config
 
     write_client_config(path, server, account.id, account.hb_key.hex(), interval)
 

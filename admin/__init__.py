@@ -1,0 +1,1 @@
+"""The operator's admin surfaces: the ``hbdns`` command line."""

@@ -1,0 +1,1 @@
+"""hbdns-client: the customer's heartbeat client and the heartbeat wire format (standard library only)."""

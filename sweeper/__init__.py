@@ -1,0 +1,1 @@
+"""The liveness sweeper (``hbdns-sweeper``): turns due deadlines into neutralized transitions."""
