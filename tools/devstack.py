@@ -143,7 +143,7 @@ def write_procfile(var: Path, backend_port: int) -> list[str]:
 
 def seed_demo(var: Path, env: dict[str, str], dns_port: int) -> None:
     """Create the demo zone and account once, with a client config in var/demo-client.conf."""
-    from admin.cli import main as cli
+    from admin.cli.main import main as cli
     from hbdns import config
 
     os.environ.update({k: v for k, v in env.items() if k.startswith("HBDNS_")})
