@@ -95,3 +95,12 @@ class Loops:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+
+    def serve(self, start: Callable[[], Any], stop: Callable[[], None]) -> int:
+        """A service's main thread: signals set the flag; ``start`` the loops, wait for it, ``stop``."""
+        self.stop_on_signals()
+        start()
+        self.wait()
+        log.info("stopping", extra={"loops": self.names})
+        stop()
+        return 0

@@ -102,12 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"hbdns-notifier: {exc}", file=sys.stderr)
         return 2
-    notifier.loops.stop_on_signals()
-    notifier.start()
-    notifier.loops.wait()
-    log.info("notifier stopping")
-    notifier.stop()
-    return 0
+    return notifier.loops.serve(notifier.start, notifier.stop)
 
 
 if __name__ == "__main__":

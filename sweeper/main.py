@@ -62,12 +62,7 @@ class SweeperService:
 def main(argv: list[str] | None = None) -> int:
     settings = config.service_settings("hbdns-sweeper")
     service = SweeperService(settings)
-    service.loops.stop_on_signals()
-    service.start()
-    service.loops.wait()
-    log.info("sweeper stopping")
-    service.stop()
-    return 0
+    return service.loops.serve(service.start, service.stop)
 
 
 if __name__ == "__main__":

@@ -31,34 +31,30 @@ def account(store: Store) -> Account:
     return store.add_account(store.new_account(f"h.{ZONE}", "heartbeat-c", aliases=[f"mx.{ZONE}"]))
 
 
+def _running(cls: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
+    """A factory ``start(settings, **kw)`` of started ``cls`` services, all stopped afterwards."""
+    started: list[Any] = []
+
+    def start(settings: config.Settings, **kw: Any) -> Any:
+        service = cls(settings, **kw).start()
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
 @pytest.fixture
 def notifiers() -> Iterator[Callable[..., Notifier]]:
     """``notifiers(settings, **kw)``: a started :class:`Notifier` (its loops in threads)."""
-    started: list[Notifier] = []
-
-    def start(settings: config.Settings, **kw: Any) -> Notifier:
-        n = Notifier(settings, **kw).start()
-        started.append(n)
-        return n
-
-    yield start
-    for n in started:
-        n.stop()
+    yield from _running(Notifier)
 
 
 @pytest.fixture
 def sweepers() -> Iterator[Callable[..., SweeperService]]:
     """``sweepers(settings)``: a started :class:`SweeperService` (sweep and hints loops in threads)."""
-    started: list[SweeperService] = []
-
-    def start(settings: config.Settings, **kw: Any) -> SweeperService:
-        s = SweeperService(settings, **kw).start()
-        started.append(s)
-        return s
-
-    yield start
-    for s in started:
-        s.stop()
+    yield from _running(SweeperService)
 
 
 @pytest.fixture

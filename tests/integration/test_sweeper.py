@@ -5,6 +5,7 @@ last beat)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -94,7 +95,9 @@ def test_the_process_warns_of_the_removed_roles_setting_and_stops_on_sigterm(
     assert "HBDNS_NOTIFIER_ROLES is ignored" in proc.log_text()
     proc.signal(signal.SIGTERM)
     assert proc.proc.wait(15) == 0
-    assert "sweeper stopping" in proc.log_text()
+    lines = [json.loads(line) for line in proc.log_text().splitlines() if line.startswith("{")]
+    [stopping] = [line for line in lines if line["message"] == "stopping"]
+    assert stopping["service"] == "hbdns-sweeper" and stopping["loops"] == ["sweep", "hints"]
 
 
 def test_a_bad_role_stops_the_process_naming_the_variable(redis_url: str) -> None:
