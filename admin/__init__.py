@@ -1,1 +1,1 @@
-"""The operator's admin surfaces: the ``hbdns`` command line."""
+"""The operator's surfaces: the ``hbdns`` admin CLI (``admin.cli``); later the private provisioning API."""

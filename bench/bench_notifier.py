@@ -3,18 +3,20 @@
 Set-up: a real redis-server (deploy/redis.conf, as production), 100k accounts in one zone, each live
 with an ``alive`` key and a deadline; the background accounts' deadlines are spread over the next
 hour, so Redis holds 100k keys with a TTL, as a loaded production instance does. A local aiosmtpd
-server takes the e-mails. The notifier runs as a subprocess (``python -m notifier.main``).
+server takes the e-mails. The sweeper and the notifier run as subprocesses, as deployed
+(``python -m sweeper.main``, ``python -m notifier.main``).
 
 Per run, 1,000 fresh accounts (each with an e-mail address) get the same deadline ~2 s ahead. We
 measure, per account:
 - deadline -> ``neutralized`` recorded: the stream entry's id time (Redis clock) minus the deadline;
 - deadline -> e-mail handed to the SMTP server: arrival at aiosmtpd minus the deadline.
 
-Mode "sweeper": the notifier as deployed (sweeper every 0.5 s, keyspace hints, consumer).
-Mode "keyspace events only": the same notifier without the sweeper (``HBDNS_NOTIFIER_ROLES=hints,
-consumer``): neutralization waits for Redis' ``expired`` events, which its active expiry cycle emits
-late when many keys carry a TTL. Entries not recorded within the cap count as the cap (p99 is then
-a lower bound); what is left is swept by the bench after the run, not measured.
+Mode "sweeper": the sweeper as deployed (sweep every 0.5 s and keyspace hints) and the notifier.
+Mode "keyspace events only": the same, but the sweeper runs only its hint subscriber
+(``HBDNS_SWEEPER_ROLES=hints``): neutralization waits for Redis' ``expired`` events, which its
+active expiry cycle emits late when many keys carry a TTL. Entries not recorded within the cap count
+as the cap (p99 is then a lower bound); what is left is swept by the bench after the run, not
+measured.
 
 Run: ``python -m bench.bench_notifier [--quick]``; results in bench/out/notifier.json.
 """
@@ -41,6 +43,7 @@ from hbdns.connection import connect
 from hbdns.model import Account, Zone
 from hbdns.store import Store
 from notifier.consumer import GROUP
+from sweeper.hints import expired_channel
 from tests.support.servers import Process, RedisServer, wait_for
 from tests.support.sinks import SmtpSink
 
@@ -60,6 +63,7 @@ class Bench:
         self.redis = RedisServer(workdir / "redis")
         self.smtp = SmtpSink()
         self.notifier: Process | None = None
+        self.sweeper: Process | None = None
         self.r: redis.Redis | None = None
         self.rng = random.Random(7)
 
@@ -105,32 +109,40 @@ class Bench:
         pipe.set(keys.alive(account_id), "1", pxat=deadline_ms)
         pipe.zadd(keys.deadlines(), {str(account_id): deadline_ms})
 
-    def start_notifier(self, roles: str) -> None:
-        self.stop_notifier()
+    def _env(self, **settings: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HBDNS_")}
-        env.update(
-            HBDNS_REDIS_URL=self.redis.url,
-            HBDNS_SMTP_HOST="127.0.0.1",
-            HBDNS_SMTP_PORT=str(self.smtp.port),
-            HBDNS_NOTIFIER_ROLES=roles,
-            HBDNS_NOTIFY_CONSUMER=f"bench-{roles.replace(',', '-')}",
-        )
-        log = self.workdir / f"notifier-{roles.replace(',', '-')}.log"
+        env.update(HBDNS_REDIS_URL=self.redis.url, **settings)
+        return env
+
+    def start_notifier(self) -> None:
+        env = self._env(HBDNS_SMTP_HOST="127.0.0.1", HBDNS_SMTP_PORT=str(self.smtp.port), HBDNS_NOTIFY_CONSUMER="bench")
+        log = self.workdir / "notifier.log"
         self.notifier = Process([sys.executable, "-m", "notifier.main"], log, env=env, cwd=str(ROOT))
         assert self.r is not None
         r = self.r
-        name = env["HBDNS_NOTIFY_CONSUMER"]
         wait_for(
-            lambda: any(c["name"] == name for c in r.xinfo_consumers(keys.events(), GROUP)), 30, what="notifier up"
+            lambda: any(c["name"] == "bench" for c in r.xinfo_consumers(keys.events(), GROUP)), 30, what="notifier up"
         )
 
-    def stop_notifier(self) -> None:
-        if self.notifier is not None:
-            self.notifier.stop()
-            self.notifier = None
+    def start_sweeper(self, roles: str) -> None:
+        """(Re)start the sweeper with ``HBDNS_SWEEPER_ROLES=roles``; both modes run the hint subscriber."""
+        self.stop_sweeper()
+        log = self.workdir / f"sweeper-{roles.replace(',', '-')}.log"
+        env = self._env(HBDNS_SWEEPER_ROLES=roles)
+        self.sweeper = Process([sys.executable, "-m", "sweeper.main"], log, env=env, cwd=str(ROOT))
+        assert self.r is not None
+        r, channel = self.r, expired_channel(0)
+        wait_for(lambda: dict(r.pubsub_numsub(channel))[channel] == 1, 30, what="sweeper subscribed")
+
+    def stop_sweeper(self) -> None:
+        if self.sweeper is not None:
+            self.sweeper.stop()
+            self.sweeper = None
 
     def stop(self) -> None:
-        self.stop_notifier()
+        self.stop_sweeper()
+        if self.notifier is not None:
+            self.notifier.stop()
         self.smtp.stop()
         self.redis.stop()
 
@@ -141,17 +153,18 @@ class Bench:
         g = {x["name"]: x for x in self.r.xinfo_groups(keys.events())}[GROUP]
         return g["pending"] == 0 and g["lag"] == 0
 
-    def notifier_cpu(self) -> float:
-        """CPU seconds (user + system) the notifier process has used so far."""
-        assert self.notifier is not None
-        fields = Path(f"/proc/{self.notifier.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    @staticmethod
+    def _cpu(proc: Process | None) -> float:
+        """CPU seconds (user + system) ``proc`` has used so far."""
+        assert proc is not None
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def run_once(self, k: int, cap_s: float) -> dict[str, Any]:
         assert self.r is not None
         r = self.r
         wait_for(self.settled, 120, what="notifier idle before the run")
-        cpu0, load = self.notifier_cpu(), os.getloadavg()[0]
+        cpu0, sweeper_cpu0, load = self._cpu(self.notifier), self._cpu(self.sweeper), os.getloadavg()[0]
         ids = self.groups[k]
         rcpt_to_id = {self.email_of[i]: i for i in ids}
         mails_before = self.smtp.count()
@@ -197,7 +210,8 @@ class Bench:
             "email_max": max(m_lat),
             "email_within_cap": len(mail),
             "cap_s": cap_s,
-            "notifier_cpu_s": round(self.notifier_cpu() - cpu0, 3),
+            "notifier_cpu_s": round(self._cpu(self.notifier) - cpu0, 3),
+            "sweeper_cpu_s": round(self._cpu(self.sweeper) - sweeper_cpu0, 3),
             "loadavg_1min": round(load, 2),
         }
 
@@ -229,7 +243,8 @@ def run(quick: bool = False) -> list[Metric]:
             t0 = time.time()
             bench.setup()
             print(f"   set-up: {accounts} accounts in {time.time() - t0:.1f} s", flush=True)
-            bench.start_notifier("sweeper,hints,consumer")
+            bench.start_notifier()
+            bench.start_sweeper("sweep,hints")
             for k in range(sweeper_runs):
                 res = bench.run_once(k, 30.0)
                 sweeper.append(res)
@@ -237,10 +252,11 @@ def run(quick: bool = False) -> list[Metric]:
                     f"   sweeper run {k + 1}: neutralized p50 {res['neutralized_p50']:.3f} "
                     f"p99 {res['neutralized_p99']:.3f} s; e-mail p50 {res['email_p50']:.3f} "
                     f"p99 {res['email_p99']:.3f} s; "
-                    f"notifier CPU {res['notifier_cpu_s']:.2f} s, load {res['loadavg_1min']:.1f}",
+                    f"notifier CPU {res['notifier_cpu_s']:.2f} s, sweeper CPU {res['sweeper_cpu_s']:.2f} s, "
+                    f"load {res['loadavg_1min']:.1f}",
                     flush=True,
                 )
-            bench.start_notifier("hints,consumer")
+            bench.start_sweeper("hints")
             for k in range(sweeper_runs, sweeper_runs + hint_runs):
                 res = bench.run_once(k, cap_s)
                 hints.append(res)
@@ -254,14 +270,15 @@ def run(quick: bool = False) -> list[Metric]:
             bench.stop()
     loads = [r["loadavg_1min"] for r in sweeper + hints]
     cpu = statistics.median(r["notifier_cpu_s"] for r in sweeper)
+    sweeper_cpu = statistics.median(r["sweeper_cpu_s"] for r in sweeper)
     setup = (
         f"{BURST} of {accounts} accounts due at once (others' TTLs spread over 1 h), deploy/redis.conf, hz 10; "
         f"{os.cpu_count()} cores, 1-min load average at run start {min(loads):.1f}-{max(loads):.1f}; "
-        f"notifier CPU per burst (1000 transitions + e-mails, median) {cpu:.2f} s"
+        f"CPU per burst (1000 transitions + e-mails, median): notifier {cpu:.2f} s, sweeper {sweeper_cpu:.2f} s"
     )
     rec = sum(r["neutralized_within_cap"] for r in hints)
     hint_note = (
-        f"notifier without sweeper: {rec}/{BURST * len(hints)} recorded within {cap_s:.0f} s of the "
+        f"sweeper with hints only: {rec}/{BURST * len(hints)} recorded within {cap_s:.0f} s of the "
         f"deadline, the rest counted as the cap: a lower bound"
     )
     # one row per measure: the sweeper path, with the keyspace-events-only path of the same run as reference

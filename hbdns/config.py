@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -59,6 +60,19 @@ def _positive_float(raw: str) -> float:
 
 def _list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _subset(*allowed: str) -> Callable[[str], tuple[str, ...]]:
+    """A non-empty comma list of ``allowed`` names (case and repeats ignored)."""
+
+    def parse(raw: str) -> tuple[str, ...]:
+        items = tuple(dict.fromkeys(item.lower() for item in _list(raw)))
+        bad = [item for item in items if item not in allowed]
+        if bad or not items:
+            raise ValueError(f"expected a comma list of {', '.join(allowed)}")
+        return items
+
+    return parse
 
 
 def _networks(raw: str) -> tuple[str, ...]:
@@ -142,7 +156,8 @@ class Settings:
     update_authfail_burst: int = _setting("10", _positive_int)
     update_blocked_agents: tuple[str, ...] = _setting("", _list)
 
-    # Liveness sweeper
+    # Liveness sweeper (hbdns-sweeper)
+    sweeper_roles: tuple[str, ...] = _setting("sweep,hints", _subset("sweep", "hints"))
     sweep_interval: float = _setting("0.5", _positive_float)
     sweep_batch: int = _setting("1000", _positive_int)
     events_maxlen: int = _setting("100000", _positive_int)
@@ -166,7 +181,6 @@ class Settings:
     notify_claim_idle: float = _setting("60", _positive_float)
     notify_workers: int = _setting("8", _positive_int)
     notify_sent_ttl: int = _setting("604800", _positive_int)
-    notifier_roles: tuple[str, ...] = _setting("sweeper,hints,consumer", _list)
     smtp_host: str = _setting("")
     smtp_port: int = _setting("25", _port)
     smtp_security: str = _setting("none", _choice("none", "starttls", "tls"))
@@ -195,6 +209,14 @@ class Settings:
 
 _SECRET_NAMES = ("password", "token", "secret", "key")
 
+# Settings that were removed, with what replaced them. Unlike an unknown name (a typo, refused) they
+# are ignored with a warning at start-up: an env file shared by every service (copied whole from
+# deploy/.env.example) must not stop the DNS backend after an upgrade over a notifier-only line.
+REMOVED = {
+    "HBDNS_NOTIFIER_ROLES": "the sweeper is its own service now (hbdns-sweeper, roles in "
+    "HBDNS_SWEEPER_ROLES) and hbdns-notifier always runs its consumer",
+}
+
 
 def env_name(field_name: str) -> str:
     return PREFIX + field_name.upper()
@@ -208,7 +230,7 @@ def is_secret(field_name: str) -> bool:
 def load(env: Mapping[str, str] | None = None) -> Settings:
     """Build settings from ``env`` (default: ``os.environ``); raise ConfigError naming a bad variable."""
     source = os.environ if env is None else env
-    known = {env_name(f.name) for f in fields(Settings)}
+    known = {env_name(f.name) for f in fields(Settings)} | set(REMOVED)
     # HBDNS_CLIENT_* belong to the stand-alone update client (hbdns_client.client), not to the services.
     unknown = sorted(k for k in source if k.startswith(PREFIX) and not k.startswith(CLIENT_PREFIX) and k not in known)
     if unknown:
@@ -243,4 +265,6 @@ def service_settings(prog: str) -> Settings:
         print(f"{prog}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     setup_logging(settings.log_level, prog)
+    for name in sorted(set(os.environ) & set(REMOVED)):
+        logging.getLogger("hbdns.config").warning(f"{name} is ignored: {REMOVED[name]}", extra={"setting": name})
     return settings

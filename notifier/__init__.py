@@ -1,1 +1,1 @@
-"""Liveness sweeper and notifier: turns due deadlines into transitions and transitions into messages."""
+"""The notifier (``hbdns-notifier``): turns the stream of transitions into e-mail, SMS and webhooks, each once."""

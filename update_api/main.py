@@ -16,7 +16,8 @@ import waitress
 from hbdns import config
 from hbdns.connection import connect
 from hbdns.purge import Purger
-from update_api.api import MAX_BODY, MAX_QUERY, create_app
+from update_api.app import MAX_BODY, MAX_QUERY, create_app
+from update_api.service import UpdateService
 
 log = logging.getLogger("update_api.main")
 
@@ -29,7 +30,7 @@ def main() -> int:
     settings = config.service_settings("hbdns-update-api")
     r = connect(settings.redis_url)
     purger = Purger(settings.pdns_api_urls, settings.pdns_api_key, settings.pdns_api_timeout).start()
-    app = create_app(settings, r, purger=purger)
+    app = create_app(UpdateService(settings, r, purger))
     server = waitress.create_server(
         app,
         host=settings.update_host,

@@ -1,6 +1,7 @@
 """Acceptance: the product as a customer and an operator see it, through the processes ``make run``
-starts (redis-server, pdns_server, backend, heartbeat listener, update API, notifier; honcho), with
-an SMTP sink on loopback. Every bound is asserted; every wait is a condition with a deadline."""
+starts (redis-server, pdns_server, backend, heartbeat listener, update API, sweeper, notifier;
+honcho), with an SMTP sink on loopback. Every bound is asserted; every wait is a condition with a
+deadline."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import time
 import pytest
 import redis
 
-from admin.cli import main
+from admin.cli.main import main
 from hbdns.liveness import BeatRequest
 from hbdns.store import Store
 

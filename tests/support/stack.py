@@ -1,6 +1,6 @@
 """The whole stack as ``make run`` starts it (``python -m tools.devstack``: honcho running redis-server,
-backend, listener, update API, notifier and pdns_server), in a temp dir on free loopback ports, plus an
-SMTP sink (aiosmtpd). Used by the acceptance test and the system benchmark."""
+backend, listener, update API, sweeper, notifier and pdns_server), in a temp dir on free loopback
+ports, plus an SMTP sink (aiosmtpd). Used by the acceptance test and the system benchmark."""
 
 from __future__ import annotations
 

@@ -11,14 +11,7 @@ from hbdns.liveness import BeatRequest
 from hbdns.model import Zone
 from hbdns.store import Store
 from pdns_backend.handlers import Backend, BackendError, ZoneCache
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import Clock
 
 
 @pytest.fixture
@@ -40,7 +33,7 @@ def store(r: redis.Redis) -> Store:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1000.0)
 
 
 @pytest.fixture
@@ -118,7 +111,7 @@ def test_redis_down_fails_account_lookups_at_once_and_apex_within_max_age(
 def test_unchanged_zone_keeps_its_parsed_view() -> None:
     fields = ["1", '["ns1.example.net"]', "h.example.net", *[None] * 7, "192.0.2.1", "", "", "50"]
     flat: list[object] = ["example.com", fields, 0]
-    clock = Clock()
+    clock = Clock(1000.0)
     loads: list[int] = []
 
     def load() -> list[object]:

@@ -29,6 +29,8 @@ def test_typed_values() -> None:
         ("HBDNS_BACKEND_PORT", "eighty"),
         ("HBDNS_BACKEND_PORT", "70000"),
         ("HBDNS_SWEEP_INTERVAL", "0"),
+        ("HBDNS_SWEEPER_ROLES", "sweeper,hints"),
+        ("HBDNS_SWEEPER_ROLES", " , "),
         ("HBDNS_SMTP_SECURITY", "ssl3"),
         ("HBDNS_DEFAULT_NEUTRAL_IPV4", "300.1.1.1"),
         ("HBDNS_UPDATE_TRUSTED_PROXIES", "10.0.0.0/99"),
@@ -46,6 +48,18 @@ def test_unknown_variable_is_refused_but_client_variables_pass() -> None:
     with pytest.raises(config.ConfigError, match="HBDNS_REDIS_ULR"):
         config.load({"HBDNS_REDIS_ULR": "redis://x"})
     config.load({"HBDNS_CLIENT_SERVER": "example.net:8999"})
+
+
+def test_sweeper_roles_are_a_set_of_known_loops() -> None:
+    assert config.load({}).sweeper_roles == ("sweep", "hints")
+    assert config.load({"HBDNS_SWEEPER_ROLES": " Hints, hints "}).sweeper_roles == ("hints",)
+
+
+def test_a_removed_setting_is_ignored_not_refused() -> None:
+    # an env file shared by every service must not stop the backend over the notifier's old roles line
+    s = config.load({"HBDNS_NOTIFIER_ROLES": "sweeper,hints,consumer"})
+    assert s == config.load({})
+    assert "hbdns-sweeper" in config.REMOVED["HBDNS_NOTIFIER_ROLES"]
 
 
 def test_secret_values_are_not_echoed() -> None:

@@ -12,6 +12,7 @@ from hbdns import config, keys
 from notifier.dispatch import DEAD, DEFERRED, DUPLICATE, RETRY, SENT, Dispatcher
 from notifier.messages import Message
 from notifier.transports import Transport, TransportError
+from tests.support.clock import Clock
 
 
 class Scripted(Transport):
@@ -28,21 +29,13 @@ class Scripted(Transport):
             raise err
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 Factory = Callable[..., Dispatcher]
 MSG = Message("sms", "+491701234567", "s", "t", 7, "h.example.test", "neutralized", "1-0")
 
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1_000_000.0)
 
 
 def make(r: redis.Redis, transport: Transport, clock: Clock, **env: str) -> Dispatcher:

@@ -17,7 +17,9 @@ from hbdns.model import Account, Zone
 from hbdns.purge import Purger
 from hbdns.store import Store
 from tests.support.servers import free_port
-from update_api.api import create_app, parse_addresses
+from update_api.app import create_app
+from update_api.parsing import parse_addresses
+from update_api.service import UpdateService
 
 ZONE = "dyn.example.net"
 HOST = f"home.{ZONE}"
@@ -48,7 +50,7 @@ class Api:
         self.r: Any = r  # decode_responses: str in, str out
         self.store = Store(r, settings)
         self.purger = RecordingPurger()
-        self.app = create_app(settings, r, purger=self.purger)
+        self.app = create_app(UpdateService(settings, r, self.purger))
         self.client: FlaskClient = self.app.test_client()
         self.account, self.other = accounts
 
@@ -430,7 +432,7 @@ def test_other_methods_are_badagent_and_change_nothing(api: Api, method: str) ->
 
 def test_redis_down_is_dnserr(settings: config.Settings) -> None:
     dead = connect(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
-    client = create_app(settings, dead).test_client()
+    client = create_app(UpdateService(settings, dead, Purger([], ""))).test_client()
     resp = client.get(f"/nic/update?hostname={HOST}&myip=203.0.113.93", headers=_basic(HOST, PW))
     assert (resp.status_code, _text(resp)) == (503, "dnserr\n")
     assert resp.headers["Retry-After"]
@@ -441,7 +443,8 @@ def test_unknown_plan_is_911(fake_redis: redis.Redis) -> None:
     store = Store(fake_redis, custom)
     store.add_zone(Zone(apex=ZONE, ns=("ns1.example.net",), hostmaster="hm.example.net", neutral_ipv4="192.0.2.1"))
     store.add_account(store.new_account(HOST, "gone", password=PW))
-    client = create_app(config.load({}), fake_redis).test_client()  # the plan was removed from the config
+    service = UpdateService(config.load({}), fake_redis, Purger([], ""))  # the plan was removed from the config
+    client = create_app(service).test_client()
     resp = client.get(f"/nic/update?hostname={HOST}&myip=203.0.113.94", headers=_basic(HOST, PW))
     assert (resp.status_code, _text(resp)) == (500, "911\n")
 

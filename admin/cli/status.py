@@ -1,0 +1,94 @@
+"""``hbdns status``, and the live/neutral view of one account that ``account show`` prints too.
+
+"live" is what DNS answers now (the account's ``alive`` key); the recorded state is what the
+sweeper last wrote, and lags by up to a sweep interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from admin.cli.output import duration, emit, table, ts
+from hbdns import validate
+from hbdns.model import Account
+from hbdns.store import Store
+
+
+def account_text(store: Store, account: Account) -> str:
+    st = store.status(account)
+    d = account.public_dict()
+    lines = [f"{k}: {v}" for k, v in d.items() if k not in ("created", "updated")]
+    lines += [
+        f"created: {ts(account.created)}",
+        f"state: {'live' if st.live else 'neutral'}"
+        f" (recorded: {st.state.state} since {ts(st.state.since_ms, ms=True)})",
+        f"ipv4: {st.state.ipv4 or '-'}",
+        f"ipv6: {st.state.ipv6 or '-'}",
+        f"last beat: {ts(st.state.last_beat_ms, ms=True)}",
+    ]
+    return "\n".join(lines)
+
+
+def status_dict(store: Store, account: Account) -> dict[str, Any]:
+    st = store.status(account)
+    return {
+        **account.public_dict(),
+        "live": st.live,
+        "state": "live" if st.live else "neutral",
+        "recorded_state": st.state.state,
+        "since_ms": st.state.since_ms,
+        "last_beat_ms": st.state.last_beat_ms,
+        "ipv4": st.state.ipv4,
+        "ipv6": st.state.ipv6,
+        "expires_in_ms": st.alive_ms,
+    }
+
+
+def status(store: Store, args: argparse.Namespace) -> int:
+    accounts = store.list_accounts(validate.hostname(args.zone) if args.zone else None)
+    now_ms = int(time.time() * 1000)
+    data = [status_dict(store, a) for a in accounts]
+    rows = [
+        {
+            "fqdn": d["fqdn"],
+            "plan": d["plan"],
+            "state": d["state"],
+            "since": duration(now_ms - d["since_ms"]) if d["since_ms"] else "-",
+            "last_beat": ts(d["last_beat_ms"], ms=True),
+            "ipv4": d["ipv4"] or "-",
+            "ipv6": d["ipv6"] or "-",
+        }
+        for d in data
+    ]
+    dead = store.dead_letters(args.dead_letters)
+    text = table(rows, ["fqdn", "plan", "state", "since", "last_beat", "ipv4", "ipv6"])
+    live = sum(1 for d in data if d["live"])
+    text += f"\n\n{live} live, {len(data) - live} neutral"
+    if dead:
+        text += f"\n\nfailed notifications (newest first, {len(dead)} shown):\n"
+        text += table(
+            [
+                {
+                    "time": ts(float(d.get("time", 0))),
+                    "channel": d.get("channel", ""),
+                    "recipient": d.get("recipient", ""),
+                    "account": d.get("fqdn", d.get("account", "")),
+                    "event": d.get("event_type", ""),
+                    "reason": str(d.get("reason", ""))[:60],
+                }
+                for d in dead
+            ],
+            ["time", "channel", "recipient", "account", "event", "reason"],
+        )
+    emit(args, {"accounts": data, "dead_letters": dead}, text)
+    return 0
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The ``status`` command."""
+    p = sub.add_parser("status", parents=[common], help="accounts with live/neutral state")
+    p.add_argument("--zone")
+    p.add_argument("--dead-letters", type=int, default=10, help="failed notifications to show")
+    p.set_defaults(func=status)

@@ -1,0 +1,69 @@
+"""``hbdns-sweeper``: records ``neutralized`` when an account's deadline passes, one loop per role.
+
+Roles (``HBDNS_SWEEPER_ROLES``, default both): ``sweep`` runs :class:`~sweeper.sweeper.Sweeper` every
+``HBDNS_SWEEP_INTERVAL`` (the clock: nothing is missed), ``hints`` runs the keyspace-hint subscriber
+(earlier, never required). Any number of sweeper processes is safe: each transition is recorded once.
+DNS does not wait for this service (the backend answers neutral as soon as the ``alive`` key is
+gone); the transition it records is what the notifier turns into messages, and its purges drop the
+old answer from pdns' caches.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import redis
+
+from hbdns import config
+from hbdns.connection import connect
+from hbdns.loops import Loops
+from hbdns.purge import Purger
+from hbdns.store import Store
+from sweeper.hints import HintSubscriber
+from sweeper.sweeper import Sweeper
+
+log = logging.getLogger("sweeper")
+
+HINT_WAIT = 1.0  # seconds one hints step waits for events (also how soon it sees the stop flag)
+
+
+class SweeperService:
+    """The loops of one sweeper process, wired from settings (built in ``main()`` or by a test)."""
+
+    def __init__(self, settings: config.Settings, *, r: redis.Redis | None = None) -> None:
+        self.settings = settings
+        self.roles = settings.sweeper_roles
+        self.r = r if r is not None else connect(settings.redis_url)
+        self.liveness = Store(self.r, settings).liveness
+        self.purger = Purger(settings.pdns_api_urls, settings.pdns_api_key, settings.pdns_api_timeout)
+        self.sweeper = Sweeper(self.liveness, self.purger, batch=settings.sweep_batch)
+        self.hints = HintSubscriber(self.r, self.liveness, self.purger)
+        self.loops = Loops()
+
+    def hints_step(self) -> int:
+        return self.hints.step(timeout=HINT_WAIT)
+
+    def start(self) -> SweeperService:
+        self.purger.start()
+        if "sweep" in self.roles:
+            self.loops.start("sweep", self.sweeper.step, self.settings.sweep_interval)
+        if "hints" in self.roles:
+            self.loops.start("hints", self.hints_step)
+        log.info("sweeper started", extra={"roles": list(self.roles), "interval": self.settings.sweep_interval})
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.loops.stop(timeout)
+        self.hints.close()
+        self.purger.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = config.service_settings("hbdns-sweeper")
+    service = SweeperService(settings)
+    return service.loops.serve(service.start, service.stop)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Reading an update request: hostnames, addresses and the client's own address. Pure functions.
+
+Decisions worth knowing:
+
+- An update that names only one address family (``myip=<v4>``, ``myipv6=...``, ``preserve``) leaves
+  the other alone; the connection's address is used only when no address is named at all, and never
+  when it is loopback (an untrusted local proxy would otherwise publish 127.0.0.1 for everyone).
+- A malformed address is refused (``badip``, HE.net's code) instead of Dyn's "fall back to the source
+  address": a typo must not publish a wrong address for a backup-MX customer.
+- Proxy headers are believed only from ``HBDNS_UPDATE_TRUSTED_PROXIES``, and then only their
+  right-most untrusted hop: the left part of ``X-Forwarded-For`` is whatever the client wrote.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from hbdns import validate
+from hbdns.model import Account
+
+MAX_HOSTNAMES = 20  # Dyn: more is ``numhost``
+MAX_USERNAME = 253
+MAX_PASSWORD = 256
+YES = ("yes", "true", "on", "1")
+
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+class BadIP(ValueError):
+    """An address parameter that cannot be used; ``str()`` says why (logged, not sent)."""
+
+
+@dataclass(frozen=True)
+class UpdateRequest:
+    """The parts of an HTTP request the protocol looks at (secrets only in ``password``)."""
+
+    params: Mapping[str, str]
+    username: str | None
+    password: str = field(default="", repr=False)
+    source: str | None = None  # the client's address after trusted-proxy handling
+    user_agent: str = ""
+
+
+@dataclass(frozen=True)
+class Addresses:
+    """The addresses an update sets (at most one per family)."""
+
+    ipv4: str = ""  # "" = leave that family alone
+    ipv6: str = ""
+
+    def shown(self) -> str:
+        return ",".join(a for a in (self.ipv4, self.ipv6) if a)
+
+
+def parse_hostnames(raw: str | None, default: str) -> list[str] | None:
+    """The hostname list as sent (``None`` when more than 20). Absent, empty or ``YES`` (some clients
+    send that) means the account's own name, as deSEC does."""
+    items = [h.strip() for h in (raw or "").split(",") if h.strip()]
+    if not items or (len(items) == 1 and items[0].upper() == "YES"):
+        return [default]
+    return items if len(items) <= MAX_HOSTNAMES else None
+
+
+def hostname_code(raw: str, account: Account) -> str | None:
+    """``None`` when ``raw`` is one of the account's names, else its per-host error code."""
+    try:
+        name = validate.hostname(raw)
+    except validate.ValidationError:
+        return "notfqdn"
+    if "." not in name:
+        return "notfqdn"
+    return None if name in account.names else "nohost"
+
+
+def _usable(addr: str) -> str:
+    """Refuse what can never be a published host address (loopback stays allowed: operators park
+    names on 127.0.0.x)."""
+    ip = ipaddress.ip_address(addr)
+    if ip.is_unspecified or ip.is_multicast or ip.is_link_local or getattr(ip, "scope_id", None):
+        raise BadIP(f"{addr} is not a global host address")
+    return addr
+
+
+def parse_addresses(params: Mapping[str, str], source: str | None) -> Addresses:
+    """Addresses to set from ``myip`` (one or a comma list of both families, either order),
+    ``myipv4`` and ``myipv6``; ``preserve`` names a family without changing it. When no address is
+    named at all, the connection's source address is used for its own family."""
+    found: dict[int, str] = {}
+    named = False
+
+    def add(value: str, family: int | None) -> None:
+        nonlocal named
+        value = value.strip()
+        if not value:
+            return
+        named = True
+        if value.lower() == "preserve":
+            return
+        try:
+            fam, addr = validate.ip_any(value)
+        except validate.ValidationError:
+            raise BadIP(f"{value[:60]!r} is not an IP address") from None
+        if family is not None and fam != family:
+            raise BadIP(f"{addr} is not an IPv{family} address")
+        if found.get(fam, addr) != addr:
+            raise BadIP(f"two different IPv{fam} addresses")
+        found[fam] = _usable(addr)
+
+    myip = params.get("myip", "")
+    if myip.count(",") > 1:
+        raise BadIP("myip has more than two addresses")
+    for item in myip.split(","):
+        add(item, None)
+    add(params.get("myipv4", ""), 4)
+    add(params.get("myipv6", ""), 6)
+    if not named:
+        if not source:
+            raise BadIP("no address given and no usable source address")
+        fam, addr = validate.ip_any(source)
+        ip = ipaddress.ip_address(addr)
+        if ip.is_loopback or ip.is_unspecified or ip.is_link_local or ip.is_multicast:
+            raise BadIP(f"no address given and the source {addr} is not public (untrusted proxy?)")
+        found[fam] = addr
+    return Addresses(ipv4=found.get(4, ""), ipv6=found.get(6, ""))
+
+
+def client_address(
+    remote_addr: str | None,
+    headers: Mapping[str, str],
+    trusted: Networks,
+) -> str | None:
+    """The client's address: the peer, or, when the peer is a trusted proxy, the right-most address in
+    ``X-Forwarded-For`` that is not itself a trusted proxy (else ``X-Real-IP``)."""
+    try:
+        _, peer = validate.ip_any(remote_addr or "")
+    except validate.ValidationError:
+        return None
+
+    def is_trusted(addr: str) -> bool:
+        ip = ipaddress.ip_address(addr)
+        return any(ip in net for net in trusted)
+
+    if not trusted or not is_trusted(peer):
+        return peer
+    xff = headers.get("X-Forwarded-For", "")
+    hops: list[str] = []
+    for part in xff.split(","):
+        try:
+            hops.append(validate.ip_any(part)[1])
+        except validate.ValidationError:
+            hops = []  # a garbled chain is not believed at all
+            break
+    for hop in reversed(hops):
+        if not is_trusted(hop):
+            return hop
+    if hops:
+        return hops[0]
+    try:
+        return validate.ip_any(headers.get("X-Real-IP", ""))[1]
+    except validate.ValidationError:
+        return peer
+
+
+def source_subject(addr: str | None) -> str:
+    """Rate-limit subject for a source: the IPv4 address, or the IPv6 /64 (one customer's LAN)."""
+    if not addr:
+        return "unknown"
+    ip = ipaddress.ip_address(addr)
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{addr}/64", strict=False))
+    return addr
+
+
+def trusted_networks(cidrs: tuple[str, ...]) -> Networks:
+    """``HBDNS_UPDATE_TRUSTED_PROXIES`` as networks (the settings already refused bad ones)."""
+    return tuple(ipaddress.ip_network(n, strict=False) for n in cidrs)

@@ -1,0 +1,54 @@
+"""Rate limits of the update API: GCRA buckets in Redis, so every process enforces one limit.
+
+One script per check, on Redis ``TIME``: processes on several hosts agree without clock sync, and a
+check-and-take is atomic. Failed logins count per source (IPv6 per /64) and are checked *before*
+the slow password hash; updates count per account.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis import Redis
+
+# GCRA on one key holding the "theoretical arrival time" (ms, Redis clock).
+# KEYS: bucket ; ARGV: interval_ms burst take(1|0) -> 0 when allowed, else ms until the next one is.
+_GCRA = r"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tolerance = interval * (tonumber(ARGV[2]) - 1)
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local wait = tat - now - tolerance
+if wait > 0 then return math.floor(wait) end
+if ARGV[3] == '1' then
+  local new = math.floor(tat + interval)
+  redis.call('SET', KEYS[1], string.format('%d', new), 'PX', math.max(new - now, 1))
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Limit:
+    """``burst`` events at once, then ``per_minute`` sustained."""
+
+    per_minute: float
+    burst: int
+
+    @property
+    def interval_ms(self) -> int:
+        return max(1, int(60_000 / self.per_minute))
+
+
+class RateLimiter:
+    """Shared buckets in Redis, so every update API process enforces one limit."""
+
+    def __init__(self, r: Redis) -> None:
+        self._script = r.register_script(_GCRA)
+
+    def check(self, key: str, limit: Limit, *, take: bool = True) -> float:
+        """0 when allowed (and counted when ``take``), else seconds until the next event is allowed."""
+        wait = int(self._script(keys=[key], args=[limit.interval_ms, limit.burst, "1" if take else "0"]))
+        return wait / 1000.0
