@@ -90,14 +90,14 @@ def test_ddclient_updates_the_account_and_pdns_answers_it(
     assert real_redis.hget(keys.account(account.id), "ipv4") == "127.0.0.1"
 
     # use=ip: the address as the operator configures it; pdns then answers it
-    out = _ddclient(api, tmp_path, "ip", "use=ip, ip=203.0.113.7")
-    assert "good: IP address set to 203.0.113.7" in out
-    assert real_redis.hget(keys.account(account.id), "ipv4") == "203.0.113.7"
-    pdns.wait_answer(HOST, "A", {"203.0.113.7"})
+    out = _ddclient(api, tmp_path, "ip", "use=ip, ip=203.0.114.7")
+    assert "good: IP address set to 203.0.114.7" in out
+    assert real_redis.hget(keys.account(account.id), "ipv4") == "203.0.114.7"
+    pdns.wait_answer(HOST, "A", {"203.0.114.7"})
 
     # a forced resend of the same address is nochg, and still refreshes the expiry plan's liveness
     real_redis.pexpire(keys.alive(account.id), 2000)
-    out = _ddclient(api, tmp_path, "ip", "use=ip, ip=203.0.113.7", "-force")
+    out = _ddclient(api, tmp_path, "ip", "use=ip, ip=203.0.114.7", "-force")
     assert "nochg" in out and "FAILED" not in out
     assert real_redis.pttl(keys.alive(account.id)) > 1_700_000  # business-c: 30 minutes
     assert "ddclient/3" in api.log_text()  # the update was logged, with the client's agent...
@@ -111,7 +111,7 @@ def test_ddclient_reports_a_wrong_password(
     api = update_api()
     conf = tmp_path / "bad.conf"
     conf.write_text(
-        f"daemon=0\nssl=no\nprotocol=dyndns2\nuse=ip, ip=203.0.113.8\nserver=127.0.0.1:{api.port}\n"
+        f"daemon=0\nssl=no\nprotocol=dyndns2\nuse=ip, ip=203.0.114.8\nserver=127.0.0.1:{api.port}\n"
         f"login={HOST}\npassword='wrong'\n{HOST}\n"
     )
     conf.chmod(0o600)
@@ -145,11 +145,11 @@ def test_router_style_curl_calls(
         f"{HOST}:{PW}",
         "-A",
         "Fritz!Box DDNS/1.0.1",
-        f"{api.url}/nic/update?hostname={HOST}&myip=203.0.113.9,2001:db8::9",
+        f"{api.url}/nic/update?hostname={HOST}&myip=203.0.114.9,2001:db9::9",
     )
-    assert (code, body) == (200, "good 203.0.113.9,2001:db8::9\n")
+    assert (code, body) == (200, "good 203.0.114.9,2001:db9::9\n")
     state = real_redis.hgetall(keys.account(account.id))
-    assert (state["ipv4"], state["ipv6"], state["state"]) == ("203.0.113.9", "2001:db8::9", "live")
+    assert (state["ipv4"], state["ipv6"], state["state"]) == ("203.0.114.9", "2001:db9::9", "live")
 
     # routers that cannot do Basic auth put the credentials in the query (and send no agent at all)
     code, body = _curl(
@@ -159,18 +159,18 @@ def test_router_style_curl_calls(
         "--data-urlencode",
         f"hostname={HOST}",
         "--data-urlencode",
-        "myip=2001:db8::9,203.0.113.10",
+        "myip=2001:db9::9,203.0.114.10",
         "--data-urlencode",
         f"username={account.id}",
         "--data-urlencode",
         f"password={PW}",
         f"{api.url}/nic/update",
     )
-    assert (code, body) == (200, "good 203.0.113.10,2001:db8::9\n")
+    assert (code, body) == (200, "good 203.0.114.10,2001:db9::9\n")
 
-    code, body = _curl("-u", f"{HOST}:nope", f"{api.url}/v3/update?hostname={HOST}&myip=203.0.113.11")
+    code, body = _curl("-u", f"{HOST}:nope", f"{api.url}/v3/update?hostname={HOST}&myip=203.0.114.11")
     assert (code, body) == (401, "badauth\n")
-    assert real_redis.hget(keys.account(account.id), "ipv4") == "203.0.113.10"
+    assert real_redis.hget(keys.account(account.id), "ipv4") == "203.0.114.10"
 
     code, body = _curl(f"{api.url}/nic/checkip")
     assert code == 200 and "Current IP Address: 127.0.0.1" in body
