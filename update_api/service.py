@@ -12,9 +12,9 @@ Decisions worth knowing:
 - The password hash runs whether or not the account exists, so timing tells nothing; failed logins
   are limited per (source, account), per source and per account before it runs, and counted only
   when it failed (:mod:`update_api.ratelimit`).
-- A refused update (``badip``, ``nohost``, ``notfqdn``, ``numhost``) writes nothing, rate limits
-  included: the per-account update limit is taken and the source remembered as known only right
-  before the update is applied.
+- A refused update (``badip``, ``nohost``, ``notfqdn``, ``numhost``, ``abuse``) writes nothing, rate
+  limits included: the per-account update limit is taken and the source remembered as known only
+  right before the update is applied.
 - Non-public addresses (:meth:`~update_api.parsing.Addresses.non_public`) need a zone that allows
   them; the zone is read only then.
 """
@@ -143,11 +143,11 @@ class UpdateService:
         if plan is None:
             log.error("account has an unknown plan", extra={"account": account.id, "plan": account.plan})
             return Reply.code("911")
-        self.logins.accepted(who)
         wait = self.limiter.check(keys.ratelimit("update", str(account.id)), self.account_limit)
         if wait:
             log.info("update rate-limited", extra={"account": account.id, "source": req.source})
             return Reply.code("abuse", retry_after(wait))
+        self.logins.accepted(who)
         result = self.store.liveness.beat(
             BeatRequest(
                 account_id=account.id,

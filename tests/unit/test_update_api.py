@@ -547,9 +547,11 @@ def test_bursts_pass_sustained_misuse_gets_abuse(make_api: Callable[..., Api]) -
     assert _text(api.get(f"hostname={HOST}&myipv6=2001:db9::70", source="2001:db9::1")) == "good 2001:db9::70\n"
     assert _text(api.get(f"hostname={ALIAS}&myip=203.0.114.70")).startswith("nochg")
     assert _text(api.get(f"hostname={HOST}&myip=203.0.114.70")).startswith("nochg")
-    resp = api.get(f"hostname={HOST}&myip=203.0.114.71")
+    before = redis_snapshot(api.r)
+    resp = api.get(f"hostname={HOST}&myip=203.0.114.71", source="198.51.101.71")  # a new source, too
     assert (resp.status_code, _text(resp)) == (429, "abuse\n")
     assert int(resp.headers["Retry-After"]) >= 1
+    assert redis_snapshot(api.r) == before  # not remembered as a known source either
     assert api.state()["ipv4"] == "203.0.114.70"
     # the limit is per account
     assert _text(api.get(f"hostname={OTHER}&myip=203.0.114.72", auth=(OTHER, OTHER_PW))) == "good 203.0.114.72\n"
