@@ -27,6 +27,8 @@ sysdeps:
 	command -v pdns_server >/dev/null || [ -x /usr/sbin/pdns_server ] || missing="$$missing pdns-server"; \
 	ls /usr/lib/*/pdns/libremotebackend.so >/dev/null 2>&1 || missing="$$missing pdns-backend-remote"; \
 	command -v ddclient >/dev/null || [ -x /usr/bin/ddclient ] || [ -x /usr/sbin/ddclient ] || missing="$$missing ddclient"; \
+	command -v inadyn >/dev/null || [ -x /usr/sbin/inadyn ] || missing="$$missing inadyn"; \
+	command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing="$$missing iproute2"; \
 	command -v dig >/dev/null || missing="$$missing dnsutils"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	if [ -n "$$missing" ]; then \

@@ -152,8 +152,13 @@ class Settings:
     update_threads: int = _setting("8", _positive_int)
     update_account_rate: float = _setting("6", _positive_float)
     update_account_burst: int = _setting("20", _positive_int)
-    update_authfail_rate: float = _setting("1", _positive_float)
+    update_authfail_rate: float = _setting("1", _positive_float)  # per (source, account)
     update_authfail_burst: int = _setting("10", _positive_int)
+    update_authfail_source_rate: float = _setting("10", _positive_float)  # per source, any accounts
+    update_authfail_source_burst: int = _setting("100", _positive_int)
+    update_authfail_account_rate: float = _setting("3", _positive_float)  # per account, any sources
+    update_authfail_account_burst: int = _setting("30", _positive_int)
+    update_known_source_ttl: int = _setting("2592000", _positive_int)
     update_blocked_agents: tuple[str, ...] = _setting("", _list)
 
     # Liveness sweeper (hbdns-sweeper)

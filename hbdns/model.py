@@ -56,6 +56,9 @@ class Zone:
     soa_ttl: int = 60
     ns_ttl: int = 3600
     records: tuple[StaticRecord, ...] = ()
+    # Labs only: let updates publish non-public addresses (loopback, RFC 1918, documentation, ...).
+    # Zones stored before the field existed read as False, the safe default: no migration needed.
+    allow_private: bool = False
     created: float = 0.0
     updated: float = 0.0
 
@@ -63,6 +66,7 @@ class Zone:
         d = asdict(self)
         d["ns"] = json.dumps(list(self.ns))
         d["records"] = json.dumps([asdict(r) for r in self.records])
+        d["allow_private"] = "1" if self.allow_private else "0"
         return {k: str(v) for k, v in d.items()}
 
     @classmethod
@@ -82,6 +86,7 @@ class Zone:
             soa_ttl=int(h.get("soa_ttl", 60)),
             ns_ttl=int(h.get("ns_ttl", 3600)),
             records=tuple(StaticRecord(**r) for r in json.loads(h.get("records", "[]"))),
+            allow_private=h.get("allow_private", "0") == "1",
             created=float(h.get("created", 0)),
             updated=float(h.get("updated", 0)),
         )

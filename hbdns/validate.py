@@ -55,6 +55,80 @@ def ip_any(value: str) -> tuple[int, str]:
     return addr.version, str(addr)
 
 
+# What an address is when it is not public unicast, from IANA's IPv4 and IPv6 Special-Purpose Address
+# Registries (plus multicast, and for IPv6 everything outside 2000::/3, the only block IANA allocates
+# for global unicast). The registry's "globally reachable" anycast entries (AS112, AMT, PCP/TURN) are
+# services, never a customer's host, so they are listed too. Most specific first.
+_Net = ipaddress.IPv4Network | ipaddress.IPv6Network
+_V4_CLASSES: tuple[tuple[_Net, str], ...] = tuple(
+    (ipaddress.ip_network(net), cls)
+    for net, cls in (
+        ("0.0.0.0/32", "unspecified"),
+        ("0.0.0.0/8", "this network"),
+        ("10.0.0.0/8", "private"),
+        ("100.64.0.0/10", "shared (CGNAT)"),
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", "link-local"),
+        ("172.16.0.0/12", "private"),
+        ("192.0.0.0/24", "IETF protocol assignment"),  # DS-Lite, PCP/TURN anycast, NAT64 discovery
+        ("192.0.2.0/24", "documentation"),
+        ("192.31.196.0/24", "anycast service"),  # AS112
+        ("192.52.193.0/24", "anycast service"),  # AMT
+        ("192.88.99.0/24", "6to4 relay anycast (deprecated)"),
+        ("192.168.0.0/16", "private"),
+        ("192.175.48.0/24", "anycast service"),  # AS112 direct delegation
+        ("198.18.0.0/15", "benchmarking"),
+        ("198.51.100.0/24", "documentation"),
+        ("203.0.113.0/24", "documentation"),
+        ("224.0.0.0/4", "multicast"),
+        ("255.255.255.255/32", "broadcast"),
+        ("240.0.0.0/4", "reserved"),
+    )
+)
+_V6_CLASSES: tuple[tuple[_Net, str], ...] = tuple(
+    (ipaddress.ip_network(net), cls)
+    for net, cls in (
+        ("::/128", "unspecified"),
+        ("::1/128", "loopback"),
+        ("::/96", "IPv4-compatible (deprecated)"),
+        ("64:ff9b::/96", "IPv4/IPv6 translation"),
+        ("64:ff9b:1::/48", "IPv4/IPv6 translation"),
+        ("100::/64", "discard-only"),
+        ("100:0:0:1::/64", "reserved"),  # dummy prefix (RFC 9780)
+        ("2001::/32", "Teredo"),
+        ("2001:2::/48", "benchmarking"),
+        ("2001::/23", "IETF protocol assignment"),  # ORCHID, AMT, AS112, PCP/TURN anycast, ...
+        ("2001:db8::/32", "documentation"),
+        ("2002::/16", "6to4"),
+        ("2620:4f:8000::/48", "anycast service"),  # AS112 direct delegation
+        ("3fff::/20", "documentation"),
+        ("fc00::/7", "private"),  # unique local
+        ("fe80::/10", "link-local"),
+        ("fec0::/10", "site-local (deprecated)"),
+        ("ff00::/8", "multicast"),
+    )
+)
+_V6_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
+
+
+def address_class(value: str) -> str:
+    """``""`` for a public unicast address, else what it is instead ("loopback", "private",
+    "documentation", ...: the IANA special-purpose class). Our own table rather than the stdlib's
+    ``is_global``, whose answers change between Python versions and which calls 6to4 and NAT64 forms
+    of private addresses, ``fec0::/10`` and ``3fff::/20`` global. IPv4-mapped IPv6 is classed as its
+    IPv4 address; a scoped IPv6 address (``%eth0``) is "scoped"."""
+    addr = ipaddress.ip_address(value.strip())
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.scope_id:
+            return "scoped"
+        if addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+    if isinstance(addr, ipaddress.IPv4Address):
+        return next((cls for net, cls in _V4_CLASSES if addr in net), "")
+    found = next((cls for net, cls in _V6_CLASSES if addr in net), "")
+    return found or ("" if addr in _V6_GLOBAL_UNICAST else "reserved")
+
+
 def email(value: str) -> str:
     text = value.strip()
     local, sep, domain = text.rpartition("@")

@@ -145,7 +145,7 @@ def write_procfile(var: Path, backend_port: int) -> list[str]:
 def seed_demo(var: Path, env: dict[str, str], dns_port: int) -> None:
     """Create the demo zone and account once, with a client config in var/demo-client.conf."""
     from admin.cli.main import main as cli
-    from hbdns import config
+    from hbdns import config, keys
 
     os.environ.update({k: v for k, v in env.items() if k.startswith("HBDNS_")})
     settings = config.load()
@@ -168,8 +168,12 @@ def seed_demo(var: Path, env: dict[str, str], dns_port: int) -> None:
                 "mx-backup A 192.0.2.25",
                 "--record",
                 "ns1 A 127.0.0.1",
+                "--allow-private-addresses",  # the demo updates to loopback addresses
             ]
         )
+    elif store.get_zone(DEMO_ZONE) is not None and not store.r.hexists(keys.zone(DEMO_ZONE), "allow_private"):
+        # a demo zone from before the option existed reads as "public only": keep the demo working
+        cli(["zone", "set", DEMO_ZONE, "--allow-private-addresses"])
     client_conf = var / "demo-client.conf"
     if store.account_id_for(DEMO_HOST) is None:
         cli(

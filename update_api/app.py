@@ -5,6 +5,13 @@ test) built, so nothing is wired at import; the routes live on a blueprint and r
 through ``current_app``. Every answer, errors included, is text/plain with ``Cache-Control:
 no-store``; methods other than GET/POST get ``badagent`` (405), as in Dyn's specification, and
 a Redis outage answers ``dnserr`` (503) so clients retry later.
+
+``/nic/checkip`` reports only a public unicast source. Anything else (loopback behind a proxy that
+is not in ``HBDNS_UPDATE_TRUSTED_PROXIES``, a private or CGNAT address) answers 503 with no address
+anywhere in the reply: ddclient 3.10 scans the whole reply, headers included, for the first address
+whatever the status (4.x wants a 2xx), and inadyn 2.10 wants a 200, then falls back to its built-in
+checkip server. Either way no client publishes the wrong address. There is no zone to allow private
+sources here: checkip is unauthenticated.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from redis import RedisError
 from werkzeug.exceptions import HTTPException
 
+from hbdns import validate
 from hbdns.logs import RateLimitedLog
 from update_api.answers import Reply
 from update_api.parsing import UpdateRequest, client_address, trusted_networks
@@ -25,7 +33,9 @@ log = logging.getLogger(__name__)
 MAX_QUERY = 8192  # bytes of query string (20 names of 253 characters fit)
 MAX_BODY = 8192  # bytes of a POST body
 CHECKIP_HTML = "<html><head><title>Current IP Check</title></head><body>Current IP Address: {ip}</body></html>"
+CHECKIP_UNKNOWN = "unknown (no public address seen; ask your provider)"
 EXTENSION = "hbdns_update"
+CHECKIP_LOG = "hbdns_checkip_log"
 
 bp = Blueprint("update", __name__)
 
@@ -38,6 +48,7 @@ def create_app(service: UpdateService) -> Flask:
         HBDNS_TRUSTED_PROXIES=trusted_networks(service.settings.update_trusted_proxies),
     )
     app.extensions[EXTENSION] = service
+    app.extensions[CHECKIP_LOG] = RateLimitedLog(log, 60.0)
     app.register_blueprint(bp)
     redis_log = RateLimitedLog(log, 10.0)
 
@@ -107,6 +118,18 @@ def update() -> Response:
 @bp.route("/nic/checkip", methods=["GET"])
 @bp.route("/checkip", methods=["GET"])
 def checkip() -> Response:
-    resp = Response(CHECKIP_HTML.format(ip=_source() or ""), mimetype="text/html")
+    source = _source() or ""
+    cls = validate.address_class(source) if source else "missing"
+    if cls:
+        current_app.extensions[CHECKIP_LOG].log(
+            logging.WARNING,
+            cls,
+            "checkip: the source is not a public address (proxy missing from HBDNS_UPDATE_TRUSTED_PROXIES?)",
+            source=source,
+            address_class=cls,
+        )
+        resp = Response(CHECKIP_HTML.format(ip=CHECKIP_UNKNOWN), status=503, mimetype="text/html")
+    else:
+        resp = Response(CHECKIP_HTML.format(ip=source), mimetype="text/html")
     resp.headers["Cache-Control"] = "no-cache"
     return resp

@@ -3,6 +3,10 @@
 It listens on ``HBDNS_UPDATE_HOST``/``HBDNS_UPDATE_PORT`` (a different port from the private pdns
 backend) with ``HBDNS_UPDATE_THREADS`` workers. Header and body sizes are capped in waitress too, so
 an oversized request is refused before the app reads it. SIGTERM stops it cleanly.
+
+Waitress 3 deletes ``X-Forwarded-For`` unless its own single ``trusted_proxy`` sent it; the app
+decides instead, from the CIDR list ``HBDNS_UPDATE_TRUSTED_PROXIES``
+(:func:`update_api.parsing.client_address`), so waitress is told to keep the headers.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ def main() -> int:
         max_request_header_size=MAX_QUERY + 8192,
         max_request_body_size=MAX_BODY,
         channel_timeout=30,
+        clear_untrusted_proxy_headers=False,
     )
     signal.signal(signal.SIGTERM, _stop)
     log.info(

@@ -3,8 +3,12 @@
 Decisions worth knowing:
 
 - An update that names only one address family (``myip=<v4>``, ``myipv6=...``, ``preserve``) leaves
-  the other alone; the connection's address is used only when no address is named at all, and never
-  when it is loopback (an untrusted local proxy would otherwise publish 127.0.0.1 for everyone).
+  the other alone; the connection's address is used only when no address is named at all.
+- Every address an update would publish, the connection's included, must be public unicast
+  (:func:`hbdns.validate.address_class`); a zone may allow the others for labs
+  (``allow_private``), except those no host can be reached at through DNS
+  (:data:`NEVER_PUBLISHED`). Behind an untrusted proxy the source is loopback or private, so a
+  misconfiguration answers ``badip`` instead of publishing 127.0.0.1.
 - A malformed address is refused (``badip``, HE.net's code) instead of Dyn's "fall back to the source
   address": a typo must not publish a wrong address for a backup-MX customer.
 - Proxy headers are believed only from ``HBDNS_UPDATE_TRUSTED_PROXIES``, and then only their
@@ -26,6 +30,9 @@ MAX_PASSWORD = 256
 YES = ("yes", "true", "on", "1")
 
 Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+# Address classes refused even where a zone allows private addresses: nothing answers there.
+NEVER_PUBLISHED = frozenset({"unspecified", "this network", "multicast", "broadcast", "link-local", "scoped"})
 
 
 class BadIP(ValueError):
@@ -49,9 +56,21 @@ class Addresses:
 
     ipv4: str = ""  # "" = leave that family alone
     ipv6: str = ""
+    from_source: bool = False  # no address was named: this is the connection's
 
     def shown(self) -> str:
         return ",".join(a for a in (self.ipv4, self.ipv6) if a)
+
+    def non_public(self) -> str:
+        """``""`` when every address is public unicast, else why not (for the log), e.g.
+        ``"10.0.0.1 is private"``; only a zone that allows private addresses takes these."""
+        for addr in (self.ipv4, self.ipv6):
+            cls = validate.address_class(addr) if addr else ""
+            if cls and self.from_source:
+                return f"no address given and the source {addr} is {cls} (untrusted proxy?)"
+            if cls:
+                return f"{addr} is {cls}"
+        return ""
 
 
 def parse_hostnames(raw: str | None, default: str) -> list[str] | None:
@@ -74,19 +93,20 @@ def hostname_code(raw: str, account: Account) -> str | None:
     return None if name in account.names else "nohost"
 
 
-def _usable(addr: str) -> str:
-    """Refuse what can never be a published host address (loopback stays allowed: operators park
-    names on 127.0.0.x)."""
-    ip = ipaddress.ip_address(addr)
-    if ip.is_unspecified or ip.is_multicast or ip.is_link_local or getattr(ip, "scope_id", None):
-        raise BadIP(f"{addr} is not a global host address")
+def _publishable(addr: str, what: str = "") -> str:
+    """``addr``, unless it is of a class no zone may publish."""
+    cls = validate.address_class(addr)
+    if cls in NEVER_PUBLISHED:
+        raise BadIP(f"{what}{addr} is {cls}: never a host address")
     return addr
 
 
 def parse_addresses(params: Mapping[str, str], source: str | None) -> Addresses:
     """Addresses to set from ``myip`` (one or a comma list of both families, either order),
     ``myipv4`` and ``myipv6``; ``preserve`` names a family without changing it. When no address is
-    named at all, the connection's source address is used for its own family."""
+    named at all, the connection's source address is used for its own family. Raises
+    :class:`BadIP` for what no zone can publish; :meth:`Addresses.non_public` says what only a zone
+    allowing private addresses can."""
     found: dict[int, str] = {}
     named = False
 
@@ -106,7 +126,7 @@ def parse_addresses(params: Mapping[str, str], source: str | None) -> Addresses:
             raise BadIP(f"{addr} is not an IPv{family} address")
         if found.get(fam, addr) != addr:
             raise BadIP(f"two different IPv{fam} addresses")
-        found[fam] = _usable(addr)
+        found[fam] = _publishable(addr)
 
     myip = params.get("myip", "")
     if myip.count(",") > 1:
@@ -119,11 +139,8 @@ def parse_addresses(params: Mapping[str, str], source: str | None) -> Addresses:
         if not source:
             raise BadIP("no address given and no usable source address")
         fam, addr = validate.ip_any(source)
-        ip = ipaddress.ip_address(addr)
-        if ip.is_loopback or ip.is_unspecified or ip.is_link_local or ip.is_multicast:
-            raise BadIP(f"no address given and the source {addr} is not public (untrusted proxy?)")
-        found[fam] = addr
-    return Addresses(ipv4=found.get(4, ""), ipv6=found.get(6, ""))
+        found[fam] = _publishable(addr, "no address given and the source ")
+    return Addresses(ipv4=found.get(4, ""), ipv6=found.get(6, ""), from_source=not named)
 
 
 def client_address(

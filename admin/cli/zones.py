@@ -1,9 +1,9 @@
-"""``hbdns zone``: the zones the backend serves (add, list, show, remove)."""
+"""``hbdns zone``: the zones the backend serves (add, set, list, show, remove)."""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from admin.cli.output import Refused, emit, table
@@ -49,6 +49,7 @@ def zone_add(store: Store, args: argparse.Namespace) -> int:
         backup_mx=validate.hostname(backup_mx) if backup_mx else "",
         backup_mx_pref=args.backup_mx_pref or s.default_backup_mx_pref,
         records=tuple(parse_record(r, apex) for r in args.record or ()),
+        allow_private=bool(args.allow_private),
     )
     zone = store.add_zone(zone)
     emit(
@@ -59,6 +60,33 @@ def zone_add(store: Store, args: argparse.Namespace) -> int:
         "or at once after `pdns_control rediscover` on each pdns server.",
     )
     return 0
+
+
+def zone_set(store: Store, args: argparse.Namespace) -> int:
+    """Change options of an existing zone; options not given stay as they are."""
+    changes: dict[str, Any] = {}
+    if args.allow_private is not None:
+        changes["allow_private"] = bool(args.allow_private)
+    if not changes:
+        raise Refused("nothing to change (see hbdns zone set --help)")
+    zone = store.get_zone(args.apex)
+    if zone is None:
+        raise StoreError(f"no zone {args.apex}")
+    zone = store.update_zone(replace(zone, **changes))
+    shown = ", ".join(f"{k}={v}" for k, v in changes.items())
+    emit(args, asdict(zone), f"zone {zone.apex}: {shown}")
+    return 0
+
+
+def _allow_private(p: argparse.ArgumentParser, default: bool | None) -> None:
+    p.add_argument(
+        "--allow-private-addresses",
+        dest="allow_private",
+        action=argparse.BooleanOptionalAction,
+        default=default,
+        help="labs only: let updates publish non-public addresses (loopback, RFC 1918, CGNAT, "
+        "documentation, ...); off by default",
+    )
 
 
 def zone_list(store: Store, args: argparse.Namespace) -> int:
@@ -107,7 +135,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--backup-mx", help="the provider's backup MX host")
     p.add_argument("--backup-mx-pref", type=int)
     p.add_argument("--record", action="append", help="static record 'NAME TYPE CONTENT [TTL]' (repeatable)")
+    _allow_private(p, False)
     p.set_defaults(func=zone_add)
+    p = zone.add_parser("set", parents=[common])
+    p.add_argument("apex")
+    _allow_private(p, None)
+    p.set_defaults(func=zone_set)
     zone.add_parser("list", parents=[common]).set_defaults(func=zone_list)
     p = zone.add_parser("show", parents=[common])
     p.add_argument("apex")

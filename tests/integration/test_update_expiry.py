@@ -63,12 +63,12 @@ def test_expiry_plan_neutralizes_without_update_and_recovers_on_the_next(
 ) -> None:
     store, accounts, pdns, api = stack
     for i, account in enumerate(accounts):
-        assert _update(api, account.fqdn, f"203.0.113.{20 + i}") == (200, f"good 203.0.113.{20 + i}\n")
+        assert _update(api, account.fqdn, f"203.0.114.{20 + i}") == (200, f"good 203.0.114.{20 + i}\n")
     updated = time.monotonic()
     for i, account in enumerate(accounts):
         plan_ms = store.plans[account.plan].expiry_ms
         assert 0 < real_redis.pttl(keys.alive(account.id)) <= plan_ms  # the plan's expiry, not a default
-        pdns.wait_answer(account.fqdn, "A", {f"203.0.113.{20 + i}"}, timeout=EXPIRY_S - 0.5)
+        pdns.wait_answer(account.fqdn, "A", {f"203.0.114.{20 + i}"}, timeout=EXPIRY_S - 0.5)
 
     # no update: the alive key expires exactly at the plan's expiry and pdns answers neutral
     for account in accounts:
@@ -82,8 +82,8 @@ def test_expiry_plan_neutralizes_without_update_and_recovers_on_the_next(
 
     # the next update brings it back: good (the answer changed), recorded as neutralized + recovered
     for i, account in enumerate(accounts):
-        assert _update(api, account.fqdn, f"203.0.113.{20 + i}") == (200, f"good 203.0.113.{20 + i}\n")
-        pdns.wait_answer(account.fqdn, "A", {f"203.0.113.{20 + i}"}, timeout=EXPIRY_S - 0.5)
+        assert _update(api, account.fqdn, f"203.0.114.{20 + i}") == (200, f"good 203.0.114.{20 + i}\n")
+        pdns.wait_answer(account.fqdn, "A", {f"203.0.114.{20 + i}"}, timeout=EXPIRY_S - 0.5)
         log = [e["type"] for e in reversed(store.account_log(account.id))]
         assert log[-4:] == ["recovered", "ip_changed", "neutralized", "recovered"]
         assert store.account_log(account.id)[1]["reason"] == "missed"

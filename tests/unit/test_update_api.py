@@ -1,24 +1,34 @@
-"""The dyndns2 update API through Flask's test client on fakeredis (whose Lua runs the beat script)."""
+"""The dyndns2 update API through Flask's test client on fakeredis (whose Lua runs the beat script).
+
+Addresses: 203.0.114.0/24, 198.51.101.0/24 and 2001:db9::/32 sit right next to the documentation
+ranges but are public unicast, which the update API requires (documentation ranges get ``badip``).
+"""
 
 from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import pytest
 import redis
 from flask.testing import FlaskClient
 
-from hbdns import config, keys
+from hbdns import config, keys, validate
 from hbdns.connection import connect
 from hbdns.model import Account, Zone
+from hbdns.passwords import hash_password
 from hbdns.purge import Purger
 from hbdns.store import Store
 from tests.support.servers import free_port
+from tests.support.update_api import redis_snapshot
+from tests.unit.test_address_class import NON_PUBLIC
+from update_api import service as service_module
 from update_api.app import create_app
-from update_api.parsing import parse_addresses
+from update_api.parsing import NEVER_PUBLISHED, parse_addresses
 from update_api.service import UpdateService
 
 ZONE = "dyn.example.net"
@@ -27,7 +37,7 @@ ALIAS = f"www.{ZONE}"
 OTHER = f"other.{ZONE}"
 PW = "s3cret-Pässword"
 OTHER_PW = "other-password"
-CLIENT = "198.51.100.9"
+CLIENT = "198.51.101.9"
 
 
 class RecordingPurger(Purger):
@@ -80,12 +90,20 @@ class Api:
     def events(self, kind: str | None = None) -> list[dict[str, str]]:
         return [f for _, f in self.r.xrange(keys.events()) if kind is None or f["type"] == kind]
 
+    def allow_private(self, allow: bool = True) -> None:
+        zone = self.store.get_zone(ZONE)
+        assert zone is not None
+        self.store.update_zone(replace(zone, allow_private=allow))
+
 
 def _store_with_accounts(r: redis.Redis, settings: config.Settings) -> tuple[Account, Account]:
     store = Store(r, settings)
     store.add_zone(Zone(apex=ZONE, ns=("ns1.example.net",), hostmaster="hm.example.net", neutral_ipv4="192.0.2.1"))
-    a = store.add_account(store.new_account(HOST, "setip-c", aliases=[ALIAS], password=PW))
-    b = store.add_account(store.new_account(OTHER, "business-c", password=OTHER_PW))
+    # a cheap scrypt cost: these tests are about the protocol (the service reads the cost from the hash)
+    a = store.new_account(HOST, "setip-c", aliases=[ALIAS])
+    b = store.new_account(OTHER, "business-c")
+    a = store.add_account(replace(a, pw_hash=hash_password(PW, n=16)))
+    b = store.add_account(replace(b, pw_hash=hash_password(OTHER_PW, n=16)))
     return a, b
 
 
@@ -117,10 +135,10 @@ def _text(resp: Any) -> str:
 
 def test_good_then_nochg_and_every_update_refreshes_liveness(api: Api) -> None:
     serial = api.store.zone_serial(ZONE)
-    resp = api.get(f"hostname={HOST}&myip=203.0.113.7")
-    assert (resp.status_code, _text(resp)) == (200, "good 203.0.113.7\n")
+    resp = api.get(f"hostname={HOST}&myip=203.0.114.7")
+    assert (resp.status_code, _text(resp)) == (200, "good 203.0.114.7\n")
     st = api.state()
-    assert st["ipv4"] == "203.0.113.7" and st["state"] == "live"
+    assert st["ipv4"] == "203.0.114.7" and st["state"] == "live"
     assert 290_000 < api.alive_ms() <= 300_000  # setip-c: 5 minutes
     assert api.store.zone_serial(ZONE) > serial
     assert [e["type"] for e in api.events()][-2:] == ["recovered", "ip_changed"]
@@ -130,8 +148,8 @@ def test_good_then_nochg_and_every_update_refreshes_liveness(api: Api) -> None:
     api.r.pexpire(keys.alive(api.account.id), 1000)  # almost expired
     api.purger.purged.clear()
     n_events, serial = len(api.events()), api.store.zone_serial(ZONE)
-    resp = api.get(f"hostname={HOST}&myip=203.0.113.7")
-    assert (resp.status_code, _text(resp)) == (200, "nochg 203.0.113.7\n")
+    resp = api.get(f"hostname={HOST}&myip=203.0.114.7")
+    assert (resp.status_code, _text(resp)) == (200, "nochg 203.0.114.7\n")
     assert api.alive_ms() > 290_000  # nochg refreshed the expiry plan's liveness
     assert len(api.events()) == n_events and api.store.zone_serial(ZONE) == serial
     assert api.purger.purged == []
@@ -141,24 +159,24 @@ def test_good_then_nochg_and_every_update_refreshes_liveness(api: Api) -> None:
 @pytest.mark.parametrize("path", ["/nic/update", "/update", "/v3/update"])
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_every_update_path_and_method(api: Api, path: str, method: str) -> None:
-    resp = api.get(f"hostname={HOST}&myip=203.0.113.8", path=path, method=method)
-    assert (resp.status_code, _text(resp)) == (200, "good 203.0.113.8\n")
+    resp = api.get(f"hostname={HOST}&myip=203.0.114.8", path=path, method=method)
+    assert (resp.status_code, _text(resp)) == (200, "good 203.0.114.8\n")
 
 
 def test_post_form_body_is_read_too(api: Api) -> None:
-    resp = api.get(method="POST", data={"hostname": HOST, "myip": "203.0.113.9"})
-    assert _text(resp) == "good 203.0.113.9\n"
+    resp = api.get(method="POST", data={"hostname": HOST, "myip": "203.0.114.9"})
+    assert _text(resp) == "good 203.0.114.9\n"
 
 
 @pytest.mark.parametrize("user", [HOST, HOST.upper() + ".", "1", ALIAS])
 def test_username_is_the_fqdn_or_the_id(api: Api, user: str) -> None:
-    resp = api.get(f"hostname={HOST}&myip=203.0.113.10", auth=(user, PW))
-    assert _text(resp) == "good 203.0.113.10\n"
+    resp = api.get(f"hostname={HOST}&myip=203.0.114.10", auth=(user, PW))
+    assert _text(resp) == "good 203.0.114.10\n"
 
 
 def test_query_string_credentials_for_routers_without_basic_auth(api: Api) -> None:
-    resp = api.get(f"hostname={HOST}&myip=203.0.113.11&username={HOST}&password=s3cret-P%C3%A4ssword", auth=None)
-    assert (resp.status_code, _text(resp)) == (200, "good 203.0.113.11\n")
+    resp = api.get(f"hostname={HOST}&myip=203.0.114.11&username={HOST}&password=s3cret-P%C3%A4ssword", auth=None)
+    assert (resp.status_code, _text(resp)) == (200, "good 203.0.114.11\n")
 
 
 @pytest.mark.parametrize(
@@ -166,7 +184,7 @@ def test_query_string_credentials_for_routers_without_basic_auth(api: Api) -> No
     [None, (HOST, "wrong"), ("nobody.dyn.example.net", PW), ("999", PW), (OTHER, PW), ("", ""), ("x" * 300, PW)],
 )
 def test_badauth_is_401_with_a_challenge_and_changes_nothing(api: Api, auth: tuple[str, str] | None) -> None:
-    resp = api.get(f"hostname={HOST}&myip=203.0.113.12", auth=auth)
+    resp = api.get(f"hostname={HOST}&myip=203.0.114.12", auth=auth)
     assert (resp.status_code, _text(resp)) == (401, "badauth\n")
     assert resp.headers["WWW-Authenticate"].startswith("Basic")
     assert not api.state().get("ipv4") and api.alive_ms() < 0
@@ -178,11 +196,11 @@ def test_malformed_authorization_header_is_badauth(api: Api) -> None:
 
 
 def test_hostname_list_answers_one_line_per_name_in_order(api: Api) -> None:
-    resp = api.get(f"hostname={HOST},{ALIAS},nohost.{ZONE},{OTHER},nodot&myip=203.0.113.13")
+    resp = api.get(f"hostname={HOST},{ALIAS},nohost.{ZONE},{OTHER},nodot&myip=203.0.114.13")
     assert resp.status_code == 200  # some lines succeeded: the body is parsed line by line
     assert _text(resp).splitlines() == [
-        "good 203.0.113.13",
-        "good 203.0.113.13",
+        "good 203.0.114.13",
+        "good 203.0.114.13",
         "nohost",
         "nohost",  # another account's name: no "!yours" oracle
         "notfqdn",
@@ -192,22 +210,22 @@ def test_hostname_list_answers_one_line_per_name_in_order(api: Api) -> None:
 
 @pytest.mark.parametrize("query", ["", "hostname=", "hostname=YES"])
 def test_missing_hostname_means_the_accounts_own_name(api: Api, query: str) -> None:
-    resp = api.get(f"{query}&myip=203.0.113.14")
-    assert _text(resp) == "good 203.0.113.14\n"
+    resp = api.get(f"{query}&myip=203.0.114.14")
+    assert _text(resp) == "good 203.0.114.14\n"
 
 
 def test_unknown_hostname_alone_is_404_nohost(api: Api) -> None:
-    resp = api.get(f"hostname=nohost.{ZONE}&myip=203.0.113.15")
+    resp = api.get(f"hostname=nohost.{ZONE}&myip=203.0.114.15")
     assert (resp.status_code, _text(resp)) == (404, "nohost\n")
     assert api.alive_ms() < 0
 
 
 def test_twenty_hostnames_pass_twenty_one_are_numhost(api: Api) -> None:
-    resp = api.get("hostname=" + ",".join([HOST] * 20) + "&myip=203.0.113.16")
-    assert _text(resp).splitlines() == ["good 203.0.113.16"] + ["good 203.0.113.16"] * 19
-    resp = api.get("hostname=" + ",".join([HOST] * 21) + "&myip=203.0.113.17")
+    resp = api.get("hostname=" + ",".join([HOST] * 20) + "&myip=203.0.114.16")
+    assert _text(resp).splitlines() == ["good 203.0.114.16"] + ["good 203.0.114.16"] * 19
+    resp = api.get("hostname=" + ",".join([HOST] * 21) + "&myip=203.0.114.17")
     assert (resp.status_code, _text(resp)) == (400, "numhost\n")
-    assert api.state()["ipv4"] == "203.0.113.16"
+    assert api.state()["ipv4"] == "203.0.114.16"
 
 
 @pytest.mark.parametrize(
@@ -230,7 +248,7 @@ def test_twenty_hostnames_pass_twenty_one_are_numhost(api: Api) -> None:
     ],
 )
 def test_injection_attempts_in_hostname_are_notfqdn_and_not_echoed(api: Api, hostname: str) -> None:
-    resp = api.get(f"hostname={hostname}&myip=203.0.113.18")
+    resp = api.get(f"hostname={hostname}&myip=203.0.114.18")
     assert (resp.status_code, _text(resp)) == (400, "notfqdn\n")
     assert "X-Injected" not in resp.headers
     assert api.alive_ms() < 0 and not api.state().get("ipv4")
@@ -242,13 +260,13 @@ def test_injection_attempts_in_hostname_are_notfqdn_and_not_echoed(api: Api, hos
 @pytest.mark.parametrize(
     ("myip", "v4", "v6"),
     [
-        ("203.0.113.20,2001:db8::20", "203.0.113.20", "2001:db8::20"),
-        ("2001:db8::20,203.0.113.20", "203.0.113.20", "2001:db8::20"),  # v6,v4 order
-        ("2001:db8::20%2C%20203.0.113.20", "203.0.113.20", "2001:db8::20"),  # encoded comma, space
-        ("2001:DB8:0:0::20", "", "2001:db8::20"),  # normalised
-        ("::ffff:203.0.113.20", "203.0.113.20", ""),  # v4-mapped is v4
-        ("203.0.113.20,", "203.0.113.20", ""),  # FRITZ!Box without IPv6: <ip6addr> stays empty
-        (",2001:db8::20", "", "2001:db8::20"),  # ... and without IPv4
+        ("203.0.114.20,2001:db9::20", "203.0.114.20", "2001:db9::20"),
+        ("2001:db9::20,203.0.114.20", "203.0.114.20", "2001:db9::20"),  # v6,v4 order
+        ("2001:db9::20%2C%20203.0.114.20", "203.0.114.20", "2001:db9::20"),  # encoded comma, space
+        ("2001:DB9:0:0::20", "", "2001:db9::20"),  # normalised
+        ("::ffff:203.0.114.20", "203.0.114.20", ""),  # v4-mapped is v4
+        ("203.0.114.20,", "203.0.114.20", ""),  # FRITZ!Box without IPv6: <ip6addr> stays empty
+        (",2001:db9::20", "", "2001:db9::20"),  # ... and without IPv4
     ],
 )
 def test_myip_forms(api: Api, myip: str, v4: str, v6: str) -> None:
@@ -259,21 +277,21 @@ def test_myip_forms(api: Api, myip: str, v4: str, v6: str) -> None:
 
 
 def test_one_family_leaves_the_other_alone(api: Api) -> None:
-    api.get(f"hostname={HOST}&myip=203.0.113.21,2001:db8::21")
-    assert _text(api.get(f"hostname={HOST}&myipv6=2001:db8::22")) == "good 2001:db8::22\n"
-    assert (api.state()["ipv4"], api.state()["ipv6"]) == ("203.0.113.21", "2001:db8::22")
-    assert _text(api.get(f"hostname={HOST}&myip=203.0.113.23")) == "good 203.0.113.23\n"
-    assert (api.state()["ipv4"], api.state()["ipv6"]) == ("203.0.113.23", "2001:db8::22")
+    api.get(f"hostname={HOST}&myip=203.0.114.21,2001:db9::21")
+    assert _text(api.get(f"hostname={HOST}&myipv6=2001:db9::22")) == "good 2001:db9::22\n"
+    assert (api.state()["ipv4"], api.state()["ipv6"]) == ("203.0.114.21", "2001:db9::22")
+    assert _text(api.get(f"hostname={HOST}&myip=203.0.114.23")) == "good 203.0.114.23\n"
+    assert (api.state()["ipv4"], api.state()["ipv6"]) == ("203.0.114.23", "2001:db9::22")
     # deSEC's preserve: v6 named but kept, v4 set; the connection's address is not used
-    assert _text(api.get(f"hostname={HOST}&myip=203.0.113.24&myipv6=preserve")) == "good 203.0.113.24\n"
-    assert api.state()["ipv6"] == "2001:db8::22"
+    assert _text(api.get(f"hostname={HOST}&myip=203.0.114.24&myipv6=preserve")) == "good 203.0.114.24\n"
+    assert api.state()["ipv6"] == "2001:db9::22"
 
 
 def test_preserve_both_is_a_pure_keepalive(api: Api) -> None:
-    api.get(f"hostname={HOST}&myip=203.0.113.25,2001:db8::25")
+    api.get(f"hostname={HOST}&myip=203.0.114.25,2001:db9::25")
     api.r.pexpire(keys.alive(api.account.id), 1000)
     resp = api.get(f"hostname={HOST}&myip=preserve&myipv6=preserve")
-    assert _text(resp) == "nochg 203.0.113.25,2001:db8::25\n"
+    assert _text(resp) == "nochg 203.0.114.25,2001:db9::25\n"
     assert api.alive_ms() > 290_000
 
 
@@ -282,17 +300,17 @@ def test_preserve_both_is_a_pure_keepalive(api: Api) -> None:
     [
         "myip=300.1.1.1",
         "myip=not-an-ip",
-        "myip=203.0.113.1,203.0.113.2",
-        "myip=203.0.113.1,2001:db8::1,203.0.113.3",
+        "myip=203.0.114.1,203.0.114.2",
+        "myip=203.0.114.1,2001:db9::1,203.0.114.3",
         "myip=0.0.0.0",
         "myip=::",
         "myip=224.0.0.1",
         "myip=169.254.1.1",
         "myip=fe80::1",
-        "myipv6=2001:db8::1%25eth0",
-        "myipv6=203.0.113.1",
-        "myipv4=2001:db8::1",
-        "myip=203.0.113.1%0d%0aX:y",
+        "myipv6=2001:db9::1%25eth0",
+        "myipv6=203.0.114.1",
+        "myipv4=2001:db9::1",
+        "myip=203.0.114.1%0d%0aX:y",
         "myip=" + "1" * 5000,
     ],
 )
@@ -303,35 +321,94 @@ def test_bad_addresses_are_refused_and_change_nothing(api: Api, query: str) -> N
 
 
 def test_without_myip_the_source_address_is_used(api: Api) -> None:
-    assert _text(api.get(f"hostname={HOST}", source="198.51.100.30")) == "good 198.51.100.30\n"
-    assert _text(api.get(f"hostname={HOST}&myip=", source="2001:db8:1::30")) == "good 2001:db8:1::30\n"
+    assert _text(api.get(f"hostname={HOST}", source="198.51.101.30")) == "good 198.51.101.30\n"
+    assert _text(api.get(f"hostname={HOST}&myip=", source="2001:db9:1::30")) == "good 2001:db9:1::30\n"
     st = api.state()
-    assert (st["ipv4"], st["ipv6"]) == ("198.51.100.30", "2001:db8:1::30")
+    assert (st["ipv4"], st["ipv6"]) == ("198.51.101.30", "2001:db9:1::30")
 
 
-def test_loopback_source_is_not_published(api: Api) -> None:
-    resp = api.get(f"hostname={HOST}", source="127.0.0.1")
+def _as_query(addr: str, how: str) -> tuple[str, str]:
+    """(query, source) sending ``addr`` as myip, as its family's own parameter, or as the source."""
+    v6 = ":" in addr and validate.ip_any(addr.split("%")[0])[0] == 6
+    enc = addr.replace("%", "%25")
+    if how == "myip":
+        return f"hostname={HOST}&myip={enc}", CLIENT
+    if how == "family":
+        return f"hostname={HOST}&{'myipv6' if v6 else 'myipv4'}={enc}", CLIENT
+    return f"hostname={HOST}", addr  # no address named: the connection's is used
+
+
+@pytest.mark.parametrize("how", ["myip", "family", "source"])
+@pytest.mark.parametrize(("addr", "cls"), NON_PUBLIC)
+def test_non_public_addresses_are_badip_and_write_nothing(api: Api, addr: str, cls: str, how: str) -> None:
+    query, source = _as_query(addr, how)
+    api.get(f"hostname={HOST}&myip=203.0.114.1")  # an account that is live, with rate-limit state
+    before = redis_snapshot(api.r)
+    resp = api.get(query, source=source)
     assert (resp.status_code, _text(resp)) == (400, "badip\n")
+    assert redis_snapshot(api.r) == before  # not even a rate-limit counter
+    assert api.purger.purged == [HOST, ALIAS]  # from the first update only
+
+
+@pytest.mark.parametrize(("addr", "cls"), NON_PUBLIC)
+def test_a_zone_that_allows_private_addresses_takes_them(api: Api, addr: str, cls: str) -> None:
+    api.allow_private()
+    query, source = _as_query(addr, "myip")
+    resp = api.get(query, source=source)
+    if cls in NEVER_PUBLISHED:  # nothing answers there, lab or not
+        assert (resp.status_code, _text(resp)) == (400, "badip\n")
+        assert not api.state().get("ipv4") and not api.state().get("ipv6")
+        return
+    family, shown = validate.ip_any(addr)
+    assert (resp.status_code, _text(resp)) == (200, f"good {shown}\n")
+    assert api.state()["ipv4" if family == 4 else "ipv6"] == shown
+
+
+def test_a_private_source_is_used_only_where_the_zone_allows_it(api: Api) -> None:
+    assert _text(api.get(f"hostname={HOST}", source="127.0.0.1")) == "badip\n"  # untrusted local proxy
+    assert _text(api.get(f"hostname={HOST}", source="::ffff:10.0.0.5")) == "badip\n"  # mapped: its IPv4
+    api.allow_private()
+    assert _text(api.get(f"hostname={HOST}", source="::ffff:10.0.0.5")) == "good 10.0.0.5\n"
+    assert _text(api.get(f"hostname={HOST}", source="fd00::5")) == "good fd00::5\n"
+    assert _text(api.get(f"hostname={HOST}", source="169.254.0.5")) == "badip\n"  # never, even here
+    api.allow_private(False)
+    assert _text(api.get(f"hostname={HOST}&myip=10.0.0.6")) == "badip\n"
+    assert api.state()["ipv4"] == "10.0.0.5"
+
+
+def test_the_zone_is_read_only_for_non_public_addresses(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[str] = []
+    real = Store.get_zone
+
+    def counting(self: Store, apex: str) -> Zone | None:
+        reads.append(apex)
+        return real(self, apex)
+
+    monkeypatch.setattr(Store, "get_zone", counting)
+    assert _text(api.get(f"hostname={HOST}&myip=203.0.114.2")) == "good 203.0.114.2\n"
+    assert reads == []
+    assert _text(api.get(f"hostname={HOST}&myip=10.0.0.2")) == "badip\n"
+    assert reads == [ZONE]
 
 
 def test_proxy_headers_only_from_trusted_proxies(make_api: Callable[..., Api]) -> None:
     api = make_api(update_trusted_proxies="127.0.0.0/8, 10.0.0.0/8")
-    xff = {"X-Forwarded-For": "198.51.100.99, 198.51.100.40, 10.1.1.1"}
+    xff = {"X-Forwarded-For": "198.51.101.99, 198.51.101.40, 10.1.1.1"}
     # from a trusted proxy: the right-most untrusted hop (the left part is client-controlled)
-    assert _text(api.get(f"hostname={HOST}", source="127.0.0.1", headers=xff)) == "good 198.51.100.40\n"
-    resp = api.get(f"hostname={HOST}", source="127.0.0.1", headers={"X-Real-IP": "2001:db8::41"})
-    assert _text(resp) == "good 2001:db8::41\n"
+    assert _text(api.get(f"hostname={HOST}", source="127.0.0.1", headers=xff)) == "good 198.51.101.40\n"
+    resp = api.get(f"hostname={HOST}", source="127.0.0.1", headers={"X-Real-IP": "2001:db9::41"})
+    assert _text(resp) == "good 2001:db9::41\n"
     # from anyone else the headers are ignored
-    assert _text(api.get(f"hostname={HOST}", source="198.51.100.42", headers=xff)) == "good 198.51.100.42\n"
+    assert _text(api.get(f"hostname={HOST}", source="198.51.101.42", headers=xff)) == "good 198.51.101.42\n"
     # a garbled chain is not believed: the proxy's own (loopback) address is refused
-    resp = api.get(f"hostname={HOST}", source="127.0.0.1", headers={"X-Forwarded-For": "evil, 198.51.100.43"})
+    resp = api.get(f"hostname={HOST}", source="127.0.0.1", headers={"X-Forwarded-For": "evil, 198.51.101.43"})
     assert _text(resp) == "badip\n"
     page = api.get(path="/nic/checkip", source="127.0.0.1", headers=xff, auth=None)
-    assert "Current IP Address: 198.51.100.40" in page.get_data(as_text=True)
+    assert "Current IP Address: 198.51.101.40" in page.get_data(as_text=True)
 
 
 def test_parse_addresses_unit() -> None:
-    assert parse_addresses({"myip": " 2001:db8::1 , 192.0.2.5 "}, None).shown() == "192.0.2.5,2001:db8::1"
+    assert parse_addresses({"myip": " 2001:db9::1 , 192.0.2.5 "}, None).shown() == "192.0.2.5,2001:db9::1"
     assert parse_addresses({}, "192.0.2.6").shown() == "192.0.2.6"
     assert parse_addresses({"myip": "preserve"}, "192.0.2.6").shown() == ""
 
@@ -340,67 +417,158 @@ def test_parse_addresses_unit() -> None:
 
 
 def test_offline_yes_neutralizes_now(api: Api) -> None:
-    api.get(f"hostname={HOST}&myip=203.0.113.50")
+    api.get(f"hostname={HOST}&myip=203.0.114.50")
     api.purger.purged.clear()
-    resp = api.get(f"hostname={HOST}&myip=203.0.113.51&offline=YES")
-    assert (resp.status_code, _text(resp)) == (200, "good 203.0.113.50\n")
+    resp = api.get(f"hostname={HOST}&myip=203.0.114.51&offline=YES")
+    assert (resp.status_code, _text(resp)) == (200, "good 203.0.114.50\n")
     st = api.state()
-    assert st["state"] == "neutral" and st["ipv4"] == "203.0.113.50"  # offline ignores myip
+    assert st["state"] == "neutral" and st["ipv4"] == "203.0.114.50"  # offline ignores myip
     assert api.alive_ms() < 0
     assert api.events("neutralized")[-1]["reason"] == "offline"
     assert set(api.purger.purged) == {HOST, ALIAS}
-    assert _text(api.get(f"hostname={HOST}&offline=yes")) == "nochg 203.0.113.50\n"
+    assert _text(api.get(f"hostname={HOST}&offline=yes")) == "nochg 203.0.114.50\n"
     # the next normal update brings it back
-    assert _text(api.get(f"hostname={HOST}&myip=203.0.113.50&offline=NO")) == "good 203.0.113.50\n"
+    assert _text(api.get(f"hostname={HOST}&myip=203.0.114.50&offline=NO")) == "good 203.0.114.50\n"
     assert api.state()["state"] == "live"
 
 
 # --- limits -------------------------------------------------------------------------------------------
 
 
-def test_failed_logins_per_source_are_limited(make_api: Callable[..., Api]) -> None:
-    api = make_api(update_authfail_burst="3", update_authfail_rate="0.01")
+LIMITS = {
+    "update_authfail_burst": "3",
+    "update_authfail_rate": "0.01",
+    "update_authfail_source_burst": "8",
+    "update_authfail_source_rate": "0.01",
+    "update_authfail_account_burst": "6",
+    "update_authfail_account_rate": "0.01",
+}
+
+
+def test_a_wrong_password_limits_that_account_from_that_source_only(make_api: Callable[..., Api]) -> None:
+    api = make_api(**LIMITS)
+    shared = "198.51.101.60"  # a CGNAT/DS-Lite address shared by both customers
     for _ in range(3):
-        assert api.get(f"hostname={HOST}", auth=(HOST, "guess"), source="198.51.100.60").status_code == 401
-    resp = api.get(f"hostname={HOST}&myip=203.0.113.60", source="198.51.100.60")  # even the right password
+        assert api.get(f"hostname={HOST}", auth=(HOST, "guess"), source=shared).status_code == 401
+    resp = api.get(f"hostname={HOST}&myip=203.0.114.60", source=shared)  # even the right password
     assert (resp.status_code, _text(resp)) == (429, "abuse\n")
     assert int(resp.headers["Retry-After"]) > 0
     assert not api.state().get("ipv4")
-    assert _text(api.get(f"hostname={HOST}&myip=203.0.113.61", source="198.51.100.61")) == "good 203.0.113.61\n"
+    # the neighbour behind the same address, and the same account elsewhere, are not locked out
+    for i in range(5):
+        resp = api.get(f"hostname={OTHER}&myip=203.0.114.{70 + i % 2}", auth=(OTHER, OTHER_PW), source=shared)
+        assert _text(resp) == f"good 203.0.114.{70 + i % 2}\n"
+        assert api.get(f"hostname={HOST}", auth=(HOST, "guess"), source=shared).status_code == 429
+    assert _text(api.get(f"hostname={HOST}&myip=203.0.114.61", source="198.51.101.61")) == "good 203.0.114.61\n"
     # IPv6 sources count per /64
     for i in range(3):
-        api.get(f"hostname={HOST}", auth=(HOST, "guess"), source=f"2001:db8:6:6::{i + 1}")
-    assert _text(api.get(f"hostname={HOST}&myip=203.0.113.62", source="2001:db8:6:6::99")) == "abuse\n"
-    assert _text(api.get(f"hostname={HOST}&myip=203.0.113.62", source="2001:db8:6:7::1")) == "good 203.0.113.62\n"
+        api.get(f"hostname={OTHER}", auth=(OTHER, "guess"), source=f"2001:db9:6:6::{i + 1}")
+    resp = api.get(f"hostname={OTHER}&myip=203.0.114.62", auth=(OTHER, OTHER_PW), source="2001:db9:6:6::99")
+    assert _text(resp) == "abuse\n"
+    resp = api.get(f"hostname={OTHER}&myip=203.0.114.62", auth=(OTHER, OTHER_PW), source="2001:db9:6:7::1")
+    assert _text(resp) == "good 203.0.114.62\n"
+
+
+def test_password_spraying_from_one_source_hits_the_source_ceiling(make_api: Callable[..., Api]) -> None:
+    api = make_api(**LIMITS)
+    sprayer = "198.51.101.80"
+    assert _text(api.get(f"hostname={OTHER}&myip=203.0.114.80", auth=(OTHER, OTHER_PW), source=sprayer)).startswith(
+        "good"
+    )  # OTHER's router updated from this address before: a known source for OTHER
+    names = [HOST, ALIAS, "1", *(f"n{i}.{ZONE}" for i in range(5))]  # many accounts, 1 guess each
+    codes = [api.get(f"hostname={HOST}", auth=(n, "guess"), source=sprayer).status_code for n in names]
+    assert codes == [401] * 3 + [401] * 5  # 8 = the source's ceiling (HOST's pair had 3)
+    assert api.get(f"hostname={HOST}", auth=(f"n9.{ZONE}", "guess"), source=sprayer).status_code == 429
+    # a correct login of an account never updated from here waits too; the known one does not
+    assert _text(api.get(f"hostname={HOST}&myip=203.0.114.81", source=sprayer)) == "abuse\n"
+    resp = api.get(f"hostname={OTHER}&myip=203.0.114.82", auth=(OTHER, OTHER_PW), source=sprayer)
+    assert _text(resp) == "good 203.0.114.82\n"
+    assert _text(api.get(f"hostname={HOST}&myip=203.0.114.81", source="198.51.101.81")) == "good 203.0.114.81\n"
+
+
+def test_brute_force_on_one_account_from_many_sources_hits_the_account_ceiling(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(**LIMITS)
+    home = "198.51.101.90"
+    assert _text(api.get(f"hostname={HOST}&myip=203.0.114.90", source=home)) == "good 203.0.114.90\n"
+    codes = [api.get(f"hostname={HOST}", auth=(HOST, "guess"), source=f"198.51.102.{i}").status_code for i in range(8)]
+    assert codes == [401] * 6 + [429] * 2  # 6 = the account's ceiling, whatever the source
+    # a new source is refused even with the password; the account's own router is not locked out
+    assert _text(api.get(f"hostname={HOST}&myip=203.0.114.91", source="198.51.102.99")) == "abuse\n"
+    assert _text(api.get(f"hostname={HOST}&myip=203.0.114.91", source=home)) == "good 203.0.114.91\n"
+    # names of one account share its buckets; other accounts are untouched
+    assert api.get(f"hostname={HOST}", auth=(ALIAS, "guess"), source="198.51.102.50").status_code == 429
+    resp = api.get(f"hostname={OTHER}&myip=203.0.114.92", auth=(OTHER, OTHER_PW), source="198.51.102.99")
+    assert _text(resp) == "good 203.0.114.92\n"
+
+
+def test_a_limited_caller_never_reaches_the_password_hash(
+    make_api: Callable[..., Api], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = make_api(**LIMITS)
+    calls: list[str] = []
+    real = service_module.verify_password
+
+    def counting(password: str, stored: str | None) -> bool:
+        calls.append(password)
+        return real(password, stored)
+
+    monkeypatch.setattr(service_module, "verify_password", counting)
+    for _ in range(3):
+        api.get(f"hostname={HOST}", auth=(HOST, "guess"), source="198.51.101.95")
+    assert len(calls) == 3
+    for auth in ((HOST, "guess"), (HOST, PW)):
+        assert api.get(f"hostname={HOST}", auth=auth, source="198.51.101.95").status_code == 429
+    assert len(calls) == 3  # refused on Redis state alone
+
+
+def test_refused_updates_write_nothing_not_even_limits(api: Api) -> None:
+    api.get(f"hostname={HOST}&myip=203.0.114.96")
+    before = redis_snapshot(api.r)
+    for query in ("hostname=nohost.dyn.example.net", "hostname=bad_name", "hostname=" + ",".join([HOST] * 21)):
+        assert api.get(query + "&myip=203.0.114.97").status_code in (400, 404)
+    assert api.get(f"hostname={HOST}&myip=300.1.1.1").status_code == 400
+    assert redis_snapshot(api.r) == before
+
+
+def test_known_sources_are_capped_per_account(api: Api) -> None:
+    for i in range(12):
+        assert api.get(f"hostname={HOST}&myip=preserve", source=f"198.51.101.{100 + i}").status_code == 200
+    known = api.r.zrange(keys.ratelimit("known", str(api.account.id)), 0, -1)
+    assert known == [f"198.51.101.{100 + i}" for i in range(4, 12)]  # the 8 newest
+    assert 0 < api.r.ttl(keys.ratelimit("known", str(api.account.id))) <= 30 * 86400
 
 
 def test_bursts_pass_sustained_misuse_gets_abuse(make_api: Callable[..., Api]) -> None:
     api = make_api(update_account_burst="4", update_account_rate="0.01")
     # a burst: separate IPv4 and IPv6 clients, and two hosts of the account, all at once
-    assert _text(api.get(f"hostname={HOST}&myip=203.0.113.70")) == "good 203.0.113.70\n"
-    assert _text(api.get(f"hostname={HOST}&myipv6=2001:db8::70", source="2001:db8::1")) == "good 2001:db8::70\n"
-    assert _text(api.get(f"hostname={ALIAS}&myip=203.0.113.70")).startswith("nochg")
-    assert _text(api.get(f"hostname={HOST}&myip=203.0.113.70")).startswith("nochg")
-    resp = api.get(f"hostname={HOST}&myip=203.0.113.71")
+    assert _text(api.get(f"hostname={HOST}&myip=203.0.114.70")) == "good 203.0.114.70\n"
+    assert _text(api.get(f"hostname={HOST}&myipv6=2001:db9::70", source="2001:db9::1")) == "good 2001:db9::70\n"
+    assert _text(api.get(f"hostname={ALIAS}&myip=203.0.114.70")).startswith("nochg")
+    assert _text(api.get(f"hostname={HOST}&myip=203.0.114.70")).startswith("nochg")
+    before = redis_snapshot(api.r)
+    resp = api.get(f"hostname={HOST}&myip=203.0.114.71", source="198.51.101.71")  # a new source, too
     assert (resp.status_code, _text(resp)) == (429, "abuse\n")
     assert int(resp.headers["Retry-After"]) >= 1
-    assert api.state()["ipv4"] == "203.0.113.70"
+    assert redis_snapshot(api.r) == before  # not remembered as a known source either
+    assert api.state()["ipv4"] == "203.0.114.70"
     # the limit is per account
-    assert _text(api.get(f"hostname={OTHER}&myip=203.0.113.72", auth=(OTHER, OTHER_PW))) == "good 203.0.113.72\n"
+    assert _text(api.get(f"hostname={OTHER}&myip=203.0.114.72", auth=(OTHER, OTHER_PW))) == "good 203.0.114.72\n"
 
 
 def test_limits_are_shared_by_processes_through_redis(make_api: Callable[..., Api]) -> None:
     a = make_api(update_account_burst="2", update_account_rate="0.01")
     b = make_api(update_account_burst="2", update_account_rate="0.01")  # a second app, same Redis
-    assert _text(a.get(f"hostname={HOST}&myip=203.0.113.73")).startswith("good")
-    assert _text(b.get(f"hostname={HOST}&myip=203.0.113.73")).startswith("nochg")
-    assert _text(a.get(f"hostname={HOST}&myip=203.0.113.73")) == "abuse\n"
+    assert _text(a.get(f"hostname={HOST}&myip=203.0.114.73")).startswith("good")
+    assert _text(b.get(f"hostname={HOST}&myip=203.0.114.73")).startswith("nochg")
+    assert _text(a.get(f"hostname={HOST}&myip=203.0.114.73")) == "abuse\n"
 
 
 def test_oversized_requests_are_refused_and_change_nothing(api: Api) -> None:
-    resp = api.get(f"hostname={HOST}&myip=203.0.113.80&pad=" + "x" * 9000)
+    resp = api.get(f"hostname={HOST}&myip=203.0.114.80&pad=" + "x" * 9000)
     assert resp.status_code == 414 and "too large" in _text(resp)
-    resp = api.get(method="POST", data={"hostname": HOST, "myip": "203.0.113.80", "pad": "x" * 9000})
+    resp = api.get(method="POST", data={"hostname": HOST, "myip": "203.0.114.80", "pad": "x" * 9000})
     assert resp.status_code == 413 and "too large" in _text(resp)
     assert api.alive_ms() < 0 and not api.state().get("ipv4")
 
@@ -411,19 +579,19 @@ def test_oversized_requests_are_refused_and_change_nothing(api: Api) -> None:
 def test_no_user_agent_is_fine_blocked_agents_get_badagent(make_api: Callable[..., Api]) -> None:
     api = make_api(update_blocked_agents="BrokenClient/0.1, evil")
     resp = api.client.get(
-        f"/nic/update?hostname={HOST}&myip=203.0.113.90",
+        f"/nic/update?hostname={HOST}&myip=203.0.114.90",
         headers=_basic(HOST, PW),
         environ_base={"REMOTE_ADDR": CLIENT, "HTTP_USER_AGENT": ""},
     )
-    assert _text(resp) == "good 203.0.113.90\n"
-    resp = api.get(f"hostname={HOST}&myip=203.0.113.91", headers={"User-Agent": "brokenclient/0.1 (linux)"})
+    assert _text(resp) == "good 203.0.114.90\n"
+    resp = api.get(f"hostname={HOST}&myip=203.0.114.91", headers={"User-Agent": "brokenclient/0.1 (linux)"})
     assert (resp.status_code, _text(resp)) == (400, "badagent\n")
-    assert api.state()["ipv4"] == "203.0.113.90"
+    assert api.state()["ipv4"] == "203.0.114.90"
 
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "HEAD"])
 def test_other_methods_are_badagent_and_change_nothing(api: Api, method: str) -> None:
-    resp = api.get(f"hostname={HOST}&myip=203.0.113.92", method=method)
+    resp = api.get(f"hostname={HOST}&myip=203.0.114.92", method=method)
     assert resp.status_code == 405 and resp.headers["Allow"] == "GET, POST"
     if method != "HEAD":
         assert _text(resp) == "badagent\n"
@@ -433,7 +601,7 @@ def test_other_methods_are_badagent_and_change_nothing(api: Api, method: str) ->
 def test_redis_down_is_dnserr(settings: config.Settings) -> None:
     dead = connect(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
     client = create_app(UpdateService(settings, dead, Purger([], ""))).test_client()
-    resp = client.get(f"/nic/update?hostname={HOST}&myip=203.0.113.93", headers=_basic(HOST, PW))
+    resp = client.get(f"/nic/update?hostname={HOST}&myip=203.0.114.93", headers=_basic(HOST, PW))
     assert (resp.status_code, _text(resp)) == (503, "dnserr\n")
     assert resp.headers["Retry-After"]
 
@@ -445,7 +613,7 @@ def test_unknown_plan_is_911(fake_redis: redis.Redis) -> None:
     store.add_account(store.new_account(HOST, "gone", password=PW))
     service = UpdateService(config.load({}), fake_redis, Purger([], ""))  # the plan was removed from the config
     client = create_app(service).test_client()
-    resp = client.get(f"/nic/update?hostname={HOST}&myip=203.0.113.94", headers=_basic(HOST, PW))
+    resp = client.get(f"/nic/update?hostname={HOST}&myip=203.0.114.94", headers=_basic(HOST, PW))
     assert (resp.status_code, _text(resp)) == (500, "911\n")
 
 
@@ -455,17 +623,31 @@ def test_unknown_path_is_plain_404(api: Api) -> None:
 
 
 def test_checkip_classic_format(api: Api) -> None:
-    resp = api.get(path="/nic/checkip", auth=None, source="198.51.100.77")
+    resp = api.get(path="/nic/checkip", auth=None, source="198.51.101.77")
     assert resp.status_code == 200 and resp.mimetype == "text/html"
     assert resp.get_data(as_text=True) == (
-        "<html><head><title>Current IP Check</title></head><body>Current IP Address: 198.51.100.77</body></html>"
+        "<html><head><title>Current IP Check</title></head><body>Current IP Address: 198.51.101.77</body></html>"
     )
+    resp = api.get(path="/checkip", auth=None, source="::ffff:198.51.101.78")
+    assert "Current IP Address: 198.51.101.78<" in resp.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("source", ["127.0.0.1", "::1", "10.0.0.1", "100.64.0.1", "fd00::1", "::ffff:127.0.0.1"])
+def test_checkip_never_reports_a_non_public_source(api: Api, source: str, caplog: pytest.LogCaptureFixture) -> None:
+    api.allow_private()  # zones do not matter here: checkip has no account
+    resp = api.get(path="/nic/checkip", auth=None, source=source)
+    text = resp.get_data(as_text=True)
+    assert resp.status_code == 503 and "Current IP Address: unknown" in text
+    # ddclient 3.10 takes the first address anywhere in the reply, headers included
+    reply = text + "".join(f"{k}: {v}\n" for k, v in resp.headers.items())
+    assert not re.search(r"\d+\.\d+\.\d+\.\d+|[0-9a-f]*::[0-9a-f]*", reply, re.I), reply
+    assert any("not a public address" in r.getMessage() for r in caplog.records)  # the operator learns
 
 
 def test_secrets_are_never_logged(api: Api, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    api.get(f"hostname={HOST}&myip=203.0.113.95")
-    api.get(f"hostname={HOST}&myip=203.0.113.96", auth=(HOST, "wrong-Geheimnis"))
+    api.get(f"hostname={HOST}&myip=203.0.114.95")
+    api.get(f"hostname={HOST}&myip=203.0.114.96", auth=(HOST, "wrong-Geheimnis"))
     api.get(f"hostname={HOST}&username={HOST}&password=query-Geheimnis", auth=None)
     api.get(f"hostname=bad_name&myip=1.2.3.4,5.6.7.8&username={HOST}&password=query-Geheimnis", auth=None)
     assert caplog.records, "updates should be logged"
