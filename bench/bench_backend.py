@@ -38,7 +38,7 @@ from hbdns.connection import connect
 from hbdns.liveness import BeatRequest
 from hbdns.model import StaticRecord, Zone
 from hbdns.store import Store
-from pdns_backend.handlers import Backend
+from pdns_backend.backend import Backend
 from tests.support.pdns import BackendProcess, PdnsServer, deploy_settings
 from tests.support.servers import RedisServer, which
 

@@ -21,7 +21,7 @@ from werkzeug.exceptions import HTTPException
 from hbdns import config as hbconfig
 from hbdns.connection import connect
 from pdns_backend.answers import result_json
-from pdns_backend.handlers import Backend, BackendError
+from pdns_backend.backend import Backend, BackendError
 
 _JSON = "application/json"
 _FALSE = b'{"result":false}'

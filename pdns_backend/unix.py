@@ -6,7 +6,7 @@ connection, sends ``initialize`` and then one call at a time.
 
 One thread runs a selector loop over all connections: the lookups that arrive together from
 several distributor threads are answered with one Redis round trip
-(:meth:`~pdns_backend.handlers.Backend.lookup_batch`), and no GIL hand-off between threads sits in
+(:meth:`~pdns_backend.backend.Backend.lookup_batch`), and no GIL hand-off between threads sits in
 the path of every query. Measured against a thread per connection, this roughly doubled lookups/s.
 
 A failed call is answered with an object that has no ``result`` key: pdns raises, answers SERVFAIL
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pdns_backend.answers import result_json
-from pdns_backend.handlers import Backend, BackendError
+from pdns_backend.backend import Backend, BackendError
 
 log = logging.getLogger(__name__)
 

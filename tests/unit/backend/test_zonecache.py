@@ -10,42 +10,14 @@ from hbdns import config
 from hbdns.liveness import BeatRequest
 from hbdns.model import Zone
 from hbdns.store import Store
-from pdns_backend.handlers import Backend, BackendError, ZoneCache
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from pdns_backend.backend import Backend, BackendError
+from pdns_backend.zones import ZoneCache
+from tests.support.clock import ManualClock
 
 
 @pytest.fixture
-def server() -> fakeredis.FakeServer:
-    return fakeredis.FakeServer()
-
-
-@pytest.fixture
-def r(server: fakeredis.FakeServer) -> redis.Redis:
-    return fakeredis.FakeRedis(server=server, decode_responses=True)
-
-
-@pytest.fixture
-def store(r: redis.Redis) -> Store:
-    s = Store(r, config.load({}))
-    s.add_zone(Zone(apex="example.com", ns=("ns1.example.net",), hostmaster="h.example.net", neutral_ipv4="192.0.2.1"))
-    return s
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def backend(store: Store, r: redis.Redis, clock: Clock) -> Backend:
-    return Backend(r, config.load({}).plan_table(), zone_max_age=1.0, clock=clock)
+def backend(store: Store, r: redis.Redis, settings: config.Settings, clock: ManualClock) -> Backend:
+    return Backend(r, settings.plan_table(), zone_max_age=1.0, clock=clock)
 
 
 def soa_serial(backend: Backend) -> int:
@@ -58,7 +30,7 @@ def a_record(backend: Backend, name: str) -> str | None:
     return result[0]["content"] if result else None
 
 
-def test_zone_config_is_at_most_max_age_old(backend: Backend, store: Store, clock: Clock) -> None:
+def test_zone_config_is_at_most_max_age_old(backend: Backend, store: Store, clock: ManualClock) -> None:
     first = soa_serial(backend)
     acct = store.add_account(store.new_account("host.example.com", "heartbeat-c"))  # bumps the serial
     assert store.zone_serial("example.com") > first
@@ -69,7 +41,7 @@ def test_zone_config_is_at_most_max_age_old(backend: Backend, store: Store, cloc
     assert acct
 
 
-def test_account_answers_are_never_cached(backend: Backend, store: Store, clock: Clock) -> None:
+def test_account_answers_are_never_cached(backend: Backend, store: Store, clock: ManualClock) -> None:
     soa_serial(backend)  # cache loaded
     acct = store.add_account(store.new_account("host.example.com", "heartbeat-c"))
     assert a_record(backend, "host.example.com.") == "192.0.2.1"  # new name: seen at once
@@ -82,7 +54,7 @@ def test_account_answers_are_never_cached(backend: Backend, store: Store, clock:
     assert clock.now == 1000.0  # all without the clock moving
 
 
-def test_new_zone_is_served_within_max_age(backend: Backend, store: Store, clock: Clock) -> None:
+def test_new_zone_is_served_within_max_age(backend: Backend, store: Store, clock: ManualClock) -> None:
     assert a_record(backend, "host.other.org.") is None
     store.add_zone(Zone(apex="other.org", ns=("ns1.other.org",), hostmaster="h.other.org", neutral_ipv4="192.0.2.9"))
     store.add_account(store.new_account("host.other.org", "heartbeat-c"))
@@ -94,7 +66,7 @@ def test_new_zone_is_served_within_max_age(backend: Backend, store: Store, clock
     assert backend.call("lookup", {"qname": "third.net.", "qtype": "SOA"})
 
 
-def test_account_at_apex_is_asked_from_redis(backend: Backend, store: Store, clock: Clock) -> None:
+def test_account_at_apex_is_asked_from_redis(backend: Backend, store: Store, clock: ManualClock) -> None:
     acct = store.add_account(store.new_account("example.com", "heartbeat-c"))
     clock.now += 1.0  # the cache learns that the apex name has an account
     store.liveness.beat(BeatRequest(acct.id, "example.com", 60_000, ipv4="203.0.113.8"))
@@ -102,7 +74,7 @@ def test_account_at_apex_is_asked_from_redis(backend: Backend, store: Store, clo
 
 
 def test_redis_down_fails_account_lookups_at_once_and_apex_within_max_age(
-    backend: Backend, store: Store, server: fakeredis.FakeServer, clock: Clock
+    backend: Backend, store: Store, server: fakeredis.FakeServer, clock: ManualClock
 ) -> None:
     store.add_account(store.new_account("host.example.com", "heartbeat-c"))
     soa_serial(backend)
@@ -118,7 +90,7 @@ def test_redis_down_fails_account_lookups_at_once_and_apex_within_max_age(
 def test_unchanged_zone_keeps_its_parsed_view() -> None:
     fields = ["1", '["ns1.example.net"]', "h.example.net", *[None] * 7, "192.0.2.1", "", "", "50"]
     flat: list[object] = ["example.com", fields, 0]
-    clock = Clock()
+    clock = ManualClock()
     loads: list[int] = []
 
     def load() -> list[object]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -13,52 +12,18 @@ from flask.testing import FlaskClient
 
 from hbdns import config, keys
 from hbdns.liveness import BeatRequest
-from hbdns.model import Account, StaticRecord, Zone
+from hbdns.model import Account, Zone
 from hbdns.store import Store
 from pdns_backend.answers import zone_id
 from pdns_backend.app import create_app
-
-APEX = "example.com"
-
-
-@pytest.fixture
-def server() -> fakeredis.FakeServer:
-    return fakeredis.FakeServer()
+from tests.support.zones import APEX
 
 
 @pytest.fixture
-def r(server: fakeredis.FakeServer) -> redis.Redis:
-    return fakeredis.FakeRedis(server=server, decode_responses=True)
-
-
-@pytest.fixture
-def settings() -> config.Settings:
-    return config.load(
-        {"HBDNS_PLANS": json.dumps({"slow": {"kind": "expiry", "interval": 600, "misses": 1, "ttl": 300}})}
-    )
-
-
-@pytest.fixture
-def store(r: redis.Redis, settings: config.Settings) -> Store:
-    s = Store(r, settings)
-    s.add_zone(
-        Zone(
-            apex=APEX,
-            ns=("ns1.example.net", "ns2.example.net."),
-            hostmaster="hostmaster@example.net",
-            neutral_ipv4="192.0.2.1",
-            neutral_ipv6="2001:db8::1",
-            backup_mx="mx.backup.example.net",
-            backup_mx_pref=50,
-            records=(
-                StaticRecord("mx.backup.example.com", "A", "198.51.100.7", 600),
-                StaticRecord("example.com", "TXT", '"v=spf1 -all"', 300),
-                StaticRecord("example.com", "MX", "20 mail.example.net.", 300),
-            ),
-        )
-    )
-    s.add_zone(Zone(apex="other.org", ns=("ns1.other.org",), hostmaster="h.other.org", neutral_ipv4="192.0.2.99"))
-    return s
+def store(store: Store) -> Store:
+    """The shared example.com zone, and other.org with only an IPv4 neutral address."""
+    store.add_zone(Zone(apex="other.org", ns=("ns1.other.org",), hostmaster="h.other.org", neutral_ipv4="192.0.2.99"))
+    return store
 
 
 @pytest.fixture
