@@ -42,7 +42,7 @@ class AccountReader:
     operations the GIL keeps atomic (a lost update costs one round trip, never a wrong answer).
     """
 
-    PASSES = 3  # an id that changes again between passes fails the lookup (SERVFAIL) after these
+    PASSES = 3  # calls per lookup at most: an id that keeps changing between them fails it (SERVFAIL)
 
     def __init__(self, r: redis.Redis, max_names: int = 500_000) -> None:
         self.r = r
@@ -64,12 +64,20 @@ class AccountReader:
         return conn
 
     def fetch(self, names: list[str]) -> list[Any]:
+        replies = self._call(names, None)
+        for reply in replies:
+            if type(reply) is not list:
+                return self._resolve(names, replies)
+        return replies  # the common case: every name known, with its account
+
+    def _resolve(self, names: list[str], replies: list[Any]) -> list[Any]:
+        """Forget names without an account; ask again, with their id, for those that came back
+        with one (first sight, or the id changed)."""
         out: list[Any] = [None] * len(names)
         todo = list(range(len(names)))
         learnt: dict[str, _Parts] = {}  # ids this call was told: its next pass uses them, map full or not
-        for _ in range(self.PASSES):
+        for attempt in range(1, self.PASSES + 1):
             again = []
-            replies = self._call([names[i] for i in todo], learnt)
             for i, reply in zip(todo, replies, strict=True):
                 if type(reply) is list:
                     out[i] = reply
@@ -79,9 +87,12 @@ class AccountReader:
                     learnt[names[i]] = self._remember(names[i], str(reply))
                     again.append(i)
             if not again:
-                return out
+                break
+            if attempt == self.PASSES:
+                raise redis.ResponseError(f"the name index kept changing for {names[again[0]]!r}")
             todo = again
-        raise redis.ResponseError(f"the name index kept changing for {names[todo[0]]!r}")
+            replies = self._call([names[i] for i in todo], learnt)
+        return out
 
     def _remember(self, name: str, account_id: str) -> _Parts:
         parts = (
@@ -119,7 +130,7 @@ class AccountReader:
             ]
         )
 
-    def _call(self, names: list[str], learnt: Mapping[str, _Parts]) -> list[Any]:
+    def _call(self, names: list[str], learnt: Mapping[str, _Parts] | None) -> list[Any]:
         payload = self.encode(names, learnt)
         conn = self.connection()
         try:
