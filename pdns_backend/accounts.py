@@ -112,7 +112,7 @@ class AccountReader:
         keyparts: list[bytes] = []
         argparts: list[bytes] = []
         for name in names:
-            known = (learnt and learnt.get(name)) or ids.get(name)
+            known = ids.get(name) if learnt is None else learnt.get(name) or ids.get(name)
             if known is None:
                 argparts.append(bulk(name.encode()) + _EMPTY)
             else:

@@ -7,7 +7,7 @@ connection, sends ``initialize`` and then one call at a time.
 One thread runs a selector loop over all connections: the lookups that arrive together from
 several distributor threads are answered with one Redis round trip
 (:meth:`~pdns_backend.backend.Backend.lookup_batch`), and no GIL hand-off between threads sits in
-the path of every query. Measured against a thread per connection, this roughly doubled lookups/s.
+the path of every query (against a thread per connection: docs/performance.md).
 
 A failed call is answered with an object that has no ``result`` key: pdns raises, answers SERVFAIL
 and reconnects; ``{"result": false}`` would be cached as NXDOMAIN.

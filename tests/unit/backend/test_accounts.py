@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import redis
 
 from hbdns import keys
@@ -70,3 +71,21 @@ def test_a_corrupt_name_index_entry_is_no_account(store: Store, r: redis.Redis) 
         **dict.fromkeys(ACCOUNT_FIELDS),
         "alive": 0,
     }
+
+
+def test_a_name_whose_id_keeps_changing_fails_the_lookup(
+    store: Store, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.add_account(store.new_account("host.example.com", "heartbeat-c"))
+    reader = AccountReader(r)
+    ids = iter(range(100, 200))
+    calls: list[int] = []
+
+    def moving(names: list[str], learnt: object) -> list[object]:  # the name index changes every call
+        calls.append(1)
+        return [str(next(ids)) for _ in names]
+
+    monkeypatch.setattr(reader, "_call", moving)
+    with pytest.raises(redis.RedisError, match="kept changing"):
+        reader.fetch(["host.example.com"])
+    assert len(calls) == AccountReader.PASSES
