@@ -94,7 +94,7 @@ def test_expired_alive_key_answers_neutral_at_once(client: FlaskClient, store: S
     assert rrs(lookup(client, "host.example.com")) == {
         ("host.example.com.", "A", "192.0.2.1", 5),
         ("host.example.com.", "AAAA", "2001:db8::1", 5),
-        ("host.example.com.", "MX", "50 mx.backup.example.net", 5),
+        ("host.example.com.", "MX", "50 mx.backup.example.com", 5),
     }
 
 
@@ -103,13 +103,13 @@ def test_mx_live_points_at_account_plus_backup(client: FlaskClient, store: Store
     beat(store, acct, ipv4="203.0.113.9")
     assert {x["content"] for x in lookup(client, "mail.example.com.", "MX")} == {
         "10 mail.example.com",
-        "50 mx.backup.example.net",
+        "50 mx.backup.example.com",
     }
 
 
 def test_mx_neutral_only_backup(client: FlaskClient, store: Store) -> None:
     add(store, "mail.example.com", mx=True)
-    assert {x["content"] for x in lookup(client, "mail.example.com.", "MX")} == {"50 mx.backup.example.net"}
+    assert {x["content"] for x in lookup(client, "mail.example.com.", "MX")} == {"50 mx.backup.example.com"}
 
 
 def test_mx_disabled_gives_no_mx(client: FlaskClient, store: Store) -> None:
@@ -130,7 +130,7 @@ def test_alias_answers_like_primary(client: FlaskClient, store: Store) -> None:
     assert rrs(lookup(client, "WWW.example.com.")) == {
         ("www.example.com.", "A", "203.0.113.5", 5),
         ("www.example.com.", "MX", "10 host.example.com", 5),
-        ("www.example.com.", "MX", "50 mx.backup.example.net", 5),
+        ("www.example.com.", "MX", "50 mx.backup.example.com", 5),
     }
 
 
