@@ -48,7 +48,7 @@ from typing import Any
 from hbdns_client import wire
 
 from bench.common import Metric
-from hbdns import config, keys
+from hbdns import config, keys, scripts
 from hbdns.connection import connect
 from hbdns.liveness import BeatRequest, Liveness
 from hbdns.model import Account, Zone
@@ -233,12 +233,13 @@ class Bench:
 
     def _setup_reference(self, r: Any) -> None:
         """Accounts under the 12-digit ids redis-benchmark's __rand_int__ produces, for the reference."""
+        pre, post = keys.template(keys.account)
         for start in range(0, self.n, 5000):
             pipe = r.pipeline(transaction=False)
             for i in range(start, min(self.n, start + 5000)):
                 rid = f"{i:012d}"
                 pipe.hset(
-                    f"{keys.PREFIX}:acct:{{a:{rid}}}",
+                    f"{pre}{rid}{post}",
                     mapping={"id": rid, "fqdn": f"r{i}.{ZONE}", "zone": ZONE, "plan": PLAN, "state": "neutral"},
                 )
             pipe.execute()
@@ -382,18 +383,17 @@ class Bench:
         (the listener's write pattern), pipelined; returns beats/s."""
         r = connect(self.redis.url)
         lv = Liveness(r)
-        r.script_load(lv.beat_script)
+        r.script_load(scripts.BEAT.source)
         r.close()
         ttl = int(config.load({}).plan_table()[PLAN].expiry_ms)
         rid = "__rand_int__"
         one = BeatRequest(987654321, ZONE, ttl, ipv4="10.9.8.7")
-        shared_keys, shared_args = lv.beat_argv([])
-        keys_, args = lv.beat_argv([one] * batch)
-        keys_ = shared_keys + [k.replace("987654321", rid) for k in keys_[len(shared_keys) :]]
-        args = shared_args + [a.replace("987654321", rid) for a in args[len(shared_args) :]]
+        keys_, args = lv.beat_argv([one] * batch)  # only the per-beat keys and the id carry the id
+        keys_ = [k.replace("987654321", rid) for k in keys_]
+        args = [a.replace("987654321", rid) for a in args]
         argv = [
             which("redis-benchmark"), "-p", str(self.redis.port), "-n", str(max(1, requests // batch)), "-P", "4",
-            "-r", str(self.n), "-q", "--csv", "EVALSHA", lv.beat_sha, str(len(keys_)), *keys_, *args,
+            "-r", str(self.n), "-q", "--csv", "EVALSHA", scripts.BEAT.sha, str(len(keys_)), *keys_, *args,
         ]  # fmt: skip
         out = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=True).stdout
         row = [line for line in out.splitlines() if line.startswith('"EVALSHA')][-1]

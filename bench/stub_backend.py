@@ -11,13 +11,14 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from pdns_backend import handlers, main
+from pdns_backend import main
+from pdns_backend.accounts import AccountReader
 
-_real_fetch = handlers.Backend._fetch_accounts
+_real_fetch = AccountReader.fetch
 _memo: dict[str, Any] = {}
 
 
-def _memo_fetch(self: handlers.Backend, names: list[str]) -> list[Any]:
+def _memo_fetch(self: AccountReader, names: list[str]) -> list[Any]:
     missing = [n for n in names if n not in _memo]
     if missing:
         _memo.update(zip(missing, _real_fetch(self, missing), strict=True))
@@ -25,5 +26,5 @@ def _memo_fetch(self: handlers.Backend, names: list[str]) -> list[Any]:
 
 
 if __name__ == "__main__":
-    handlers.Backend._fetch_accounts = _memo_fetch  # type: ignore[method-assign]
+    AccountReader.fetch = _memo_fetch  # type: ignore[method-assign]
     sys.exit(main.main())

@@ -1,16 +1,24 @@
 """The Redis key schema: the only place that spells a key name.
 
-Keys of one account share the hash tag ``{a:<id>}`` and keys of one zone share ``{z:<apex>}``, so
-per-account and per-zone data each live in one Redis Cluster slot. Global indexes (zone list, name
-index, deadlines, event stream) are single keys. ``tests/unit/test_keys.py`` pins every string.
+Keys of one account share the hash tag ``{a:<id>}`` and keys of one zone share ``{z:<apex>}``.
+Global indexes (zone list, name index, deadlines, event stream) are single keys.
+``tests/unit/test_keys.py`` pins every string.
+
+Redis Cluster is not supported yet. What holds now: every key a Lua script touches is built here
+and passed to it in KEYS (:mod:`hbdns.scripts`; ``tests/integration/test_scripts.py`` checks each
+script on a real server), and the keys of one account, or of one zone, hash to one slot. What does
+not: one script call still touches keys of several slots (the beat script a batch of accounts, their
+zones, the global deadline set and event stream; the backend's lookup the global name index and the
+accounts it names), which Cluster refuses (CROSSSLOT). So hbdns runs on one Redis primary, with
+replicas. The sharding issue (#16) changes that: the global keys split into shards by hash tag,
+each script call touches one slot (callers group their batches by slot), and the tags above may
+change with it; that is a schema change, shipped with its migration.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
-from typing import Any
 
 PREFIX = "hbdns"
 
@@ -119,22 +127,16 @@ def parse_alive(key: str | bytes) -> int | None:
     return int(m.group(1)) if m else None
 
 
-# --- for Lua scripts ----------------------------------------------------------------------------------
+# --- for hand-encoded commands -----------------------------------------------------------------
+
+_ID_SENTINEL = 987654321987  # an account id that occurs in no key's fixed text
 
 
-def template(make: Callable[[Any], str], sentinel: Any) -> tuple[str, str]:
-    """A key's text before and after its variable part, for writers that build many keys of one kind
-    by hand (raw RESP, Lua) without a second spelling of the schema. ``sentinel`` must not
-    otherwise occur in the key."""
-    key = make(sentinel)
-    prefix, found, suffix = key.partition(str(sentinel))
+def template(make: Callable[[int], str]) -> tuple[str, str]:
+    """A per-account key's text before and after the id, for encoders that format many keys of one
+    kind at once (the listener's HMGET batch) without a second spelling of the schema."""
+    key = make(_ID_SENTINEL)
+    prefix, found, suffix = key.partition(str(_ID_SENTINEL))
     if not found:
-        raise RuntimeError(f"key template without its variable part: {key!r}")
+        raise RuntimeError(f"not a per-account key: {key!r}")
     return prefix, suffix
-
-
-def lua_parts(make: Callable[[Any], str], sentinel: Any) -> tuple[str, str]:
-    """:func:`template` as Lua string literals, so a script can build ``prefix .. value .. suffix``
-    itself (keys it needs only on rare paths)."""
-    prefix, suffix = template(make, sentinel)
-    return json.dumps(prefix), json.dumps(suffix)  # a JSON string literal is a valid Lua one for key text

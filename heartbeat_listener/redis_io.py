@@ -1,9 +1,10 @@
 """The listener's Redis round trips, encoded by hand on :class:`hbdns.resp.BatchConnection`.
 
-Per batch: one EVALSHA of the beat script, plus one pipelined HMGET round trip only for accounts the
-listener's cache lacks. A batch is one ``bytes`` built from per-account pre-encoded parts (only the
-addresses and counter vary per beat). ``tests/unit/test_listener_redis.py`` pins the templates to
-what :meth:`hbdns.liveness.Liveness.beat_argv` and redis-py would send, so the layout has one owner.
+Per batch: one EVALSHA of the beat script (:data:`hbdns.scripts.BEAT`), plus one pipelined HMGET
+round trip only for accounts the listener's cache lacks. A batch is one ``bytes`` built from
+per-account and per-zone parts encoded once (only the addresses and counter vary per beat).
+``tests/unit/test_listener_redis.py`` pins the encodings to what
+:meth:`hbdns.liveness.Liveness.beat_argv` and redis-py would send, so the layout has one owner.
 
 A lost connection (:class:`hbdns.resp.ConnectionLost`) becomes
 :class:`~heartbeat_listener.protocol.StoreUnavailable`; the connection is made again on the next
@@ -12,14 +13,16 @@ call (the shell backs off in between).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-import hiredis
+import redis
 
-from hbdns import keys
+from hbdns import keys, scripts
 from hbdns.liveness import BEAT_ARGS_PER_BEAT, BEAT_KEYS_PER_BEAT, OK, BeatRequest, BeatResult, Liveness
 from hbdns.plans import Plan
-from hbdns.resp import BatchConnection, ConnectionLost, bulk, encode_command
+from hbdns.resp import BatchConnection, ConnectionLost, bulk
 from heartbeat_listener.protocol import AccountInfo, StoreUnavailable
 
 
@@ -32,7 +35,7 @@ class RedisAccounts:
     def __init__(self, conn: BatchConnection, plans: Mapping[str, Plan]) -> None:
         self.conn = conn
         self.expiry = {name: p.expiry_ms for name, p in plans.items()}
-        pre, post = (part.encode() for part in keys.template(keys.account, 987654321987))
+        pre, post = (part.encode() for part in keys.template(keys.account))
         tail = b"".join(bulk(f.encode()) for f in self.FIELDS)
         self._fmt = (
             b"*%d\r\n" % (2 + len(self.FIELDS)) + bulk(b"HMGET") + b"$%d\r\n" + pre + b"%d" + post + b"\r\n" + tail
@@ -52,7 +55,7 @@ class RedisAccounts:
         out: dict[int, AccountInfo | str] = {}
         hexcache = self._hex
         for account_id, reply in zip(ids, replies, strict=True):
-            if isinstance(reply, hiredis.ReplyError):  # e.g. WRONGTYPE: not an account hash
+            if isinstance(reply, redis.ResponseError):  # e.g. WRONGTYPE: not an account hash
                 out[account_id] = "bad_account"
                 continue
             if not isinstance(reply, list) or len(reply) != len(self.FIELDS):
@@ -78,32 +81,49 @@ class RedisAccounts:
         return out
 
 
+_UNREAD: Any = object()
+
+
+class _Ticket:
+    """A batch in flight: its EVALSHA (kept for a rerun after NOSCRIPT) and, once read, its reply."""
+
+    __slots__ = ("count", "payload", "reply")
+
+    def __init__(self, count: int, payload: bytes) -> None:
+        self.count = count  # beats
+        self.payload = payload
+        self.reply: Any = _UNREAD
+
+
 class RedisBeats:
     """The write stage: one EVALSHA of the shared beat script per batch, one round trip.
 
     The script checks and applies each beat in turn (replay check + state change), the batch as one
     atomic step. :meth:`submit` sends a batch and :meth:`collect` reads its results, so the shell can
     verify the next batch meanwhile; :meth:`beats` does both. The script is loaded on every
-    (re)connect; a NOSCRIPT reply (someone ran SCRIPT FLUSH) means the batch did not run: its beats
-    come back as status ``noscript`` (counted as redis_down) and the script is loaded again with the
-    next batch.
+    (re)connect. A NOSCRIPT reply (the script cache was flushed, or Redis failed over to a replica
+    without it) means the batch did not run: :meth:`collect` reads the replies of the batches sent
+    after it, loads the script and runs again, in their order, this batch and those of them that
+    got NOSCRIPT too, so no beat is lost. Only if the script is gone again at once do that
+    batch's beats come back as status ``noscript`` (counted as redis_down).
     """
 
     def __init__(self, conn: BatchConnection, liveness: Liveness, source: str = "beat") -> None:
         self.conn = conn
         self.liveness = liveness
-        self._load = encode_command("SCRIPT", "LOAD", liveness.beat_script)
-        self._need_load = False
-        conn.on_connect.append(lambda c: c.roundtrip(self._load, 1))  # Redis may have restarted
-        self._head = bulk(b"EVALSHA") + bulk(liveness.beat_sha.encode())
-        # the batch's fixed keys and args (with the source), then per beat:
-        #   KEYS acct alive / ARGV id ip4 ip6 counter ttl offline fp
+        self.script = scripts.BEAT
+        conn.on_connect.append(lambda c: c.roundtrip(self.script.load_command, 1))  # Redis may have restarted
+        self._pending: deque[_Ticket] = deque()  # submitted, reply not read yet, in order
+        # the batch's fixed keys and args (with the source), then its zones, then per beat:
+        #   KEYS acct alive log / ARGV id ip4 ip6 counter ttl offline fp
         shared_keys, shared_args = liveness.beat_argv([], source)
+        assert shared_args[-1] == "0", "beat_argv's fixed part must end with the zone count"
         self._shared_keys = b"".join(bulk(k.encode()) for k in shared_keys)
-        self._shared_args = b"".join(bulk(a.encode()) for a in shared_args)
+        self._shared_args = b"".join(bulk(a.encode()) for a in shared_args[:-1])
         self._nshared = len(shared_keys), len(shared_args)
-        # per account, encoded once: (fp, its two KEYS, its id ARG, its fp ARG)
+        # per account, encoded once: (fp, its KEYS, its id ARG, its fp ARG)
         self._accounts: dict[int, tuple[str, bytes, bytes, bytes]] = {}
+        self._zones: dict[str, tuple[bytes, bytes]] = {}  # zone -> (its KEY, its name ARG)
         self._bulks: dict[str, bytes] = {"": b"$0\r\n\r\n"}  # addresses repeat: encode once
         self._ttls: dict[int, bytes] = {}
 
@@ -113,11 +133,17 @@ class RedisBeats:
         i = req.account_id
         parts = (
             req.fp,
-            bulk(keys.account(i).encode()) + bulk(keys.alive(i).encode()),
+            bulk(keys.account(i).encode()) + bulk(keys.alive(i).encode()) + bulk(keys.account_log(i).encode()),
             bulk(b"%d" % i),
             bulk(req.fp.encode()),
         )
         self._accounts[i] = parts
+        return parts
+
+    def _zone_parts(self, zone: str) -> tuple[bytes, bytes]:
+        if len(self._zones) >= 100_000:
+            self._zones.clear()
+        parts = self._zones[zone] = (bulk(keys.zone(zone).encode()), bulk(zone.encode()))
         return parts
 
     def _ttl(self, expiry_ms: int) -> bytes:
@@ -136,12 +162,16 @@ class RedisBeats:
         """The EVALSHA command for a batch, byte for byte what redis-py would send."""
         keyparts: list[bytes] = []
         argparts: list[bytes] = []
+        zones: dict[str, tuple[bytes, bytes]] = {}
         accounts, parts_of, bulk_of, ttls = self._accounts, self._account_parts, self._bulk, self._ttls
+        known_zones, zone_parts = self._zones, self._zone_parts
         on, off = b"$1\r\n1\r\n", b"$1\r\n0\r\n"
         for req in reqs:
             parts = accounts.get(req.account_id)
             if parts is None or parts[0] != req.fp:
                 parts = parts_of(req)
+            if req.zone not in zones:
+                zones[req.zone] = known_zones.get(req.zone) or zone_parts(req.zone)
             keyparts.append(parts[1])
             counter = b"$0\r\n\r\n" if req.counter is None else bulk(b"%d" % req.counter)
             argparts.append(
@@ -157,51 +187,77 @@ class RedisBeats:
                     )
                 )
             )
-        nkeys = self._nshared[0] + BEAT_KEYS_PER_BEAT * len(reqs)
-        nargs = self._nshared[1] + BEAT_ARGS_PER_BEAT * len(reqs)
+        nkeys = self._nshared[0] + len(zones) + BEAT_KEYS_PER_BEAT * len(reqs)
+        nargs = self._nshared[1] + len(zones) + BEAT_ARGS_PER_BEAT * len(reqs)
         return b"".join(
             [
                 b"*%d\r\n" % (3 + nkeys + nargs),
-                self._head,
+                self.script.head,
                 bulk(b"%d" % nkeys),
                 self._shared_keys,
+                *(z[0] for z in zones.values()),
                 *keyparts,
                 self._shared_args,
+                bulk(b"%d" % len(zones)),
+                *(z[1] for z in zones.values()),
                 *argparts,
             ]
         )
 
-    def submit(self, reqs: Sequence[BeatRequest]) -> tuple[int, int]:
-        """Send a batch; the ticket is (beats, replies to skip first) for :meth:`collect`."""
+    def submit(self, reqs: Sequence[BeatRequest]) -> _Ticket:
+        """Send a batch; the ticket is for :meth:`collect`, in the order of submission."""
         payload = self.encode(reqs)
-        skip = 0
-        if self._need_load:
-            payload, skip = self._load + payload, 1
         try:
-            self.conn.send(payload, 1 + skip)
+            self.conn.send(payload, 1)
         except ConnectionLost as exc:
+            self._pending.clear()
             raise StoreUnavailable(str(exc)) from None
-        self._need_load = False
-        return len(reqs), skip
+        ticket = _Ticket(len(reqs), payload)
+        self._pending.append(ticket)
+        return ticket
 
-    def collect(self, ticket: tuple[int, int]) -> list[BeatResult]:
-        count, skip = ticket
+    def collect(self, ticket: _Ticket) -> list[BeatResult]:
         try:
-            reply = self.conn.read(1 + skip)[skip]
+            if ticket.reply is _UNREAD:
+                self._read(ticket)
+            reply = ticket.reply
+            if scripts.is_noscript(reply):
+                reply = self._rerun(ticket)
         except ConnectionLost as exc:
+            self._pending.clear()
             raise StoreUnavailable(str(exc)) from None
-        if isinstance(reply, hiredis.ReplyError):
-            status = "error"  # the script failed: nothing of this batch was applied
-            if str(reply).startswith("NOSCRIPT"):
-                self._need_load = True
-                status = "noscript"
-            return [BeatResult(status, False, "", "", ())] * count
-        if type(reply) is not list or len(reply) != count:
+        if isinstance(reply, redis.ResponseError):
+            # the script failed (or is gone again): nothing of this batch was applied
+            status = "noscript" if scripts.is_noscript(reply) else "error"
+            return [BeatResult(status, False, "", "", ())] * ticket.count
+        if type(reply) is not list or len(reply) != ticket.count:
             self.conn.close()
+            self._pending.clear()
             raise StoreUnavailable(f"beat script answered {reply!r:.200}")
         parse = self.liveness.beat_result
         # the script answers a bare 'ok' for an accepted beat that changed nothing: the shared OK
         return [OK if r == "ok" else parse(r) for r in reply]
+
+    def _read(self, ticket: _Ticket) -> None:
+        """Read replies in submission order up to ``ticket``'s."""
+        while self._pending:
+            first = self._pending.popleft()
+            first.reply = self.conn.read(1)[0]
+            if first is ticket:
+                return
+        raise ConnectionLost("the batch's connection was lost")
+
+    def _rerun(self, ticket: _Ticket) -> Any:
+        """NOSCRIPT for ``ticket``: every batch still in flight was sent before the script is loaded
+        again, so read their replies first, then load the script and run ``ticket`` and those of them
+        that got NOSCRIPT too once more, in submission order (one round trip)."""
+        later = list(self._pending)
+        if later:
+            self._read(later[-1])
+        again = [ticket, *(t for t in later if scripts.is_noscript(t.reply))]
+        for t, reply in zip(again, self.script.rerun(self.conn, [t.payload for t in again]), strict=True):
+            t.reply = reply
+        return ticket.reply
 
     def beats(self, reqs: Sequence[BeatRequest]) -> list[BeatResult]:
         if not reqs:

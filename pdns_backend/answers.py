@@ -1,10 +1,11 @@
 """Records from raw Redis data: pure functions, no I/O, so both transports and the tests share them.
 
-The Redis side (:mod:`pdns_backend.handlers`) fetches a zone's hash fields and, for a name that
-belongs to an account, the account's fields and whether its ``alive`` key exists. Everything here
-turns those strings into the JSON rows the PowerDNS remote backend expects.
+The Redis side (:mod:`pdns_backend.zones`, :mod:`pdns_backend.accounts`) fetches a zone's hash
+fields and, for a name that belongs to an account, the account's fields and whether its ``alive``
+key exists. Everything here turns those strings into the JSON rows the PowerDNS remote backend
+expects.
 
-Zones are parsed once per change of their hash (see ``ZoneCache`` in :mod:`pdns_backend.handlers`).
+Zones are parsed once per change of their hash (see ``ZoneCache`` in :mod:`pdns_backend.zones`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ ZONE_FIELDS = (
     "backup_mx_pref",
 )
 
-# Account hash fields the backend reads (lookups), in script order.
+# Account hash fields the backend reads (lookups), in the order hbdns/lua/lookup.lua returns them
+# (tests/unit/test_scripts.py holds the two together).
 ACCOUNT_FIELDS = ("plan", "fqdn", "ipv4", "ipv6", "neutral_ipv4", "neutral_ipv6", "mx")
 
 DEFAULT_TTL = 60  # for an account whose plan is unknown to this configuration
@@ -229,8 +231,8 @@ def domain_info(apex: str, serial: int) -> dict[str, Any]:
 
 
 def result_json(result: Any) -> str:
-    """The JSON reply ``{"result": ...}``. Record lists (every lookup) are formatted directly:
-    about 2.5x faster than ``json.dumps`` of the dicts, and lookups are the hot path."""
+    """The JSON reply ``{"result": ...}``. Record lists (every lookup) are formatted directly rather
+    than through ``json.dumps`` of the dicts (docs/performance.md): lookups are the hot path."""
     if result is False:
         return '{"result":false}'
     if type(result) is list and result and "qtype" in result[0]:

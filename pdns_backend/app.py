@@ -21,7 +21,7 @@ from werkzeug.exceptions import HTTPException
 from hbdns import config as hbconfig
 from hbdns.connection import connect
 from pdns_backend.answers import result_json
-from pdns_backend.handlers import Backend, BackendError
+from pdns_backend.backend import Backend, BackendError
 
 _JSON = "application/json"
 _FALSE = b'{"result":false}'
@@ -43,8 +43,9 @@ def backend_redis(url: str) -> redis.Redis:
 
 class LookupFastPath:
     """WSGI middleware for the hot path, ``GET /dnsapi/lookup/<qname>/<qtype>``: answered straight
-    from the backend without Flask's request/response objects (about a fifth of the per-request
-    cost under waitress). Anything else, including odd lookup paths, goes to the Flask app."""
+    from the backend without Flask's request/response objects (their share of the per-request cost
+    under waitress: docs/performance.md). Anything else, including odd lookup paths, goes to the
+    Flask app."""
 
     PREFIX = "/dnsapi/lookup/"
 

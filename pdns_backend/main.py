@@ -23,7 +23,7 @@ import waitress
 
 from hbdns import config
 from pdns_backend.app import backend_redis, create_app
-from pdns_backend.handlers import Backend
+from pdns_backend.backend import Backend
 from pdns_backend.unix import UnixServer
 
 log = logging.getLogger("pdns_backend")

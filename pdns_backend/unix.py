@@ -6,8 +6,8 @@ connection, sends ``initialize`` and then one call at a time.
 
 One thread runs a selector loop over all connections: the lookups that arrive together from
 several distributor threads are answered with one Redis round trip
-(:meth:`~pdns_backend.handlers.Backend.lookup_batch`), and no GIL hand-off between threads sits in
-the path of every query. Measured against a thread per connection, this roughly doubled lookups/s.
+(:meth:`~pdns_backend.backend.Backend.lookup_batch`), and no GIL hand-off between threads sits in
+the path of every query (against a thread per connection: docs/performance.md).
 
 A failed call is answered with an object that has no ``result`` key: pdns raises, answers SERVFAIL
 and reconnects; ``{"result": false}`` would be cached as NXDOMAIN.
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pdns_backend.answers import result_json
-from pdns_backend.handlers import Backend, BackendError
+from pdns_backend.backend import Backend, BackendError
 
 log = logging.getLogger(__name__)
 

@@ -24,25 +24,14 @@ import redis
 from hbdns import config, keys
 from hbdns.connection import connect
 from hbdns.liveness import BeatRequest
-from hbdns.model import Account, StaticRecord, Zone
+from hbdns.model import Account, Zone
 from hbdns.purge import Purger
 from hbdns.store import Store
 from tests.support.pdns import BackendProcess, PdnsServer, answer_texts, started_pdns, stop_all
 from tests.support.servers import RedisServer, wait_for
+from tests.support.zones import APEX, EXAMPLE_ZONE
 
 pytestmark = pytest.mark.pdns
-
-APEX = "example.com"
-ZONE = Zone(
-    apex=APEX,
-    ns=("ns1.example.net", "ns2.example.net"),
-    hostmaster="hostmaster.example.net",
-    neutral_ipv4="192.0.2.1",
-    neutral_ipv6="2001:db8::1",
-    backup_mx="mx.backup.example.com",
-    backup_mx_pref=50,
-    records=(StaticRecord("mx.backup.example.com", "A", "198.51.100.7", 600),),
-)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +39,7 @@ def module_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = RedisServer(Path(tmp_path_factory.mktemp("pdns-redis")), unix_socket=True).start()
     r = connect(server.url)
     store = Store(r, config.load({}))
-    store.add_zone(ZONE)
+    store.add_zone(EXAMPLE_ZONE)
     live = store.add_account(
         store.new_account("live.example.com", "heartbeat-c", aliases=["alias.example.com"], mx=True)
     )
@@ -224,7 +213,7 @@ def test_servfail_while_redis_down_then_correct_again(tmp_path: Path, transport:
     try:
         r = connect(rs.url)
         store = Store(r, config.load({}))
-        store.add_zone(ZONE)
+        store.add_zone(EXAMPLE_ZONE)
         acct = store.add_account(store.new_account("host.example.com", "heartbeat-c"))
         store.liveness.beat(BeatRequest(acct.id, APEX, 3_600_000, ipv4="203.0.113.80"))
         r.close()
@@ -264,7 +253,7 @@ def test_lookups_work_while_redis_refuses_writes(tmp_path: Path) -> None:
     try:
         r = connect(rs.url)
         store = Store(r, config.load({}))
-        store.add_zone(ZONE)
+        store.add_zone(EXAMPLE_ZONE)
         acct = store.add_account(store.new_account("host.example.com", "heartbeat-c"))
         store.liveness.beat(BeatRequest(acct.id, APEX, 3_600_000, ipv4="203.0.113.90"))
         r.config_set("maxmemory-policy", "noeviction")
@@ -288,7 +277,7 @@ def test_lookups_work_while_redis_refuses_writes(tmp_path: Path) -> None:
 def test_pdns_factory_fixture(pdns_factory: Callable[..., PdnsServer], real_redis: redis.Redis) -> None:
     """The shared fixture others use: session Redis, zones first, then pdns; purge settings exposed."""
     s = Store(real_redis, config.load({}))
-    s.add_zone(ZONE)
+    s.add_zone(EXAMPLE_ZONE)
     s.add_account(s.new_account("fixture.example.com", "heartbeat-b"))
     for transport in ("http", "unix"):
         pdns = pdns_factory(transport)

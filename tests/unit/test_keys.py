@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from hbdns import keys
@@ -46,9 +44,9 @@ def test_parse_alive_round_trip_and_rejects_others() -> None:
     assert keys.parse_alive("other:alive:{a:7}") is None
 
 
-def test_lua_parts_rebuild_the_key_and_refuse_a_missing_sentinel() -> None:
-    for make, value in ((keys.account_log, 42), (keys.zone, "dyn.example.net"), (keys.alive, 7)):
-        pre, suf = keys.lua_parts(make, 987654321987 if isinstance(value, int) else "\x01")
-        assert json.loads(pre) + str(value) + json.loads(suf) == make(value)
+def test_template_rebuilds_a_per_account_key_and_refuses_others() -> None:
+    for make in (keys.account, keys.alive, keys.account_log, keys.sms_outage):
+        pre, suf = keys.template(make)
+        assert pre + "42" + suf == make(42)
     with pytest.raises(RuntimeError):
-        keys.lua_parts(lambda _v: "hbdns:zones", "\x01")
+        keys.template(lambda _id: "hbdns:zones")

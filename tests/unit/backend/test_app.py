@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -13,52 +12,18 @@ from flask.testing import FlaskClient
 
 from hbdns import config, keys
 from hbdns.liveness import BeatRequest
-from hbdns.model import Account, StaticRecord, Zone
+from hbdns.model import Account, Zone
 from hbdns.store import Store
 from pdns_backend.answers import zone_id
 from pdns_backend.app import create_app
-
-APEX = "example.com"
-
-
-@pytest.fixture
-def server() -> fakeredis.FakeServer:
-    return fakeredis.FakeServer()
+from tests.support.zones import APEX
 
 
 @pytest.fixture
-def r(server: fakeredis.FakeServer) -> redis.Redis:
-    return fakeredis.FakeRedis(server=server, decode_responses=True)
-
-
-@pytest.fixture
-def settings() -> config.Settings:
-    return config.load(
-        {"HBDNS_PLANS": json.dumps({"slow": {"kind": "expiry", "interval": 600, "misses": 1, "ttl": 300}})}
-    )
-
-
-@pytest.fixture
-def store(r: redis.Redis, settings: config.Settings) -> Store:
-    s = Store(r, settings)
-    s.add_zone(
-        Zone(
-            apex=APEX,
-            ns=("ns1.example.net", "ns2.example.net."),
-            hostmaster="hostmaster@example.net",
-            neutral_ipv4="192.0.2.1",
-            neutral_ipv6="2001:db8::1",
-            backup_mx="mx.backup.example.net",
-            backup_mx_pref=50,
-            records=(
-                StaticRecord("mx.backup.example.com", "A", "198.51.100.7", 600),
-                StaticRecord("example.com", "TXT", '"v=spf1 -all"', 300),
-                StaticRecord("example.com", "MX", "20 mail.example.net.", 300),
-            ),
-        )
-    )
-    s.add_zone(Zone(apex="other.org", ns=("ns1.other.org",), hostmaster="h.other.org", neutral_ipv4="192.0.2.99"))
-    return s
+def store(store: Store) -> Store:
+    """The shared example.com zone, and other.org with only an IPv4 neutral address."""
+    store.add_zone(Zone(apex="other.org", ns=("ns1.other.org",), hostmaster="h.other.org", neutral_ipv4="192.0.2.99"))
+    return store
 
 
 @pytest.fixture
@@ -129,7 +94,7 @@ def test_expired_alive_key_answers_neutral_at_once(client: FlaskClient, store: S
     assert rrs(lookup(client, "host.example.com")) == {
         ("host.example.com.", "A", "192.0.2.1", 5),
         ("host.example.com.", "AAAA", "2001:db8::1", 5),
-        ("host.example.com.", "MX", "50 mx.backup.example.net", 5),
+        ("host.example.com.", "MX", "50 mx.backup.example.com", 5),
     }
 
 
@@ -138,13 +103,13 @@ def test_mx_live_points_at_account_plus_backup(client: FlaskClient, store: Store
     beat(store, acct, ipv4="203.0.113.9")
     assert {x["content"] for x in lookup(client, "mail.example.com.", "MX")} == {
         "10 mail.example.com",
-        "50 mx.backup.example.net",
+        "50 mx.backup.example.com",
     }
 
 
 def test_mx_neutral_only_backup(client: FlaskClient, store: Store) -> None:
     add(store, "mail.example.com", mx=True)
-    assert {x["content"] for x in lookup(client, "mail.example.com.", "MX")} == {"50 mx.backup.example.net"}
+    assert {x["content"] for x in lookup(client, "mail.example.com.", "MX")} == {"50 mx.backup.example.com"}
 
 
 def test_mx_disabled_gives_no_mx(client: FlaskClient, store: Store) -> None:
@@ -165,7 +130,7 @@ def test_alias_answers_like_primary(client: FlaskClient, store: Store) -> None:
     assert rrs(lookup(client, "WWW.example.com.")) == {
         ("www.example.com.", "A", "203.0.113.5", 5),
         ("www.example.com.", "MX", "10 host.example.com", 5),
-        ("www.example.com.", "MX", "50 mx.backup.example.net", 5),
+        ("www.example.com.", "MX", "50 mx.backup.example.com", 5),
     }
 
 

@@ -10,35 +10,14 @@ from hbdns import config
 from hbdns.liveness import BeatRequest
 from hbdns.model import Zone
 from hbdns.store import Store
-from pdns_backend.handlers import Backend, BackendError, ZoneCache
+from pdns_backend.backend import Backend, BackendError
+from pdns_backend.zones import ZoneCache
 from tests.support.clock import Clock
 
 
 @pytest.fixture
-def server() -> fakeredis.FakeServer:
-    return fakeredis.FakeServer()
-
-
-@pytest.fixture
-def r(server: fakeredis.FakeServer) -> redis.Redis:
-    return fakeredis.FakeRedis(server=server, decode_responses=True)
-
-
-@pytest.fixture
-def store(r: redis.Redis) -> Store:
-    s = Store(r, config.load({}))
-    s.add_zone(Zone(apex="example.com", ns=("ns1.example.net",), hostmaster="h.example.net", neutral_ipv4="192.0.2.1"))
-    return s
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(1000.0)
-
-
-@pytest.fixture
-def backend(store: Store, r: redis.Redis, clock: Clock) -> Backend:
-    return Backend(r, config.load({}).plan_table(), zone_max_age=1.0, clock=clock)
+def backend(store: Store, r: redis.Redis, settings: config.Settings, clock: Clock) -> Backend:
+    return Backend(r, settings.plan_table(), zone_max_age=1.0, clock=clock)
 
 
 def soa_serial(backend: Backend) -> int:

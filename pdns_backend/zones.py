@@ -1,0 +1,111 @@
+"""Zone configuration held in-process: every zone's parsed view, at most ``max_age`` seconds old.
+
+Zone configuration (SOA with its serial, NS, static records, neutral addresses) changes rarely and
+pdns asks for the apex on every query, so the backend keeps it for at most ``zone_max_age`` (1 s)
+instead of reading it per lookup. The account part of an answer is never held here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from hbdns import keys
+from hbdns.logs import RateLimitedLog
+from pdns_backend import answers
+
+log = logging.getLogger(__name__)
+
+
+def read_zones(r: redis.Redis) -> list[Any]:
+    """Every listed zone as a flat ``[apex, ZONE_FIELDS values, account at apex (0/1), ...]``.
+
+    Two round trips (the zone list, then one pipeline over it), once per ``max_age``: a zone removed
+    in between reads as a gone hash (skipped), one added in between is seen at the next reload."""
+    apexes = sorted(str(z) for z in r.smembers(keys.zones()))
+    if not apexes:
+        return []
+    pipe = r.pipeline(transaction=False)
+    for apex in apexes:
+        pipe.hmget(keys.zone(apex), list(answers.ZONE_FIELDS))
+        pipe.hexists(keys.names(), apex)
+    replies = pipe.execute()
+    flat: list[Any] = []
+    for n, apex in enumerate(apexes):
+        flat += [apex, replies[2 * n], 1 if replies[2 * n + 1] else 0]
+    return flat
+
+
+@dataclass(frozen=True)
+class ZoneEntry:
+    view: answers.ZoneView | None  # None: the zone's hash could not be parsed (its names SERVFAIL)
+    serial: int
+    apex_account: bool  # an account owns the apex name itself: apex lookups must ask Redis too
+
+
+class ZoneCache:
+    """Every zone's parsed configuration, at most ``max_age`` seconds old.
+
+    A reload reads all zones; a zone whose hash did not change keeps its parsed view. The thread
+    that finds the cache stale reloads it while the others wait (once per ``max_age``).
+    """
+
+    def __init__(
+        self, load: Callable[[], list[Any]], max_age: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ):
+        self._errors = RateLimitedLog(log, 60.0)
+        self._load = load
+        self.max_age = max_age
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._zones: dict[str, ZoneEntry] = {}
+        self._raw: dict[str, tuple[str | None, ...]] = {}
+        self._loaded = float("-inf")
+
+    def get(self) -> dict[str, ZoneEntry]:
+        if self._clock() - self._loaded < self.max_age:
+            return self._zones
+        with self._lock:
+            if self._clock() - self._loaded >= self.max_age:
+                self.store(self._load())
+            return self._zones
+
+    def store(self, flat: list[Any]) -> dict[str, ZoneEntry]:
+        """Install a fresh reload (:func:`read_zones`' flat list); returns the new zone map."""
+        now = self._clock()
+        zones: dict[str, ZoneEntry] = {}
+        raws: dict[str, tuple[str | None, ...]] = {}
+        for i in range(0, len(flat), 3):
+            apex, raw, apex_account = flat[i], tuple(flat[i + 1]), int(flat[i + 2]) == 1
+            old = self._zones.get(apex)
+            if old is not None and self._raw.get(apex) == raw:
+                zones[apex], raws[apex] = old, raw
+                continue
+            try:
+                view = answers.parse_zone(apex, raw)
+            except Exception as exc:  # one bad zone must not take the others down
+                self._errors.log(logging.ERROR, f"zone:{apex}", "zone data unusable", zone=apex, error=repr(exc))
+                zones[apex], raws[apex] = ZoneEntry(None, 0, apex_account), raw
+                continue
+            if view is None:  # listed but its hash is gone (being removed)
+                continue
+            zones[apex], raws[apex] = ZoneEntry(view, view.serial, apex_account), raw
+        self._zones, self._raw, self._loaded = zones, raws, now
+        return zones
+
+
+def find_apex(name: str, zones: Mapping[str, Any]) -> str | None:
+    """The longest apex that ``name`` is in (or equals), else None."""
+    while True:
+        if name in zones:
+            return name
+        dot = name.find(".")
+        if dot < 0:
+            return None
+        name = name[dot + 1 :]

@@ -1,0 +1,210 @@
+"""The script loader on a real redis-server: NOSCRIPT recovery on every call path, and every script
+touching only the keys it is passed in KEYS (what Redis Cluster will demand).
+
+The KEYS check runs each script with a prelude that shadows ``redis.call``/``redis.pcall``: before a
+command runs, each of its key arguments (positions from Redis' own ``COMMAND`` table) must be one of
+KEYS, or the script fails. The scenarios drive the real callers (Liveness, the listener's writer,
+the backend's reader, the store) through every branch that touches a key.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+import redis
+
+from hbdns import keys, scripts
+from hbdns.liveness import BeatRequest
+from hbdns.model import Account, Zone
+from hbdns.resp import BatchConnection, encode_command
+from hbdns.store import Store
+from heartbeat_listener.redis_io import RedisBeats
+from pdns_backend.accounts import AccountReader
+from tests.support.listener import ZONE
+from tests.support.servers import wait_for
+
+OTHER = "other.test"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def events(r: redis.Redis) -> list[dict[str, str]]:
+    """The event stream's entries, oldest first."""
+    entries: Any = r.xrange(keys.events())
+    return [fields for _, fields in entries]
+
+
+# --- NOSCRIPT recovery ---------------------------------------------------------------------------
+
+
+def test_redis_py_call_loads_a_flushed_script(real_redis: redis.Redis) -> None:
+    real_redis.zadd(keys.deadlines(), {"7": 1})
+    real_redis.script_flush()
+    assert scripts.DUE(real_redis, [keys.deadlines()], [10]) == ["7"]
+    assert real_redis.script_exists(scripts.DUE.sha) == [True]
+
+
+def test_pipeline_loads_a_flushed_script_before_it_runs(
+    store: Store, real_redis: redis.Redis, account: Account
+) -> None:
+    store.liveness.beat(BeatRequest(account.id, ZONE, 1, ipv4="203.0.113.7", counter=now_ms()))
+    wait_for(lambda: store.liveness.due(), 5, what="deadline due")
+    real_redis.script_flush()
+    [done] = store.liveness.neutralize_if_due([account.id])  # NEUTRALIZE on a pipeline
+    assert done.account_id == account.id and not store.status(account).live
+
+
+def test_transaction_with_a_flushed_script_records_its_event(store: Store, real_redis: redis.Redis) -> None:
+    store.add_zone(Zone(ZONE, ("ns1.test",), "hostmaster.test", "192.0.2.1"))
+    real_redis.script_flush()
+    acct = store.add_account(store.new_account(f"new.{ZONE}", "heartbeat-c"))  # RECORD inside MULTI/EXEC
+    [event] = events(real_redis)
+    assert (event["type"], event["account"]) == ("created", str(acct.id))
+
+
+def test_raw_call_loads_a_flushed_script(real_redis: redis.Redis) -> None:
+    real_redis.zadd(keys.deadlines(), {"7": 1})
+    conn = BatchConnection(real_redis)
+    payload = scripts.DUE.command([keys.deadlines()], ["10"])
+    assert scripts.DUE.call(conn, payload) == ["7"]
+    real_redis.script_flush()
+    assert scripts.DUE.call(conn, payload) == ["7"]
+    conn.send(encode_command("PING"), 1)
+    with pytest.raises(RuntimeError, match="in flight"):  # a reply would be taken for another's
+        scripts.DUE.call(conn, payload)
+
+
+def test_backend_reader_survives_a_restart_of_redis(store: Store, real_redis: redis.Redis, account: Account) -> None:
+    """What a restart does to the lookup path: the connection is gone and the script cache empty."""
+    reader = AccountReader(real_redis)
+    assert reader.fetch([account.fqdn])[0][1] == account.fqdn
+    real_redis.client_kill_filter(_type="normal", skipme=True)
+    real_redis.script_flush()
+    assert reader.fetch([account.fqdn])[0][1] == account.fqdn
+    assert reader.connection().connected
+
+
+# --- every key in KEYS ---------------------------------------------------------------------------
+
+_PRELUDE = """
+local __real = redis
+local __declared = {}
+for _, k in ipairs(KEYS) do __declared[k] = true end
+local __spec = %s
+local function __check(cmd, ...)
+  local name = string.lower(cmd)
+  local s = __spec[name]
+  if s == nil then error('keys check: cannot tell the keys of ' .. name) end
+  if s[1] == 0 then return end
+  local n = select('#', ...)
+  local last = s[2]
+  if last < 0 then last = n + 1 + last end
+  for i = s[1], last, s[3] do
+    local k = select(i, ...)
+    if not __declared[k] then error('keys check: ' .. name .. ' ' .. tostring(k) .. ' is not in KEYS') end
+  end
+end
+local redis = setmetatable({
+  call = function(cmd, ...) __check(cmd, ...) return __real.call(cmd, ...) end,
+  pcall = function(cmd, ...) __check(cmd, ...) return __real.pcall(cmd, ...) end,
+}, {__index = __real})
+"""
+
+
+def _key_specs(r: redis.Redis) -> str:
+    """Lua table: command -> {first, last, step} key positions, for commands whose keys those give."""
+    rows = []
+    for name, info in sorted(r.command().items()):
+        if "movablekeys" in info["flags"]:
+            continue  # keys found by parsing the arguments: the check refuses the command
+        rows.append(f"[{name!r}] = {{{info['first_key_pos']}, {info['last_key_pos']}, {info['step_count']}}}")
+    return "{" + ", ".join(rows) + "}"
+
+
+class _Checked(scripts.Script):
+    """The same script behind the KEYS check; counts its calls."""
+
+    calls: collections.Counter[str] = collections.Counter()
+
+    def __call__(self, client: Any, keys: Sequence[str] = (), args: Sequence[Any] = ()) -> Any:
+        self.calls[self.name] += 1
+        return super().__call__(client, keys, args)
+
+    def call(self, conn: BatchConnection, payload: bytes) -> Any:
+        self.calls[self.name] += 1
+        return super().call(conn, payload)
+
+
+@pytest.fixture
+def checked(real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> Iterator[collections.Counter[str]]:
+    """Every script of :data:`hbdns.scripts.ALL` replaced by its checked twin; yields the call counts."""
+    prelude = _PRELUDE % _key_specs(real_redis)
+    _Checked.calls = collections.Counter()
+    for attr, value in list(vars(scripts).items()):
+        if isinstance(value, scripts.Script) and value in scripts.ALL:
+            monkeypatch.setattr(scripts, attr, _Checked(value.name, prelude + value.source))
+    yield _Checked.calls
+
+
+def test_the_check_refuses_a_key_built_in_the_script(real_redis: redis.Redis) -> None:
+    prelude = _PRELUDE % _key_specs(real_redis)
+    source = "return redis.call('HGET', KEYS[1] .. ':x', 'f')"
+    bad = scripts.Script("bad", source)
+    assert bad(real_redis, [keys.zones()]) is None  # Redis itself lets it through
+    with pytest.raises(redis.ResponseError, match="not in KEYS"):
+        _Checked("bad", prelude + source)(real_redis, [keys.zones()])
+    with pytest.raises(redis.ResponseError, match="cannot tell"):
+        _Checked("bad", prelude + "return redis.call('EVAL', 'return 1', 0)")(real_redis)
+
+
+def test_every_script_touches_only_its_keys(
+    checked: collections.Counter[str], store: Store, real_redis: redis.Redis, account: Account
+) -> None:
+    store.add_zone(Zone(OTHER, ("ns1.test",), "hostmaster.test", "192.0.2.1"))
+    other = store.add_account(store.new_account(f"o.{OTHER}", "heartbeat-c"))  # RECORD (created)
+    lv = store.liveness
+    writer = RedisBeats(BatchConnection(real_redis), lv)
+    t = now_ms()
+    # beat: recovered + ip_changed in two zones, fast path, replay, stale, v6 change, rekey, gone
+    assert writer.beats([BeatRequest(account.id, ZONE, 60_000, ipv4="203.0.113.7", counter=t)])[0].changed
+    assert lv.beats([BeatRequest(other.id, OTHER, 60_000, ipv4="203.0.113.8", counter=t)])[0].changed
+    batch = [
+        BeatRequest(account.id, ZONE, 60_000, ipv4="203.0.113.7", counter=t + 1),  # fast path
+        BeatRequest(other.id, OTHER, 60_000, ipv6="2001:db8::8", counter=t + 1),  # v6 change
+        BeatRequest(account.id, ZONE, 60_000, ipv4="203.0.113.7", counter=t + 1),  # replay
+        BeatRequest(other.id, OTHER, 60_000, ipv4="203.0.113.8", counter=t + 900_000),  # stale
+        BeatRequest(account.id, ZONE, 60_000, ipv4="203.0.113.7", counter=t + 2, fp="0" * 16),  # rekey
+        BeatRequest(99_999, ZONE, 60_000, ipv4="203.0.113.9", counter=t + 2),  # gone
+    ]
+    statuses = [r.status for r in writer.beats(batch)]
+    assert statuses == ["ok", "ok", "replay", "stale", "rekey", "gone"]
+    assert writer.beats([BeatRequest(other.id, ZONE, 60_000, counter=t + 2)])[0].status == "rekey"  # not its zone
+    # dyndns2 update (no counter), then offline
+    lv.beats([BeatRequest(account.id, ZONE, 60_000, ipv4="203.0.113.10", source="update")])
+    assert writer.beats([BeatRequest(account.id, ZONE, 60_000, counter=t + 3, offline=True)])[0].changed
+    # expired but not swept: the next beat records the outage first
+    lv.beats([BeatRequest(other.id, OTHER, 1, ipv4="203.0.113.8", counter=t + 3)])
+    wait_for(lambda: not real_redis.exists(keys.alive(other.id)), 5, what="alive key expired")
+    writer.beats([BeatRequest(other.id, OTHER, 60_000, ipv4="203.0.113.8", counter=t + 4)])
+    assert [e["type"] for e in events(real_redis)[-2:]] == ["neutralized", "recovered"]
+    # due + neutralize: neutralized, still alive (deadline moved), gone, not due
+    lv.beats([BeatRequest(other.id, OTHER, 1, ipv4="203.0.113.8", counter=t + 5)])
+    lv.beats([BeatRequest(account.id, ZONE, 60_000, ipv4="203.0.113.7", counter=t + 6)])
+    real_redis.zadd(keys.deadlines(), {str(account.id): 1, "99999": 1})
+    wait_for(lambda: len(lv.due()) == 3, 5, what="three deadlines due")
+    assert [n.account_id for n in lv.sweep()] == [other.id]
+    assert lv.neutralize_if_due([account.id]) == []  # no longer due
+    # the backend's lookup: unknown name, first sight, known id, stale id
+    reader = AccountReader(real_redis)
+    reader.fetch([f"nope.{ZONE}", account.fqdn, f"o.{OTHER}"])
+    reader.fetch([account.fqdn])
+    store.remove_account(other.id)  # RECORD (removed)
+    store.add_account(store.new_account(f"o.{OTHER}", "heartbeat-c"))
+    reader.fetch([f"o.{OTHER}"])
+    assert set(checked) == {s.name for s in scripts.ALL}, "a script without a scenario here"
