@@ -130,5 +130,6 @@ DUE = load("due", lib=True)  # due deadlines (the sweeper)
 NEUTRALIZE = load("neutralize", lib=True)  # one due account -> neutralized
 RECORD = load("record", lib=True)  # admin transitions (created, removed)
 LOOKUP = load("lookup")  # the DNS backend's account lookup (read-only)
+GCRA = load("gcra", lib=True)  # one rate-limit bucket (the update API)
 
-ALL: tuple[Script, ...] = (BEAT, DUE, NEUTRALIZE, RECORD, LOOKUP)
+ALL: tuple[Script, ...] = (BEAT, DUE, NEUTRALIZE, RECORD, LOOKUP, GCRA)

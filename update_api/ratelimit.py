@@ -24,25 +24,7 @@ from typing import Any
 
 from redis import Redis
 
-from hbdns import keys
-
-# GCRA on one key holding the "theoretical arrival time" (ms, Redis clock).
-# KEYS: bucket ; ARGV: interval_ms burst take(1|0) -> 0 when allowed, else ms until the next one is.
-_GCRA = r"""
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local interval = tonumber(ARGV[1])
-local tolerance = interval * (tonumber(ARGV[2]) - 1)
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local wait = tat - now - tolerance
-if wait > 0 then return math.floor(wait) end
-if ARGV[3] == '1' then
-  local new = math.floor(tat + interval)
-  redis.call('SET', KEYS[1], string.format('%d', new), 'PX', math.max(new - now, 1))
-end
-return 0
-"""
+from hbdns import keys, scripts
 
 KNOWN_PER_ACCOUNT = 8  # dynamic addresses change daily: a week of them, plus a second site
 
@@ -64,7 +46,6 @@ class RateLimiter:
 
     def __init__(self, r: Redis) -> None:
         self.r = r
-        self._script = r.register_script(_GCRA)
 
     def check(self, key: str, limit: Limit, *, take: bool = True) -> float:
         """0 when allowed (and counted when ``take``), else seconds until the next event is allowed."""
@@ -72,7 +53,7 @@ class RateLimiter:
 
     def queue(self, client: Any, key: str, limit: Limit, *, take: bool) -> Any:
         """Run (or, on a pipeline, queue) one bucket's check; the reply is in ms."""
-        return self._script(keys=[key], args=[limit.interval_ms, limit.burst, "1" if take else "0"], client=client)
+        return scripts.GCRA(client, [key], [limit.interval_ms, limit.burst, "1" if take else "0"])
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from heartbeat_listener.redis_io import RedisBeats
 from pdns_backend.accounts import AccountReader
 from tests.support.listener import ZONE
 from tests.support.servers import wait_for
+from update_api.ratelimit import Limit, RateLimiter
 
 OTHER = "other.test"
 
@@ -207,4 +208,8 @@ def test_every_script_touches_only_its_keys(
     store.remove_account(other.id)  # RECORD (removed)
     store.add_account(store.new_account(f"o.{OTHER}", "heartbeat-c"))
     reader.fetch([f"o.{OTHER}"])
+    # a rate-limit bucket: allowed and taken, then refused
+    limiter = RateLimiter(real_redis)
+    assert limiter.check(keys.ratelimit("test", "x"), Limit(per_minute=1, burst=1)) == 0
+    assert limiter.check(keys.ratelimit("test", "x"), Limit(per_minute=1, burst=1)) > 0
     assert set(checked) == {s.name for s in scripts.ALL}, "a script without a scenario here"
