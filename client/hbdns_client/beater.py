@@ -115,19 +115,27 @@ class Beater:
         for old in list(self.targets):
             if old not in wanted:
                 self.targets.pop(old)[0].close()
+        errors = []
         for fam, addr in wanted.items():
             if fam in self.targets:
                 self.targets[fam] = (self.targets[fam][0], addr)
                 continue
-            sock = socket.socket(fam, socket.SOCK_DGRAM)
+            try:
+                sock = socket.socket(fam, socket.SOCK_DGRAM)  # EAFNOSUPPORT where IPv6 is switched off
+            except OSError as exc:
+                errors.append(exc)
+                continue
             try:
                 sock.setblocking(False)
                 if self.cfg.source:
                     sock.bind((self.cfg.source, 0))  # EADDRNOTAVAIL while the address is not up yet
-            except OSError:
+            except OSError as exc:
                 sock.close()
-                raise
+                errors.append(exc)
+                continue
             self.targets[fam] = (sock, addr)
+        if not self.targets:  # no family can send: the caller reports it and tries again later
+            raise errors[0]
         self.resolved_at = time.monotonic()
         self.refresh_due = False
 

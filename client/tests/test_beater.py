@@ -242,3 +242,31 @@ def test_outcome_prefers_an_accepted_reply() -> None:
     good = Sent(4, "127.0.0.1:1", 2, wire.Reply(wire.STATUS_OK, "127.0.0.1"))
     assert Outcome(sent=(skew, good)).reply == good.reply and Outcome(sent=(skew, good)).ok
     assert Outcome(sent=(skew,)).clock_skew and not Outcome().ok
+
+
+def test_a_family_this_host_cannot_use_is_skipped(
+    fake_server: Callable[..., FakeServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name with A and AAAA on a host with IPv6 switched off still beats over IPv4."""
+    server = fake_server()
+
+    def getaddrinfo(*args: object) -> list[tuple[Any, ...]]:
+        return [
+            (socket.AF_INET6, socket.SOCK_DGRAM, 17, "", ("::1", server.port, 0, 0)),
+            (socket.AF_INET, socket.SOCK_DGRAM, 17, "", ("127.0.0.1", server.port)),
+        ]
+
+    class NoIPv6(socket.socket):
+        def __init__(self, family: int = -1, *args: Any) -> None:
+            if family == socket.AF_INET6:
+                raise OSError(97, "Address family not supported by protocol")
+            super().__init__(family, *args)
+
+    cfg = ClientConfig(host="hb.dual.test", port=server.port, account_id=7, key=KEY)
+    beater = Beater(cfg, Counters(ServerClock(Clock())), resolver=Resolver(cfg.host, cfg.port, getaddrinfo=getaddrinfo))
+    monkeypatch.setattr(socket, "socket", NoIPv6)
+    try:
+        outcome = beater.beat(timeout=2)
+    finally:
+        beater.close()
+    assert list(beater.targets) == [] and [s.family for s in outcome.sent] == [4] and outcome.ok
