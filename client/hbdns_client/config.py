@@ -121,10 +121,10 @@ def read_config_file(path: str | Path) -> dict[str, str]:
 def default_state_dir(env: Mapping[str, str] | None = None, platform: str = os.name) -> PurePath:
     """Where the counter is kept when ``state_file`` is not set (``platform``: ``os.name``).
 
-    systemd's ``StateDirectory=`` (``$STATE_DIRECTORY``) first; else ``%ProgramData%\\hbdns-client``
-    on Windows (shared by the scheduled task and an administrator's ``check``), ``/var/lib/hbdns-client``
-    for root (what the systemd unit uses, so ``check`` as root shares it) and
-    ``$XDG_STATE_HOME/hbdns-client`` (``~/.local/state/hbdns-client``) for other users.
+    On Windows ``%ProgramData%\\hbdns-client`` (shared by the scheduled task and an administrator's
+    ``check``). Elsewhere systemd's ``StateDirectory=`` (``$STATE_DIRECTORY``) first; else
+    ``/var/lib/hbdns-client`` for root (what the systemd unit uses, so ``check`` as root shares it)
+    and ``$XDG_STATE_HOME/hbdns-client`` (``~/.local/state/hbdns-client``) for other users.
     """
     env = os.environ if env is None else env
     if platform == "nt":
