@@ -14,7 +14,9 @@ its ``client/``), and prints the median of the rounds' medians for each::
 On a shared machine wall-clock timings of identical code differ by 10-20% between runs, so
 ``--instructions`` also counts the CPU instructions per beat with valgrind's callgrind (the same
 count whatever else the machine does): each tree runs the loop once and three times, and the
-difference, divided by the beats of two passes, is what one beat costs.
+difference, divided by the beats of two passes, is what one beat costs. It counts two loops: the
+pure path above, and the whole socket shell (``UdpListener.step`` draining beats sent to it over
+loopback, batches of 16 and of 256, with a pipelined writer that answers ``OK`` at once).
 
 Not part of ``make bench`` (it has no same-run reference and measures no goal).
 """
@@ -73,6 +75,52 @@ def measure(batches: int, repeats: int, batch: int = 256, accounts: int = 20_000
     return statistics.median(timings)
 
 
+def measure_shell(beats: int, batch: int, repeats: int, accounts: int = 20_000) -> float:
+    """ns per beat of ``UdpListener.step`` (recv, screen, verify, decide, replies) over loopback."""
+    import socket
+
+    from hbdns_client import wire
+
+    from hbdns.liveness import OK
+    from heartbeat_listener.metrics import Metrics
+    from heartbeat_listener.protocol import AccountCache, AccountInfo, SourceLimiter
+    from heartbeat_listener.server import UdpListener, open_socket
+
+    key = bytes(range(32))
+    cache = AccountCache()
+    cache.update({i: AccountInfo(key, 15_000, "dyn.test", f"fp{i}") for i in range(accounts)})
+
+    class Writer:
+        def submit(self, reqs: list[object]) -> int:
+            return len(reqs)
+
+        def collect(self, count: int) -> list[object]:
+            return [OK] * count
+
+    server = open_socket("127.0.0.1", 0)
+    listener = UdpListener(
+        [server], lambda ids: {}, Writer(), metrics=Metrics(), limiter=SourceLimiter(1e9, 1_000_000),  # type: ignore[arg-type]
+        batch=batch, cache=cache,
+    )  # fmt: skip
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    total = 0
+    for r in range(repeats):
+        for n in range(r * beats, (r + 1) * beats):  # fits the listener's 4 MiB receive buffer
+            flags = wire.FLAG_REPLY if n % 6 == 0 else 0
+            client.sendto(wire.encode_beat(n % accounts, 1_700_000_000_000 + n, key, flags), server.getsockname())
+        start, got = time.perf_counter_ns(), 0
+        while got < beats:
+            got += listener.step(0.5)
+        listener.flush()
+        total += time.perf_counter_ns() - start
+    if listener.metrics.packets["accepted"] != beats * repeats:
+        raise AssertionError(f"unexpected counts {listener.metrics.packets}")
+    client.close()
+    server.close()
+    return total / (beats * repeats)
+
+
 def _one(tree: Path, batches: int, repeats: int) -> float:
     env = dict(os.environ, PYTHONPATH=f"{tree}{os.pathsep}{tree / 'client'}")
     out = subprocess.run(
@@ -86,19 +134,19 @@ def _one(tree: Path, batches: int, repeats: int) -> float:
     return float(json.loads(out.stdout)["ns_per_beat"])
 
 
-def _instructions(tree: Path, batches: int) -> float:
-    """CPU instructions per beat of the timed loop (callgrind; hash seed fixed so dicts repeat)."""
+def _instructions(tree: Path, loop: list[str], beats: int) -> float:
+    """CPU instructions per beat of ``loop`` (callgrind; hash seed fixed so dicts repeat)."""
     counts = []
     for repeats in (1, 3):
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "callgrind.out"
             env = dict(os.environ, PYTHONPATH=f"{tree}{os.pathsep}{tree / 'client'}", PYTHONHASHSEED="0")
             argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, str(HERE)]
-            argv += ["--once", "--batches", str(batches), "--repeats", str(repeats)]
+            argv += ["--once", *loop, "--repeats", str(repeats)]
             subprocess.run(argv, env=env, cwd=str(tree), capture_output=True, text=True, check=True)
             totals = [line for line in out.read_text().splitlines() if line.startswith("totals:")]
             counts.append(int(totals[0].split()[1]))
-    return (counts[1] - counts[0]) / (2 * batches * 256)
+    return (counts[1] - counts[0]) / (2 * beats)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,9 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against", type=Path, help="another tree to compare with, interleaved")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--instructions", action="store_true", help="also count instructions per beat (valgrind)")
+    parser.add_argument("--shell", type=int, metavar="BATCH", help="with --once: time UdpListener.step instead")
     args = parser.parse_args(argv)
     if args.once or not args.against:
-        print(json.dumps({"ns_per_beat": measure(args.batches, args.repeats)}))
+        if args.shell:
+            print(json.dumps({"ns_per_beat": measure_shell(3000, args.shell, args.repeats)}))
+        else:
+            print(json.dumps({"ns_per_beat": measure(args.batches, args.repeats)}))
         return 0
     trees = {"against": args.against.resolve(), "this": ROOT}
     results: dict[str, list[float]] = {name: [] for name in trees}
@@ -119,18 +171,19 @@ def main(argv: list[str] | None = None) -> int:
         order = list(trees.items()) if r % 2 == 0 else list(reversed(trees.items()))
         for name, tree in order:
             results[name].append(_one(tree, args.batches, args.repeats))
-    summary = {
-        name: {"median_ns_per_beat": round(statistics.median(v), 1), "rounds": [round(x, 1) for x in v]}
+    medians = {name: statistics.median(v) for name, v in results.items()}
+    summary: dict[str, object] = {
+        name: {"median_ns_per_beat": round(medians[name], 1), "rounds": [round(x, 1) for x in v]}
         for name, v in results.items()
     }
-    summary["ratio_this_to_against"] = round(
-        summary["this"]["median_ns_per_beat"] / summary["against"]["median_ns_per_beat"],
-        3,  # type: ignore[index]
-    )
+    summary["ratio_this_to_against"] = round(medians["this"] / medians["against"], 3)
     if args.instructions:
-        per_beat = {name: _instructions(tree, 20) for name, tree in trees.items()}
-        summary["instructions_per_beat"] = {name: round(v) for name, v in per_beat.items()}  # type: ignore[assignment]
-        summary["instructions_ratio_this_to_against"] = round(per_beat["this"] / per_beat["against"], 3)
+        loops = {"pure": (["--batches", "20"], 20 * 256), "shell16": (["--shell", "16"], 3000)}
+        loops["shell256"] = (["--shell", "256"], 3000)
+        for loop, (flags, beats) in loops.items():
+            per_beat = {name: _instructions(tree, flags, beats) for name, tree in trees.items()}
+            summary[f"instructions_per_beat_{loop}"] = {name: round(v) for name, v in per_beat.items()}
+            summary[f"instructions_ratio_{loop}"] = round(per_beat["this"] / per_beat["against"], 4)
     print(json.dumps(summary, indent=2))
     return 0
 
