@@ -192,7 +192,7 @@ def test_wrong_clocks_recover_within_one_window_and_captured_packets_stay_worthl
     # an hour fast: the first beat is stale, its CLOCK_SKEW answer carries the server's clock, the
     # next beat follows it and is accepted; NTP then corrects the clock: nothing changes
     fast.write_text(str(HOUR))
-    proc = run_client(tmp_path, "fast", config(tmp_path, "fast", server, account, 0.5), fast)
+    proc = run_client(tmp_path, "fast", config(tmp_path, "fast", server, account, 1.0), fast)
     try:
         wait_for(lambda: live(store, account), WINDOW, what="live while an hour fast")
         wait_for(lambda: re.search(r"clock is off by \+3(599\.9|600\.\d) s", proc.log_text()), 10, what="clock logged")
@@ -202,7 +202,9 @@ def test_wrong_clocks_recover_within_one_window_and_captured_packets_stay_worthl
         wait_for(lambda: counter(store, account) > before + 1000, WINDOW, what="still accepted after the fix")
     finally:
         proc.stop()
-    assert listener.count("stale") == stale_before + 1  # one stale beat, one answer: no more
+    # the first beat was refused as stale (and answered with the server's clock), then no more: under
+    # load an answer may come after the client stopped waiting, and the next beat tries once more
+    assert 1 <= listener.count("stale") - stale_before <= 3
 
     # restarted with the corrected clock: the state file keeps its counters above the last ones
     proc = run_client(tmp_path, "fast-again", config(tmp_path, "fast", server, account, 0.5), fast)
