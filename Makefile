@@ -49,7 +49,9 @@ test: venv sysdeps
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy hbdns pdns_backend heartbeat_listener update_api notifier sweeper admin client/hbdns_client tools
+	$(BIN)/mypy hbdns pdns_backend heartbeat_listener update_api notifier sweeper admin tools
+	$(BIN)/mypy --config-file client/pyproject.toml client/hbdns_client client/tests
+	$(BIN)/vermin --target=3.9- --no-tips --violations --quiet client/hbdns_client
 
 run: venv sysdeps
 	$(BIN)/python -m tools.devstack

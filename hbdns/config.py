@@ -236,7 +236,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     """Build settings from ``env`` (default: ``os.environ``); raise ConfigError naming a bad variable."""
     source = os.environ if env is None else env
     known = {env_name(f.name) for f in fields(Settings)} | set(REMOVED)
-    # HBDNS_CLIENT_* belong to the stand-alone update client (hbdns_client.client), not to the services.
+    # HBDNS_CLIENT_* belong to the stand-alone update client (hbdns_client), not to the services.
     unknown = sorted(k for k in source if k.startswith(PREFIX) and not k.startswith(CLIENT_PREFIX) and k not in known)
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown setting (typo?)")

@@ -20,9 +20,9 @@ from hbdns.liveness import Liveness
 from hbdns.logs import RateLimitedLog
 from hbdns.purge import Purger
 from heartbeat_listener.metrics import Metrics, MetricsServer, kernel_drops, socket_inodes
-from heartbeat_listener.protocol import SourceLimiter
 from heartbeat_listener.redis_io import BatchConnection, RedisAccounts, RedisBeats
 from heartbeat_listener.server import UdpListener, open_socket
+from heartbeat_listener.sources import SourceLimiter
 
 log = logging.getLogger("heartbeat_listener")
 
@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         purger=purger,
         batch=settings.heartbeat_batch,
         depth=settings.heartbeat_pipeline,
+        max_skew_ms=int(settings.heartbeat_max_skew * 1000),
     )
 
     stopping = False

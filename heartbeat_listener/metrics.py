@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from heartbeat_listener.protocol import RESULTS
+from heartbeat_listener.batch import RESULTS
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The socket shell around :mod:`heartbeat_listener.protocol`: wait, drain, decide, act.
+"""The socket shell around the pure stages (:mod:`heartbeat_listener.protocol`): wait, drain, decide, act.
 
 One :meth:`UdpListener.step` is one wake-up: poll the IPv4/IPv6 sockets, drain up to ``batch``
 datagrams without blocking (shared fairly between the sockets), screen them, verify MACs with the
@@ -27,22 +27,12 @@ from typing import Any, Protocol
 from hbdns.liveness import BeatRequest, BeatResult
 from hbdns.logs import RateLimitedLog
 from hbdns.purge import Purger
+from heartbeat_listener.accounts import AccountCache, AccountInfo, StoreUnavailable
+from heartbeat_listener.batch import Authenticated, Candidate, Datagram, Decisions, Screened
+from heartbeat_listener.decide import DEFAULT_WINDOW_MS, StaleReplies, conclude, dropped
 from heartbeat_listener.metrics import Metrics
-from heartbeat_listener.protocol import (
-    AccountCache,
-    AccountInfo,
-    Authenticated,
-    Candidate,
-    Datagram,
-    Decisions,
-    Screened,
-    SourceLimiter,
-    StoreUnavailable,
-    authenticate_all,
-    conclude,
-    dropped,
-    screen,
-)
+from heartbeat_listener.sources import SourceLimiter
+from heartbeat_listener.verify import authenticate_all, screen
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +80,8 @@ class UdpListener:
         clock: Callable[[], float] = time.monotonic,
         cache: AccountCache | None = None,
         depth: int = 2,
+        max_skew_ms: int = DEFAULT_WINDOW_MS,
+        wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         if not sockets:
             raise ValueError("no socket to listen on")
@@ -104,6 +96,9 @@ class UdpListener:
         self.clock = clock
         self.cache = cache if cache is not None else AccountCache()
         self.depth = depth  # batches left in flight at Redis while the next one is received
+        self.max_skew_ms = max_skew_ms  # the beat script's window, told to clients in CLOCK_SKEW answers
+        self.wall_ms = wall_ms  # this host's clock (Unix ms) for those answers
+        self.stale = StaleReplies()  # each stale beat is answered once, however often it is replayed
         self._requeue: list[Candidate] = []  # beats the script refused as 'rekey': once more, fresh
         self._by_family = {s.family: s for s in self.sockets}
         self._poll = select.poll()
@@ -178,7 +173,8 @@ class UdpListener:
         while len(self._inflight) > keep:
             auth, ticket = self._inflight.popleft()
             try:
-                out.append(conclude(auth, self.writer.collect(ticket)))
+                results = self.writer.collect(ticket)
+                out.append(conclude(auth, results, now_ms=self.wall_ms(), window_ms=self.max_skew_ms, stale=self.stale))
             except StoreUnavailable as exc:
                 out.append(dropped(auth, str(exc)))
                 out.extend(dropped(a, str(exc)) for a, _ in self._inflight)  # the connection is gone
@@ -194,12 +190,14 @@ class UdpListener:
         screened = screen(datagrams, self.limiter, now)
         if self._requeue:
             again, self._requeue = tuple(self._requeue), []
-            screened = Screened(again + screened.candidates, screened.counts, screened.rejects)  # older first
+            screened = Screened(
+                candidates=again + screened.candidates, counts=screened.counts, rejects=screened.rejects
+            )  # older first
         if not screened.candidates:
-            return Decisions((), (), screened.counts, screened.rejects)
+            return Decisions(counts=screened.counts, rejects=screened.rejects)
         if now < self._down_until:
             d = dropped(screened, "")
-            return Decisions((), (), d.counts, d.rejects)  # still backing off: not a new failure
+            return Decisions(counts=d.counts, rejects=d.rejects)  # still backing off: not a new failure
         try:
             auth = authenticate_all(screened, self.cache, self.lookup)
         except StoreUnavailable as exc:
@@ -210,7 +208,7 @@ class UdpListener:
             except StoreUnavailable as exc:
                 return dropped(auth, str(exc))
         self._redis_ok()
-        return Decisions((), (), auth.counts, auth.rejects)
+        return Decisions(counts=auth.counts, rejects=auth.rejects)
 
     def flush(self) -> None:
         """Finish the batches in flight and the requeued beats (before exiting)."""

@@ -49,7 +49,7 @@ def _read_password(args: argparse.Namespace) -> str | None:
 
 
 def _write_client_config(path: str, server: str, account: Account, interval: float) -> None:
-    from hbdns_client.client import write_client_config
+    from hbdns_client.config import write_client_config
 
     write_client_config(path, server, account.id, account.hb_key.hex(), interval)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hbdns_client.client import write_client_config
+from hbdns_client.config import write_client_config
 
 from hbdns.model import Account
 from hbdns.store import Store
@@ -26,6 +26,13 @@ def conf(tmp_path: Path, listener: Listener, account: Account) -> Path:
     path = tmp_path / "client.conf"
     write_client_config(path, f"127.0.0.1:{listener.port}", account.id, account.hb_key, 0.2)
     return path
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The clients' state files go to the test's directory, never to this machine's /var/lib."""
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    return tmp_path / "state"
 
 
 def client_env() -> dict[str, str]:
@@ -60,22 +67,33 @@ def test_send_over_ipv6_and_from_env(listener: Listener, store: Store, account: 
     assert store.status(account).state.ipv6 == "::1"
 
 
-def test_bad_key_is_reported_not_accepted(tmp_path: Path, listener: Listener, account: Account, store: Store) -> None:
+def test_bad_key_is_reported_not_accepted_and_run_keeps_trying(
+    tmp_path: Path, listener: Listener, account: Account, store: Store
+) -> None:
     bad = tmp_path / "bad.conf"
     write_client_config(bad, f"127.0.0.1:{listener.port}", account.id, bytes(32), 0.1)
     result = run_client("send", "--config", str(bad), "--timeout", "0.3")
     assert result.returncode == 1
     assert "wrong key or account id" in result.stderr
-    result = run_client("run", "--config", str(bad))
-    assert result.returncode == 2
-    assert "no authenticated answer" in result.stderr and "wrong key or account id" in result.stderr
+    bad_macs = listener.count("bad_mac")
+    proc = Process([CLIENT, "run", "--config", str(bad)], tmp_path / "bad.log", env=client_env())
+    try:  # run does not give up: a wrong key looks like an unreachable server, and it says so once
+        wait_for(lambda: "a wrong key or account id looks exactly like" in proc.log_text(), 15, what="the hint")
+        wait_for(lambda: listener.count("bad_mac") >= bad_macs + 10, 15, what="more beats")
+        assert proc.alive() and proc.log_text().count("wrong key") == 1
+        proc.signal(signal.SIGTERM)
+        assert proc.proc.wait(15) == 0
+    finally:
+        proc.stop()
     assert not store.status(account).live
 
 
 def test_run_beats_logs_public_ip_and_goes_offline_on_sigterm(
     conf: Path, tmp_path: Path, store: Store, account: Account
 ) -> None:
-    proc = Process([CLIENT, "run", "--config", str(conf), "--source", "127.0.0.3"], tmp_path / "client.log")
+    proc = Process(
+        [CLIENT, "run", "--config", str(conf), "--source", "127.0.0.3"], tmp_path / "client.log", env=client_env()
+    )
     try:
         wait_for(lambda: store.status(account).live, 15, what="first beat accepted")
         first = store.status(account).state.counter
@@ -93,7 +111,7 @@ def test_run_beats_logs_public_ip_and_goes_offline_on_sigterm(
 
 
 def test_run_on_sigint_too(conf: Path, tmp_path: Path, store: Store, account: Account) -> None:
-    proc = Process([CLIENT, "run", "--config", str(conf)], tmp_path / "client.log")
+    proc = Process([CLIENT, "run", "--config", str(conf)], tmp_path / "client.log", env=client_env())
     try:
         wait_for(lambda: store.status(account).live, 15, what="first beat accepted")
         started = time.monotonic()
@@ -120,13 +138,15 @@ def test_send_resolves_the_server_name(listener: Listener, account: Account, sto
     assert ("ok ::1" in lines) == (state.ipv6 == "::1")
 
 
-def test_dual_stack_name_gets_a_beat_per_family(
-    listener: Listener, account: Account, store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_dual_stack_name_gets_a_beat_per_family(listener: Listener, account: Account, store: Store) -> None:
     """A server name with A and AAAA: every beat goes over both, so both records stay current."""
     import socket
 
-    from hbdns_client import client
+    from hbdns_client.beater import Beater
+    from hbdns_client.clock import Clock, ServerClock
+    from hbdns_client.config import ClientConfig
+    from hbdns_client.counters import Counters
+    from hbdns_client.resolve import Resolver
 
     def fake_getaddrinfo(host: str, port: int, family: int = 0, *args: object) -> list[tuple[Any, ...]]:
         assert host == "hb.dual.test"
@@ -136,21 +156,22 @@ def test_dual_stack_name_gets_a_beat_per_family(
         ]
         return [x for x in out if family in (0, x[0])]
 
-    monkeypatch.setattr(client.socket, "getaddrinfo", fake_getaddrinfo)
-    cfg = client.ClientConfig("hb.dual.test", listener.port, account.id, account.hb_key)
-    beater = client.Beater(cfg)
+    def beater(source: str = "") -> Beater:
+        cfg = ClientConfig(host="hb.dual.test", port=listener.port, account_id=account.id, key=account.hb_key)
+        resolver = Resolver(cfg.host, cfg.port, source, getaddrinfo=fake_getaddrinfo)
+        return Beater(cfg, counters, resolver=resolver)
+
+    counters = Counters(ServerClock(Clock()))  # shared: one machine's counters, as its state file would
+    b = beater()
     try:
-        outcome = beater.beat(timeout=5)
+        outcome = b.beat(timeout=5)
     finally:
-        beater.close()
+        b.close()
     assert sorted(r.address for r in outcome.replies) == ["127.0.0.1", "::1"] and outcome.ok
     state = store.status(account).state
     assert (state.ipv4, state.ipv6) == ("127.0.0.1", "::1")
-    # pinned by --source: only that family. A new client's first counter is the clock: let the clock
-    # pass the last accepted counter first (the first client counted up past it within one ms).
-    wait_for(lambda: time.time_ns() // 1_000_000 > store.status(account).state.counter, 2, what="clock")
-    beater = client.Beater(client.ClientConfig("hb.dual.test", listener.port, account.id, account.hb_key, source="::1"))
+    b = beater(source="::1")  # pinned by the source address: only that family
     try:
-        assert [r.address for r in beater.beat(timeout=5).replies] == ["::1"]
+        assert [r.address for r in b.beat(timeout=5).replies] == ["::1"]
     finally:
-        beater.close()
+        b.close()

@@ -52,6 +52,7 @@ class Stack:
                 "HBDNS_SMTP_PORT": str(self.smtp.port),
                 "HBDNS_SMTP_FROM": "hbdns@provider.test",
                 "PATH": f"{BIN}:/usr/sbin:/sbin:{os.environ.get('PATH', '/usr/bin:/bin')}",
+                "STATE_DIRECTORY": str(self.workdir / "client-state"),  # hbdns-client's counter, not /var/lib
                 **self.extra_env,
             }
         )

@@ -14,8 +14,10 @@ from heartbeat_listener.protocol import (
     AccountCache,
     AccountInfo,
     Authenticated,
+    Candidate,
     Screened,
     SourceLimiter,
+    StaleReplies,
     StoreUnavailable,
     authenticate_all,
     conclude,
@@ -66,7 +68,9 @@ def test_accepted_beat_becomes_a_request_and_a_reply_with_the_seen_address() -> 
     data = beat()
     d = process_batch([(data, V4)], lookup, writer)
     assert d.counts == {"accepted": 1}
-    assert writer.requests == [BeatRequest(7, "dyn.test", 15000, ipv4="203.0.113.7", counter=NOW_MS)]
+    assert writer.requests == [
+        BeatRequest(account_id=7, zone="dyn.test", expiry_ms=15000, ipv4="203.0.113.7", counter=NOW_MS)
+    ]
     [(reply, addr)] = d.replies
     assert addr == V4 and len(reply) <= len(data)
     assert wire.parse_reply(reply, data, KEY) == wire.Reply(wire.STATUS_OK, "203.0.113.7")
@@ -91,7 +95,20 @@ def test_offline_flag_and_reply_status() -> None:
     writer = FakeWriter(changed=True)
     data = beat(flags=wire.FLAG_OFFLINE | wire.FLAG_REPLY)
     d = process_batch([(data, V6)], lookup, writer)
-    assert writer.requests[0].offline
+    # every field by name: the hot loop builds requests from a tuple in field order
+    assert writer.requests == [
+        BeatRequest(
+            account_id=7,
+            zone="dyn.test",
+            expiry_ms=15000,
+            ipv4="",
+            ipv6="2001:db8::7",
+            counter=NOW_MS,
+            offline=True,
+            source="beat",
+            fp="",
+        )
+    ]
     assert d.counts == {"offline": 1}
     assert wire.parse_reply(d.replies[0][0], data, KEY).status == wire.STATUS_OFFLINE_OK
     assert d.purge == ("h.dyn.test", "alias.dyn.test")
@@ -139,6 +156,44 @@ def test_script_verdicts(status: str, reason: str, reply_status: int | None) -> 
         assert d.replies == ()
     else:
         assert wire.parse_reply(d.replies[0][0], data, KEY).status == reply_status
+
+
+@pytest.mark.parametrize("addr", [V4, V6])
+def test_clock_skew_answer_carries_the_listeners_clock_and_window(addr: tuple[object, ...]) -> None:
+    data = beat(counter=NOW_MS + 3_600_000)
+    d = process_batch([(data, addr)], lookup, FakeWriter(statuses={7: "stale"}), now_ms=NOW_MS, window_ms=300_000)
+    [(reply, to)] = d.replies
+    assert to == addr and len(reply) == 20 <= len(data)  # no address in it: the same size for both families
+    assert wire.parse_reply(reply, data, KEY) == wire.Reply(wire.STATUS_CLOCK_SKEW, server_ms=NOW_MS, window_ms=300_000)
+
+
+def test_a_stale_beat_is_answered_once_however_often_and_from_wherever_it_is_replayed() -> None:
+    """Issue 14: a captured stale beat must not be answered every time it is replayed (a reflector)."""
+    stale = StaleReplies()
+    writer = FakeWriter(statuses={7: "stale"})
+    ahead, behind = beat(counter=NOW_MS + 3_600_000), beat(counter=NOW_MS - 3_600_000)
+    sources = [V4, ("198.51.100.9", 1), V6, ("2001:db8::99", 2, 0, 0)]
+
+    def replies(data: bytes, addr: tuple[object, ...], now_ms: int = NOW_MS) -> int:
+        d = process_batch([(data, addr)], lookup, writer, now_ms=now_ms, stale=stale)
+        assert d.counts == {"stale": 1}  # still counted every time
+        return len(d.replies)
+
+    assert [replies(ahead, a) for a in sources * 3] == [1] + [0] * 11
+    assert [replies(behind, a) for a in sources * 3] == [1] + [0] * 11  # behind the clock: its own first
+    # the honest client's next stale beats have higher counters: each is answered, once
+    later = beat(counter=NOW_MS + 3_600_005)
+    assert [replies(later, V4), replies(later, V6)] == [1, 0]
+    # an old captured packet stays unanswered as the listener's clock moves on
+    assert replies(ahead, V4, now_ms=NOW_MS + 60_000) == 0
+    assert len(stale) == 1
+
+
+def test_stale_reply_memory_is_per_account_and_bounded() -> None:
+    stale = StaleReplies(max_accounts=3)
+    assert all(stale.first(i, NOW_MS + 10**7, NOW_MS) for i in range(3))
+    assert not stale.first(2, NOW_MS + 10**7, NOW_MS)
+    assert stale.first(3, NOW_MS + 10**7, NOW_MS) and len(stale) == 1  # full: started afresh
 
 
 def test_a_mixed_batch_keeps_order_and_counts_each() -> None:
@@ -272,15 +327,20 @@ def test_rekey_for_a_cached_beat_evicts_and_requeues_it() -> None:
     assert d.evict == (7,)
     assert len(d.requeue) == 1
     requeued = d.requeue[0]
-    assert (requeued[0].account_id, requeued[0].counter, requeued[1], requeued[2]) == (7, NOW_MS + 1, V4, "203.0.113.7")
+    assert (requeued.beat.account_id, requeued.beat.counter, requeued.addr, requeued.ip) == (
+        7,
+        NOW_MS + 1,
+        V4,
+        "203.0.113.7",
+    )
     assert d.counts == {} and d.replies == () and d.rejects == ()  # decided on the next pass
     assert cache.get(7) is None  # process_batch applied the eviction
 
     # the next pass (as the listener runs it): fresh lookup; still 'rekey' now counts, no more requeue
-    screened = Screened(d.requeue, {}, ())
+    screened = Screened(candidates=d.requeue)
     auth = authenticate_all(screened, cache, lookups)
     assert lookups.calls == [(7,), (7,)] and auth.cached == (False,)
-    again = conclude(auth, writer.beats(auth.requests))
+    again = conclude(auth, writer.beats(auth.requests), now_ms=NOW_MS)
     assert again.counts == {"key_changed": 1} and again.requeue == ()
     assert again.rejects == (("key_changed", "203.0.113.7", 7),)
 
@@ -296,10 +356,13 @@ def test_rekey_for_a_freshly_looked_up_beat_counts_key_changed_and_is_not_requeu
 
 def test_conclude_requeues_only_the_cache_authenticated_rekeys() -> None:
     beats = [wire.parse_beat(beat(account_id=i, counter=NOW_MS + i)) for i in (7, 8, 9)]
-    cands = tuple((b, V4, "203.0.113.7", False) for b in beats)
-    reqs = tuple(BeatRequest(b.account_id, "dyn.test", 15000, ipv4="203.0.113.7", counter=b.counter) for b in beats)
-    auth = Authenticated(cands, reqs, (KEY,) * 3, {}, (), cached=(True, False, True))
-    d = conclude(auth, [REKEY, REKEY, OK])
+    cands = tuple(Candidate(beat=b, addr=V4, ip="203.0.113.7", v6=False) for b in beats)
+    reqs = tuple(
+        BeatRequest(account_id=b.account_id, zone="dyn.test", expiry_ms=15000, ipv4="203.0.113.7", counter=b.counter)
+        for b in beats
+    )
+    auth = Authenticated(candidates=cands, requests=reqs, keys=(KEY,) * 3, cached=(True, False, True))
+    d = conclude(auth, [REKEY, REKEY, OK], now_ms=NOW_MS)
     assert d.requeue == (cands[0],)
     assert d.evict == (7, 8)
     assert d.counts == {"key_changed": 1, "accepted": 1}

@@ -79,3 +79,42 @@ def test_batches_stay_in_flight_up_to_depth_and_finish_when_idle(server: socket.
         assert all(len(r) == 12 for r in replies)
     finally:
         client.close()
+
+
+class StaleWriter(RecordingWriter):
+    """The beat script's verdict for every beat: outside the skew window."""
+
+    def collect(self, ticket: int) -> list[BeatResult]:
+        self.collected.append(ticket)
+        return [BeatResult("stale", False, "", "", ("h.dyn.test",))] * len(self.submitted[ticket])
+
+
+def test_stale_beat_gets_one_clock_skew_answer_with_this_hosts_clock(server: socket.socket) -> None:
+    """The shell tells CLOCK_SKEW answers its clock and window, and answers a replayed copy no more."""
+    writer = StaleWriter()
+    listener = UdpListener(
+        [server], lambda ids: {i: AccountInfo(KEY, 15000, "dyn.test", "fp") for i in ids}, writer,
+        metrics=Metrics(), max_skew_ms=120_000, wall_ms=lambda: NOW_MS,
+    )  # fmt: skip
+    packet = wire.encode_beat(7, NOW_MS + 3_600_000, KEY, wire.FLAG_REPLY)  # an hour ahead
+    first, second = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
+    try:
+        for sock in (first, second):  # the original, then a copy replayed from another source
+            sock.bind(("127.0.0.1", 0))
+            sock.settimeout(0.5)
+            sock.sendto(packet, server.getsockname())
+            assert _readable(server)
+            listener.step(1.0)
+            listener.flush()
+        reply = first.recv(64)
+        assert wire.parse_reply(reply, packet, KEY) == wire.Reply(
+            wire.STATUS_CLOCK_SKEW, server_ms=NOW_MS, window_ms=120_000
+        )
+        with pytest.raises(TimeoutError):
+            second.recv(64)
+        assert (
+            listener.metrics.packets["stale"] == 2 and listener.metrics.counters["hbdns_heartbeat_replies_total"] == 1
+        )
+    finally:
+        first.close()
+        second.close()

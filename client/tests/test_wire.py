@@ -7,16 +7,17 @@ import re
 from pathlib import Path
 
 import pytest
-from hbdns_client import wire
 from hypothesis import example, given
 from hypothesis import strategies as st
+
+from hbdns_client import wire
 
 KEYS = st.binary(min_size=32, max_size=32)
 IDS = st.integers(0, wire.MAX_ACCOUNT_ID)
 COUNTERS = st.integers(0, wire.MAX_COUNTER)
 FLAGS = st.sampled_from([0, wire.FLAG_OFFLINE, wire.FLAG_REPLY, wire.FLAG_OFFLINE | wire.FLAG_REPLY])
 ADDRESSES = st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).map(str)
-DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"  # the repository's docs
 
 
 def rejected(data: bytes, key: bytes) -> bool:
@@ -95,6 +96,40 @@ def test_reply_round_trip_and_never_larger_than_the_beat(
     reply = wire.encode_reply(wire.parse_beat(data), status, address, key)
     assert len(reply) <= len(data)
     assert wire.parse_reply(reply, data, key) == wire.Reply(status, address)
+
+
+@given(
+    key=KEYS,
+    account_id=IDS,
+    counter=COUNTERS,
+    server_ms=COUNTERS,
+    window_ms=st.integers(0, wire.MAX_WINDOW_MS),
+    bit=st.integers(0, 20 * 8 - 1),
+)
+def test_clock_skew_reply_round_trip_bit_flips_and_size(
+    key: bytes, account_id: int, counter: int, server_ms: int, window_ms: int, bit: int
+) -> None:
+    data = wire.encode_beat(account_id, counter, key, wire.FLAG_REPLY)
+    reply = wire.encode_clock_skew(wire.parse_beat(data), server_ms, window_ms, key)
+    assert len(reply) == 20 < len(data)
+    assert wire.parse_reply(reply, data, key) == wire.Reply(wire.STATUS_CLOCK_SKEW, "", server_ms, window_ms)
+    flipped = bytearray(reply)
+    flipped[bit // 8] ^= 1 << (bit % 8)
+    with pytest.raises(wire.WireError):
+        wire.parse_reply(bytes(flipped), data, key)
+
+
+def test_a_20_byte_reply_must_be_clock_skew_and_old_style_skew_replies_still_parse() -> None:
+    key = bytes(32)
+    data = wire.encode_beat(1, 5, key, wire.FLAG_REPLY)
+    beat = wire.parse_beat(data)
+    body = bytes((wire.VERSION, wire.STATUS_OK)) + bytes(12)  # an OK status in the clock layout
+    forged = body + wire.hmac.digest(key, b"hbdns-reply" + data[:14] + body, "sha256")[:6]
+    with pytest.raises(wire.WireError, match="status 0"):
+        wire.parse_reply(forged, data, key)
+    # a server that predates the clock field answered CLOCK_SKEW with the address layout
+    old = wire.encode_reply(beat, wire.STATUS_CLOCK_SKEW, "192.0.2.7", key)
+    assert wire.parse_reply(old, data, key) == wire.Reply(wire.STATUS_CLOCK_SKEW, "192.0.2.7")
 
 
 @given(key=KEYS, counter=COUNTERS, address=ADDRESSES, bit=st.integers(0, 24 * 8 - 1))
@@ -182,6 +217,9 @@ def test_worked_example_in_protocol_doc() -> None:
     assert _doc_hex("reply") == wire.encode_reply(parsed, wire.STATUS_OK, "203.0.113.7", key)
     assert wire.parse_reply(_doc_hex("reply"), beat, key) == wire.Reply(wire.STATUS_OK, "203.0.113.7")
     assert _doc_hex("reply6") == wire.encode_reply(parsed, wire.STATUS_OK, "2001:db8::7", key)
+    skew = _doc_hex("skew")
+    assert skew == wire.encode_clock_skew(parsed, 1_700_000_400_000, 300_000, key)
+    assert wire.parse_reply(skew, beat, key) == wire.Reply(wire.STATUS_CLOCK_SKEW, "", 1_700_000_400_000, 300_000)
     offline = _doc_hex("offline")
     assert offline == wire.encode_beat(42, 1_700_000_005_000, key, wire.FLAG_REPLY | wire.FLAG_OFFLINE)
     # the field table's MAC row and the full HMAC quoted in the text agree with the beat
