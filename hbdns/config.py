@@ -216,6 +216,12 @@ class Settings:
     backup_mx_flush_helo: str = _setting("", _hostname)
     backup_mx_flush_source: str = _setting("", _address_or_empty)
 
+    # Backup MX lookup tables for Postfix (backup_mx): socketmap on TCP, or a unix socket when set
+    backup_mx_map_host: str = _setting("127.0.0.1")
+    backup_mx_map_port: int = _setting("8026", _port)
+    backup_mx_map_socket: str = _setting("")
+    backup_mx_map_max_connections: int = _setting("256", _positive_int)
+
     # Neutral host (neutral_host): what the neutral addresses answer on ports 25 and 80
     neutral_host_addresses: tuple[str, ...] = _setting("127.0.0.1,::1", _addresses)
     neutral_host_smtp_port: int = _setting("25", _port)

@@ -27,7 +27,7 @@ class _EtrnSMTP(SMTP):
             return
         status = await self._call_handler_hook("ETRN", arg.strip())
         await self.push(status)
-        if status.startswith("421"):
+        if status.startswith("421") and self.transport is not None:
             self.transport.close()
 
 

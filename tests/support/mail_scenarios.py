@@ -1,0 +1,218 @@
+"""Mail scenarios of issue 13, run as pid 1 of a private namespace (``python -m`` this module via
+:func:`tests.support.netns.run`): they assert as they go and write what they measured to
+``--result`` (JSON). ``phase1`` is the ``make test`` scenario; bench/bench_mail.py runs ``bench``.
+
+phase1, at the DNS level with real Postfix (DNS from a static zone, see tests.support.mailnet):
+
+1. today's neutral DNS (MX = backup only, A = neutral): a stock relay config on the backup MX
+   bounces (``loops back to myself``) after the sender was told ``250``; the deployed config
+   (transport to the customer's own name) defers the same message instead;
+2. MX set kept, A = the neutral host: senders fall back to the backup in milliseconds, the backup
+   queues, refuses an unknown user during SMTP, and a flush while the customer is down is harmless;
+   the same with a neutral address that refuses connections, for the sender cost;
+3. the customer is back: one ETRN right after DNS shows it delivers every queued message once,
+   within seconds; then the postqueue path, ETRN from a stranger (554) and a name the backup does
+   not relay (459).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from hbdns.etrn import FlushTarget, Outcome
+from hbdns.mta_flush import MtaFlusher
+from tests.support.mailnet import (
+    BACKUP,
+    BACKUP_MX,
+    CUSTOMER,
+    HOME,
+    NEUTRAL,
+    REFUSING,
+    MailNet,
+)
+from tests.support.postfix import DEPLOY, deliveries, parse_main, wait_queue
+from tests.support.servers import wait_for
+
+LIVE_MX = [(10, HOME), (50, BACKUP_MX)]
+TODAY_NEUTRAL_MX = [(50, BACKUP_MX)]
+
+
+def flusher(source: str = "127.0.0.1") -> MtaFlusher:
+    return MtaFlusher(
+        [FlushTarget("smtp", BACKUP, 25)],
+        timeout=10,
+        attempts=3,
+        backoff=0.2,
+        backoff_max=1,
+        helo="hbdns.provider.test",
+        source_address=source,
+    )
+
+
+def _delays(net: MailNet, ids: list[str], relay_prefix: str) -> list[float]:
+    """Sender-side delay (arrival at the sending MTA -> accepted by ``relay``) of each message."""
+    seen = deliveries(net.sender.log_since())
+    out = []
+    for mid in ids:
+        sent = [d for d in seen.get(mid, []) if d.status == "sent" and d.relay.startswith(relay_prefix)]
+        assert len(sent) == 1, (mid, seen.get(mid))
+        out.append(sent[0].delay)
+    return out
+
+
+def _wait_sent(net: MailNet, ids: list[str], timeout: float = 60) -> None:
+    def all_sent() -> bool:
+        seen = deliveries(net.sender.log_since())
+        return all(any(d.status == "sent" for d in seen.get(mid, [])) for mid in ids)
+
+    wait_for(all_sent, timeout, interval=0.05, what=f"{len(ids)} messages sent by the sending MTA")
+
+
+def phase1(net: MailNet, out: dict[str, Any]) -> None:
+    transport = parse_main((DEPLOY / "main.cf").read_text())["transport_maps"]
+
+    # 1. today's neutral DNS: MX set = backup only, A = neutral
+    net.customer.stop()
+    net.dns.set_home(a=NEUTRAL, mx=TODAY_NEUTRAL_MX)
+    net.backup.set(transport_maps="")  # a stock relay config: the backup follows the MX set
+    mark = net.backup.log_size()
+    today = net.send(1, tag="today")  # the sending MTA said 250 (send() raises otherwise)
+    hit = net.backup.wait_log(r"status=bounced \((mail for \S+ loops back to myself)\)", 30, mark)
+    wait_for(lambda: len(net.bounces()) == 1, 30, what="the bounce at the sender's mailbox")
+    out["today_stock"] = {"backup_log": hit[0].group(1), "bounces": len(net.bounces())}
+
+    net.backup.set(transport_maps=transport)  # the deployed config
+    mark = net.backup.log_size()
+    rescued = net.send(1, tag="today-deploy")
+    net.backup.wait_log(r"status=deferred \(host \S+\[127\.0\.0\.9\]\S* refused to talk to me: 421 4\.4\.2", 30, mark)
+    wait_queue(net.backup, 1, 10)
+    out["today_deploy"] = {"queued": len(net.backup.queue()), "bounces": len(net.bounces())}
+    assert len(net.bounces()) == 1, "the deployed config must not bounce"
+    del today
+
+    # 2. MX set kept, A = the neutral host (421)
+    net.dns.set_home(a=NEUTRAL, mx=LIVE_MX)
+    mark = net.backup.log_size()
+    queued = net.send(10, tag="outage")
+    _wait_sent(net, queued)
+    cost_421 = _delays(net, queued, BACKUP_MX)
+    wait_queue(net.backup, 1 + len(queued), 30)
+    reasons = deliveries(net.backup.log_since(mark))
+    assert all(d.status == "deferred" and "421 4.4.2" in d.reason for mid in queued for d in reasons[mid]), reasons
+
+    unknown_mark = net.backup.log_size()
+    net.send(1, rcpt=f"nosuchuser@{HOME}", tag="unknown")
+    refused = net.backup.wait_log(r"reject: RCPT from \S+: (550 5\.1\.1 <nosuchuser@\S+>: [^;]+);", 30, unknown_mark)
+    wait_for(lambda: len(net.bounces()) == 2, 30, what="the sender's own DSN for nosuchuser")
+    assert b"nosuchuser@" in net.dsn.received()[-1].raw
+    wait_queue(net.backup, 1 + len(queued), 5)  # nothing accepted for the unknown user
+
+    early = flusher().flush([HOME])  # ETRN while the customer is still down: harmless
+    assert [r.outcome for r in early] == [Outcome.FLUSHED], early
+    net.backup.wait_log(r"status=deferred", 10, net.backup.log_size() - 1)
+    wait_queue(net.backup, 1 + len(queued), 10)
+
+    net.dns.set_home(a=REFUSING, mx=LIVE_MX)  # a neutral address that refuses port 25
+    refusing = net.send(5, tag="refusing")
+    _wait_sent(net, refusing)
+    cost_refused = _delays(net, refusing, BACKUP_MX)
+    wait_queue(net.backup, 1 + len(queued) + len(refusing), 30)
+
+    # 3. the customer is back
+    net.customer.start()
+    back_at = net.dns.set_home(a=CUSTOMER, mx=LIVE_MX)
+    results = flusher().flush([HOME])
+    assert [r.outcome for r in results] == [Outcome.FLUSHED], results
+    waiting = rescued + queued + refusing
+    wait_for(lambda: len(net.delivered(waiting)) == len(waiting), 30, interval=0.02, what="queued mail delivered")
+    arrivals = [m.at for m in net.customer.received() if m.message_id in set(waiting)]
+    wait_queue(net.backup, 0, 10)
+    ids = net.customer.ids()
+    assert sorted(ids) == sorted(set(ids)), "a message was delivered twice"
+    live = net.send(3, tag="live")
+    wait_for(lambda: len(net.delivered(live)) == 3, 30, what="live mail")
+    cost_live = _delays(net, live, HOME)
+
+    # the postqueue path (a backup MX on the same host), a stranger's ETRN, a name not relayed here
+    net.customer.stop()
+    net.dns.set_home(a=NEUTRAL, mx=LIVE_MX)
+    local = net.send(2, tag="postqueue")
+    wait_queue(net.backup, 2, 30)
+    net.customer.start()
+    pq_back = net.dns.set_home(a=CUSTOMER, mx=LIVE_MX)
+    pq = MtaFlusher([FlushTarget("postqueue", config_dir=str(net.backup.config_dir))], attempts=2, backoff=0.2)
+    assert [r.outcome for r in pq.flush([HOME])] == [Outcome.FLUSHED]
+    wait_for(lambda: len(net.delivered(local)) == 2, 30, interval=0.02, what="postqueue -s delivery")
+    pq_delay = max(m.at for m in net.customer.received() if m.message_id in set(local)) - pq_back
+    stranger = flusher(source="127.0.0.30").flush([HOME])
+    other = flusher().flush(["example.org"])
+    assert (stranger[0].outcome, stranger[0].code) == (Outcome.REFUSED, 554), stranger
+    assert (other[0].outcome, other[0].code) == (Outcome.NOT_ELIGIBLE, 459), other
+    assert len(net.bounces()) == 2 and not net.sender.queue()
+
+    out.update(
+        outage_refused_unknown=refused[0].group(1),
+        queued=len(waiting),
+        delivered=len(net.delivered(waiting)),
+        duplicates=len(ids) - len(set(ids)),
+        bounces_total=len(net.bounces()),
+        flush_to_last_delivery_s=max(arrivals) - back_at,
+        flush_result=results[0].to_dict(),
+        postqueue_to_last_delivery_s=pq_delay,
+        stranger_etrn=stranger[0].to_dict(),
+        not_relayed_etrn=other[0].to_dict(),
+        sender_delay_s={
+            "live (direct to the customer)": statistics.median(cost_live),
+            "neutral host, 421": statistics.median(cost_421),
+            "neutral address refusing": statistics.median(cost_refused),
+        },
+        sender_delays_raw={"live": cost_live, "421": cost_421, "refused": cost_refused},
+    )
+
+
+SCENARIOS = {"phase1": phase1}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.support.mail_scenarios")
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--result", type=Path, required=True)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--runs", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(143)  # pid 1 ignores SIGTERM unless it has a handler
+
+    signal.signal(signal.SIGTERM, on_term)
+    out: dict[str, Any] = {"scenario": args.scenario, "started": time.time()}
+    net = MailNet(args.workdir)
+    code = 0
+    try:
+        net.start()
+        out["setup_s"] = time.time() - out["started"]
+        SCENARIOS[args.scenario](net, out)
+    except BaseException as exc:
+        code = 1
+        out["error"] = "".join(traceback.format_exception(exc))
+        print(out["error"], file=sys.stderr)
+    finally:
+        net.keep_logs()
+        net.stop()
+        net.remove_root()
+        out["seconds"] = time.time() - out["started"]
+        args.result.write_text(json.dumps(out, indent=2, default=str))
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
