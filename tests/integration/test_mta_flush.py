@@ -180,3 +180,19 @@ def test_source_address_is_used(mx: EtrnServer) -> None:
     _flusher(_target(mx.port), source_address="127.0.0.2").flush([HOME])
     wait_for(lambda: mx.received, 5, what="ETRN")
     assert mx.received[0].peer == "127.0.0.2"
+
+
+def test_settings_build_the_flusher(mx: EtrnServer) -> None:
+    from hbdns import config
+    from hbdns.mta_flush import from_settings
+
+    settings = config.load(
+        {
+            "HBDNS_BACKUP_MX_FLUSH": f"127.0.0.1:{mx.port}, postqueue:/etc/postfix-b",
+            "HBDNS_BACKUP_MX_FLUSH_ATTEMPTS": "2",
+            "HBDNS_BACKUP_MX_FLUSH_HELO": "hbdns.example.net",
+        }
+    )
+    flusher = from_settings(settings)
+    assert [str(t) for t in flusher.targets] == [f"127.0.0.1:{mx.port}", "postqueue:/etc/postfix-b"]
+    assert (flusher.attempts, flusher.helo, flusher.delay(10)) == (2, "hbdns.example.net", 30.0)

@@ -34,6 +34,7 @@ from tests.support.mailnet import (
     BACKUP,
     BACKUP_MX,
     CUSTOMER,
+    DROPPING,
     HOME,
     NEUTRAL,
     REFUSING,
@@ -82,7 +83,7 @@ def phase1(net: MailNet, out: dict[str, Any]) -> None:
 
     # 1. today's neutral DNS: MX set = backup only, A = neutral
     net.customer.stop()
-    net.dns.set_home(a=NEUTRAL, mx=TODAY_NEUTRAL_MX)
+    net.set_home(a=NEUTRAL, mx=TODAY_NEUTRAL_MX)
     net.backup.set(transport_maps="")  # a stock relay config: the backup follows the MX set
     mark = net.backup.log_size()
     today = net.send(1, tag="today")  # the sending MTA said 250 (send() raises otherwise)
@@ -100,7 +101,7 @@ def phase1(net: MailNet, out: dict[str, Any]) -> None:
     del today
 
     # 2. MX set kept, A = the neutral host (421)
-    net.dns.set_home(a=NEUTRAL, mx=LIVE_MX)
+    net.set_home(a=NEUTRAL, mx=LIVE_MX)
     mark = net.backup.log_size()
     queued = net.send(10, tag="outage")
     _wait_sent(net, queued)
@@ -121,7 +122,7 @@ def phase1(net: MailNet, out: dict[str, Any]) -> None:
     net.backup.wait_log(r"status=deferred", 10, net.backup.log_size() - 1)
     wait_queue(net.backup, 1 + len(queued), 10)
 
-    net.dns.set_home(a=REFUSING, mx=LIVE_MX)  # a neutral address that refuses port 25
+    net.set_home(a=REFUSING, mx=LIVE_MX)  # a neutral address that refuses port 25
     refusing = net.send(5, tag="refusing")
     _wait_sent(net, refusing)
     cost_refused = _delays(net, refusing, BACKUP_MX)
@@ -129,7 +130,7 @@ def phase1(net: MailNet, out: dict[str, Any]) -> None:
 
     # 3. the customer is back
     net.customer.start()
-    back_at = net.dns.set_home(a=CUSTOMER, mx=LIVE_MX)
+    back_at = net.set_home(a=CUSTOMER, mx=LIVE_MX)
     results = flusher().flush([HOME])
     assert [r.outcome for r in results] == [Outcome.FLUSHED], results
     waiting = rescued + queued + refusing
@@ -144,11 +145,11 @@ def phase1(net: MailNet, out: dict[str, Any]) -> None:
 
     # the postqueue path (a backup MX on the same host), a stranger's ETRN, a name not relayed here
     net.customer.stop()
-    net.dns.set_home(a=NEUTRAL, mx=LIVE_MX)
+    net.set_home(a=NEUTRAL, mx=LIVE_MX)
     local = net.send(2, tag="postqueue")
     wait_queue(net.backup, 2, 30)
     net.customer.start()
-    pq_back = net.dns.set_home(a=CUSTOMER, mx=LIVE_MX)
+    pq_back = net.set_home(a=CUSTOMER, mx=LIVE_MX)
     pq = MtaFlusher([FlushTarget("postqueue", config_dir=str(net.backup.config_dir))], attempts=2, backoff=0.2)
     assert [r.outcome for r in pq.flush([HOME])] == [Outcome.FLUSHED]
     wait_for(lambda: len(net.delivered(local)) == 2, 30, interval=0.02, what="postqueue -s delivery")
@@ -179,7 +180,84 @@ def phase1(net: MailNet, out: dict[str, Any]) -> None:
     )
 
 
-SCENARIOS = {"phase1": phase1}
+def bench(net: MailNet, out: dict[str, Any], runs: int, refs: int, outage: float = 60.0) -> None:
+    """``make bench`` (bench/bench_mail.py): sender cost per kind of neutral address (one message at
+    a time), ``runs`` outages with an ETRN flush, then ``refs`` accounts left to Postfix's default
+    schedule (no flush) as the reference."""
+    costs: dict[str, list[float]] = {}
+
+    def cost(label: str, address: str, relay: str, n: int) -> list[float]:
+        net.set_home(a=address, mx=LIVE_MX)
+        values: list[float] = []
+        for i in range(n):
+            ids = net.send(1, tag=f"cost-{label}-{i}")
+            _wait_sent(net, ids, timeout=60)
+            values += _delays(net, ids, relay)
+        return values
+
+    costs["live"] = cost("live", CUSTOMER, HOME, runs)
+    net.customer.stop()
+    costs["421"] = cost("421", NEUTRAL, BACKUP_MX, runs)
+    costs["refused"] = cost("refused", REFUSING, BACKUP_MX, runs)
+    net.customer.start()
+    net.set_home(a=CUSTOMER, mx=LIVE_MX)
+    assert flusher().flush([HOME])[0].ok
+    wait_queue(net.backup, 0, 60)
+
+    flushed: list[float] = []
+    for i in range(runs):
+        net.customer.stop()
+        net.set_home(a=NEUTRAL, mx=LIVE_MX)
+        ids = net.send(5, tag=f"run{i}")
+        wait_queue(net.backup, 5, 30)
+        net.customer.start()
+        back = net.set_home(a=CUSTOMER, mx=LIVE_MX)
+        assert flusher().flush([HOME])[0].ok
+        wait_for(lambda ids=ids: len(net.delivered(ids)) == len(ids), 30, interval=0.01, what=f"run {i} delivered")
+        flushed.append(max(m.at for m in net.customer.received() if m.message_id in set(ids)) - back)
+        wait_queue(net.backup, 0, 10)
+
+    reference: list[float] = []
+    if refs:
+        # A fresh qmgr: its deferred-queue scans run every queue_run_delay (300 s) from now. Outages
+        # start spread over one such period, so the reference covers every phase of the schedule.
+        net.backup.stop()
+        net.backup.start(listen=(BACKUP, 25))
+        start = time.time()
+        names = net.names[1 : refs + 1]
+        step = 280.0 / max(1, len(names))
+        events = sorted(
+            [(start + 5 + i * step, "down", name) for i, name in enumerate(names)]
+            + [(start + 5 + i * step + outage, "up", name) for i, name in enumerate(names)]
+        )
+        sent: dict[str, str] = {}
+        back_at: dict[str, float] = {}
+        for at, what, name in events:
+            time.sleep(max(0.0, at - time.time()))  # a schedule, not a wait for a condition
+            if what == "down":
+                net.set_home(name=name, a=NEUTRAL, mx=[(10, name), (50, BACKUP_MX)])
+                sent[name] = net.send(1, rcpt=f"alice@{name}", tag=name)[0]
+            else:
+                back_at[name] = net.set_home(name=name, a=CUSTOMER, mx=[(10, name), (50, BACKUP_MX)])
+        wait_for(
+            lambda: len(net.delivered(list(sent.values()))) == len(sent), 900, interval=1, what="reference deliveries"
+        )
+        arrived = {m.message_id: m.at for m in net.customer.received()}
+        reference = [arrived[sent[name]] - back_at[name] for name in names]
+        out["reference_deliveries_at_s"] = sorted({round(arrived[sent[n]] - start) for n in names})
+    # Last, as it disturbs what follows: the backup MX's own attempts hang for smtp_connect_timeout
+    # too, and a message in such an attempt when the customer is back misses the flush.
+    net.drop_connections_to(DROPPING)
+    net.customer.stop()
+    net.set_home(a=DROPPING, mx=LIVE_MX)
+    dropped = net.send(3, tag="cost-dropped")  # in parallel: each waits smtp_connect_timeout (30 s)
+    _wait_sent(net, dropped, timeout=120)
+    costs["dropped"] = _delays(net, dropped, BACKUP_MX)
+    assert not net.bounces(), net.bounces()
+    out.update(costs=costs, flushed=flushed, reference=reference, outage_s=outage)
+
+
+SCENARIOS = {"phase1": phase1, "bench": bench}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument("--result", type=Path, required=True)
     parser.add_argument("--workdir", type=Path, required=True)
-    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=20, help="bench: outages with a flush")
+    parser.add_argument("--refs", type=int, default=20, help="bench: outages left to Postfix's schedule")
     args = parser.parse_args(argv)
 
     def on_term(signum: int, frame: FrameType | None) -> None:
@@ -195,12 +274,15 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     out: dict[str, Any] = {"scenario": args.scenario, "started": time.time()}
-    net = MailNet(args.workdir)
+    net = MailNet(args.workdir, extra_names=args.refs if args.scenario == "bench" else 0)
     code = 0
     try:
         net.start()
         out["setup_s"] = time.time() - out["started"]
-        SCENARIOS[args.scenario](net, out)
+        if args.scenario == "bench":
+            bench(net, out, args.runs, args.refs)
+        else:
+            phase1(net, out)
     except BaseException as exc:
         code = 1
         out["error"] = "".join(traceback.format_exception(exc))

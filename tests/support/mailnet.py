@@ -8,6 +8,7 @@ who                     address                  what runs there
 customer                127.0.0.5, fd00::5       its mail server (:class:`~tests.support.mailboxes.Mailbox`)
 neutral host            127.0.0.9, fd00::9       ``hbdns-neutral-host`` (421 on 25, page on 80)
 refusing neutral        127.0.0.8                nothing (connections are refused)
+dropping neutral        127.0.0.7                a listener that never answers (connect timeout)
 backup MX               127.0.0.25, fd00::25     Postfix from deploy/postfix/main.cf
 sending MTA             127.0.0.30, fd00::30     a second, stock Postfix (follows MX order)
 sender's mailbox        127.0.0.31               where bounces (DSNs) arrive
@@ -24,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import smtplib
+import socket
 import subprocess
 import sys
 import time
@@ -48,10 +50,11 @@ ROOT = Path(__file__).resolve().parents[2]
 CUSTOMER, CUSTOMER6 = "127.0.0.5", "fd00::5"
 NEUTRAL, NEUTRAL6 = "127.0.0.9", "fd00::9"
 REFUSING = "127.0.0.8"
+DROPPING = "127.0.0.7"
 BACKUP, BACKUP6 = "127.0.0.25", "fd00::25"
 SENDER, SENDER6 = "127.0.0.30", "fd00::30"
 DSN = "127.0.0.31"
-ADDRESSES = [CUSTOMER, CUSTOMER6, NEUTRAL, NEUTRAL6, REFUSING, BACKUP, BACKUP6, SENDER, SENDER6, DSN]
+ADDRESSES = [CUSTOMER, CUSTOMER6, NEUTRAL, NEUTRAL6, REFUSING, DROPPING, BACKUP, BACKUP6, SENDER, SENDER6, DSN]
 
 ZONE = "dyn.hbdns.test"
 HOME = f"home.{ZONE}"
@@ -63,17 +66,19 @@ TTL = 5  # heartbeat-c's record TTL
 
 
 class StaticDns:
-    """pdns + bind backend serving ``test.`` from a zone file; :meth:`set_home` rewrites it."""
+    """pdns + bind backend serving ``test.`` from a zone file; :meth:`set_host` rewrites it."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, names: list[str]) -> None:
         self.workdir = workdir
         self.zonefile = workdir / "test.zone"
         self.serial = 1
         named = workdir / "named.conf"
         workdir.mkdir(parents=True, exist_ok=True)
         named.write_text(f'zone "test" {{ type master; file "{self.zonefile}"; }};\n')
-        self.home: dict[str, list[str]] = {}
-        self.set_home(a=CUSTOMER, mx=[(10, HOME), (50, BACKUP_MX)], reload=False)
+        self.hosts: dict[str, tuple[str | None, str | None, list[tuple[int, str]]]] = {
+            name: (CUSTOMER, None, [(10, name), (50, BACKUP_MX)]) for name in names
+        }
+        self._write()
         self.pdns = PdnsServer(
             workdir / "pdns", "", port=53, extra={"launch": "bind", "bind-config": str(named), "loglevel": "3"}
         )
@@ -85,15 +90,32 @@ class StaticDns:
     def stop(self) -> None:
         self.pdns.stop()
 
-    def set_home(
-        self, *, a: str | None, mx: list[tuple[int, str]], aaaa: str | None = None, reload: bool = True
-    ) -> float:
-        """Serve these records for HOME; returns when pdns answers the new A (wall time)."""
+    def set_host(self, name: str, *, a: str | None, mx: list[tuple[int, str]], aaaa: str | None = None) -> float:
+        """Serve these records for ``name``; returns the wall time pdns first answered them."""
+        self.hosts[name] = (a, aaaa, mx)
+        self._write()
+        code, out = self.pdns.control("bind-reload-now", "test")
+        if code != 0:
+            raise RuntimeError(f"bind-reload-now: {out}")
+        want_a = {a} if a else set()
+        want_mx = {f"{p} {h}." for p, h in mx}
+        wait_for(
+            lambda: self._answers(name, "A") == want_a and self._answers(name, "MX") == want_mx,
+            10,
+            interval=0.01,
+            what=f"{name} in the new zone",
+        )
+        return time.time()
+
+    def _write(self) -> None:
         self.serial += 1
-        rows = [f"{HOME}. IN A {a}"] if a else []
-        rows += [f"{HOME}. IN AAAA {aaaa}"] if aaaa else []
-        rows += [f"{HOME}. IN MX {pref} {host}." for pref, host in mx]
-        self.zonefile.write_text(
+        rows = []
+        for name, (a, aaaa, mx) in sorted(self.hosts.items()):
+            rows += [f"{name}. IN A {a}"] if a else []
+            rows += [f"{name}. IN AAAA {aaaa}"] if aaaa else []
+            rows += [f"{name}. IN MX {pref} {host}." for pref, host in mx]
+        tmp = self.zonefile.with_suffix(".new")
+        tmp.write_text(
             f"$TTL {TTL}\n"
             f"@ IN SOA ns1.provider.test. hostmaster.provider.test. {self.serial} 60 60 600 {TTL}\n"
             "@ IN NS ns1.provider.test.\n"
@@ -103,20 +125,12 @@ class StaticDns:
             "sender.test. IN MX 10 mail.sender.test.\n"
             f"mail.sender.test. IN A {DSN}\n" + "\n".join(rows) + "\n"
         )
-        if not reload:
-            return time.time()
-        code, out = self.pdns.control("bind-reload-now", "test")
-        if code != 0:
-            raise RuntimeError(f"bind-reload-now: {out}")
-        want_a = {a} if a else set()
-        want_mx = {f"{p} {h}." for p, h in mx}
-        wait_for(lambda: self._answers("A") == want_a and self._answers("MX") == want_mx, 10, what="new zone")
-        return time.time()
+        tmp.replace(self.zonefile)
 
-    def _answers(self, rdtype: str) -> set[str]:
+    def _answers(self, name: str, rdtype: str) -> set[str]:
         from tests.support.pdns import answer_texts
 
-        return answer_texts(self.pdns.query(HOME, rdtype, timeout=1.0), HOME, rdtype)
+        return answer_texts(self.pdns.query(name, rdtype, timeout=1.0), name, rdtype)
 
 
 def backup_settings(etrn_table: str, **over: str) -> dict[str, str]:
@@ -155,14 +169,16 @@ def sender_settings(**over: str) -> dict[str, str]:
 class MailNet:
     """Everything of the table above; :meth:`stop` stops it all (the namespace ends the rest)."""
 
-    def __init__(self, workdir: Path, *, recipients: list[str] | None = None) -> None:
+    def __init__(self, workdir: Path, *, recipients: list[str] | None = None, extra_names: int = 0) -> None:
         self.workdir = workdir
         self.root = mail_root()
         self.recipients = sorted(USERS) if recipients is None else recipients
+        self.names = [HOME] + [f"ref{i:02d}.{ZONE}" for i in range(1, extra_names + 1)]
         self.redis = RedisServer(workdir / "redis")
-        self.dns = StaticDns(workdir / "dns")
+        self.dns = StaticDns(workdir / "dns", self.names)
         self.neutral = NeutralHostProcess(workdir, (NEUTRAL, NEUTRAL6), name="neutral.provider.test")
-        self.customer = Mailbox(CUSTOMER, name=HOME, users=USERS, domains={HOME})
+        self.customer = Mailbox(CUSTOMER, name=HOME, users=USERS, domains=set(self.names))
+        self.dropping: list[socket.socket] = []
         self.dsn = Mailbox(DSN, name="mail.sender.test")
         self.maps: Process | None = None
         self.backup = Postfix(self.root, "backup", {}, base=(DEPLOY / "main.cf").read_text())
@@ -179,10 +195,11 @@ class MailNet:
             Zone(apex=ZONE, ns=("ns1.provider.test",), hostmaster="hostmaster.provider.test", neutral_ipv4=NEUTRAL,
                  backup_mx=BACKUP_MX)
         )  # fmt: skip
-        acct = self.store.add_account(self.store.new_account(HOME, "heartbeat-c", mx=True))
-        self.account_id = acct.id
-        if self.recipients:
-            self.store.r.hset(keys.account(acct.id), RECIPIENTS_FIELD, json.dumps(self.recipients))
+        for name in self.names:
+            acct = self.store.add_account(self.store.new_account(name, "heartbeat-c", mx=True))
+            self.account_id = self.account_id or acct.id
+            if self.recipients:  # phase 1: written by hand (the CLI learns it in phase 2)
+                self.store.r.hset(keys.account(acct.id), RECIPIENTS_FIELD, json.dumps(self.recipients))
         env = {k: v for k, v in os.environ.items() if not k.startswith("HBDNS_")}
         env.update(HBDNS_REDIS_URL=self.redis.url, HBDNS_BACKUP_MX_MAP_PORT=str(MAP_PORT))
         self.maps = Process([sys.executable, "-m", "backup_mx.main"], self.workdir / "maps.log", env=env, cwd=str(ROOT))
@@ -210,6 +227,8 @@ class MailNet:
     def _stop_maps(self) -> None:
         if self.maps is not None:
             self.maps.stop()
+        for sock in self.dropping:
+            sock.close()
 
     def keep_logs(self) -> None:
         """Copy the Postfix logs next to the other logs (the mail root is removed)."""
@@ -237,6 +256,25 @@ class MailNet:
                 ids.append(msg["Message-ID"])
         return ids
 
+    def set_home(self, *, a: str | None, mx: list[tuple[int, str]], name: str = HOME) -> float:
+        return self.dns.set_host(name, a=a, mx=mx)
+
+    def drop_connections_to(self, address: str) -> None:
+        """Make ``address``:25 swallow connection attempts (no answer at all, like an unrouted
+        neutral IP on the Internet): a listener that never accepts, its accept queue filled."""
+        listener = socket.socket()
+        listener.bind((address, 25))
+        listener.listen(0)
+        self.dropping.append(listener)
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            try:
+                filler.connect((address, 25))
+            except BlockingIOError:
+                pass
+            self.dropping.append(filler)
+
     def delivered(self, ids: list[str]) -> list[str]:
         got = set(self.customer.ids())
         return [i for i in ids if i in got]
@@ -247,8 +285,6 @@ class MailNet:
 
 
 def _port_open(host: str, port: int) -> bool:
-    import socket
-
     try:
         with socket.create_connection((host, port), timeout=1):
             return True
