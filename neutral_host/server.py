@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import struct
 from collections import Counter
 from dataclasses import dataclass
 
@@ -124,7 +125,7 @@ class NeutralHost:
     async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         key = self._enter(writer, "http")
         if key is None:
-            writer.transport.abort()
+            _close(writer, reset=True)
             return
         try:
             async with asyncio.timeout(self.limits.timeout):
@@ -150,8 +151,13 @@ class NeutralHost:
 
 
 def _close(writer: asyncio.StreamWriter, reset: bool = False) -> None:
-    """Close, or reset when asked or when unsent bytes are left (a reader too slow to take them)."""
+    """Close, or reset (RST, no TIME_WAIT here) when asked or when unsent bytes are left (a reader
+    too slow to take them)."""
     if reset or writer.transport.get_write_buffer_size():
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         writer.transport.abort()
     else:
         writer.close()

@@ -59,14 +59,15 @@ def flusher(source: str = "127.0.0.1") -> MtaFlusher:
     )
 
 
-def _delays(net: MailNet, ids: list[str], relay_prefix: str) -> list[float]:
-    """Sender-side delay (arrival at the sending MTA -> accepted by ``relay``) of each message."""
+def _delays(net: MailNet, ids: list[str], relay_prefix: str, strict: bool = True) -> list[float]:
+    """Sender-side delay (arrival at the sending MTA -> accepted by ``relay``) of each message sent
+    there; with ``strict``, every message must have gone there."""
     seen = deliveries(net.sender.log_since())
     out = []
     for mid in ids:
         sent = [d for d in seen.get(mid, []) if d.status == "sent" and d.relay.startswith(relay_prefix)]
-        assert len(sent) == 1, (mid, seen.get(mid))
-        out.append(sent[0].delay)
+        assert len(sent) == 1 or not strict, (mid, seen.get(mid))
+        out += [d.delay for d in sent]
     return out
 
 
@@ -86,7 +87,7 @@ def phase1(net: MailNet, out: dict[str, Any]) -> None:
     net.set_home(a=NEUTRAL, mx=TODAY_NEUTRAL_MX)
     net.backup.set(transport_maps="")  # a stock relay config: the backup follows the MX set
     mark = net.backup.log_size()
-    today = net.send(1, tag="today")  # the sending MTA said 250 (send() raises otherwise)
+    net.send(1, tag="today")  # the sending MTA said 250 (send() raises otherwise)
     hit = net.backup.wait_log(r"status=bounced \((mail for \S+ loops back to myself)\)", 30, mark)
     wait_for(lambda: len(net.bounces()) == 1, 30, what="the bounce at the sender's mailbox")
     out["today_stock"] = {"backup_log": hit[0].group(1), "bounces": len(net.bounces())}
@@ -95,10 +96,9 @@ def phase1(net: MailNet, out: dict[str, Any]) -> None:
     mark = net.backup.log_size()
     rescued = net.send(1, tag="today-deploy")
     net.backup.wait_log(r"status=deferred \(host \S+\[127\.0\.0\.9\]\S* refused to talk to me: 421 4\.4\.2", 30, mark)
-    wait_queue(net.backup, 1, 10)
+    wait_queue(net.backup, 1, 10, deferred=True)
     out["today_deploy"] = {"queued": len(net.backup.queue()), "bounces": len(net.bounces())}
     assert len(net.bounces()) == 1, "the deployed config must not bounce"
-    del today
 
     # 2. MX set kept, A = the neutral host (421)
     net.set_home(a=NEUTRAL, mx=LIVE_MX)
@@ -106,7 +106,8 @@ def phase1(net: MailNet, out: dict[str, Any]) -> None:
     queued = net.send(10, tag="outage")
     _wait_sent(net, queued)
     cost_421 = _delays(net, queued, BACKUP_MX)
-    wait_queue(net.backup, 1 + len(queued), 30)
+    wait_queue(net.backup, 1 + len(queued), 30, deferred=True)
+    net.backup.wait_log(r"status=deferred", 30, mark, count=len(queued))  # each tried once
     reasons = deliveries(net.backup.log_since(mark))
     assert all(d.status == "deferred" and "421 4.4.2" in d.reason for mid in queued for d in reasons[mid]), reasons
 
@@ -117,16 +118,17 @@ def phase1(net: MailNet, out: dict[str, Any]) -> None:
     assert b"nosuchuser@" in net.dsn.received()[-1].raw
     wait_queue(net.backup, 1 + len(queued), 5)  # nothing accepted for the unknown user
 
+    mark = net.backup.log_size()
     early = flusher().flush([HOME])  # ETRN while the customer is still down: harmless
     assert [r.outcome for r in early] == [Outcome.FLUSHED], early
-    net.backup.wait_log(r"status=deferred", 10, net.backup.log_size() - 1)
-    wait_queue(net.backup, 1 + len(queued), 10)
+    net.backup.wait_log(r"status=deferred", 10, mark, count=1 + len(queued))  # tried again, deferred again
+    wait_queue(net.backup, 1 + len(queued), 10, deferred=True)
 
     net.set_home(a=REFUSING, mx=LIVE_MX)  # a neutral address that refuses port 25
     refusing = net.send(5, tag="refusing")
     _wait_sent(net, refusing)
     cost_refused = _delays(net, refusing, BACKUP_MX)
-    wait_queue(net.backup, 1 + len(queued) + len(refusing), 30)
+    wait_queue(net.backup, 1 + len(queued) + len(refusing), 30, deferred=True)
 
     # 3. the customer is back
     net.customer.start()
@@ -141,16 +143,20 @@ def phase1(net: MailNet, out: dict[str, Any]) -> None:
     assert sorted(ids) == sorted(set(ids)), "a message was delivered twice"
     live = net.send(3, tag="live")
     wait_for(lambda: len(net.delivered(live)) == 3, 30, what="live mail")
-    cost_live = _delays(net, live, HOME)
+    # Right after recovery a sending Postfix may still reuse its cached session to the backup MX for
+    # the same destination (conn_use=2 in its log), whatever the MX order; the backup relays at once.
+    cost_live = _delays(net, live, HOME, strict=False)
 
     # the postqueue path (a backup MX on the same host), a stranger's ETRN, a name not relayed here
     net.customer.stop()
     net.set_home(a=NEUTRAL, mx=LIVE_MX)
     local = net.send(2, tag="postqueue")
-    wait_queue(net.backup, 2, 30)
+    wait_queue(net.backup, 2, 30, deferred=True)
     net.customer.start()
     pq_back = net.set_home(a=CUSTOMER, mx=LIVE_MX)
-    pq = MtaFlusher([FlushTarget("postqueue", config_dir=str(net.backup.config_dir))], attempts=2, backoff=0.2)
+    pq = MtaFlusher(
+        [FlushTarget("postqueue", config_dir=str(net.backup.config_dir))], attempts=2, backoff=0.2, helo="hbdns.test"
+    )
     assert [r.outcome for r in pq.flush([HOME])] == [Outcome.FLUSHED]
     wait_for(lambda: len(net.delivered(local)) == 2, 30, interval=0.02, what="postqueue -s delivery")
     pq_delay = max(m.at for m in net.customer.received() if m.message_id in set(local)) - pq_back
@@ -172,11 +178,12 @@ def phase1(net: MailNet, out: dict[str, Any]) -> None:
         stranger_etrn=stranger[0].to_dict(),
         not_relayed_etrn=other[0].to_dict(),
         sender_delay_s={
-            "live (direct to the customer)": statistics.median(cost_live),
+            "live (direct to the customer)": statistics.median(cost_live) if cost_live else None,
             "neutral host, 421": statistics.median(cost_421),
             "neutral address refusing": statistics.median(cost_refused),
         },
         sender_delays_raw={"live": cost_live, "421": cost_421, "refused": cost_refused},
+        live_via_cached_backup_session=len(live) - len(cost_live),
     )
 
 
@@ -199,6 +206,7 @@ def bench(net: MailNet, out: dict[str, Any], runs: int, refs: int, outage: float
     net.customer.stop()
     costs["421"] = cost("421", NEUTRAL, BACKUP_MX, runs)
     costs["refused"] = cost("refused", REFUSING, BACKUP_MX, runs)
+    wait_queue(net.backup, len(costs["421"]) + len(costs["refused"]), 30, deferred=True)
     net.customer.start()
     net.set_home(a=CUSTOMER, mx=LIVE_MX)
     assert flusher().flush([HOME])[0].ok
@@ -209,7 +217,7 @@ def bench(net: MailNet, out: dict[str, Any], runs: int, refs: int, outage: float
         net.customer.stop()
         net.set_home(a=NEUTRAL, mx=LIVE_MX)
         ids = net.send(5, tag=f"run{i}")
-        wait_queue(net.backup, 5, 30)
+        wait_queue(net.backup, 5, 30, deferred=True)
         net.customer.start()
         back = net.set_home(a=CUSTOMER, mx=LIVE_MX)
         assert flusher().flush([HOME])[0].ok

@@ -97,6 +97,9 @@ class StaticDns:
         code, out = self.pdns.control("bind-reload-now", "test")
         if code != 0:
             raise RuntimeError(f"bind-reload-now: {out}")
+        # As hbdns' writers do after a change: pdns' caches are keyed by the query's shape, so a
+        # resolver asking differently from this check would otherwise get the old answer for ~1 s.
+        self.pdns.purge(name)
         want_a = {a} if a else set()
         want_mx = {f"{p} {h}." for p, h in mx}
         wait_for(

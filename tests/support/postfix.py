@@ -244,16 +244,18 @@ def check_config(root: Path, base: str, overrides: Mapping[str, str]) -> tuple[i
     return check.returncode, "\n".join(problems)
 
 
-def wait_queue(pf: Postfix, count: int, timeout: float) -> list[dict[str, object]]:
-    """Wait until the queue holds exactly ``count`` messages."""
+def wait_queue(pf: Postfix, count: int, timeout: float, deferred: bool = False) -> list[dict[str, object]]:
+    """Wait until the queue holds exactly ``count`` messages (with ``deferred``: all of them in the
+    deferred queue, i.e. past their delivery attempt and in the fast-flush log of their domain; a
+    message still in its attempt when an ETRN arrives is not flushed by it)."""
     last: list[dict[str, object]] = []
 
     def done() -> bool:
         nonlocal last
         last = pf.queue()
-        return len(last) == count
+        return len(last) == count and (not deferred or all(m.get("queue_name") == "deferred" for m in last))
 
-    wait_for(done, timeout, interval=0.1, what=f"{pf.name} queue of {count}")
+    wait_for(done, timeout, interval=0.05, what=f"{pf.name} queue of {count}{' deferred' if deferred else ''}")
     return last
 
 
