@@ -48,7 +48,7 @@ class NeutralHost:
         self.admission = Admission(limits.max_connections, limits.per_source)
         self.counts: Counter[str] = Counter()
         self.servers: list[asyncio.Server] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._open: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> NeutralHost:
         for addr in self.addresses:
@@ -75,25 +75,27 @@ class NeutralHost:
         return int(self.servers[index].sockets[0].getsockname()[1])
 
     async def close(self) -> None:
+        """Stop listening and reset open connections (their handlers then end on their own)."""
         for server in self.servers:
             server.close()
-        for task in list(self._tasks):
-            task.cancel()
+        for writer in list(self._open):
+            _close(writer, reset=True)
         for server in self.servers:
             await server.wait_closed()
 
     def _enter(self, writer: asyncio.StreamWriter, kind: str) -> str | None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
         peer = writer.get_extra_info("peername")
         key = source_key(str(peer[0])) if peer else "?"
         if not self.admission.admit(key):
             self.counts[f"{kind}_over_limit"] += 1
             return None
         self.counts[f"{kind}_connections"] += 1
+        self._open.add(writer)
         return key
+
+    def _leave(self, writer: asyncio.StreamWriter, key: str) -> None:
+        self._open.discard(writer)
+        self.admission.release(key)
 
     async def _smtp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         key = self._enter(writer, "smtp")
@@ -119,7 +121,7 @@ class NeutralHost:
         except (TimeoutError, OSError):
             self.counts["smtp_cut"] += 1
         finally:
-            self.admission.release(key)
+            self._leave(writer, key)
             _close(writer, reset=not reader.at_eof())
 
     async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -146,7 +148,7 @@ class NeutralHost:
         except (TimeoutError, OSError):
             self.counts["http_cut"] += 1
         finally:
-            self.admission.release(key)
+            self._leave(writer, key)
             _close(writer)
 
 
