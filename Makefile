@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEB_BENCH_PACKAGES := dnsperf pdns-backend-bind
+DEB_BENCH_PACKAGES := dnsperf
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all venv sysdeps bench-sysdeps test lint run bench clean
@@ -21,6 +21,9 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml client/pyproject.
 venv: $(STAMP)
 
 # Install Debian's packages when a binary is missing: apt only runs on a machine that lacks them.
+# Postfix is preseeded to "No configuration": no /etc/postfix/main.cf is written and nothing is
+# started (the mail tests run instances of their own from their own config dirs, in a namespace).
+# pdns' bind backend serves the static zone of the phase-1 mail scenario.
 sysdeps:
 	@missing=""; \
 	command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server redis-tools"; \
@@ -31,8 +34,11 @@ sysdeps:
 	command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing="$$missing iproute2"; \
 	command -v dig >/dev/null || missing="$$missing dnsutils"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
+	ls /usr/lib/*/pdns/libbindbackend.so >/dev/null 2>&1 || missing="$$missing pdns-backend-bind"; \
+	[ -x /usr/sbin/postfix ] || missing="$$missing postfix"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | $(SUDO) debconf-set-selections; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
@@ -49,7 +55,7 @@ test: venv sysdeps
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy hbdns pdns_backend heartbeat_listener update_api notifier sweeper admin tools
+	$(BIN)/mypy hbdns pdns_backend heartbeat_listener update_api notifier sweeper admin neutral_host backup_mx tools
 	$(BIN)/mypy --config-file client/pyproject.toml client/hbdns_client client/tests
 	$(BIN)/vermin --target=3.9- --no-tips --violations --quiet client/hbdns_client
 

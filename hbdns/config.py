@@ -90,6 +90,27 @@ def _ipv6(raw: str) -> str:
     return str(ipaddress.IPv6Address(raw.strip()))
 
 
+def _addresses(raw: str) -> tuple[str, ...]:
+    return tuple(str(ipaddress.ip_address(item)) for item in _list(raw))
+
+
+def _address_or_empty(raw: str) -> str:
+    return str(ipaddress.ip_address(raw.strip())) if raw.strip() else ""
+
+
+def _hostname(raw: str) -> str:
+    from hbdns import validate
+
+    return validate.hostname(raw) if raw.strip() else ""
+
+
+def _flush_targets(raw: str) -> tuple[str, ...]:
+    """``host[:port]``, ``[v6]:port`` or ``postqueue[:/config/dir]`` items, kept as normalised text."""
+    from hbdns.etrn import parse_targets
+
+    return tuple(str(t) for t in parse_targets(_list(raw)))
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip().lower()
@@ -204,6 +225,30 @@ class Settings:
     sms_token: str = _setting("")
     webhook_secret: str = _setting("")
     http_timeout: float = _setting("5", _positive_float)
+
+    # Backup MX flush on recovery (hbdns.mta_flush): ETRN targets, or postqueue for a local Postfix
+    backup_mx_flush: tuple[str, ...] = _setting("", _flush_targets)
+    backup_mx_flush_timeout: float = _setting("10", _positive_float)
+    backup_mx_flush_attempts: int = _setting("5", _positive_int)
+    backup_mx_flush_backoff: float = _setting("1", _positive_float)
+    backup_mx_flush_backoff_max: float = _setting("30", _positive_float)
+    backup_mx_flush_helo: str = _setting("", _hostname)
+    backup_mx_flush_source: str = _setting("", _address_or_empty)
+
+    # Backup MX lookup tables for Postfix (backup_mx): socketmap on TCP, or a unix socket when set
+    backup_mx_map_host: str = _setting("127.0.0.1")
+    backup_mx_map_port: int = _setting("8026", _port)
+    backup_mx_map_socket: str = _setting("")
+    backup_mx_map_max_connections: int = _setting("256", _positive_int)
+
+    # Neutral host (neutral_host): what the neutral addresses answer on ports 25 and 80
+    neutral_host_addresses: tuple[str, ...] = _setting("127.0.0.1,::1", _addresses)
+    neutral_host_smtp_port: int = _setting("25", _port)
+    neutral_host_http_port: int = _setting("80", _port)
+    neutral_host_name: str = _setting("", _hostname)
+    neutral_host_max_connections: int = _setting("512", _positive_int)
+    neutral_host_per_source: int = _setting("16", _positive_int)
+    neutral_host_timeout: float = _setting("10", _positive_float)
 
     def plan_table(self) -> dict[str, Any]:
         """The plan table with this configuration's overrides applied."""

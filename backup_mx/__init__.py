@@ -1,0 +1,1 @@
+"""Postfix lookup tables for the provider's backup MX, answered live from hbdns' Redis."""
