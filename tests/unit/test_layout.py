@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("pdns_backend", "heartbeat_listener", "update_api", "sweeper", "notifier", "neutral_host", "backup_mx", "admin")
+SERVICES = (
+    "pdns_backend",
+    "heartbeat_listener",
+    "update_api",
+    "sweeper",
+    "notifier",
+    "neutral_host",
+    "backup_mx",
+    "admin",
+)
 
 
 def _imports(package: str) -> set[tuple[str, str]]:
