@@ -237,6 +237,22 @@ def client_config(store: Store, account: Account, server: str = "") -> str:
         return path.read_text()
 
 
+def status_dict(st: AccountStatus) -> dict[str, Any]:
+    """An account with its state, as ``hbdns account show --json`` and the admin API show it. ``live``
+    is what DNS answers now (the ``alive`` key); ``recorded_state`` the last transition recorded."""
+    return {
+        **st.account.public_dict(),
+        "live": st.live,
+        "state": "live" if st.live else "neutral",
+        "recorded_state": st.state.state,
+        "since_ms": st.state.since_ms,
+        "last_beat_ms": st.state.last_beat_ms,
+        "ipv4": st.state.ipv4,
+        "ipv6": st.state.ipv6,
+        "expires_in_ms": st.alive_ms,
+    }
+
+
 @dataclass(frozen=True)
 class Page:
     items: list[AccountStatus]
