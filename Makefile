@@ -21,6 +21,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml client/pyproject.
 venv: $(STAMP)
 
 # Install Debian's packages when a binary is missing: apt only runs on a machine that lacks them.
+# chromium and chromium-driver are for the status page's browser test (tests/e2e/test_status_browser.py).
 sysdeps:
 	@missing=""; \
 	command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server redis-tools"; \
@@ -31,6 +32,8 @@ sysdeps:
 	command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing="$$missing iproute2"; \
 	command -v dig >/dev/null || missing="$$missing dnsutils"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || [ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && \

@@ -33,6 +33,8 @@ SERVICES = [
     ("updates", "update_api.main", "hbdns-update-api"),
     ("sweeper", "sweeper.main", "hbdns-sweeper"),
     ("notifier", "notifier.main", "hbdns-notifier"),
+    ("adminapi", "admin.api.main", "hbdns-admin-api"),
+    ("status", "update_api.status.main", "hbdns-status-page"),
 ]
 
 
@@ -201,6 +203,10 @@ hbdns is running. Try:
   .venv/bin/hbdns-client --config {client_conf} run           # beat every 5 s (Ctrl-C: offline beat)
   curl -u {DEMO_HOST}:demo-password 'http://127.0.0.1:{settings.update_port}/nic/update?hostname={DEMO_HOST}&myip=127.0.0.9'
   HBDNS_REDIS_URL={settings.redis_url} .venv/bin/hbdns status
+Admin API:   http://127.0.0.1:{settings.admin_api_port}/api/v1   (document: /api/v1/openapi.json)
+  HBDNS_REDIS_URL={settings.redis_url} .venv/bin/hbdns token add --scope admin   # a token, shown once
+  curl -H "Authorization: Bearer <token>" http://127.0.0.1:{settings.admin_api_port}/api/v1/accounts
+Status page: http://127.0.0.1:{settings.status_port}/   (log in as {DEMO_HOST} / demo-password)
 Ctrl-C stops everything.
 """,
         flush=True,
