@@ -52,3 +52,10 @@ def test_lua_parts_rebuild_the_key_and_refuse_a_missing_sentinel() -> None:
         assert json.loads(pre) + str(value) + json.loads(suf) == make(value)
     with pytest.raises(RuntimeError):
         keys.lua_parts(lambda _v: "hbdns:zones", "\x01")
+
+
+def test_admin_api_and_status_page_keys() -> None:
+    assert keys.api_tokens() == "hbdns:tokens"
+    assert keys.api_token("0123456789abcdef") == "hbdns:token:0123456789abcdef"
+    assert keys.status_session("ab" * 32) == "hbdns:session:" + "ab" * 32
+    assert keys.badges() == "hbdns:badges"
