@@ -60,7 +60,8 @@ def zone_set(store: Store, args: argparse.Namespace) -> int:
     if zone is None:
         raise NotFound(f"no zone {args.apex}")
     zone = change_zone(store, zone, changes)
-    emit(args, zone_dict(store, zone), f"zone {zone.apex}: {', '.join(changes.given())} changed")
+    shown = ", ".join(f"{k}={getattr(zone, k)}" for k in changes.given())
+    emit(args, zone_dict(store, zone), f"zone {zone.apex}: {shown}")
     return 0
 
 

@@ -179,7 +179,7 @@ def test_page_shows_state_history_and_availability(make_page, home, store) -> No
     assert "client went offline" in text  # the outage, with its cause
     assert "203.0.113.10" in text and "(current)" in text  # the address change and how long it is held
     assert body.count('<svg class="strip"') == 2 and body.count("<rect") == 168 + 120
-    assert "Last 7 days" in text and "100 %" not in text  # the offline blip shows
+    assert "Last 7 days" in text and "Last 30 days" in text and "% live" in text
     assert "me@example.org" in text and "webhook h.example" in text and "s3cr3t" not in body
     assert home.hb_key.hex() not in body and PASSWORD not in body
 
