@@ -10,31 +10,26 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import signal
-from types import FrameType
-
-import waitress
 
 from admin.api.app import MAX_BODY, create_app
 from admin.api.service import AdminApi
 from hbdns import config
 from hbdns.connection import connect
 from hbdns.purge import Purger
+from hbdns.wsgi import serve
 
 log = logging.getLogger("admin.api.main")
 
 
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)
-
-
 def is_private(host: str) -> bool:
     """Loopback, RFC 1918/ULA or link-local: where an admin API may listen without a warning."""
-    if host in ("localhost", ""):
-        return host == "localhost"
+    if host == "localhost":
+        return True
     try:
         addr = ipaddress.ip_address(host)
     except ValueError:
+        return False
+    if addr.is_unspecified:  # 0.0.0.0 / :: listen on every interface, the public ones too
         return False
     return addr.is_loopback or addr.is_private or addr.is_link_local
 
@@ -44,32 +39,20 @@ def main() -> int:
     r = connect(settings.redis_url)
     purger = Purger(settings.pdns_api_urls, settings.pdns_api_key, settings.pdns_api_timeout).start()
     app = create_app(AdminApi.build(settings, r, purger))
-    server = waitress.create_server(
-        app,
-        host=settings.admin_api_host,
-        port=settings.admin_api_port,
-        threads=settings.admin_api_threads,
-        ident="hbdns",
-        max_request_body_size=MAX_BODY,
-        channel_timeout=30,
-    )
-    signal.signal(signal.SIGTERM, _stop)
     if not is_private(settings.admin_api_host):
         log.warning(
             "the admin API listens on a public address: keep it private (firewall or HBDNS_ADMIN_API_HOST)",
             extra={"host": settings.admin_api_host},
         )
-    log.info("admin API listening", extra={"host": settings.admin_api_host, "port": settings.admin_api_port})
-    try:
-        server.run()
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    finally:
-        server.close()
-        purger.stop()
-        r.close()
-        log.info("admin API stopped")
-    return 0
+    return serve(
+        app,
+        name="admin API",
+        host=settings.admin_api_host,
+        port=settings.admin_api_port,
+        threads=settings.admin_api_threads,
+        max_body=MAX_BODY,
+        cleanup=(purger.stop, r.close),
+    )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from hbdns.tokens import Scope, Tokens
 from tests.support.servers import Process, free_port, wait_for
 from tests.support.update_api import REPO, redis_snapshot
 
+ZONE, OTHER = "dyn.example.net", "dyn.other.org"
+
 
 def snapshot(r: redis.Redis) -> dict[str, Any]:
     """Everything in Redis but the ``hbdns:rl:*`` rate-limit buckets."""
@@ -52,6 +54,16 @@ class ApiClient:
         resp = self.client.open(path, method=method, json=json, headers=h)
         body = resp.get_json(silent=True) if resp.data else None
         return resp.status_code, body, dict(resp.headers)
+
+
+def is_problem(status: int, body: Any, headers: dict[str, str], expected: int) -> bool:
+    return (
+        status == expected
+        and headers["Content-Type"] == "application/problem+json"
+        and body["status"] == expected
+        and body["type"] == "about:blank"
+        and bool(body["title"])
+    )
 
 
 class AdminApiProcess:

@@ -4,6 +4,7 @@ caches for 60 s, so an answer that changes within a few seconds was purged."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -101,3 +102,18 @@ def test_changes_purge_pdns_from_either_surface(
     run("DELETE", f"/accounts/{name}", None, ["account", "remove", name])
     pdns.wait_answer(name, "A", set(), timeout=10)
     assert pdns.query(name, "A").rcode() == 3
+
+
+def test_the_process_stops_cleanly_on_sigterm_and_logs_no_secrets(
+    real_redis: redis.Redis, admin_api: AdminApiProcess
+) -> None:
+    token = Tokens(real_redis).add(Scope("admin"))[1]
+    status, made = admin_api.request("POST", "/accounts", token, {"fqdn": f"s.{ZONE}", "plan": "heartbeat-c"})
+    assert status == 201
+    assert admin_api.process is not None
+    admin_api.process.signal(signal.SIGTERM)
+    assert admin_api.process.proc.wait(10) == 0
+    log = admin_api.log_text()
+    assert "admin API listening" in log and "admin API stopped" in log and "account created" in log
+    for secret in (token.split("_")[2], made["heartbeat_key"], made["update_password"]):
+        assert secret not in log

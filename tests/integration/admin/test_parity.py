@@ -78,11 +78,6 @@ CASES: list[tuple[list[str], str, str, Any, int]] = [
 ]  # fmt: skip
 
 
-@pytest.fixture
-def api(real_redis: redis.Redis, settings: Any) -> ApiClient:
-    return ApiClient(real_redis, settings)
-
-
 @pytest.mark.parametrize(("argv", "method", "path", "body", "status"), CASES, ids=[" ".join(c[0][:3]) for c in CASES])
 def test_same_refusal_from_cli_and_api_and_nothing_written(
     real_redis: redis.Redis, capsys: pytest.CaptureFixture[str], api: ApiClient, argv: list[str], method: str,

@@ -7,18 +7,12 @@ import json
 import pytest
 import redis
 
-from admin.cli.main import main
 from hbdns import keys
 from hbdns.tokens import Tokens
+from tests.integration.test_cli import run
 from tests.support.admin_api import snapshot
 
 ZONE = "dyn.example.net"
-
-
-def run(r: redis.Redis, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv), redis_client=r)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
