@@ -2,8 +2,8 @@
 
 A token reads ``hbdns_<id>_<secret>``: the id (8 random bytes, hex) finds the record, the secret
 (32 random bytes) proves it. Only the SHA-256 of the secret is stored: a secret of 256 random bits
-needs no slow hash (unlike a password), so a check costs microseconds, not the tens of
-milliseconds of scrypt, and runs on every API request. The digest is compared with
+needs no deliberately slow hash (a password does), and a check runs on every API request
+(docs/api.md compares the two). The digest is compared with
 ``hmac.compare_digest``, and an unknown id or a malformed token is compared against a dummy
 digest, so timing tells neither whether an id exists nor how much of a secret matched.
 
