@@ -198,6 +198,7 @@ def _log_in(driver: Any, base: str, name: str, password: str) -> None:
 
 
 def test_status_page_in_a_browser(stack: Stack, token: str, browser: Any, tmp_path: Path) -> None:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -207,7 +208,10 @@ def test_status_page_in_a_browser(stack: Stack, token: str, browser: Any, tmp_pa
     base = f"http://127.0.0.1:{stack.status_port}"
 
     # a wrong password is refused, and no page of the account is reachable
-    wait = WebDriverWait(browser, 20, poll_frequency=0.2)
+    # a page being replaced (a form's answer) may hand out elements that go stale: look again
+    wait = WebDriverWait(
+        browser, 20, poll_frequency=0.2, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+    )
     _log_in(browser, base, host, "not-my-password")
     refused = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".notice.error"))
     assert "Wrong account name or password." in refused[0].text
@@ -224,8 +228,8 @@ def test_status_page_in_a_browser(stack: Stack, token: str, browser: Any, tmp_pa
     try:
         wait_for(lambda: stack.answers(host, "A") == {"127.0.0.2"}, 15, what="beats again")
         _log_in(browser, base, host, password)
-        wait.until(lambda d: d.current_url.endswith("/account"))
-        assert _text(browser, "state") == "LIVE" and _text(browser, "ipv4") == "127.0.0.2"
+        wait.until(lambda d: d.current_url.endswith("/account") and _text(d, "state") == "LIVE")
+        assert _text(browser, "ipv4") == "127.0.0.2"
         assert "client went offline" in _text(browser, "outages")
         assert "127.0.0.1" in _text(browser, "ip-changes") and "203.0.113.45" in _text(browser, "ip-changes")
         assert len(browser.find_elements(By.CSS_SELECTOR, "svg.strip rect.slot-partial")) >= 4
