@@ -21,7 +21,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml client/pyproject.
 venv: $(STAMP)
 
 # Install Debian's packages when a binary is missing: apt only runs on a machine that lacks them.
-# chromium and chromium-driver are for the status page's browser test (tests/e2e/test_status_browser.py).
+# chromium and chromium-driver are for the status page's browser test (tests/e2e/test_admin_surfaces.py).
 sysdeps:
 	@missing=""; \
 	command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server redis-tools"; \
