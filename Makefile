@@ -24,6 +24,7 @@ venv: $(STAMP)
 # Postfix is preseeded to "No configuration": no /etc/postfix/main.cf is written and nothing is
 # started (the mail tests run instances of their own from their own config dirs, in a namespace).
 # pdns' bind backend serves the static zone of the phase-1 mail scenario.
+# chromium and chromium-driver are for the status page's browser test (tests/e2e/test_admin_surfaces.py).
 sysdeps:
 	@missing=""; \
 	command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server redis-tools"; \
@@ -36,6 +37,8 @@ sysdeps:
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	ls /usr/lib/*/pdns/libbindbackend.so >/dev/null 2>&1 || missing="$$missing pdns-backend-bind"; \
 	[ -x /usr/sbin/postfix ] || missing="$$missing postfix"; \
+	command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || [ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  echo "postfix postfix/main_mailer_type select No configuration" | $(SUDO) debconf-set-selections; \

@@ -131,6 +131,14 @@ def _json_object(raw: str) -> str:
     return json.dumps(value, sort_keys=True)
 
 
+def _base_url(raw: str) -> str:
+    """An http(s) base URL without a trailing slash, or empty."""
+    value = raw.strip().rstrip("/")
+    if value and not (value.startswith(("https://", "http://")) and len(value.split("/")) == 3):
+        raise ValueError("expected a base URL like https://status.example.net (no path)")
+    return value
+
+
 def _setting(default: str, parse: Callable[[str], Any] = str) -> Any:
     """Declare a setting: its default (as the environment would spell it) and its parser."""
     return field(default=parse(default), metadata={"parse": parse, "raw_default": default})
@@ -181,6 +189,25 @@ class Settings:
     update_authfail_account_burst: int = _setting("30", _positive_int)
     update_known_source_ttl: int = _setting("2592000", _positive_int)
     update_blocked_agents: tuple[str, ...] = _setting("", _list)
+
+    # Admin API (hbdns-admin-api; private: its own loopback port by default)
+    admin_api_host: str = _setting("127.0.0.1")
+    admin_api_port: int = _setting("8070", _port)
+    admin_api_threads: int = _setting("4", _positive_int)
+    admin_api_rate: float = _setting("300", _positive_float)  # requests per minute, per token
+    admin_api_burst: int = _setting("100", _positive_int)
+    admin_api_authfail_rate: float = _setting("10", _positive_float)  # bad tokens per minute, per source
+    admin_api_authfail_burst: int = _setting("20", _positive_int)
+
+    # Customer status page (hbdns-status-page; public behind the provider's TLS proxy)
+    status_host: str = _setting("127.0.0.1")
+    status_port: int = _setting("8081", _port)
+    status_threads: int = _setting("8", _positive_int)
+    status_trusted_proxies: tuple[str, ...] = _setting("", _networks)
+    status_public_url: str = _setting("", _base_url)
+    status_cookie_secure: bool = _setting("true", _bool)
+    status_session_ttl: int = _setting("28800", _positive_int)
+    status_poll_interval: float = _setting("3", _positive_float)
 
     # Liveness sweeper (hbdns-sweeper)
     sweeper_roles: tuple[str, ...] = _setting("sweep,hints", _subset("sweep", "hints"))

@@ -80,6 +80,28 @@ def ratelimit(scope: str, subject: str) -> str:
     return f"{PREFIX}:rl:{scope}:{subject}"
 
 
+def api_tokens() -> str:
+    """SET of the ids of the admin API's tokens (``hbdns token list``)."""
+    return f"{PREFIX}:tokens"
+
+
+def api_token(token_id: str) -> str:
+    """HASH of one API token: scope, label, created, expires and the SHA-256 of its secret (never the
+    secret itself)."""
+    return f"{PREFIX}:token:{token_id}"
+
+
+def status_session(digest: str) -> str:
+    """HASH of one status page session (with a TTL), under the SHA-256 of its cookie value."""
+    return f"{PREFIX}:session:{digest}"
+
+
+def badges() -> str:
+    """HASH badge id -> account id: the public status badges customers turned on. The account's own
+    hash holds its badge id in the field ``badge`` (absent: off)."""
+    return f"{PREFIX}:badges"
+
+
 # --- per zone -------------------------------------------------------------------------------------
 
 

@@ -1,11 +1,14 @@
-"""Zones and accounts in Redis: create, read, change, remove. Used by the CLI and by tests.
+"""Zones and accounts in Redis: create, read, change, remove. Used by the CLI, the admin API and tests.
 
 Writes that touch an index (names, zone membership) run under WATCH/MULTI so that two admins adding
 the same name cannot both succeed. State fields are never written here (see :mod:`hbdns.liveness`).
+Checking a request is :mod:`hbdns.provision`'s job; a store built with a purger flushes the names
+whose answers a change alters from pdns' caches (:meth:`Store.purge`), so every surface purges alike.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import time
@@ -18,13 +21,26 @@ import redis
 from hbdns import keys, validate
 from hbdns.config import Settings
 from hbdns.liveness import Liveness
-from hbdns.model import Account, AccountState, NotifyPrefs, Zone
+from hbdns.model import Account, AccountState, Zone
 from hbdns.passwords import hash_password
 from hbdns.plans import Plan
+from hbdns.purge import Purger
 
 
 class StoreError(ValueError):
     """An operation that is refused (duplicate, unknown name, zone in use); ``str()`` says why."""
+
+    def __init__(self, reason: str, field: str = "") -> None:
+        super().__init__(reason)
+        self.field = field  # the request field it is about, when there is one ("fqdn", "aliases.0")
+
+
+class NotFound(StoreError):
+    """No such zone, account or dead letter (the admin API's 404)."""
+
+
+class Conflict(StoreError):
+    """The stored data forbids it: a name taken, a zone that exists or still has accounts (409)."""
 
 
 @dataclass(frozen=True)
@@ -39,10 +55,11 @@ class AccountStatus:
 
 
 class Store:
-    def __init__(self, r: redis.Redis, settings: Settings) -> None:
+    def __init__(self, r: redis.Redis, settings: Settings, purger: Purger | None = None) -> None:
         # Any: redis-py's types cannot express decode_responses=True (every reply here is str).
         self.r: Any = r
         self.settings = settings
+        self.purger = purger
         self.plans: dict[str, Plan] = settings.plan_table()
         self.liveness = Liveness(
             r,
@@ -50,6 +67,11 @@ class Store:
             events_maxlen=settings.events_maxlen,
             log_size=settings.account_log_size,
         )
+
+    def purge(self, names: Iterable[str]) -> None:
+        """Flush ``names`` from pdns' caches (best effort, off the write path); no purger: nothing."""
+        if self.purger is not None:
+            self.purger.purge(sorted(set(names)))
 
     # --- zones ------------------------------------------------------------------------------------
 
@@ -86,7 +108,7 @@ class Store:
         with self.r.pipeline() as pipe:
             pipe.watch(key)
             if pipe.exists(key):
-                raise StoreError(f"zone {zone.apex} exists already")
+                raise Conflict(f"zone {zone.apex} exists already", "apex")
             pipe.multi()
             pipe.hset(key, mapping={**zone.to_hash(), "serial": str(int(now))})
             pipe.sadd(keys.zones(), zone.apex)
@@ -97,7 +119,7 @@ class Store:
         zone = replace(zone, updated=time.time())
         key = keys.zone(zone.apex)
         if not self.r.exists(key):
-            raise StoreError(f"no zone {zone.apex}")
+            raise NotFound(f"no zone {zone.apex}")
         self.r.hset(key, mapping=zone.to_hash())
         self.r.hincrby(key, "serial", 1)
         return zone
@@ -105,10 +127,10 @@ class Store:
     def remove_zone(self, apex: str, *, force: bool = False) -> None:
         apex = validate.hostname(apex)
         if not self.r.exists(keys.zone(apex)):
-            raise StoreError(f"no zone {apex}")
+            raise NotFound(f"no zone {apex}")
         members = sorted(int(i) for i in self.r.smembers(keys.zone_accounts(apex)))
         if members and not force:
-            raise StoreError(f"zone {apex} has {len(members)} account(s); remove them or use --force")
+            raise Conflict(f"zone {apex} has {len(members)} account(s); remove them or use --force")
         for account_id in members:
             self.remove_account(account_id)
         self.r.delete(keys.zone(apex), keys.zone_accounts(apex))
@@ -116,50 +138,12 @@ class Store:
 
     # --- accounts ---------------------------------------------------------------------------------
 
-    def new_account(
-        self,
-        fqdn: str,
-        plan: str,
-        *,
-        aliases: Iterable[str] = (),
-        password: str | None = None,
-        neutral_ipv4: str = "",
-        neutral_ipv6: str = "",
-        mx: bool = False,
-        emails: Iterable[str] = (),
-        phones: Iterable[str] = (),
-        webhook: str = "",
-        prefs: NotifyPrefs | None = None,
-    ) -> Account:
-        """Validate everything and build the account value (not yet stored; id 0)."""
-        name = validate.hostname(fqdn)
-        zone = self.find_zone(name)
-        if zone is None:
-            raise StoreError(f"{name} is in no zone served here")
-        alias_names = tuple(dict.fromkeys(validate.hostname(a) for a in aliases))
-        for alias in alias_names:
-            if not validate.in_zone(alias, zone):
-                raise StoreError(f"alias {alias} is not in zone {zone}")
-        if name in alias_names:
-            raise StoreError(f"alias {name} repeats the account name")
-        if plan not in self.plans:
-            raise StoreError(f"unknown plan {plan!r} (known: {', '.join(sorted(self.plans))})")
-        return Account(
-            id=0,
-            fqdn=name,
-            zone=zone,
-            plan=plan,
-            hb_key=secrets.token_bytes(32),
-            pw_hash=hash_password(password) if password else "",
-            aliases=alias_names,
-            neutral_ipv4=validate.ipv4(neutral_ipv4) if neutral_ipv4 else "",
-            neutral_ipv6=validate.ipv6(neutral_ipv6) if neutral_ipv6 else "",
-            mx=mx,
-            emails=tuple(validate.email(e) for e in emails),
-            phones=tuple(validate.phone(p) for p in phones),
-            webhook=validate.url(webhook) if webhook else "",
-            prefs=(prefs or NotifyPrefs()).validate(),
-        )
+    def new_account(self, fqdn: str, plan: str, **kw: Any) -> Account:
+        """Check everything and build the account value (not yet stored; id 0): the keywords and
+        refusals of :func:`hbdns.provision.build_account`."""
+        from hbdns.provision import build_account
+
+        return build_account(self, fqdn, plan, **kw)
 
     def add_account(self, account: Account) -> Account:
         """Store a new account; every name must be free. Emits ``created``."""
@@ -168,9 +152,9 @@ class Store:
             pipe.watch(keys.names())
             taken = [n for n in account.names if pipe.hexists(keys.names(), n)]
             if taken:
-                raise StoreError(f"{taken[0]} is taken by another account")
+                raise Conflict(f"{taken[0]} is taken by another account", _name_field(account, taken[0]))
             if not pipe.exists(keys.zone(account.zone)):
-                raise StoreError(f"no zone {account.zone}")
+                raise Conflict(f"no zone {account.zone}", "fqdn")
             account_id = int(self.r.incr(keys.account_seq()))
             account = replace(account, id=account_id, created=now, updated=now)
             pipe.multi()
@@ -232,7 +216,7 @@ class Store:
         account_id = self.account_id_for(ref)
         account = self.get_account(account_id) if account_id is not None else None
         if account is None:
-            raise StoreError(f"no account {ref!r}")
+            raise NotFound(f"no account {ref!r}")
         return account
 
     def list_accounts(self, zone: str | None = None) -> list[Account]:
@@ -243,6 +227,26 @@ class Store:
             pipe.hgetall(keys.account(account_id))
         return [Account.from_hash(h) for h in pipe.execute() if h.get("fqdn")]
 
+    def account_ids(self, zone: str | None = None) -> set[int]:
+        return {int(i) for i in self.r.smembers(keys.zone_accounts(zone) if zone else keys.accounts())}
+
+    def count_accounts(self, zone: str) -> int:
+        return int(self.r.scard(keys.zone_accounts(zone)))
+
+    def statuses(self, account_ids: Iterable[int]) -> list[AccountStatus]:
+        """Config and state of many accounts in one round trip (ids of removed accounts skipped)."""
+        ids = list(account_ids)
+        pipe = self.r.pipeline(transaction=False)
+        for account_id in ids:
+            pipe.hgetall(keys.account(account_id))
+            pipe.pttl(keys.alive(account_id))
+        replies = pipe.execute()
+        return [
+            AccountStatus(Account.from_hash(h), AccountState.from_hash(h), max(int(pttl), 0))
+            for h, pttl in zip(replies[::2], replies[1::2], strict=True)
+            if h.get("fqdn")
+        ]
+
     def save_account(self, old: Account, new: Account) -> Account:
         """Write changed config fields (and the name index when aliases change)."""
         new = replace(new, updated=time.time())
@@ -252,7 +256,7 @@ class Store:
             pipe.watch(keys.names())
             for n in added:
                 if pipe.hexists(keys.names(), n):
-                    raise StoreError(f"{n} is taken by another account")
+                    raise Conflict(f"{n} is taken by another account", _name_field(new, n))
             pipe.multi()
             pipe.hset(keys.account(new.id), mapping=new.to_hash())
             if removed:
@@ -272,8 +276,11 @@ class Store:
     def remove_account(self, account_id: int) -> Account:
         account = self.get_account(account_id)
         if account is None:
-            raise StoreError(f"no account {account_id}")
+            raise NotFound(f"no account {account_id}")
+        badge = self.r.hget(keys.account(account_id), "badge")
         pipe = self.r.pipeline()
+        if badge:
+            pipe.hdel(keys.badges(), badge)
         pipe.hdel(keys.names(), *account.names)
         pipe.srem(keys.accounts(), account_id)
         pipe.srem(keys.zone_accounts(account.zone), account_id)
@@ -294,5 +301,36 @@ class Store:
     def account_log(self, account_id: int, limit: int = 50) -> list[dict[str, Any]]:
         return [json.loads(x) for x in self.r.lrange(keys.account_log(account_id), 0, limit - 1)]
 
+    # --- dead letters -----------------------------------------------------------------------------
+    # The only place the admin surfaces read and retry failed notifications. Shaped like
+    # hbdns.notify_queue's dead_letters(r, limit) / retry_dead(r, ids) of the notifier's queue rework
+    # (issue 14), whose ids are these (the message's idempotency key), so a merge only swaps bodies.
+
     def dead_letters(self, limit: int = 20) -> list[dict[str, Any]]:
-        return [json.loads(x) for x in self.r.lrange(keys.dead_letters(), 0, limit - 1)]
+        """Failed notifications, newest first, each with its ``id``."""
+        out = []
+        for raw in self.r.lrange(keys.dead_letters(), 0, limit - 1):
+            letter = json.loads(raw)
+            out.append({"id": dead_letter_id(letter), **letter})
+        return out
+
+    def retry_dead_letters(self, ids: list[str]) -> list[str]:
+        """Queue dead letters again, all or nothing (NotFound names an unknown id before anything
+        moves); returns the ids queued. This layout's letters keep who and why but not the message,
+        so none can be sent again (Conflict) until the notifier's queue of issue 14 keeps it."""
+        known = {d["id"] for d in self.dead_letters(limit=100_000)}
+        missing = [i for i in ids if i not in known]
+        if missing:
+            raise NotFound(f"no dead letter {missing[0]!r}")
+        raise Conflict("dead letters of this version keep no message, so they cannot be sent again")
+
+
+def dead_letter_id(letter: dict[str, Any]) -> str:
+    """A dead letter's id: the failed message's idempotency key (event id, channel, recipient digest)."""
+    digest = hashlib.sha256(str(letter.get("recipient", "")).encode()).hexdigest()[:16]
+    return f"{letter.get('event_id', '')}:{letter.get('channel', '')}:{digest}"
+
+
+def _name_field(account: Account, name: str) -> str:
+    """The request field that holds ``name`` (the account's name or one of its aliases)."""
+    return "fqdn" if name == account.fqdn else f"aliases.{account.aliases.index(name)}"

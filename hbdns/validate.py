@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
@@ -12,6 +17,49 @@ _EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}$")
 
 class ValidationError(ValueError):
     """Input that is refused; ``str()`` is a one-line reason fit for a user."""
+
+
+class FieldError(ValidationError):
+    """A refusal about one field of a request. ``field`` is its path as the admin API's JSON spells
+    it ("fqdn", "emails.1", "prefs.quiet_hours"); the CLI prints only the reason, the API both."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+class Invalid(ValidationError):
+    """Every field refusal of one request; ``str()`` is the first one's reason (what the CLI prints)."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__(str(errors[0]) if errors else "invalid input")
+        self.errors = errors
+
+
+class Fields:
+    """Collects :class:`FieldError` while a request is checked field by field, so the API reports
+    every bad field at once; :meth:`done` raises them together."""
+
+    def __init__(self) -> None:
+        self.errors: list[FieldError] = []
+
+    def check(self, field: str, func: Callable[[T], R], value: T) -> R | None:
+        """``func(value)``, or None after noting its refusal under ``field``."""
+        try:
+            return func(value)
+        except FieldError as exc:
+            self.errors.append(exc)
+        except ValidationError as exc:
+            self.errors.append(FieldError(field, str(exc)))
+        return None
+
+    def add(self, field: str, reason: str) -> None:
+        self.errors.append(FieldError(field, reason))
+
+    def done(self) -> None:
+        if self.errors:
+            raise Invalid(self.errors)
 
 
 def hostname(value: str) -> str:
@@ -159,3 +207,18 @@ def url(value: str) -> str:
 
 def in_zone(name: str, apex: str) -> bool:
     return name == apex or name.endswith("." + apex)
+
+
+MIN_PASSWORD = 8
+MAX_PASSWORD = 256  # what the update API reads of a password (update_api.parsing.MAX_PASSWORD)
+
+
+def password(value: str) -> str:
+    """An update password an operator or customer chose: 8 to 256 characters, no line breaks."""
+    if len(value) < MIN_PASSWORD:
+        raise ValidationError(f"password must have at least {MIN_PASSWORD} characters")
+    if len(value) > MAX_PASSWORD:
+        raise ValidationError(f"password must have at most {MAX_PASSWORD} characters")
+    if "\n" in value or "\r" in value:
+        raise ValidationError("password must be one line")
+    return value

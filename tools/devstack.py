@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_ZONE = "dyn.hbdns.test"
@@ -33,6 +34,8 @@ SERVICES = [
     ("updates", "update_api.main", "hbdns-update-api"),
     ("sweeper", "sweeper.main", "hbdns-sweeper"),
     ("notifier", "notifier.main", "hbdns-notifier"),
+    ("adminapi", "admin.api.main", "hbdns-admin-api"),
+    ("status", "update_api.status.main", "hbdns-status-page"),
 ]
 
 
@@ -201,10 +204,20 @@ hbdns is running. Try:
   .venv/bin/hbdns-client --config {client_conf} run           # beat every 5 s (Ctrl-C: offline beat)
   curl -u {DEMO_HOST}:demo-password 'http://127.0.0.1:{settings.update_port}/nic/update?hostname={DEMO_HOST}&myip=127.0.0.9'
   HBDNS_REDIS_URL={settings.redis_url} .venv/bin/hbdns status
+{surfaces(settings)}
+Status page login: {DEMO_HOST} / demo-password
 Ctrl-C stops everything.
 """,
         flush=True,
     )
+
+
+def surfaces(settings: Any) -> str:
+    """Where the admin API and the status page listen, and how to get an API token."""
+    return f"""Admin API:   http://127.0.0.1:{settings.admin_api_port}/api/v1   (OpenAPI: /api/v1/openapi.json)
+  HBDNS_REDIS_URL={settings.redis_url} .venv/bin/hbdns token add --scope admin   # a token, shown once
+  curl -H "Authorization: Bearer <token>" http://127.0.0.1:{settings.admin_api_port}/api/v1/accounts
+Status page: http://127.0.0.1:{settings.status_port}/"""
 
 
 def wait_backend(backend_port: int, zone_timeout: float = 30.0) -> int:
@@ -254,7 +267,10 @@ def run(args: argparse.Namespace) -> int:
         if args.demo:
             seed_demo(var, env, args.dns_port)
         else:
-            print("hbdns is running (no demo data). Ctrl-C stops everything.", flush=True)
+            from hbdns import config
+
+            shown = surfaces(config.load({k: v for k, v in env.items() if k.startswith("HBDNS_")}))
+            print(f"hbdns is running (no demo data).\n{shown}\nCtrl-C stops everything.", flush=True)
     except SystemExit as exc:
         print(exc, file=sys.stderr)
         stopping = True

@@ -1,8 +1,8 @@
 """Rate limits of the update API: GCRA buckets in Redis, so every process enforces one limit.
 
-One script per bucket, on Redis ``TIME``: processes on several hosts agree without clock sync, and a
-check-and-take is atomic. Updates count per account. Failed logins (:class:`FailedLogins`) count in
-three buckets, all checked *before* the slow password hash and charged only when it failed:
+The buckets are :mod:`hbdns.ratelimit`'s (shared with the admin API): one script per bucket on
+Redis ``TIME``. Updates count per account. Failed logins (:class:`FailedLogins`) count in three
+buckets, all checked *before* the slow password hash and charged only when it failed:
 
 - per (source, account): one router with a wrong password stops itself, and nobody else;
 - per source over all accounts, a much higher ceiling: password spraying from one address;
@@ -20,40 +20,13 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Any
 
-from redis import Redis
+from hbdns import keys
+from hbdns.ratelimit import Limit, RateLimiter
 
-from hbdns import keys, scripts
+__all__ = ["KNOWN_PER_ACCOUNT", "FailedLogins", "Limit", "LoginLimits", "LoginSubject", "RateLimiter", "Refusal"]
 
 KNOWN_PER_ACCOUNT = 8  # dynamic addresses change daily: a week of them, plus a second site
-
-
-@dataclass(frozen=True)
-class Limit:
-    """``burst`` events at once, then ``per_minute`` sustained."""
-
-    per_minute: float
-    burst: int
-
-    @property
-    def interval_ms(self) -> int:
-        return max(1, int(60_000 / self.per_minute))
-
-
-class RateLimiter:
-    """Shared buckets in Redis, so every update API process enforces one limit."""
-
-    def __init__(self, r: Redis) -> None:
-        self.r = r
-
-    def check(self, key: str, limit: Limit, *, take: bool = True) -> float:
-        """0 when allowed (and counted when ``take``), else seconds until the next event is allowed."""
-        return int(self.queue(self.r, key, limit, take=take)) / 1000.0
-
-    def queue(self, client: Any, key: str, limit: Limit, *, take: bool) -> Any:
-        """Run (or, on a pipeline, queue) one bucket's check; the reply is in ms."""
-        return scripts.GCRA(client, [key], [limit.interval_ms, limit.burst, "1" if take else "0"])
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """``hbdns account``: customer accounts (add, list, show, set, remove, keys, passwords, log).
 
 Secrets are printed once, when made: the heartbeat key on ``add`` and ``rotate-key``, a generated
-update password on ``add`` and ``set-password``. Only the password's hash is stored.
+update password on ``add`` and ``set-password``. Only the password's hash is stored. Checks, writes
+and pdns purges are :mod:`hbdns.provision`'s, the same the admin API runs.
 """
 
 from __future__ import annotations
@@ -9,31 +10,30 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import replace
 from typing import Any
 
 from admin.cli.output import Refused, duration, emit, table, ts
 from admin.cli.status import account_text, status_dict
-from hbdns import validate
-from hbdns.model import Account, NotifyPrefs
-from hbdns.passwords import new_password
-from hbdns.store import Store, StoreError
+from hbdns import provision, validate
+from hbdns.provision import AccountChanges
+from hbdns.store import Store
 
 
-def _prefs(args: argparse.Namespace, base: NotifyPrefs) -> NotifyPrefs:
-    changes = {
-        k: v
-        for k, v in {
-            "email": args.email_events,
-            "sms": args.sms_events,
-            "webhook": args.webhook_events,
-            "sms_min_outage": args.sms_min_outage,
-            "quiet_hours": args.quiet_hours,
-            "tz": args.tz,
-        }.items()
-        if v is not None
+def _prefs(args: argparse.Namespace) -> dict[str, Any]:
+    """The notification preferences given as options (the others stay as they are)."""
+    return {
+        "email": args.email_events,
+        "sms": args.sms_events,
+        "webhook": args.webhook_events,
+        "sms_min_outage": args.sms_min_outage,
+        "quiet_hours": args.quiet_hours,
+        "tz": args.tz,
     }
-    return replace(base, **changes).validate()
+
+
+def _given(values: list[str] | None) -> list[str] | None:
+    """A repeatable option: None when absent; ``--alias ""`` alone clears the list."""
+    return None if values is None else [v for v in values if v]
 
 
 def _read_password(args: argparse.Namespace) -> str | None:
@@ -42,47 +42,35 @@ def _read_password(args: argparse.Namespace) -> str | None:
         if not pw:
             raise Refused("empty password on stdin")
         return pw
-    pw = getattr(args, "password", None)
-    if pw is not None and len(pw) < 8:
-        raise Refused("password must have at least 8 characters")
-    return pw
-
-
-def _write_client_config(path: str, server: str, account: Account, interval: float) -> None:
-    from hbdns_client.config import write_client_config
-
-    write_client_config(path, server, account.id, account.hb_key.hex(), interval)
+    given: str | None = getattr(args, "password", None)
+    return given
 
 
 def account_add(store: Store, args: argparse.Namespace) -> int:
     password = _read_password(args)
-    generated = password is None
-    if generated:
-        password = new_password()
-    prefs = _prefs(args, NotifyPrefs())
-    account = store.new_account(
+    if args.client_config and not os.path.isdir(os.path.dirname(os.path.abspath(args.client_config))):
+        raise Refused(f"no directory for client config {args.client_config}")
+    created = provision.create_account(
+        store,
         args.fqdn,
         args.plan,
-        aliases=args.alias or (),
         password=password,
+        aliases=args.alias or (),
         neutral_ipv4=args.neutral_ipv4 or "",
         neutral_ipv6=args.neutral_ipv6 or "",
         mx=bool(args.mx),
         emails=args.email or (),
         phones=args.phone or (),
         webhook=args.webhook or "",
-        prefs=prefs,
+        prefs=_prefs(args),
     )
-    server = args.server or f"{store.settings.heartbeat_host}:{store.settings.heartbeat_port}"
-    if args.client_config and not os.path.isdir(os.path.dirname(os.path.abspath(args.client_config))):
-        raise Refused(f"no directory for client config {args.client_config}")
-    account = store.add_account(account)
+    account, generated = created.account, created.password is not None
     if args.client_config:
-        _write_client_config(args.client_config, server, account, store.plans[account.plan].interval)
+        provision.write_client_config(store, args.client_config, account, args.server or "")
     data = {
         **account.public_dict(),
         "heartbeat_key": account.hb_key.hex(),
-        "update_password": password if generated else None,
+        "update_password": created.password,
     }
     text = [
         f"account {account.id} added: {account.fqdn} ({account.plan})",
@@ -90,7 +78,7 @@ def account_add(store: Store, args: argparse.Namespace) -> int:
         f"heartbeat key: {account.hb_key.hex()}",
     ]
     if generated:
-        text.append(f"update password: {password}")
+        text.append(f"update password: {created.password}")
     text.append("(shown once: store them now; `hbdns account rotate-key` makes a new key)")
     if args.client_config:
         text.append(f"client config written to {args.client_config}")
@@ -123,38 +111,24 @@ def account_show(store: Store, args: argparse.Namespace) -> int:
 
 def account_set(store: Store, args: argparse.Namespace) -> int:
     old = store.resolve(args.account)
-    changes: dict[str, Any] = {}
-    if args.plan is not None:
-        if args.plan not in store.plans:
-            raise StoreError(f"unknown plan {args.plan!r} (known: {', '.join(sorted(store.plans))})")
-        changes["plan"] = args.plan
-    if args.alias is not None:
-        aliases = tuple(dict.fromkeys(validate.hostname(a) for a in args.alias if a))
-        for a in aliases:
-            if not validate.in_zone(a, old.zone) or a == old.fqdn:
-                raise Refused(f"alias {a} is not a new name in zone {old.zone}")
-        changes["aliases"] = aliases
-    if args.neutral_ipv4 is not None:
-        changes["neutral_ipv4"] = validate.ipv4(args.neutral_ipv4) if args.neutral_ipv4 else ""
-    if args.neutral_ipv6 is not None:
-        changes["neutral_ipv6"] = validate.ipv6(args.neutral_ipv6) if args.neutral_ipv6 else ""
-    if args.mx is not None:
-        changes["mx"] = args.mx
-    if args.email is not None:
-        changes["emails"] = tuple(validate.email(e) for e in args.email if e)
-    if args.phone is not None:
-        changes["phones"] = tuple(validate.phone(p) for p in args.phone if p)
-    if args.webhook is not None:
-        changes["webhook"] = validate.url(args.webhook) if args.webhook else ""
-    changes["prefs"] = _prefs(args, old.prefs)
-    new = store.save_account(old, replace(old, **changes))
+    changes = AccountChanges(
+        plan=args.plan,
+        aliases=_given(args.alias),
+        neutral_ipv4=args.neutral_ipv4,
+        neutral_ipv6=args.neutral_ipv6,
+        mx=args.mx,
+        emails=_given(args.email),
+        phones=_given(args.phone),
+        webhook=args.webhook,
+        prefs=_prefs(args),
+    )
+    new = provision.change_account(store, old, changes)
     emit(args, new.public_dict(), f"account {new.id} ({new.fqdn}) updated")
     return 0
 
 
 def account_remove(store: Store, args: argparse.Namespace) -> int:
-    account = store.resolve(args.account)
-    store.remove_account(account.id)
+    account = provision.remove_account(store, store.resolve(args.account))
     emit(args, {"removed": account.id, "fqdn": account.fqdn}, f"account {account.id} ({account.fqdn}) removed")
     return 0
 
@@ -162,8 +136,7 @@ def account_remove(store: Store, args: argparse.Namespace) -> int:
 def account_rotate_key(store: Store, args: argparse.Namespace) -> int:
     account = store.rotate_key(store.resolve(args.account))
     if args.client_config:
-        server = args.server or f"{store.settings.heartbeat_host}:{store.settings.heartbeat_port}"
-        _write_client_config(args.client_config, server, account, store.plans[account.plan].interval)
+        provision.write_client_config(store, args.client_config, account, args.server or "")
     emit(
         args,
         {"id": account.id, "heartbeat_key": account.hb_key.hex()},
@@ -173,16 +146,11 @@ def account_rotate_key(store: Store, args: argparse.Namespace) -> int:
 
 
 def account_set_password(store: Store, args: argparse.Namespace) -> int:
-    password = _read_password(args)
-    generated = password is None
-    if generated:
-        password = new_password()
-    assert password is not None
-    account = store.set_password(store.resolve(args.account), password)
+    account, generated = provision.set_password(store, store.resolve(args.account), _read_password(args))
     text = f"update password of {account.fqdn} changed"
     if generated:
-        text += f": {password}"
-    emit(args, {"id": account.id, "update_password": password if generated else None}, text)
+        text += f": {generated}"
+    emit(args, {"id": account.id, "update_password": generated}, text)
     return 0
 
 

@@ -1,22 +1,34 @@
 """``hbdns``: the operator's command line for zones, accounts and status.
 
 Human tables by default, ``--json`` for scripts. Refused input exits 2 with one line on stderr and
-writes nothing; an unreachable Redis exits 1. ``main(argv)`` is what tests call.
+writes nothing; an unreachable Redis exits 1. ``main(argv)`` is what tests call. With
+``HBDNS_PDNS_API_URLS`` set, a change purges the names it alters from pdns before the command
+returns (the admin API purges the same names, in the background).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import redis
 
-from admin.cli import accounts, status, zones
+from admin.cli import accounts, status, tokens, zones
 from admin.cli.output import EXIT_REFUSED, EXIT_UNAVAILABLE, Refused
 from hbdns import config, validate
 from hbdns.connection import connect
+from hbdns.purge import Purger
 from hbdns.store import Store, StoreError
+from hbdns.tokens import TokenError
+
+
+class SyncPurger(Purger):
+    """Purges at once: a one-shot command must not exit with purges still queued."""
+
+    def purge(self, names: Iterable[str]) -> None:
+        for name in names:
+            self.flush_now(name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hbdns", description=__doc__.split("\n")[0])
     parser.add_argument("--json", action="store_true", default=False, help="machine-readable output")
     sub = parser.add_subparsers(dest="group", required=True)
-    for group in (zones, accounts, status):
+    for group in (zones, accounts, status, tokens):
         group.register(sub, common)
     return parser
 
@@ -38,8 +50,9 @@ def main(argv: Sequence[str] | None = None, *, redis_client: redis.Redis | None 
     try:
         settings = config.load()
         client = redis_client or connect(settings.redis_url)
-        return func(Store(client, settings), args)
-    except (Refused, validate.ValidationError, StoreError, config.ConfigError) as exc:
+        purger = SyncPurger(settings.pdns_api_urls, settings.pdns_api_key, settings.pdns_api_timeout)
+        return func(Store(client, settings, purger if purger.enabled else None), args)
+    except (Refused, validate.ValidationError, StoreError, TokenError, config.ConfigError) as exc:
         print(f"hbdns: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     except redis.RedisError as exc:

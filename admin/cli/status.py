@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from admin.cli.output import duration, emit, table, ts
-from hbdns import validate
+from hbdns import provision, validate
 from hbdns.model import Account
 from hbdns.store import Store
 
@@ -32,18 +32,7 @@ def account_text(store: Store, account: Account) -> str:
 
 
 def status_dict(store: Store, account: Account) -> dict[str, Any]:
-    st = store.status(account)
-    return {
-        **account.public_dict(),
-        "live": st.live,
-        "state": "live" if st.live else "neutral",
-        "recorded_state": st.state.state,
-        "since_ms": st.state.since_ms,
-        "last_beat_ms": st.state.last_beat_ms,
-        "ipv4": st.state.ipv4,
-        "ipv6": st.state.ipv6,
-        "expires_in_ms": st.alive_ms,
-    }
+    return provision.status_dict(store.status(account))
 
 
 def status(store: Store, args: argparse.Namespace) -> int:

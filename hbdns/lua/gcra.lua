@@ -1,5 +1,5 @@
 -- One rate-limit bucket (GCRA) on one key holding the "theoretical arrival time" (ms, Redis clock),
--- so every update API process enforces one limit without clock sync (update_api/ratelimit.py).
+-- so every process enforces one limit without clock sync (hbdns/ratelimit.py).
 -- KEYS: bucket ; ARGV: interval_ms burst take(1|0) -> 0 when allowed, else ms until the next one is
 local now = clock()
 local interval = tonumber(ARGV[1])

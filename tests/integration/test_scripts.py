@@ -26,7 +26,7 @@ from heartbeat_listener.redis_io import RedisBeats
 from pdns_backend.accounts import AccountReader
 from tests.support.listener import ZONE
 from tests.support.servers import wait_for
-from update_api.ratelimit import Limit, RateLimiter
+from hbdns.ratelimit import Limit, RateLimiter
 
 OTHER = "other.test"
 

@@ -34,6 +34,8 @@ class Stack:
         self.heartbeat_port = free_port()
         self.update_port = free_port()
         self.metrics_port = free_port()
+        self.admin_api_port = free_port()
+        self.status_port = free_port()
         self.extra_env = extra_env or {}
         self.process: Process | None = None
 
@@ -48,6 +50,8 @@ class Stack:
                 "HBDNS_HEARTBEAT_HOST": "127.0.0.1",
                 "HBDNS_UPDATE_PORT": str(self.update_port),
                 "HBDNS_METRICS_PORT": str(self.metrics_port),
+                "HBDNS_ADMIN_API_PORT": str(self.admin_api_port),
+                "HBDNS_STATUS_PORT": str(self.status_port),
                 "HBDNS_SMTP_HOST": "127.0.0.1",
                 "HBDNS_SMTP_PORT": str(self.smtp.port),
                 "HBDNS_SMTP_FROM": "hbdns@provider.test",

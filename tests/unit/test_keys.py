@@ -50,3 +50,10 @@ def test_template_rebuilds_a_per_account_key_and_refuses_others() -> None:
         assert pre + "42" + suf == make(42)
     with pytest.raises(RuntimeError):
         keys.template(lambda _id: "hbdns:zones")
+
+
+def test_admin_api_and_status_page_keys() -> None:
+    assert keys.api_tokens() == "hbdns:tokens"
+    assert keys.api_token("0123456789abcdef") == "hbdns:token:0123456789abcdef"
+    assert keys.status_session("ab" * 32) == "hbdns:session:" + "ab" * 32
+    assert keys.badges() == "hbdns:badges"
