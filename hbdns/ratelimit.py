@@ -1,7 +1,7 @@
 """Shared rate limits: GCRA buckets in Redis, so every process (and host) enforces one limit.
 
-One script per bucket (``hbdns/lua/gcra.lua``) on Redis ``TIME``: processes on several hosts agree without clock sync, and a
-check-and-take is atomic. The update API counts updates and failed logins with it
+One script per bucket (``hbdns/lua/gcra.lua``) on Redis ``TIME``: processes on several hosts agree
+without clock sync, and a check-and-take is atomic. The update API counts updates and failed logins with it
 (``update_api/ratelimit.py``); the admin API counts requests per token and failed token checks per
 source. A bucket is one key (:func:`hbdns.keys.ratelimit`), so it is Redis Cluster safe.
 """
@@ -14,6 +14,7 @@ from typing import Any
 from redis import Redis
 
 from hbdns import scripts
+
 
 @dataclass(frozen=True)
 class Limit:

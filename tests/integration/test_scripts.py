@@ -20,13 +20,13 @@ import redis
 from hbdns import keys, scripts
 from hbdns.liveness import BeatRequest
 from hbdns.model import Account, Zone
+from hbdns.ratelimit import Limit, RateLimiter
 from hbdns.resp import BatchConnection, encode_command
 from hbdns.store import Store
 from heartbeat_listener.redis_io import RedisBeats
 from pdns_backend.accounts import AccountReader
 from tests.support.listener import ZONE
 from tests.support.servers import wait_for
-from hbdns.ratelimit import Limit, RateLimiter
 
 OTHER = "other.test"
 
