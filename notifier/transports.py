@@ -1,8 +1,19 @@
-"""Channels behind one ``notify(message)``; each raises :class:`TransportError` and says whether a retry can help.
+"""Channels behind one ``notify(message)``; each raises :class:`TransportError` saying what a retry can do.
 
-Retries, backoff, idempotency and dead letters live in one place (:mod:`notifier.dispatch`), not
-here: a transport makes exactly one attempt. Transient: connection errors, timeouts, SMTP 4xx, HTTP
-5xx/408/429. Permanent: SMTP 5xx (rejected recipient, auth refused), other HTTP 4xx, redirects.
+Retries, backoff, holds, idempotency and dead letters live in :mod:`notifier.dispatch`, not here: a
+transport makes exactly one attempt and classifies its failure (the table is in docs/notifications.md):
+
+- **permanent**: this message will never succeed (SMTP 5xx to RCPT or DATA: an unknown recipient, a
+  refused text; HTTP 4xx from the SMS gateway for this message, any 4xx or redirect from a
+  customer's webhook). Only these are dead-lettered at once.
+- **destination**: the receiver fails for every message now (connection refused or timed out, DNS,
+  TLS, SMTP 421 or a refused greeting/HELO/sender/login, HTTP 5xx/408/425/429 and, from our own
+  SMS gateway, 401/403/407 and redirects): the channel is held and probed with backoff
+  instead of every queued message trying on its own.
+- **config**: a destination failure that looks like our configuration (login, TLS, sender, the
+  gateway's credentials or URL): retried the same way, logged as an error for the operator.
+- anything else (SMTP 4xx to RCPT or DATA, e.g. greylisting or a full mailbox): retried per message.
+
 Transports are shared by the sending threads, so per-connection state is thread-local.
 """
 
@@ -16,11 +27,12 @@ import quopri
 import smtplib
 import ssl
 import threading
+import time
 from abc import ABC, abstractmethod
 from email.header import Header
-from email.utils import formatdate
+from email.utils import formatdate, parsedate_to_datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
@@ -33,20 +45,37 @@ SIGNATURE_HEADER = "X-Hbdns-Signature"
 
 
 class TransportError(Exception):
-    """One attempt failed. ``permanent``: the same message will never succeed, do not retry."""
+    """One attempt failed; the flags say what a retry can do (see the module docstring)."""
 
-    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        permanent: bool = False,
+        destination: bool = False,
+        config: bool = False,
+        retry_after: float = 0.0,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
+        self.destination = destination or config
+        self.config = config
+        self.retry_after = retry_after  # seconds the receiver asked us to wait (HTTP Retry-After), 0 = none
 
 
 class Transport(ABC):
     channel = ""
+    timeout = 10.0  # seconds one attempt may take at most (bounds how long a probe of a held channel runs)
 
     @abstractmethod
     def notify(self, message: Message) -> None:
         """Deliver one message or raise :class:`TransportError`."""
+
+    def destination(self, message: Message) -> str:
+        """Which receiver ``message`` goes to: a failing one is held as a whole (one SMTP relay, one SMS
+        gateway; a webhook's origin)."""
+        return self.channel
 
     def close(self) -> None:  # noqa: B027 - optional hook: most transports hold nothing to close
         """Drop pooled connections (called on shutdown)."""
@@ -81,17 +110,35 @@ def _header(value: str) -> str:
     return " ".join(value.split())
 
 
-def _smtp_error(exc: Exception) -> TransportError:
+def _smtp_text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _smtp_error(exc: BaseException) -> TransportError:
+    """Classify an smtplib/socket failure (module docstring): only a 5xx to RCPT or DATA is permanent."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in exc.recipients.values()]
-        detail = "; ".join(f"{rcpt}: {code} {msg!r}" for rcpt, (code, msg) in exc.recipients.items())
-        return TransportError(f"recipient refused: {detail}", permanent=all(c >= 500 for c in codes))
+        detail = "; ".join(f"{rcpt}: {code} {_smtp_text(msg)}" for rcpt, (code, msg) in exc.recipients.items())
+        return TransportError(
+            f"recipient refused: {detail}",
+            permanent=all(c >= 500 for c in codes),
+            destination=any(c == 421 for c in codes),
+        )
+    if isinstance(exc, smtplib.SMTPDataError):
+        text = f"message refused: {exc.smtp_code} {_smtp_text(exc.smtp_error)}"
+        return TransportError(text, permanent=exc.smtp_code >= 500, destination=exc.smtp_code == 421)
+    if isinstance(exc, smtplib.SMTPSenderRefused):  # MAIL FROM refused (or 530: STARTTLS/login required)
+        text = f"sender {exc.sender} refused: {exc.smtp_code} {_smtp_text(exc.smtp_error)}"
+        return TransportError(text, destination=True, config=exc.smtp_code >= 500)
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return TransportError(f"smtp login refused: {exc.smtp_code} {_smtp_text(exc.smtp_error)}", config=True)
     if isinstance(exc, smtplib.SMTPNotSupportedError):
-        return TransportError(f"smtp: {exc}", permanent=True)
-    if isinstance(exc, smtplib.SMTPResponseException) and not isinstance(exc, smtplib.SMTPConnectError):
-        msg = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
-        return TransportError(f"smtp {exc.smtp_code} {msg}", permanent=exc.smtp_code >= 500)
-    return TransportError(f"smtp: {type(exc).__name__}: {exc}")
+        return TransportError(f"smtp: {exc}", config=True)
+    if isinstance(exc, smtplib.SMTPResponseException):  # greeting (SMTPConnectError), HELO, 421 anywhere
+        return TransportError(f"smtp {exc.smtp_code} {_smtp_text(exc.smtp_error)}", destination=True)
+    if isinstance(exc, ssl.SSLError):  # before OSError: SSLError subclasses it
+        return TransportError(f"smtp tls: {type(exc).__name__}: {exc}", config=True)
+    return TransportError(f"smtp: {type(exc).__name__}: {exc}", destination=True)
 
 
 class EmailTransport(Transport):
@@ -221,17 +268,40 @@ class EmailTransport(Transport):
 # --- HTTP (SMS gateway, webhooks) -----------------------------------------------------------------
 
 
-def _http_error(resp: requests.Response, what: str) -> TransportError | None:
+def retry_after(value: str | None, now: float | None = None) -> float:
+    """Seconds from an HTTP ``Retry-After`` value (delta seconds or an HTTP date); 0 when absent or unreadable."""
+    if not value:
+        return 0.0
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return 0.0
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def _http_error(resp: requests.Response, what: str, *, ours: bool) -> TransportError | None:
+    """``ours``: the provider's own gateway (a 401/403/407 or a redirect is our configuration, not the
+    message); otherwise the customer's receiver, whose 4xx and redirects are permanent for the message."""
     code = resp.status_code
     if 200 <= code < 300:
         return None
-    reason = f"{what} answered HTTP {code}: {resp.text[:200]!r}"
     if 300 <= code < 400:
-        return TransportError(f"{what} answered HTTP {code} (redirects are not followed)", permanent=True)
-    return TransportError(reason, permanent=400 <= code < 500 and code not in (408, 425, 429))
+        reason = f"{what} answered HTTP {code} to {resp.headers.get('Location', '?')} (redirects are not followed)"
+        return TransportError(reason, config=ours, permanent=not ours)
+    reason = f"{what} answered HTTP {code}: {resp.text[:200]!r}"
+    if code >= 500 or code in (408, 425, 429):
+        return TransportError(reason, destination=True, retry_after=retry_after(resp.headers.get("Retry-After")))
+    if ours and code in (401, 403, 407):
+        return TransportError(reason, config=True)
+    return TransportError(reason, permanent=True)
 
 
 class _HttpTransport(Transport):
+    ours = True  # the provider's own receiver (see _http_error)
+
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self._local = threading.local()
@@ -245,9 +315,11 @@ class _HttpTransport(Transport):
     def _request(self, what: str, method: str, url: str, **kw: Any) -> None:
         try:
             resp = self._session().request(method, url, timeout=self.timeout, allow_redirects=False, **kw)
-        except requests.RequestException as exc:
-            raise TransportError(f"{what}: {type(exc).__name__}: {exc}") from None
-        err = _http_error(resp, what)
+        except requests.exceptions.SSLError as exc:
+            raise TransportError(f"{what} tls: {exc}", destination=True, config=self.ours) from None
+        except requests.RequestException as exc:  # connection refused, timeout, DNS, a broken reply
+            raise TransportError(f"{what}: {type(exc).__name__}: {exc}", destination=True) from None
+        err = _http_error(resp, what, ours=self.ours)
         if err is not None:
             raise err
 
@@ -316,10 +388,15 @@ class WebhookTransport(_HttpTransport):
     """POST the event as JSON to the account's URL, signed with HBDNS_WEBHOOK_SECRET when set."""
 
     channel = WEBHOOK
+    ours = False
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings.http_timeout)
         self._secret = settings.webhook_secret
+
+    def destination(self, message: Message) -> str:
+        parts = urlsplit(message.recipient)
+        return f"{WEBHOOK}:{parts.scheme}://{parts.netloc.rpartition('@')[2].lower()}"
 
     def notify(self, message: Message) -> None:
         body = message.body.encode()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import redis
 
-from hbdns import config, keys
+from hbdns import config, keys, notify_queue
 from hbdns.liveness import BeatRequest
 from hbdns.model import Account, NotifyPrefs
 from hbdns.store import Store
@@ -120,7 +120,7 @@ def test_gateway_500_three_times_then_200_is_one_delivery(
     wait_for(lambda: http.ok("/sms"), 15, what="SMS delivered")
     wait_for(lambda: settled(real_redis) and real_redis.zcard(keys.pending_sms()) == 0, 10, what="queues empty")
     assert [r.status for r in http.log("/sms")] == [500, 500, 500, 200]
-    assert real_redis.llen(keys.dead_letters()) == 0
+    assert notify_queue.dead_letters(real_redis) == []
 
 
 def test_gateway_400_is_dead_lettered_without_retries(
@@ -133,7 +133,7 @@ def test_gateway_400_is_dead_lettered_without_retries(
     sweepers(settings)
     notifiers(settings)
     beat(store, acct)
-    [dead] = wait_for(lambda: store.dead_letters(), 15, what="dead letter")
+    [dead] = wait_for(lambda: notify_queue.dead_letters(real_redis), 15, what="dead letter")
     wait_for(lambda: settled(real_redis) and real_redis.zcard(keys.pending_sms()) == 0, 10, what="queues empty")
     assert dead["channel"] == "sms" and dead["recipient"] == PHONE and dead["fqdn"] == "rejected.example.test"
     assert dead["event_type"] == "neutralized" and "HTTP 400" in dead["reason"] and dead["event_id"]
