@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from typing import Any, cast
 
 import redis
@@ -61,6 +62,8 @@ class Consumer:
         self.stream = keys.events()
         self._own_pending = True  # first read our own unacknowledged entries (a restart under the same name)
         self._group_ready = False
+        self._autoclaim_every = max(1.0, claim_idle / 2)
+        self._last_autoclaim = -self._autoclaim_every
 
     def ensure_group(self) -> None:
         """Create the group at id 0 (so events written before the first notifier ran are not skipped)."""
@@ -111,7 +114,11 @@ class Consumer:
         if not self._group_ready:
             self.ensure_group()
         try:
-            taken = self._autoclaim()
+            taken = 0
+            if time.monotonic() - self._last_autoclaim >= self._autoclaim_every:
+                self._last_autoclaim = time.monotonic()
+                taken += self._autoclaim()
+                self._tidy()
             dead = presence.dead_names() if presence.may_judge() else frozenset()
             if dead:
                 for c in self.r.xinfo_consumers(self.stream, GROUP):
@@ -125,7 +132,6 @@ class Consumer:
         if taken:
             log.warning("took over unacknowledged events", extra={"count": taken})
             self._own_pending = True
-        self._tidy()
         return taken
 
     def _autoclaim(self) -> int:

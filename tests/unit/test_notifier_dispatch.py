@@ -88,7 +88,7 @@ def test_backoff_doubles_to_the_cap_and_a_65_s_outage_loses_nothing(
     assert d.send(msg()).status == QUEUED
     dues = []
     for _ in range(7):
-        [(job, due)] = queued(fake_redis).values()
+        [(_, due)] = queued(fake_redis).values()
         dues.append(round(due - start))
         clock.now = due
         d.retry_step()
