@@ -21,76 +21,35 @@ is then sent, queued or dead-lettered in Redis.
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
 
 import redis
 
 from hbdns.config import Settings
 from hbdns.notify_queue import Job, dead_letter
-from notifier.leases import BUSY, GO, OPEN, PROBE, Holds, Markers
+from notifier.channel import LogTransport, Transport, TransportError
+from notifier.leases import BUSY, GO, OPEN, PROBE, Gates, Holds, Markers
 from notifier.messages import Message
 from notifier.outage import ABSENT, DONE, MERGED, MOOT, Outages
+from notifier.outcomes import (
+    DEFERRED,
+    DROPPED,
+    DUPLICATE,
+    Item,
+    Outcome,
+    Recorder,
+    message_fields,
+)
 from notifier.presence import Presence
 from notifier.queue import Queue
-from notifier.transports import LogTransport, Transport, TransportError
 
 log = logging.getLogger(__name__)
 
-SENT, DUPLICATE, QUEUED, HELD, DEAD = "sent", "duplicate", "queued", "held", "dead"
-DEFERRED, DROPPED = "deferred", "moot"
 DEFER_S = 2.0  # a message in flight at another live notifier is looked at again after this
 PROBE_MARGIN_S = 5.0  # a probe's lease: the transport's timeout plus this
-
-
-@dataclass(frozen=True)
-class Item:
-    message: Message
-    job: Job | None = None  # None: the first attempt
-
-
-@dataclass(frozen=True)
-class Outcome:
-    message: Message
-    status: str  # sent, duplicate, queued, held, dead, deferred, moot
-    reason: str = ""
-    merged: bool = False
-
-
-class _Gates:
-    """The receivers' hold states within one batch: one probe per held receiver, the others wait for it."""
-
-    def __init__(self, states: dict[str, str | float], timeout: float) -> None:
-        self.states = dict(states)
-        self.timeout = timeout
-        self._probing: set[str] = set()
-        self._cond = threading.Condition()
-
-    def enter(self, dest: str) -> str | float:
-        """``open`` or ``probe``: attempt (as the probe); a float: held until then, do not attempt."""
-        deadline = time.monotonic() + self.timeout
-        with self._cond:
-            while True:
-                state = self.states.get(dest, OPEN)
-                if state != PROBE:
-                    return state
-                if dest not in self._probing:
-                    self._probing.add(dest)
-                    return PROBE
-                if not self._cond.wait(max(0.0, deadline - time.monotonic())):
-                    return time.time() + DEFER_S
-
-    def resolve(self, dest: str, state: str | float) -> None:
-        with self._cond:
-            self.states[dest] = state
-            self._probing.discard(dest)
-            self._cond.notify_all()
 
 
 class Dispatcher:
@@ -115,6 +74,15 @@ class Dispatcher:
         self.markers = Markers(r, lease=settings.notify_claim_idle, ttl=settings.notify_sent_ttl)
         self.holds = Holds(r, base=self.base, cap=self.cap)
         self.outages = Outages(r, lease=settings.notify_claim_idle)
+        self.record = Recorder(
+            r,
+            markers=self.markers,
+            outages=self.outages,
+            queue=self.queue,
+            presence=presence,
+            horizon=self.horizon,
+            clock=clock,
+        )
         # set by the notifier: when SMS may not go out now (quiet hours), and building a legacy job's message
         self.not_before: Callable[[Sequence[Message]], dict[int, float]] | None = None
         self.rebuild: Callable[[dict[str, str]], Message | None] | None = None
@@ -146,7 +114,7 @@ class Dispatcher:
         out: dict[int, Outcome] = {}
         if self.not_before is not None:
             for i, until in self.not_before([it.message for it in items]).items():
-                out[i] = self._requeue(items[i], items[i].message, until, "quiet hours", attempted=False)
+                out[i] = self.record.requeue(items[i], items[i].message, until, "quiet hours", attempted=False)
         todo = [i for i in range(len(items)) if i not in out]
         live = self.presence.live()
         token = self.presence.token
@@ -156,13 +124,13 @@ class Dispatcher:
             if claim == GO:
                 go.append(i)
             elif claim == BUSY:
-                self._requeue(items[i], items[i].message, now + DEFER_S, "in flight elsewhere", attempted=False)
+                self.record.requeue(items[i], items[i].message, now + DEFER_S, "in flight elsewhere", attempted=False)
                 out[i] = Outcome(items[i].message, DEFERRED, "in flight elsewhere")
             else:
-                out[i] = self._finish(items[i], DUPLICATE, claim.partition(":")[2])
+                out[i] = self.record.finish(items[i], DUPLICATE, claim.partition(":")[2])
         dests = {i: self.transport(items[i].message).destination(items[i].message) for i in go}
         leases = {d: self._probe_lease(items[i].message) for i, d in dests.items()}
-        gates = _Gates(self.holds.check(leases.items(), now), max(leases.values(), default=0.0) + 1.0)
+        gates = Gates(self.holds.check(leases.items(), now), max(leases.values(), default=0.0) + 1.0)
         # one recipient on one channel: one after the other, in event order (an offline message before
         # the recovery of the same blip); different recipients in parallel
         groups: dict[tuple[str, str], list[int]] = {}
@@ -180,13 +148,13 @@ class Dispatcher:
             list(self._pool.map(run, groups.values()))
         result = [out[i] for i in range(len(items))]
         for item, outcome in zip(items, result, strict=True):
-            self._log(outcome, item)
+            self.record.log(outcome, item)
         return result
 
     def _probe_lease(self, message: Message) -> float:
         return self.transport(message).timeout + PROBE_MARGIN_S
 
-    def _one(self, item: Item, dest: str, gates: _Gates, token: str, live: frozenset[str]) -> Outcome:
+    def _one(self, item: Item, dest: str, gates: Gates, token: str, live: frozenset[str]) -> Outcome:
         """Steps 2-4 of the module docstring for one message whose sent marker this notifier holds."""
         m = item.message
         role = m.role
@@ -195,26 +163,26 @@ class Dispatcher:
             answer = self.outages.ask(role, m, token, self.clock(), live)
             if answer in (MOOT, ABSENT):
                 why = "the outage is over" if answer == MOOT else "no message about the outage's start was sent"
-                return self._finish(item, DROPPED, why)
+                return self.record.finish(item, DROPPED, why)
             if answer == DONE:
-                return self._finish(item, DUPLICATE, "sent")
+                return self.record.finish(item, DUPLICATE, "sent")
             if answer == BUSY:
-                self._requeue(item, m, self.clock() + DEFER_S, "its outage's offline message is in flight", False)
+                self.record.requeue(item, m, self.clock() + DEFER_S, "its outage's offline message is in flight", False)
                 return Outcome(m, DEFERRED, "waiting for the offline message in flight")
             if answer == MERGED:
                 m, merged = m.as_merged(), True
         gate = gates.enter(dest)
         if isinstance(gate, float):
-            return self._requeue(item, m, gate, f"{dest} is held after failures", attempted=False)
+            return self.record.requeue(item, m, gate, f"{dest} is held after failures", attempted=False)
         err = self._attempt(m)
         now = self.clock()
         if gate == PROBE and (err is None or not err.destination):  # the receiver answers again
             self.holds.ok(dest, now, self._probe_lease(m))
             gates.resolve(dest, OPEN)
         if err is None:
-            return self._sent(item, m, merged=merged)
+            return self.record.sent(item, m, merged=merged)
         if err.permanent:
-            return self._dead(item, m, err.reason)
+            return self.record.dead(item, m, err.reason)
         if err.destination:
             until = self.holds.fail(dest, now, err.reason, err.retry_after)
             gates.resolve(dest, until)
@@ -222,8 +190,8 @@ class Dispatcher:
                 log.error(
                     "channel refused us (configuration?), holding it", extra={"destination": dest, "reason": err.reason}
                 )
-            return self._requeue(item, m, until, err.reason, attempted=True)
-        return self._requeue(item, m, now + self._backoff(item, now), err.reason, attempted=True)
+            return self.record.requeue(item, m, until, err.reason, attempted=True)
+        return self.record.requeue(item, m, now + self._backoff(item, now), err.reason, attempted=True)
 
     def _attempt(self, message: Message) -> TransportError | None:
         try:
@@ -231,7 +199,7 @@ class Dispatcher:
         except TransportError as exc:
             return exc
         except Exception as exc:  # a transport bug must not wedge the stream: count it as transient
-            log.exception("transport raised unexpectedly", extra=_fields(message))
+            log.exception("transport raised unexpectedly", extra=message_fields(message))
             return TransportError(f"{type(exc).__name__}: {exc}")
         return None
 
@@ -240,69 +208,6 @@ class Dispatcher:
         return min(max(now - first, self.base), self.cap)
 
     # --- outcomes: each written in one round trip ---------------------------------------------------
-
-    def _job_id(self, item: Item) -> str:
-        return item.job.id if item.job else item.message.key
-
-    def _settle_offline(self, item: Item, outcome: str, pipe: Any) -> None:
-        if item.message.role == "offline":
-            self.outages.settle(item.message, outcome, self.presence.token, pipe)
-
-    def _sent(self, item: Item, sent: Message, *, merged: bool) -> Outcome:
-        pipe = self.r.pipeline(transaction=False)
-        self.markers.set(item.message.key, self.presence.token, "sent", pipe)
-        self._settle_offline(item, "sent", pipe)
-        for key, field, value in item.message.marks:
-            pipe.hset(key, field, value)
-        if item.job is not None:
-            self.queue.finish(item.job.id, self.presence.token, client=pipe)
-        pipe.execute()
-        return Outcome(sent, SENT, merged=merged)
-
-    def _finish(self, item: Item, status: str, reason: str) -> Outcome:
-        """Sent already (``duplicate``) or moot: nothing to send, ever."""
-        pipe = self.r.pipeline(transaction=False)
-        if status == DROPPED:
-            self.markers.set(item.message.key, self.presence.token, "moot", pipe)
-        if item.job is not None:
-            self.queue.finish(item.job.id, self.presence.token, client=pipe)
-        pipe.execute()
-        return Outcome(item.message, status, reason)
-
-    def _dead(self, item: Item, m: Message, reason: str) -> Outcome:
-        now = self.clock()
-        job = self._next_job(item, reason, attempted=True, now=now)
-        letter = dead_letter(job, reason, now, _summary(m))
-        pipe = self.r.pipeline(transaction=False)
-        self.markers.set(item.message.key, self.presence.token, "dead", pipe)
-        self._settle_offline(item, "dead", pipe)
-        self.queue.finish(job.id, self.presence.token, letter, now, client=pipe)
-        pipe.execute()
-        return Outcome(m, DEAD, reason)
-
-    def _requeue(self, item: Item, m: Message, due: float, reason: str, attempted: bool) -> Outcome:
-        """Queue ``item`` for another look at ``due`` (after a failure, or held without an attempt)."""
-        now = self.clock()
-        job = self._next_job(item, reason, attempted=attempted, now=now)
-        if now - job.first >= self.horizon:
-            return self._dead(item, m, f"undeliverable for {_age(now - job.first)}: {reason}")
-        pipe = self.r.pipeline(transaction=False)
-        self.markers.release(item.message.key, self.presence.token, pipe)
-        self._settle_offline(item, "queued", pipe)
-        self.queue.put(job, due, self.presence.token, client=pipe)
-        pipe.execute()
-        return Outcome(m, QUEUED if attempted else HELD, reason)
-
-    def _next_job(self, item: Item, reason: str, *, attempted: bool, now: float) -> Job:
-        old = item.job
-        return Job(
-            id=self._job_id(item),
-            message=json.loads(item.message.to_json()),
-            attempts=(old.attempts if old else 0) + (1 if attempted else 0),
-            first=old.first if old and old.first else now,
-            error=reason[:500],
-            requeued=bool(old and old.requeued),
-        )
 
     # --- the queue ------------------------------------------------------------------------------------
 
@@ -336,50 +241,6 @@ class Dispatcher:
 
     # --- logs -----------------------------------------------------------------------------------------
 
-    def _log(self, outcome: Outcome, item: Item) -> None:
-        m = outcome.message
-        attempts = (item.job.attempts if item.job else 0) + 1
-        if outcome.status == SENT:
-            log.info("notification sent", extra=_fields(m, attempt=attempts, merged=outcome.merged))
-        elif outcome.status == QUEUED:
-            log.warning("notification failed, queued", extra=_fields(m, reason=outcome.reason, attempt=attempts))
-        elif outcome.status == HELD:
-            log.info("notification held", extra=_fields(m, reason=outcome.reason))
-        elif outcome.status == DEAD:
-            log.error("notification failed for good, dead-lettered", extra=_fields(m, reason=outcome.reason))
-        elif outcome.status == DROPPED:
-            log.info("notification moot, not sent", extra=_fields(m, reason=outcome.reason))
-        elif outcome.status == DEFERRED:
-            log.info("notification in flight elsewhere, looking again later", extra=_fields(m))
-
 
 def _requeued(item: Item) -> bool:
     return item.job is not None and item.job.requeued
-
-
-def _summary(m: Message) -> dict[str, Any]:
-    return {
-        "channel": m.channel,
-        "recipient": m.recipient,
-        "account": m.account,
-        "fqdn": m.fqdn,
-        "event_type": m.event_type,
-        "event_id": m.event_id,
-    }
-
-
-def _fields(message: Message, **extra: object) -> dict[str, object]:
-    return {
-        "channel": message.channel,
-        "recipient": message.recipient,
-        "account": message.fqdn,
-        "event_type": message.event_type,
-        "event_id": message.event_id,
-        "key": message.key,
-        **extra,
-    }
-
-
-def _age(seconds: float) -> str:
-    h, rem = divmod(int(seconds), 3600)
-    return f"{h} h {rem // 60} min" if h else f"{rem // 60} min {rem % 60} s"

@@ -17,6 +17,8 @@ the hold, and the waiting messages follow within one probe lease.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -163,3 +165,33 @@ class Holds:
     def ok(self, dest: str, now: float, window: float) -> int:
         """End the hold of ``dest``: what waits in the queue for up to ``window`` more seconds is due now."""
         return int(self._call(["ok", dest, _ms(now), _ms(now + window)]))
+
+
+class Gates:
+    """The receivers' hold states within one batch: one probe per held receiver, the others wait for it."""
+
+    def __init__(self, states: dict[str, str | float], timeout: float) -> None:
+        self.states = dict(states)
+        self.timeout = timeout
+        self._probing: set[str] = set()
+        self._cond = threading.Condition()
+
+    def enter(self, dest: str) -> str | float:
+        """``open`` or ``probe``: attempt (as the probe); a float: held until then, do not attempt."""
+        deadline = time.monotonic() + self.timeout
+        with self._cond:
+            while True:
+                state = self.states.get(dest, OPEN)
+                if state != PROBE:
+                    return state
+                if dest not in self._probing:
+                    self._probing.add(dest)
+                    return PROBE
+                if not self._cond.wait(max(0.0, deadline - time.monotonic())):
+                    return time.time() + self.timeout
+
+    def resolve(self, dest: str, state: str | float) -> None:
+        with self._cond:
+            self.states[dest] = state
+            self._probing.discard(dest)
+            self._cond.notify_all()

@@ -21,11 +21,12 @@ from hbdns import config
 from hbdns.connection import connect
 from hbdns.loops import Loops
 from hbdns.migrations import legacy_notify_queue
+from notifier.channel import LogTransport, Transport
 from notifier.consumer import Consumer, default_consumer_name
 from notifier.dispatch import Dispatcher
 from notifier.presence import Presence
 from notifier.sms import SmsScheduler
-from notifier.transports import LogTransport, Transport, build_transports
+from notifier.transports import build_transports
 
 log = logging.getLogger("notifier")
 

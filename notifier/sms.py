@@ -29,9 +29,10 @@ import redis
 
 from hbdns import keys
 from hbdns.model import Account, NotifyPrefs
-from notifier.dispatch import SENT, Dispatcher
+from notifier.dispatch import Dispatcher
 from notifier.events import IP_CHANGED, NEUTRALIZED, RECOVERED, Event
 from notifier.messages import SMS, Message, quiet_until, sms_due, sms_messages
+from notifier.outcomes import SENT
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ import redis
 
 from admin.cli.main import main
 from hbdns import config, notify_queue
+from notifier.channel import Transport, TransportError
 from notifier.dispatch import Dispatcher
 from notifier.messages import Message
 from notifier.presence import Presence
-from notifier.transports import Transport, TransportError
 
 
 class Failing(Transport):

@@ -11,15 +11,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from hbdns import config
+from notifier.channel import TransportError
 from notifier.messages import Message
-from notifier.transports import (
-    EmailTransport,
-    SmsTransport,
-    TransportError,
-    WebhookTransport,
-    build_transports,
-    retry_after,
-)
+from notifier.smtp import EmailTransport
+from notifier.transports import SmsTransport, WebhookTransport, build_transports, retry_after
 from tests.support.servers import free_port
 from tests.support.sinks import HttpSink, SmtpSink
 

@@ -10,10 +10,11 @@ import pytest
 import redis
 
 from hbdns import config, keys, notify_queue
-from notifier.dispatch import DEAD, DEFERRED, DROPPED, DUPLICATE, HELD, QUEUED, SENT, Dispatcher, Item
+from notifier.channel import Transport, TransportError
+from notifier.dispatch import Dispatcher
 from notifier.messages import Message
+from notifier.outcomes import DEAD, DEFERRED, DROPPED, DUPLICATE, HELD, QUEUED, SENT, Item
 from notifier.presence import Presence
-from notifier.transports import Transport, TransportError
 from tests.support.clock import Clock
 
 AT = 1_000_000_000  # ms: the outage's start in the merge tests
