@@ -178,6 +178,7 @@ class Settings:
     notify_consumer: str = _setting("")
     notify_backoff: float = _setting("1.0", _positive_float)
     notify_backoff_max: float = _setting("300", _positive_float)
+    notify_probe_max: float = _setting("60", _positive_float)
     notify_retry_horizon: float = _setting("432000", _positive_float)
     notify_liveness: float = _setting("5", _positive_float)
     notify_claim_idle: float = _setting("60", _positive_float)

@@ -72,7 +72,7 @@ class Dispatcher:
         self.lease = settings.notify_claim_idle
         self.queue = Queue(r)
         self.markers = Markers(r, lease=settings.notify_claim_idle, ttl=settings.notify_sent_ttl)
-        self.holds = Holds(r, base=self.base, cap=self.cap)
+        self.holds = Holds(r, base=self.base, cap=settings.notify_probe_max)
         self.outages = Outages(r, lease=settings.notify_claim_idle)
         self.record = Recorder(
             r,

@@ -10,9 +10,9 @@ crash between the receiver's acceptance and the marker write sends a message twi
 **Holds** (``keys.notify_holds``): when a receiver fails as a whole (the SMTP relay or SMS gateway
 is down, a webhook host answers 503) it is held: messages for it wait in the queue without an
 attempt, and one probe per backoff step tries it. The backoff is the time since the hold began,
-clamped to [``notify_backoff``, ``notify_backoff_max``] (Postfix's rule for its queue), so probes
+clamped to [``notify_backoff``, ``notify_probe_max``] (Postfix's rule for its queue), so probes
 double their spacing up to the cap; a ``Retry-After`` is honoured up to the cap. A success ends
-the hold, and the waiting messages follow within one probe lease.
+the hold, and the waiting messages follow at once.
 """
 
 from __future__ import annotations

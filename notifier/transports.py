@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
 from email.utils import parsedate_to_datetime
@@ -53,6 +54,15 @@ def _http_error(resp: requests.Response, what: str, *, ours: bool) -> TransportE
     return TransportError(reason, permanent=True)
 
 
+def _no_url(exc: Exception) -> str:
+    """An error's text without the URL path and query requests puts in it (a GET gateway's query holds
+    the phone number and the text, maybe a key): the reason is logged and kept in the hold."""
+    return _URL_IN_ERROR.sub(r"\1<url>", str(exc))
+
+
+_URL_IN_ERROR = re.compile(r"(url: )\S+")
+
+
 class _HttpTransport(Transport):
     ours = True  # the provider's own receiver (see _http_error)
 
@@ -70,9 +80,9 @@ class _HttpTransport(Transport):
         try:
             resp = self._session().request(method, url, timeout=self.timeout, allow_redirects=False, **kw)
         except requests.exceptions.SSLError as exc:
-            raise TransportError(f"{what} tls: {exc}", destination=True, config=self.ours) from None
+            raise TransportError(f"{what} tls: {_no_url(exc)}", destination=True, config=self.ours) from None
         except requests.RequestException as exc:  # connection refused, timeout, DNS, a broken reply
-            raise TransportError(f"{what}: {type(exc).__name__}: {exc}", destination=True) from None
+            raise TransportError(f"{what}: {type(exc).__name__}: {_no_url(exc)}", destination=True) from None
         err = _http_error(resp, what, ours=self.ours)
         if err is not None:
             raise err

@@ -188,12 +188,13 @@ def test_retry_after_is_read_in_seconds_or_as_a_date() -> None:
 
 
 def test_http_receiver_down_or_timing_out_is_transient_for_its_origin() -> None:
-    down = f"http://127.0.0.1:{free_port()}/hook"
+    down = f"http://127.0.0.1:{free_port()}/hook?key=s3cr3t"
     msg = Message(**{**MSG.__dict__, "channel": "webhook", "recipient": down, "body": "{}"})
     t = WebhookTransport(config.load({}))
     with pytest.raises(TransportError) as err:
         t.notify(msg)
     assert err.value.destination and not err.value.permanent
+    assert "s3cr3t" not in err.value.reason and "/hook" not in err.value.reason  # kept in the hold, logged
     assert t.destination(msg) == "webhook:http://127.0.0.1:" + down.split(":")[2].split("/")[0]
     assert t.destination(Message(**{**msg.__dict__, "recipient": "https://u:p@Hooks.Example.org/a?b"})) == (
         "webhook:https://hooks.example.org"

@@ -3,7 +3,7 @@
 Each runs the real sweeper and notifier as processes on a real redis-server, with the accounts on
 the fast test plan (neutral 0.6 s after the last beat), and counts what the receivers got:
 
-- :func:`transport_outage`: the SMTP relay (``email``) or the SMS gateway (``sms``) fails for
+- :func:`transport_outage`: the SMTP relay (``email``) and/or the SMS gateway (``sms``) fail for
   ``outage_s`` while every account goes offline; half of them come back during the outage (their
   two messages must arrive as one merged message), the rest after it (an offline message, then a
   plain "back online").
@@ -108,41 +108,53 @@ def transport_outage(
     redis_url: str,
     tmp_path: Path,
     *,
-    channel: str,
+    channels: tuple[str, ...],
     outage_s: float,
-    backoff_max: float,
+    backoff_max: float | None,
     accounts: int = 30,
     smtp: SmtpSink | None = None,
     http: HttpSink | None = None,
-) -> Figures:
-    """The receiver of ``channel`` fails for ``outage_s`` (SMTP: the port refuses connections; SMS: the
-    gateway answers 503) while ``accounts`` accounts go offline; the even ones return during the outage."""
-    env = env_for(
-        redis_url,
-        smtp,
-        sms=http,
-        HBDNS_NOTIFY_BACKOFF=str(min(1.0, backoff_max / 4)),
-        HBDNS_NOTIFY_BACKOFF_MAX=str(backoff_max),
-    )
+) -> dict[str, Figures]:
+    """The receivers of ``channels`` fail for ``outage_s`` (SMTP: the port refuses connections; SMS: the
+    gateway answers 503) while ``accounts`` accounts go offline; the even ones return during the outage.
+    ``backoff_max`` None: the shipped backoff settings, else both caps (retries, probes) at it.
+    Returns the figures per channel."""
+    tuning = {} if backoff_max is None else {
+        "HBDNS_NOTIFY_BACKOFF": str(min(1.0, backoff_max / 4)),
+        "HBDNS_NOTIFY_BACKOFF_MAX": str(backoff_max),
+        "HBDNS_NOTIFY_PROBE_MAX": str(backoff_max),
+    }  # fmt: skip
+    env = env_for(redis_url, smtp, sms=http, **tuning)
     store = Store(r, config.load(env))
-    if channel == "email":
-        accts = [add_account(store, f"o{i}", emails=[f"o{i}@example.org"]) for i in range(accounts)]
-        rcpt = {a.id: a.emails[0] for a in accts}
-    else:
-        prefs = NotifyPrefs(email="none", webhook="none", sms_min_outage=0)
-        accts = [add_account(store, f"o{i}", phones=[f"+4917010{i:05d}"], prefs=prefs) for i in range(accounts)]
-        rcpt = {a.id: a.phones[0] for a in accts}
+    prefs = NotifyPrefs(
+        email="outages" if "email" in channels else "none", webhook="none", sms_min_outage=0,
+        sms="outages" if "sms" in channels else "none",
+    )  # fmt: skip
+    accts = [
+        add_account(store, f"o{i}", emails=[f"o{i}@example.org"], phones=[f"+4917010{i:05d}"], prefs=prefs)
+        for i in range(accounts)
+    ]
+    rcpt = {"email": {a.id: a.emails[0] for a in accts}, "sms": {a.id: a.phones[0] for a in accts}}
     back_early, back_late = accts[0::2], accts[1::2]
     procs: list[Process] = [spawn("sweeper", tmp_path, "sweeper", env), spawn("notifier", tmp_path, "notifier", env)]
-    figures = Figures()
+    figures = {ch: Figures() for ch in channels}
+    extra: dict[str, Any] = {}
+
+    def received(ch: str) -> list[tuple[str, str, str]]:
+        return _received(ch, smtp, http)
+
+    def all_received(n: int) -> bool:
+        return all(len(received(ch)) >= n for ch in channels)
+
     try:
         _beat(store, accts, LONG)  # "online": no message on these channels
         wait_for(lambda: settled(r), 30, what="first beats handled")
-        _down(channel, smtp, http)
+        for ch in channels:
+            _down(ch, smtp, http)
         t_down = time.monotonic()
         _beat(store, accts, 600)  # the last beat: all go offline 0.6 s later
         wait_for(lambda: _neutral(r, accts), 30, what="burst of outages recorded")
-        wait_for(lambda: notify_queue.stats(r).queued >= accounts, 30, what="outage messages queued")
+        wait_for(lambda: notify_queue.stats(r).queued >= accounts * len(channels), 60, what="outage messages queued")
         _beat(store, back_early, LONG)  # back during the outage: their offline message is moot
         peak = notify_queue.stats(r)
         while time.monotonic() - t_down < outage_s:
@@ -150,25 +162,29 @@ def transport_outage(
             if st.queued >= peak.queued:
                 peak = st
             time.sleep(min(1.0, max(0.0, outage_s - (time.monotonic() - t_down))))
-        figures.extra["queue_peak"] = peak.queued
-        figures.extra["queue_oldest_s"] = round(notify_queue.stats(r).oldest_s, 1)
-        _up(channel, smtp, http)
+        extra["queue_peak"] = peak.queued
+        extra["queue_oldest_s"] = round(notify_queue.stats(r).oldest_s, 1)
+        extra["held_during_outage"] = sorted(peak.holds)
+        for ch in channels:
+            _up(ch, smtp, http)
         t_up = time.monotonic()
-        first_wave = len(accts)
-        wait_for(
-            lambda: len(_received(channel, smtp, http)) >= first_wave, backoff_max * 3 + 30, what="delivery after it"
-        )
-        figures.extra["last_delivery_after_return_s"] = round(time.monotonic() - t_up, 2)
+        cap = backoff_max if backoff_max is not None else config.load({}).notify_probe_max
+        wait_for(lambda: all_received(len(accts)), cap * 2 + 60, what="delivery after the outage")
+        extra["last_delivery_after_return_s"] = round(time.monotonic() - t_up, 2)
         _beat(store, back_late, LONG)  # back after the outage: a plain "back online" follows
-        wait_for(lambda: len(_received(channel, smtp, http)) >= first_wave + len(back_late), 60, what="recoveries")
-        wait_for(lambda: settled(r), 30, what="queue empty")
-        figures.dead_letters = notify_queue.stats(r).dead
-        figures.extra["neutralized_events"] = len(events(r, "neutralized"))
+        wait_for(lambda: all_received(len(accts) + len(back_late)), 60, what="recoveries")
+        wait_for(lambda: settled(r), cap + 60, what="queue empty")
+        extra["dead_letters"] = notify_queue.stats(r).dead
+        extra["neutralized_events"] = len(events(r, "neutralized"))
     finally:
         for p in procs:
             p.stop()
-    expected = {rcpt[a.id]: [MERGED] for a in back_early} | {rcpt[a.id]: [OFFLINE, BACK] for a in back_late}
-    _count(expected, _received(channel, smtp, http), figures)
+    for ch in channels:
+        f = figures[ch]
+        f.extra = dict(extra)
+        f.dead_letters = extra.get("dead_letters", -1)
+        expected = {rcpt[ch][a.id]: [MERGED] for a in back_early} | {rcpt[ch][a.id]: [OFFLINE, BACK] for a in back_late}
+        _count(expected, received(ch), f)
     return figures
 
 

@@ -55,7 +55,13 @@ def make(fake_redis: redis.Redis, clock: Clock) -> Iterator[Factory]:
 
     def factory(*transports: Transport, name: str = "n1", **env: str) -> Dispatcher:
         settings = config.load(
-            {"HBDNS_NOTIFY_BACKOFF": "2", "HBDNS_NOTIFY_BACKOFF_MAX": "60", "HBDNS_NOTIFY_RETRY_HORIZON": "3600", **env}
+            {
+                "HBDNS_NOTIFY_BACKOFF": "2",
+                "HBDNS_NOTIFY_BACKOFF_MAX": "60",
+                "HBDNS_NOTIFY_PROBE_MAX": "30",
+                "HBDNS_NOTIFY_RETRY_HORIZON": "3600",
+                **env,
+            }
         )
         presence = Presence(fake_redis, name, ttl=5, clock=clock)
         presence.join()
