@@ -130,7 +130,11 @@ class Dispatcher:
                 out[i] = self.record.finish(items[i], DUPLICATE, claim.partition(":")[2])
         dests = {i: self.transport(items[i].message).destination(items[i].message) for i in go}
         leases = {d: self._probe_lease(items[i].message) for i, d in dests.items()}
-        gates = Gates(self.holds.check(leases.items(), now), max(leases.values(), default=0.0) + 1.0)
+        gates = Gates(
+            self.holds.check(leases, now),
+            max(leases.values(), default=0.0) + 1.0,
+            lambda dest: self.holds.probe(dest, self.clock(), leases[dest]),
+        )
         # one recipient on one channel: one after the other, in event order (an offline message before
         # the recovery of the same blip); different recipients in parallel
         groups: dict[tuple[str, str], list[int]] = {}
@@ -207,8 +211,6 @@ class Dispatcher:
         first = item.job.first if item.job and item.job.first else now
         return min(max(now - first, self.base), self.cap)
 
-    # --- outcomes: each written in one round trip ---------------------------------------------------
-
     # --- the queue ------------------------------------------------------------------------------------
 
     def retry_step(self, limit: int = 200) -> int:
@@ -218,7 +220,11 @@ class Dispatcher:
         for job in jobs:
             message = self._message_of(job)
             if message is None:
-                reason = "cannot build the message again: its event is no longer in the stream"
+                reason = (
+                    "unreadable queued message"
+                    if job.message is not None
+                    else "cannot build the message again: its event is no longer in the stream"
+                )
                 now = self.clock()
                 letter = dead_letter(job, reason, now, {"event_id": job.rebuild.get("event_id", "")})
                 self.queue.finish(job.id, self.presence.token, letter, now)
@@ -238,8 +244,6 @@ class Dispatcher:
         if job.rebuild and self.rebuild is not None:
             return self.rebuild(job.rebuild)
         return None
-
-    # --- logs -----------------------------------------------------------------------------------------
 
 
 def _requeued(item: Item) -> bool:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import redis
@@ -27,7 +27,7 @@ import redis
 from hbdns import keys
 
 GO, BUSY = "go", "busy"
-OPEN, PROBE = "open", "probe"
+OPEN, DUE, PROBE = "open", "due", "probe"
 
 # --- Lua (KEYS/ARGV layout above each) --------------------------------------------------------------
 
@@ -66,7 +66,8 @@ return redis.error_reply('unknown op ' .. tostring(op))
 """
 
 # KEYS: holds hash, queue ; times in ms in the hold (cjson keeps 14 digits), in s in the queue
-# ARGV 'check': op dest now_ms probe_until_ms -> 'open' | 'probe' (you probe; held until then) | '<until_ms>'
+# ARGV 'check': op dest now_ms -> 'open' | 'due' (a probe may go now) | '<until_ms>' (held)
+# ARGV 'probe': op dest now_ms probe_until_ms -> 'probe' (you probe; held until probe_until) | '<until_ms>'
 # ARGV 'fail': op dest now_ms base_ms cap_ms retry_after_ms reason -> '<until_ms>' (the next probe)
 # ARGV 'ok': op dest now_ms window_end_ms -> ends the hold; queue jobs due before window_end are due now
 LUA_HOLD = r"""
@@ -79,14 +80,13 @@ if op == 'ok' then
   local due = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. (now / 1000), tonumber(ARGV[4]) / 1000)
   for _, id in ipairs(due) do redis.call('ZADD', KEYS[2], 'XX', now / 1000, id) end
   return #due
-elseif op == 'check' then
+elseif op == 'check' or op == 'probe' then
   if not h then return 'open' end
-  if now >= h['until'] then
-    h['until'] = tonumber(ARGV[4])
-    redis.call('HSET', KEYS[1], dest, cjson.encode(h))
-    return 'probe'
-  end
-  return string.format('%d', h['until'])
+  if now < h['until'] then return string.format('%d', h['until']) end
+  if op == 'check' then return 'due' end
+  h['until'] = tonumber(ARGV[4])
+  redis.call('HSET', KEYS[1], dest, cjson.encode(h))
+  return 'probe'
 elseif op == 'fail' then
   local base, cap, ra = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
   if not h then h = {since = now, failures = 0} end
@@ -144,18 +144,20 @@ class Holds:
     def _call(self, args: list[str | int], client: Any = None) -> Any:
         return self._script(keys=[keys.notify_holds(), keys.notify_queue()], args=args, client=client)
 
-    def check(self, dests: Iterable[tuple[str, float]], now: float) -> dict[str, str | float]:
-        """Per (destination, probe lease): ``open``, ``probe`` (this caller probes), or the time it is held until."""
+    def check(self, dests: Iterable[str], now: float) -> dict[str, str | float]:
+        """Per destination: ``open``, ``due`` (held, but a probe may go now), or the time it is held until."""
         todo = list(dests)
         if not todo:
             return {}
         pipe = self.r.pipeline(transaction=False)
-        for dest, lease in todo:
-            self._call(["check", dest, _ms(now), _ms(now + lease)], pipe)
-        out: dict[str, str | float] = {}
-        for (dest, _), reply in zip(todo, pipe.execute(), strict=True):
-            out[dest] = str(reply) if str(reply) in (OPEN, PROBE) else int(reply) / 1000
-        return out
+        for dest in todo:
+            self._call(["check", dest, _ms(now)], pipe)
+        return {dest: _state(reply) for dest, reply in zip(todo, pipe.execute(), strict=True)}
+
+    def probe(self, dest: str, now: float, lease: float) -> str | float:
+        """Take the probe of a ``due`` destination (held ``lease`` more seconds meanwhile): ``probe``, or
+        the time it is held until (another notifier probes it), or ``open`` (the hold ended)."""
+        return _state(self._call(["probe", dest, _ms(now), _ms(now + lease)]))
 
     def fail(self, dest: str, now: float, reason: str, retry_after: float = 0.0) -> float:
         """Record a failure of ``dest`` as a whole; returns when it may be tried next."""
@@ -167,12 +169,22 @@ class Holds:
         return int(self._call(["ok", dest, _ms(now), _ms(now + window)]))
 
 
-class Gates:
-    """The receivers' hold states within one batch: one probe per held receiver, the others wait for it."""
+def _state(reply: Any) -> str | float:
+    text = str(reply)
+    return text if text in (OPEN, DUE, PROBE) else int(text) / 1000
 
-    def __init__(self, states: dict[str, str | float], timeout: float) -> None:
+
+class Gates:
+    """The receivers' hold states within one batch: one probe per held receiver, the others wait for it.
+
+    The probe is taken only when a message is about to be attempted (``probe``), so a batch whose
+    messages all turn out moot does not hold the receiver for a probe that never runs.
+    """
+
+    def __init__(self, states: dict[str, str | float], timeout: float, probe: Callable[[str], str | float]) -> None:
         self.states = dict(states)
         self.timeout = timeout
+        self._probe = probe
         self._probing: set[str] = set()
         self._cond = threading.Condition()
 
@@ -182,15 +194,18 @@ class Gates:
         with self._cond:
             while True:
                 state = self.states.get(dest, OPEN)
-                if state != PROBE:
+                if state == DUE and dest not in self._probing:
+                    self.states[dest] = state = self._probe(dest)
+                    if state == PROBE:
+                        self._probing.add(dest)
+                        return PROBE
+                if state not in (DUE, PROBE):
                     return state
-                if dest not in self._probing:
-                    self._probing.add(dest)
-                    return PROBE
                 if not self._cond.wait(max(0.0, deadline - time.monotonic())):
                     return time.time() + self.timeout
 
     def resolve(self, dest: str, state: str | float) -> None:
+        """The probe's outcome: ``open``, or held until a time."""
         with self._cond:
             self.states[dest] = state
             self._probing.discard(dest)

@@ -198,6 +198,21 @@ def test_queued_jobs_of_a_dead_owner_are_due_at_once(make: Factory, fake_redis: 
     assert second.retry_step() == 1 and queued(fake_redis) == {}
 
 
+def test_an_owner_taken_for_dead_cannot_undo_its_successor(
+    make: Factory, fake_redis: redis.Redis, clock: Clock
+) -> None:
+    d = make(Scripted("sms", TransportError("451")))
+    d.send(msg())
+    clock.now += 2
+    [job] = d.queue.claim(clock.now, 60, 10, "n1/old")
+    [job] = d.queue.claim(clock.now, 60, 10, "n2/new") if d.queue.takeover(clock.now, ["n2/new"]) else []
+    assert not d.queue.put(job, clock.now + 99, "n1/old")  # the one taken for dead comes back: no effect
+    assert not d.queue.finish(job.id, "n1/old", letter='{"id": "x"}', now=clock.now)
+    assert queued(fake_redis)[job.id][1] == clock.now + 60  # still n2's, as it claimed it
+    assert fake_redis.hget(keys.notify_dead(), job.id) == '{"id": "x"}'  # but its dead letter is kept
+    assert d.queue.finish(job.id, "n2/new")
+
+
 # --- merging the two messages of one outage ----------------------------------------------------------
 
 
