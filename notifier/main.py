@@ -47,6 +47,10 @@ class Notifier:
         transports: dict[str, Transport] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if settings.notify_liveness < 2 * LIVENESS_INTERVAL:
+            raise ValueError(
+                f"HBDNS_NOTIFY_LIVENESS must be at least {2 * LIVENESS_INTERVAL:g} s (refreshed every second)"
+            )
         self.settings = settings
         self.r = r if r is not None else connect(settings.redis_url)
         self.name = settings.notify_consumer or default_consumer_name()
@@ -102,8 +106,7 @@ class Notifier:
     # --- lifecycle ------------------------------------------------------------------------------------
 
     def start(self) -> Notifier:
-        self.join()
-        self.loops.start("liveness", self.liveness_step, LIVENESS_INTERVAL)
+        self.loops.start("liveness", self.liveness_step, LIVENESS_INTERVAL)  # each step joins first
         self.loops.start("consumer", self.consume_step)
         self.loops.start("scheduler", self.schedule_step, SCHEDULE_INTERVAL)
         channels = {
