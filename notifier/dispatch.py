@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 DEFER_S = 2.0  # a message in flight at another live notifier is looked at again after this
 PROBE_MARGIN_S = 5.0  # a probe's lease: the transport's timeout plus this
+SEND_LEASE_MIN = 300.0  # seconds, see Dispatcher.send_lease
 
 
 class Dispatcher:
@@ -70,10 +71,13 @@ class Dispatcher:
         self.cap = settings.notify_backoff_max
         self.horizon = settings.notify_retry_horizon
         self.lease = settings.notify_claim_idle
+        # a live notifier's sends in flight stay its own this long (its death frees them at once): far
+        # longer than a batch can take, so a slow relay cannot make a queued send look abandoned
+        self.send_lease = max(SEND_LEASE_MIN, 5 * settings.notify_claim_idle)
         self.queue = Queue(r)
-        self.markers = Markers(r, lease=settings.notify_claim_idle, ttl=settings.notify_sent_ttl)
+        self.markers = Markers(r, lease=self.send_lease, ttl=settings.notify_sent_ttl)
         self.holds = Holds(r, base=self.base, cap=settings.notify_probe_max)
-        self.outages = Outages(r, lease=settings.notify_claim_idle)
+        self.outages = Outages(r, lease=self.send_lease)
         self.record = Recorder(
             r,
             markers=self.markers,
@@ -140,10 +144,16 @@ class Dispatcher:
         groups: dict[tuple[str, str], list[int]] = {}
         for i in go:
             groups.setdefault((items[i].message.channel, items[i].message.recipient), []).append(i)
+        # the first outage message of each group asks in one round trip; a later one of the same
+        # recipient (the recovery of a blip within the batch) must ask after the first one settled
+        first = [g[0] for g in groups.values() if items[g[0]].message.role]
+        asked = dict(
+            zip(first, self.outages.ask_many([items[i].message for i in first], token, now, live), strict=True)
+        )
 
         def run(indices: list[int]) -> None:
             for i in indices:
-                out[i] = self._one(items[i], dests[i], gates, token, live)
+                out[i] = self._one(items[i], dests[i], gates, token, live, asked.get(i))
 
         if len(groups) <= 1:
             for indices in groups.values():
@@ -158,13 +168,16 @@ class Dispatcher:
     def _probe_lease(self, message: Message) -> float:
         return self.transport(message).timeout + PROBE_MARGIN_S
 
-    def _one(self, item: Item, dest: str, gates: Gates, token: str, live: frozenset[str]) -> Outcome:
-        """Steps 2-4 of the module docstring for one message whose sent marker this notifier holds."""
+    def _one(
+        self, item: Item, dest: str, gates: Gates, token: str, live: frozenset[str], answer: str | None
+    ) -> Outcome:
+        """Steps 2-4 of the module docstring for one message whose sent marker this notifier holds
+        (``answer``: what :mod:`notifier.outage` said already, if it was asked for the batch)."""
         m = item.message
-        role = m.role
         merged = False
-        if role:
-            answer = self.outages.ask(role, m, token, self.clock(), live)
+        if m.role:
+            if answer is None:
+                answer = self.outages.ask(m, token, self.clock(), live)
             if answer in (MOOT, ABSENT):
                 why = "the outage is over" if answer == MOOT else "no message about the outage's start was sent"
                 return self.record.finish(item, DROPPED, why)

@@ -4,7 +4,8 @@
 ``sent``, ``dead`` or ``moot``, kept ``notify_sent_ttl`` seconds, so a message handed over twice (a
 redelivered stream entry, two notifiers, a retry racing a takeover) goes out once. A ``sending``
 marker of an owner that is no longer live (:mod:`notifier.presence`) is taken over at once; the
-marker's own expiry (``notify_claim_idle``) only covers an owner that is alive but stuck. Only a
+marker's own expiry (5 x ``notify_claim_idle``, at least 5 min) only covers an owner that is alive
+but stuck. Only a
 crash between the receiver's acceptance and the marker write sends a message twice.
 
 **Holds** (``keys.notify_holds``): when a receiver fails as a whole (the SMTP relay or SMS gateway

@@ -24,7 +24,7 @@ recovery decides the same way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import redis
 
@@ -98,19 +98,19 @@ class Outages:
         self.lease = lease
         self._script = r.register_script(LUA_OUTAGE)
 
-    def ask(self, op: str, message: Message, token: str, now: float, live: Iterable[str]) -> str:
-        """Run ``op`` for ``message`` (one with ``outage_ms``): see the script's comment for the answers."""
-        args = [
-            op,
-            message.thread,
-            str(message.outage_ms),
-            token,
-            repr(now),
-            repr(now + self.lease),
-            "0" if message.channel == SMS else "1",
-            *live,
-        ]
-        return str(self._script(keys=[keys.notify_outage(message.account), keys.account(message.account)], args=args))
+    def ask(self, message: Message, token: str, now: float, live: Iterable[str]) -> str:
+        """Whether and how ``message`` (one with a ``role``) may go now: see the script's comment for the answers."""
+        return self.ask_many([message], token, now, live)[0]
+
+    def ask_many(self, messages: Sequence[Message], token: str, now: float, live: Iterable[str]) -> list[str]:
+        """:meth:`ask` for messages of different threads, in one round trip."""
+        live_args = list(live)
+        pipe = self.r.pipeline(transaction=False)
+        for m in messages:
+            args = [m.role, m.thread, str(m.outage_ms), token, repr(now), repr(now + self.lease)]
+            args += ["0" if m.channel == SMS else "1", *live_args]
+            self._script(keys=[keys.notify_outage(m.account), keys.account(m.account)], args=args, client=pipe)
+        return [str(x) for x in pipe.execute()] if messages else []
 
     def settle(self, message: Message, outcome: str, token: str, pipe: redis.client.Pipeline) -> None:
         """Record the offline message's outcome (``sent``, ``queued`` or ``dead``) in ``pipe``."""

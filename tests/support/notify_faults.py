@@ -136,6 +136,7 @@ def transport_outage(
     ]
     rcpt = {"email": {a.id: a.emails[0] for a in accts}, "sms": {a.id: a.phones[0] for a in accts}}
     back_early, back_late = accts[0::2], accts[1::2]
+    alive_ms = max(LONG, int((outage_s + 600) * 1000))  # a return lasts the whole scenario (one outage each)
     procs: list[Process] = [spawn("sweeper", tmp_path, "sweeper", env), spawn("notifier", tmp_path, "notifier", env)]
     figures = {ch: Figures() for ch in channels}
     extra: dict[str, Any] = {}
@@ -147,7 +148,7 @@ def transport_outage(
         return all(len(received(ch)) >= n for ch in channels)
 
     try:
-        _beat(store, accts, LONG)  # "online": no message on these channels
+        _beat(store, accts, alive_ms)  # "online": no message on these channels
         wait_for(lambda: settled(r), 30, what="first beats handled")
         for ch in channels:
             _down(ch, smtp, http)
@@ -155,7 +156,7 @@ def transport_outage(
         _beat(store, accts, 600)  # the last beat: all go offline 0.6 s later
         wait_for(lambda: _neutral(r, accts), 30, what="burst of outages recorded")
         wait_for(lambda: notify_queue.stats(r).queued >= accounts * len(channels), 60, what="outage messages queued")
-        _beat(store, back_early, LONG)  # back during the outage: their offline message is moot
+        _beat(store, back_early, alive_ms)  # back during the outage: their offline message is moot
         peak = notify_queue.stats(r)
         while time.monotonic() - t_down < outage_s:
             st = notify_queue.stats(r)
@@ -171,11 +172,12 @@ def transport_outage(
         cap = backoff_max if backoff_max is not None else config.load({}).notify_probe_max
         wait_for(lambda: all_received(len(accts)), cap * 2 + 60, what="delivery after the outage")
         extra["last_delivery_after_return_s"] = round(time.monotonic() - t_up, 2)
-        _beat(store, back_late, LONG)  # back after the outage: a plain "back online" follows
+        _beat(store, back_late, alive_ms)  # back after the outage: a plain "back online" follows
         wait_for(lambda: all_received(len(accts) + len(back_late)), 60, what="recoveries")
         wait_for(lambda: settled(r), cap + 60, what="queue empty")
         extra["dead_letters"] = notify_queue.stats(r).dead
         extra["neutralized_events"] = len(events(r, "neutralized"))
+        assert extra["neutralized_events"] == len(accts), "one outage per account, or the counts mean nothing"
     finally:
         for p in procs:
             p.stop()
