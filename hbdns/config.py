@@ -229,8 +229,11 @@ class Settings:
 
     # Notifier
     notify_consumer: str = _setting("")
-    notify_max_attempts: int = _setting("6", _positive_int)
     notify_backoff: float = _setting("1.0", _positive_float)
+    notify_backoff_max: float = _setting("300", _positive_float)
+    notify_probe_max: float = _setting("60", _positive_float)
+    notify_retry_horizon: float = _setting("432000", _positive_float)
+    notify_liveness: float = _setting("5", _positive_float)
     notify_claim_idle: float = _setting("60", _positive_float)
     notify_workers: int = _setting("8", _positive_int)
     notify_sent_ttl: int = _setting("604800", _positive_int)
@@ -292,6 +295,8 @@ _SECRET_NAMES = ("password", "token", "secret", "key")
 REMOVED = {
     "HBDNS_NOTIFIER_ROLES": "the sweeper is its own service now (hbdns-sweeper, roles in "
     "HBDNS_SWEEPER_ROLES) and hbdns-notifier always runs its consumer",
+    "HBDNS_NOTIFY_MAX_ATTEMPTS": "transient failures are retried until HBDNS_NOTIFY_RETRY_HORIZON "
+    "(seconds, default 5 days), with backoff up to HBDNS_NOTIFY_BACKOFF_MAX",
 }
 
 

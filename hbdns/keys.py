@@ -75,6 +75,61 @@ def notify_retry() -> str:
     return f"{PREFIX}:notify:retry"
 
 
+# The notification queue (issue 14): every key shares the hash tag ``{notify}``, so the scripts that
+# move a job between them touch one Redis Cluster slot. ``notify_retry`` and ``dead_letters`` above
+# are the layout before it, read only by ``hbdns migrate`` (hbdns/migrations/).
+
+
+def notify_queue() -> str:
+    """ZSET job id -> when it is due (Unix s): retries, messages held for a failing channel."""
+    return f"{PREFIX}:{{notify}}:queue"
+
+
+def notify_jobs() -> str:
+    """HASH job id -> job JSON (the message, attempts, first failure, last error)."""
+    return f"{PREFIX}:{{notify}}:jobs"
+
+
+def notify_queued_since() -> str:
+    """ZSET job id -> when it entered the queue (Unix s): the oldest age ``hbdns status`` shows."""
+    return f"{PREFIX}:{{notify}}:since"
+
+
+def notify_inflight() -> str:
+    """HASH job id -> owner token of the notifier attempting it (taken over when that owner dies)."""
+    return f"{PREFIX}:{{notify}}:inflight"
+
+
+def notify_holds() -> str:
+    """HASH destination (``email``, ``sms``, ``webhook:<origin>``) -> JSON hold while it fails."""
+    return f"{PREFIX}:{{notify}}:holds"
+
+
+def notify_dead() -> str:
+    """HASH dead-letter id -> JSON: a message that failed for good, with what is needed to retry it."""
+    return f"{PREFIX}:{{notify}}:dead"
+
+
+def notify_dead_index() -> str:
+    """ZSET dead-letter id -> when it was dead-lettered (Unix s), for newest-first listings and the cap."""
+    return f"{PREFIX}:{{notify}}:dead:index"
+
+
+def notify_dead_dropped() -> str:
+    """Counter of dead letters dropped at the cap (oldest first), so a loss is never silent."""
+    return f"{PREFIX}:{{notify}}:dead:dropped"
+
+
+def notify_owners() -> str:
+    """ZSET owner token (``<consumer>/<incarnation>``) -> liveness deadline (Unix s) of each notifier."""
+    return f"{PREFIX}:{{notify}}:owners"
+
+
+def migrations() -> str:
+    """HASH migration step name -> JSON of its last run (``hbdns migrate``)."""
+    return f"{PREFIX}:migrations"
+
+
 def ratelimit(scope: str, subject: str) -> str:
     """Counter for a rate limit (e.g. failed dyndns2 logins per source address)."""
     return f"{PREFIX}:rl:{scope}:{subject}"
@@ -136,6 +191,12 @@ def account_log(account_id: int) -> str:
 def sms_outage(account_id: int) -> str:
     """HASH phone -> start (ms) of the outage whose SMS reached that phone (gates the recovery SMS)."""
     return f"{PREFIX}:sms:outage:{{a:{account_id}}}"
+
+
+def notify_outage(account_id: int) -> str:
+    """HASH thread (``<channel>:<recipient digest>``) -> ``<outage start ms> <state> [owner]``: how far
+    the outage's "offline" message got, so the recovery can merge with it (notifier/outage.py)."""
+    return f"{PREFIX}:notify:outage:{{a:{account_id}}}"
 
 
 _ALIVE_RE = re.compile(r"^" + re.escape(PREFIX) + r":alive:\{a:(\d+)\}$")

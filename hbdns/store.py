@@ -8,7 +8,6 @@ whose answers a change alters from pdns' caches (:meth:`Store.purge`), so every 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 import time
@@ -18,7 +17,7 @@ from typing import Any
 
 import redis
 
-from hbdns import keys, validate
+from hbdns import keys, notify_queue, validate
 from hbdns.config import Settings
 from hbdns.liveness import Liveness
 from hbdns.model import Account, AccountState, Zone
@@ -302,33 +301,20 @@ class Store:
         return [json.loads(x) for x in self.r.lrange(keys.account_log(account_id), 0, limit - 1)]
 
     # --- dead letters -----------------------------------------------------------------------------
-    # The only place the admin surfaces read and retry failed notifications. Shaped like
-    # hbdns.notify_queue's dead_letters(r, limit) / retry_dead(r, ids) of the notifier's queue rework
-    # (issue 14), whose ids are these (the message's idempotency key), so a merge only swaps bodies.
+    # The admin surfaces read and retry failed notifications through these two, over the notifier's
+    # stored queue (hbdns.notify_queue), as the CLI's `hbdns notify` does.
 
     def dead_letters(self, limit: int = 20) -> list[dict[str, Any]]:
-        """Failed notifications, newest first, each with its ``id``."""
-        out = []
-        for raw in self.r.lrange(keys.dead_letters(), 0, limit - 1):
-            letter = json.loads(raw)
-            out.append({"id": dead_letter_id(letter), **letter})
-        return out
+        """Failed notifications, newest first, each with its ``id`` (the message's idempotency key)."""
+        return notify_queue.dead_letters(self.r, limit)
 
     def retry_dead_letters(self, ids: list[str]) -> list[str]:
         """Queue dead letters again, all or nothing (NotFound names an unknown id before anything
-        moves); returns the ids queued. This layout's letters keep who and why but not the message,
-        so none can be sent again (Conflict) until the notifier's queue of issue 14 keeps it."""
-        known = {d["id"] for d in self.dead_letters(limit=100_000)}
-        missing = [i for i in ids if i not in known]
-        if missing:
-            raise NotFound(f"no dead letter {missing[0]!r}")
-        raise Conflict("dead letters of this version keep no message, so they cannot be sent again")
-
-
-def dead_letter_id(letter: dict[str, Any]) -> str:
-    """A dead letter's id: the failed message's idempotency key (event id, channel, recipient digest)."""
-    digest = hashlib.sha256(str(letter.get("recipient", "")).encode()).hexdigest()[:16]
-    return f"{letter.get('event_id', '')}:{letter.get('channel', '')}:{digest}"
+        moves); returns the ids queued."""
+        try:
+            return notify_queue.retry_dead(self.r, ids)
+        except KeyError as exc:
+            raise NotFound(f"no dead letter {exc.args[0]!r}") from None
 
 
 def _name_field(account: Account, name: str) -> str:

@@ -1,11 +1,12 @@
 """Reads transitions from the ``events`` stream with a consumer group and turns them into messages.
 
 An entry is acknowledged (XACK) only after each of its messages was sent, found already sent,
-scheduled for a retry or dead-lettered, and its SMS job (if any) was queued: all durable in Redis.
-A notifier that dies before that leaves the entry in the group's pending list, where it re-reads
-its own entries on start (same consumer name) and any notifier takes them over with XAUTOCLAIM
-once they have been idle ``notify_claim_idle`` seconds. The sent markers (see
-:mod:`notifier.dispatch`) make the redelivery harmless.
+queued for a retry or dead-lettered, and its SMS job (if any) was queued: all durable in Redis.
+A notifier that dies before that leaves the entry in the group's pending list. It re-reads its own
+entries on start (same consumer name); any other notifier takes them over as soon as the dead one's
+liveness has ended (:mod:`notifier.presence`, a few seconds), and, as a safety net for a process
+that is alive but stuck, once they have been idle ``notify_claim_idle`` seconds. The sent markers
+(:mod:`notifier.leases`) make the redelivery harmless.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Any
+import time
+from typing import Any, cast
 
 import redis
 
@@ -21,7 +23,8 @@ from hbdns import keys
 from hbdns.model import Account
 from notifier.dispatch import Dispatcher
 from notifier.events import Event
-from notifier.messages import Message, immediate_messages
+from notifier.messages import SMS, Message, immediate_messages, sms_messages
+from notifier.presence import Presence
 from notifier.sms import SmsScheduler
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,9 @@ GROUP = "hbdns-notifier"
 # Consumers with nothing pending and idle this long are removed from the group (they are re-created
 # on their next read); keeps a group that sees many restarts under hostname-pid names tidy.
 STALE_CONSUMER_MS = 3_600_000
+# A dead consumer's entries are claimed only if idle this long: when two notifiers take over at once,
+# the second finds them freshly claimed (idle 0) and leaves them to the first.
+TAKEOVER_MIN_IDLE_MS = 1000
 
 
 def default_consumer_name() -> str:
@@ -56,6 +62,8 @@ class Consumer:
         self.stream = keys.events()
         self._own_pending = True  # first read our own unacknowledged entries (a restart under the same name)
         self._group_ready = False
+        self._autoclaim_every = max(1.0, claim_idle / 2)
+        self._last_autoclaim = -self._autoclaim_every
 
     def ensure_group(self) -> None:
         """Create the group at id 0 (so events written before the first notifier ran are not skipped)."""
@@ -100,30 +108,57 @@ class Consumer:
             self._own_pending = True  # whatever we read but did not ack is ours to redo
             raise
 
-    def claim_step(self) -> int:
-        """Take over entries other consumers left unacknowledged for ``claim_idle``; tidy stale consumers."""
+    def takeover_step(self, presence: Presence) -> int:
+        """Take over the unacknowledged entries of dead consumers (at once) and of stuck ones (after
+        ``claim_idle``); the next :meth:`step` handles them as this consumer's own. Tidies stale consumers."""
         if not self._group_ready:
             self.ensure_group()
-        handled = 0
-        cursor = "0-0"
+        try:
+            taken = 0
+            if time.monotonic() - self._last_autoclaim >= self._autoclaim_every:
+                self._last_autoclaim = time.monotonic()
+                taken += self._autoclaim()
+                self._tidy()
+            dead = presence.dead_names() if presence.may_judge() else frozenset()
+            if dead:
+                for c in self.r.xinfo_consumers(self.stream, GROUP):
+                    if c["name"] in dead and int(c["pending"]) > 0:
+                        taken += self._claim_from(c["name"])
+        except redis.ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                self._group_ready = False
+                return 0
+            raise
+        if taken:
+            log.warning("took over unacknowledged events", extra={"count": taken})
+            self._own_pending = True
+        return taken
+
+    def _autoclaim(self) -> int:
+        taken, cursor = 0, "0-0"
         while True:
-            try:
-                reply = self.r.xautoclaim(
-                    self.stream, GROUP, self.name, self.claim_idle_ms, start_id=cursor, count=self.batch
-                )
-            except redis.ResponseError as exc:
-                if "NOGROUP" in str(exc):
-                    self._group_ready = False
-                    return handled
-                raise
-            cursor, entries = reply[0], reply[1]
-            if entries:
-                log.warning("took over unacknowledged events", extra={"count": len(entries)})
-                handled += self.handle(entries)
+            # not JUSTID: redis-py drops the cursor from that reply
+            reply = self.r.xautoclaim(
+                self.stream, GROUP, self.name, self.claim_idle_ms, start_id=cursor, count=self.batch
+            )
+            cursor = reply[0]
+            taken += len(reply[1])
             if cursor in ("0-0", b"0-0"):
-                break
-        self._tidy()
-        return handled
+                return taken
+
+    def _claim_from(self, consumer: str) -> int:
+        taken = 0
+        while True:
+            pending = self.r.xpending_range(
+                self.stream, GROUP, min="-", max="+", count=self.batch, consumername=consumer
+            )
+            ids: list[Any] = [p["message_id"] for p in pending]
+            if not ids:
+                return taken
+            got = self.r.xclaim(self.stream, GROUP, self.name, TAKEOVER_MIN_IDLE_MS, ids, justid=True)
+            taken += len(got)
+            if len(got) < len(ids):  # someone else is taking this consumer's entries too
+                return taken
 
     def _tidy(self) -> None:
         for c in self.r.xinfo_consumers(self.stream, GROUP):
@@ -177,3 +212,18 @@ class Consumer:
                 except (KeyError, ValueError):
                     log.error("unreadable account", extra={"account": account_id})
         return out
+
+    def rebuild(self, spec: dict[str, str]) -> Message | None:
+        """The message ``spec`` ({event_id, channel, recipient}) names, built again from its event (a dead
+        letter from before the queue kept only that); None once the event left the stream."""
+        event_id = spec.get("event_id", "")
+        entries = self.r.xrange(self.stream, min=event_id, max=event_id) if event_id else []
+        if not entries or not entries[0][1]:
+            return None
+        event = Event.from_fields(str(entries[0][0]), cast(dict[str, str], entries[0][1]))
+        account = self._accounts({event.account}).get(event.account)
+        if account is None:
+            return None
+        channel, recipient = spec.get("channel", ""), spec.get("recipient", "")
+        built = sms_messages(event, account, [recipient]) if channel == SMS else immediate_messages(event, account)
+        return next((m for m in built if m.channel == channel and m.recipient == recipient), None)

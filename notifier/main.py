@@ -1,10 +1,11 @@
-"""``hbdns-notifier``: the stream consumer and the scheduler of deferred sends, one thread each.
+"""``hbdns-notifier``: the stream consumer, the scheduler of queued sends and the liveness loop, one thread each.
 
 The consumer reads the transitions (``hbdns:events``) with a consumer group and sends them as e-mail,
-SMS and webhooks; the scheduler sends due retries and decides deferred SMS. Every thread runs a small
-step function in a loop (:mod:`hbdns.loops`; tests call the steps directly). A Redis error only
-pauses a loop until Redis is back; the consumer group then resumes at its last acknowledged entry.
-The ``neutralized`` transitions come from the sweeper (``hbdns-sweeper``), a service of its own.
+SMS and webhooks; the scheduler sends what is due in the queue and decides deferred SMS; the liveness
+loop refreshes this process's liveness every second and takes over what dead notifiers left. Every
+thread runs a small step function in a loop (:mod:`hbdns.loops`; tests call the steps directly). A
+Redis error only pauses a loop until Redis is back; the consumer group then resumes at its last
+acknowledged entry. The ``neutralized`` transitions come from the sweeper (``hbdns-sweeper``).
 """
 
 from __future__ import annotations
@@ -19,15 +20,20 @@ import redis
 from hbdns import config
 from hbdns.connection import connect
 from hbdns.loops import Loops
+from hbdns.migrations import legacy_notify_queue
+from notifier.channel import LogTransport, Transport
 from notifier.consumer import Consumer, default_consumer_name
 from notifier.dispatch import Dispatcher
+from notifier.presence import Presence
 from notifier.sms import SmsScheduler
-from notifier.transports import LogTransport, Transport, build_transports
+from notifier.transports import build_transports
 
 log = logging.getLogger("notifier")
 
 SCHEDULE_INTERVAL = 0.2  # seconds between looks at due retries and deferred SMS
 CONSUME_BLOCK_MS = 1000  # how long one consumer step waits for new entries (and how soon it sees stop)
+LIVENESS_INTERVAL = 1.0  # seconds between liveness refreshes (and looks for dead notifiers' work)
+LEGACY_EVERY = 60.0  # seconds between looks at the queue of an older version (rolling upgrades)
 
 
 class Notifier:
@@ -41,36 +47,66 @@ class Notifier:
         transports: dict[str, Transport] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if settings.notify_liveness < 2 * LIVENESS_INTERVAL:
+            raise ValueError(
+                f"HBDNS_NOTIFY_LIVENESS must be at least {2 * LIVENESS_INTERVAL:g} s (refreshed every second)"
+            )
         self.settings = settings
         self.r = r if r is not None else connect(settings.redis_url)
         self.name = settings.notify_consumer or default_consumer_name()
+        self.clock = clock
+        self.presence = Presence(self.r, self.name, ttl=settings.notify_liveness, clock=clock)
         self.transports = transports if transports is not None else build_transports(settings)
-        self.dispatcher = Dispatcher(self.r, self.transports, settings, owner=self.name, clock=clock)
-        self.sms = SmsScheduler(self.r, self.dispatcher, lease=settings.notify_claim_idle, clock=clock)
+        self.dispatcher = Dispatcher(self.r, self.transports, settings, presence=self.presence, clock=clock)
+        self.sms = SmsScheduler(self.r, self.dispatcher, lease=settings.notify_liveness, clock=clock)
         self.consumer = Consumer(
             self.r, self.dispatcher, self.sms, name=self.name, claim_idle=settings.notify_claim_idle
         )
+        self.dispatcher.not_before = self.sms.not_before
+        self.dispatcher.rebuild = self.consumer.rebuild
         self.loops = Loops()
-        self._claim_every = max(1.0, settings.notify_claim_idle / 2)
-        self._last_claim = 0.0
+        self._joined = False
+        self._last_legacy = -LEGACY_EVERY
 
     # --- steps the loops run --------------------------------------------------------------------------
 
+    def join(self) -> None:
+        """Register this process's liveness (ending an earlier incarnation of the same name)."""
+        if not self._joined:
+            self.presence.join()
+            self._joined = True
+
     def consume_step(self) -> int:
-        """Handle one batch of events, and now and then take over entries a dead consumer left."""
-        handled = self.consumer.step(block_ms=CONSUME_BLOCK_MS)
-        if time.monotonic() - self._last_claim >= self._claim_every:
-            handled += self.consumer.claim_step()
-            self._last_claim = time.monotonic()
-        return handled
+        """Handle one batch of events (this consumer's unacknowledged ones first)."""
+        self.join()
+        return self.consumer.step(block_ms=CONSUME_BLOCK_MS)
 
     def schedule_step(self) -> int:
-        """Send due retries and decide due deferred SMS."""
+        """Send due queued messages and decide due deferred SMS."""
+        self.join()
+        if time.monotonic() - self._last_legacy >= LEGACY_EVERY:
+            self._last_legacy = time.monotonic()
+            moved = legacy_notify_queue.apply(self.r)
+            if moved:
+                log.warning("moved retries of an older version into the queue", extra={"count": moved})
         return self.dispatcher.retry_step() + self.sms.step()
+
+    def liveness_step(self) -> int:
+        """Refresh this process's liveness; take over what dead (or stuck) notifiers left."""
+        self.join()
+        self.presence.beat()
+        taken = self.consumer.takeover_step(self.presence)
+        if self.presence.may_judge():
+            jobs = self.dispatcher.queue.takeover(self.clock(), self.presence.live())
+            if jobs:
+                log.warning("took over queued messages of a dead notifier", extra={"count": jobs})
+            taken += jobs
+        return taken
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
     def start(self) -> Notifier:
+        self.loops.start("liveness", self.liveness_step, LIVENESS_INTERVAL)  # each step joins first
         self.loops.start("consumer", self.consume_step)
         self.loops.start("scheduler", self.schedule_step, SCHEDULE_INTERVAL)
         channels = {
@@ -85,6 +121,11 @@ class Notifier:
     def stop(self, timeout: float = 10.0) -> None:
         self.loops.stop(timeout)
         self.dispatcher.close()
+        if self._joined:
+            try:
+                self.presence.leave()
+            except redis.RedisError:
+                pass  # the liveness then ends by its deadline
 
 
 def _safe_url(url: str) -> str:

@@ -6,20 +6,22 @@ Pure functions (no Redis, no clock of their own) so the rules are tested directl
   first "online" of a new account, ``none`` mutes the channel;
 - SMS waits ``sms_min_outage`` seconds after the outage started (a blip that recovers sooner sends
   nothing) and never goes out in quiet hours: an outage still open when the window ends is sent then;
-- a recovery SMS only follows an outage SMS that went out (else it would announce an unknown outage).
+- a recovery SMS only follows an outage SMS that was attempted (else it would announce an unknown outage);
+- the two messages of one outage share ``outage_ms``; a recovery also carries its *merged* form
+  ("was offline from .. to .."), sent instead when the offline message never went out (see
+  :mod:`notifier.outage`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from hbdns import keys
+from hbdns import notify_queue
 from hbdns.model import Account, parse_quiet_hours
 from notifier.events import IP_CHANGED, NEUTRALIZED, RECOVERED, Event
 
@@ -41,12 +43,32 @@ class Message:
     event_id: str
     body: str = ""  # webhook: the exact JSON that is posted (and signed)
     marks: tuple[tuple[str, str, str], ...] = ()  # (hash key, field, value) to HSET once sent
+    outage_ms: int = 0  # start of the outage an offline/recovery message is about (0: not one)
+    merged: tuple[str, ...] = ()  # a recovery's (subject, text, body) when its offline message never went
 
     @property
     def key(self) -> str:
         """Idempotency key: stream entry id + channel + recipient (hashed: URLs and addresses vary)."""
-        digest = hashlib.sha256(self.recipient.encode()).hexdigest()[:16]
-        return f"{self.event_id}:{self.channel}:{digest}"
+        return notify_queue.message_key(self.event_id, self.channel, self.recipient)
+
+    @property
+    def thread(self) -> str:
+        """The recipient on its channel: messages of one outage to one thread are merged."""
+        return notify_queue.thread(self.channel, self.recipient)
+
+    @property
+    def role(self) -> str:
+        """``offline`` or ``recovery`` for the two messages of an outage, else ``""``."""
+        if not self.outage_ms:
+            return ""
+        return {NEUTRALIZED: "offline", RECOVERED: "recovery"}.get(self.event_type, "")
+
+    def as_merged(self) -> Message:
+        """The recovery in its merged form (unchanged when it has none: a message queued by an older version)."""
+        if not self.merged:
+            return self
+        subject, text, body = self.merged
+        return replace(self, subject=subject, text=text, body=body, merged=())
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
@@ -54,7 +76,10 @@ class Message:
     @classmethod
     def from_json(cls, raw: str | dict[str, Any]) -> Message:
         d = json.loads(raw) if isinstance(raw, str) else dict(raw)
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
         d["marks"] = tuple(tuple(m) for m in d.get("marks", ()))
+        d["merged"] = tuple(d.get("merged", ()))
         return cls(**d)
 
 
@@ -185,7 +210,23 @@ def _texts(event: Event, account: Account) -> tuple[str, str, str]:
     return subject, text, sms
 
 
-def webhook_body(event: Event, account: Account, text: str) -> str:
+def _merged_texts(event: Event, account: Account) -> tuple[str, str, str]:
+    """(subject, long text, SMS text) of a recovery that replaces its undelivered offline message."""
+    name, tz = event.fqdn or account.fqdn, account.prefs.tz
+    duration = fmt_duration(int(event.get("duration_ms", "0") or 0))
+    since = fmt_time(int(event.get("neutral_since", "0") or 0), tz)
+    when = fmt_time(event.at_ms, tz)
+    subject = f"hbdns: {name} was offline for {duration}"
+    text = (
+        f"{name} was offline from {since} to {when}, {duration}; it is back online "
+        f"({event.get('source', 'beat')}).\n"
+        "The message about the start of this outage could not be delivered in time; this one replaces it."
+    )
+    sms = f"hbdns: {name} was OFFLINE from {since} to {when} ({duration}), back online now."
+    return subject, text, sms
+
+
+def webhook_body(event: Event, account: Account, text: str, *, merged: bool = False) -> str:
     """The JSON a webhook receives: stable for one event, so a retry posts the same bytes."""
     data: dict[str, Any] = {
         "event": event.type,
@@ -206,7 +247,18 @@ def webhook_body(event: Event, account: Account, text: str) -> str:
         data.update(family=event.get("family"), old=event.get("old"), new=event.get("new"))
     if event.get("source"):
         data["source"] = event.get("source")
+    if merged:
+        data["merged"] = True  # the "neutralized" of this outage was not delivered and never will be
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def _outage_ms(event: Event) -> int:
+    """The start of the outage ``event`` opens or closes; 0 when it is no outage message."""
+    if event.type == NEUTRALIZED:
+        return event.at_ms
+    if event.type == RECOVERED and not event.first:
+        return int(event.get("neutral_since", "0") or 0)
+    return 0
 
 
 def _message(
@@ -221,6 +273,7 @@ def _message(
         fqdn=event.fqdn or account.fqdn,
         event_type=event.type,
         event_id=event.id,
+        outage_ms=_outage_ms(event),
         **kw,
     )
 
@@ -228,22 +281,24 @@ def _message(
 def immediate_messages(event: Event, account: Account) -> list[Message]:
     """E-mail and webhook messages for ``event``; these go out at once."""
     subject, text, _ = _texts(event, account)
+    merging = event.type == RECOVERED and not event.first
+    m_subject, m_text, _ = _merged_texts(event, account) if merging else ("", "", "")
     out = []
     if wants(account.prefs.email, event):
-        out += [_message(EMAIL, addr, event, account, subject, text) for addr in account.emails]
+        merged = (m_subject, m_text, "") if merging else ()
+        out += [_message(EMAIL, addr, event, account, subject, text, merged=merged) for addr in account.emails]
     if account.webhook and wants(account.prefs.webhook, event):
         body = webhook_body(event, account, text)
-        out.append(_message(WEBHOOK, account.webhook, event, account, subject, text, body=body))
+        merged = (m_subject, m_text, webhook_body(event, account, m_text, merged=True)) if merging else ()
+        out.append(_message(WEBHOOK, account.webhook, event, account, subject, text, body=body, merged=merged))
     return out
 
 
 def sms_messages(event: Event, account: Account, phones: Iterable[str]) -> list[Message]:
-    """SMS for ``event`` to ``phones``; an outage SMS marks each phone for the later recovery SMS."""
+    """SMS for ``event`` to ``phones``; a recovery SMS goes plain, merged or not at all (notifier.outage)."""
     subject, _, text = _texts(event, account)
-    out = []
-    for phone in phones:
-        marks: tuple[tuple[str, str, str], ...] = ()
-        if event.type == NEUTRALIZED:
-            marks = ((keys.sms_outage(account.id), phone, str(event.at_ms)),)
-        out.append(_message(SMS, phone, event, account, subject, text, marks=marks))
-    return out
+    merged: tuple[str, ...] = ()
+    if event.type == RECOVERED and not event.first:
+        m_subject, _, m_text = _merged_texts(event, account)
+        merged = (m_subject, m_text, "")
+    return [_message(SMS, phone, event, account, subject, text, merged=merged) for phone in phones]

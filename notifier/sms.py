@@ -6,27 +6,67 @@ the SMS may go out at the earliest (outage start + ``sms_min_outage``; otherwise
 with the account's state *now*:
 
 - outage: sent only if the same outage is still open (state ``neutral`` since the event's time);
-- recovery: sent only to the phones that got this outage's SMS (``keys.sms_outage``);
+- recovery: handed over for every phone; per phone :mod:`notifier.outage` sends it plain if the
+  outage SMS went out, merged ("was OFFLINE from .. to ..") if that one was attempted but never
+  arrived (the gateway was down), and not at all if no outage SMS was attempted (a blip shorter
+  than the minimum, or one that began and ended in quiet hours);
 - IP change: sent, or dropped in quiet hours (it is news only while fresh);
-- in quiet hours an outage or recovery job waits for the window's end and is decided again then.
+- in quiet hours an outage or recovery job waits for the window's end and is decided again then,
+  and so does a queued SMS retry (:meth:`SmsScheduler.not_before`): quiet hours hold for every SMS.
+
+A job is leased for ``notify_liveness`` seconds while it is decided: a notifier that dies holding it
+leaves it due again that soon, and deciding a job twice is harmless (the sent markers).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import cast
 
 import redis
 
 from hbdns import keys
-from hbdns.model import Account
-from notifier.dispatch import Dispatcher, DueQueue
+from hbdns.model import Account, NotifyPrefs
+from notifier.dispatch import Dispatcher
 from notifier.events import IP_CHANGED, NEUTRALIZED, RECOVERED, Event
-from notifier.messages import quiet_until, sms_due, sms_messages
+from notifier.messages import SMS, Message, quiet_until, sms_due, sms_messages
+from notifier.outcomes import SENT
 
 log = logging.getLogger(__name__)
+
+# KEYS: zset ; ARGV: now lease_until limit -> members due by now, pushed to lease_until (a claim)
+LUA_CLAIM_DUE = r"""
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], m) end
+return due
+"""
+
+
+class DueQueue:
+    """A zset of JSON jobs scored by due time. ``claim`` leases due jobs so two notifiers don't both run them;
+    a job whose runner died is due again when its lease ends."""
+
+    def __init__(self, r: redis.Redis, key: str) -> None:
+        self.r = r
+        self.key = key
+        self._claim = r.register_script(LUA_CLAIM_DUE)
+
+    def add(self, member: str, due: float, *, nx: bool = True) -> None:
+        self.r.zadd(self.key, {member: due}, nx=nx)
+
+    def claim(self, now: float, lease: float, limit: int = 100) -> list[str]:
+        return [str(m) for m in self._claim(keys=[self.key], args=[repr(now), repr(now + lease), limit])]
+
+    def reschedule(self, member: str, due: float) -> None:
+        self.r.zadd(self.key, {member: due}, xx=True)
+
+    def done(self, member: str) -> None:
+        self.r.zrem(self.key, member)
+
+    def size(self) -> int:
+        return int(self.r.zcard(self.key))
 
 
 class SmsScheduler:
@@ -58,9 +98,10 @@ class SmsScheduler:
         return job is not None
 
     def step(self, limit: int = 100) -> int:
-        """Decide the due jobs; returns how many SMS were handed to the dispatcher."""
+        """Decide the due jobs and send what they call for in one batch; returns how many SMS went out."""
         now = self.clock()
-        sent = 0
+        messages: list[Message] = []
+        decided: list[str] = []
         for member in self.jobs.claim(now, self.lease, limit):
             try:
                 event = Event.from_json(member)
@@ -68,14 +109,21 @@ class SmsScheduler:
                 log.error("dropping unreadable SMS job", extra={"job": member[:200]})
                 self.jobs.done(member)
                 continue
-            sent += self._decide(member, event, now)
-        return sent
+            batch = self._decide(member, event, now)
+            if batch:
+                messages += batch
+                decided.append(member)
+        outcomes = self.dispatcher.send_all(messages)
+        if decided:
+            self.r.zrem(self.jobs.key, *decided)
+        return sum(1 for o in outcomes if o.status == SENT)
 
-    def _decide(self, member: str, event: Event, now: float) -> int:
+    def _decide(self, member: str, event: Event, now: float) -> list[Message]:
+        """The SMS ``event`` calls for now; a job that calls for none is finished or rescheduled here."""
         h: dict[str, str] = cast(dict[str, str], self.r.hgetall(keys.account(event.account)))
         if not h.get("fqdn"):
             self.jobs.done(member)  # account removed
-            return 0
+            return []
         account = Account.from_hash(h)
         prefs = account.prefs
         phones: list[str] = []
@@ -83,25 +131,36 @@ class SmsScheduler:
             still_open = h.get("state") == "neutral" and int(h.get("since", "0") or 0) == event.at_ms
             if still_open:
                 phones = list(account.phones)
-        elif event.type == RECOVERED:
-            outage = str(int(event.get("neutral_since", "0") or 0))
-            marked: dict[str, str] = cast(dict[str, str], self.r.hgetall(keys.sms_outage(account.id)))
-            phones = [p for p in account.phones if marked.get(p) == outage]
-        elif event.type == IP_CHANGED:
+        elif event.type in (RECOVERED, IP_CHANGED):
             phones = list(account.phones)
         if not phones:
             self.jobs.done(member)
-            return 0
+            return []
         end = quiet_until(now, prefs.quiet_hours, prefs.tz)
         if end is not None:
             if event.type == IP_CHANGED:
                 self.jobs.done(member)
             else:
                 self.jobs.reschedule(member, end)  # decided again when the window ends
-            return 0
-        messages = sms_messages(event, account, phones)
-        self.dispatcher.send_all(messages)
-        if event.type == RECOVERED:
-            self.r.hdel(keys.sms_outage(account.id), *phones)
-        self.jobs.done(member)
-        return len(messages)
+            return []
+        return sms_messages(event, account, phones)
+
+    def not_before(self, messages: Sequence[Message]) -> dict[int, float]:
+        """For the SMS among ``messages`` whose account is in quiet hours now: index -> the window's end."""
+        sms = [(i, m) for i, m in enumerate(messages) if m.channel == SMS]
+        if not sms:
+            return {}
+        pipe = self.r.pipeline(transaction=False)
+        for _, m in sms:
+            pipe.hget(keys.account(m.account), "prefs")
+        now = self.clock()
+        out = {}
+        for (i, _), raw in zip(sms, pipe.execute(), strict=True):
+            try:
+                prefs = NotifyPrefs.from_json(raw)
+                end = quiet_until(now, prefs.quiet_hours, prefs.tz)
+            except (ValueError, TypeError):
+                continue
+            if end is not None:
+                out[i] = end
+        return out

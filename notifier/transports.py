@@ -1,237 +1,71 @@
-"""Channels behind one ``notify(message)``; each raises :class:`TransportError` and says whether a retry can help.
-
-Retries, backoff, idempotency and dead letters live in one place (:mod:`notifier.dispatch`), not
-here: a transport makes exactly one attempt. Transient: connection errors, timeouts, SMTP 4xx, HTTP
-5xx/408/429. Permanent: SMTP 5xx (rejected recipient, auth refused), other HTTP 4xx, redirects.
-Transports are shared by the sending threads, so per-connection state is thread-local.
-"""
+"""The HTTP channels (the provider's SMS gateway, the customers' webhooks) and the set of transports a
+notifier runs with; the e-mail channel is :mod:`notifier.smtp`, what a channel is :mod:`notifier.channel`."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
-import logging
-import quopri
-import smtplib
-import ssl
+import re
 import threading
-from abc import ABC, abstractmethod
-from email.header import Header
-from email.utils import formatdate
+import time
+from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
 from hbdns.config import Settings
+from notifier.channel import LogTransport, Transport, TransportError
 from notifier.messages import EMAIL, SMS, WEBHOOK, Message
-
-log = logging.getLogger(__name__)
+from notifier.smtp import EmailTransport
 
 SIGNATURE_HEADER = "X-Hbdns-Signature"
 
 
-class TransportError(Exception):
-    """One attempt failed. ``permanent``: the same message will never succeed, do not retry."""
-
-    def __init__(self, reason: str, *, permanent: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.permanent = permanent
-
-
-class Transport(ABC):
-    channel = ""
-
-    @abstractmethod
-    def notify(self, message: Message) -> None:
-        """Deliver one message or raise :class:`TransportError`."""
-
-    def close(self) -> None:  # noqa: B027 - optional hook: most transports hold nothing to close
-        """Drop pooled connections (called on shutdown)."""
+def retry_after(value: str | None, now: float | None = None) -> float:
+    """Seconds from an HTTP ``Retry-After`` value (delta seconds or an HTTP date); 0 when absent or unreadable."""
+    if not value:
+        return 0.0
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return 0.0
+    return max(0.0, when - (time.time() if now is None else now))
 
 
-class LogTransport(Transport):
-    """Stands in for a channel that is not configured, so the stack runs without SMTP or a gateway."""
-
-    def __init__(self, channel: str) -> None:
-        self.channel = channel
-
-    def notify(self, message: Message) -> None:
-        log.info(
-            "notification (channel not configured, logged only)",
-            extra={
-                "channel": message.channel,
-                "recipient": message.recipient,
-                "account": message.fqdn,
-                "event_type": message.event_type,
-                "event_id": message.event_id,
-                "subject": message.subject,
-                "text": message.text,
-            },
-        )
-
-
-# --- e-mail ---------------------------------------------------------------------------------------
-
-
-def _header(value: str) -> str:
-    """A header value on one line (no header injection through a subject or an address)."""
-    return " ".join(value.split())
-
-
-def _smtp_error(exc: Exception) -> TransportError:
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        codes = [code for code, _ in exc.recipients.values()]
-        detail = "; ".join(f"{rcpt}: {code} {msg!r}" for rcpt, (code, msg) in exc.recipients.items())
-        return TransportError(f"recipient refused: {detail}", permanent=all(c >= 500 for c in codes))
-    if isinstance(exc, smtplib.SMTPNotSupportedError):
-        return TransportError(f"smtp: {exc}", permanent=True)
-    if isinstance(exc, smtplib.SMTPResponseException) and not isinstance(exc, smtplib.SMTPConnectError):
-        msg = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
-        return TransportError(f"smtp {exc.smtp_code} {msg}", permanent=exc.smtp_code >= 500)
-    return TransportError(f"smtp: {type(exc).__name__}: {exc}")
-
-
-class EmailTransport(Transport):
-    """smtplib, one kept-alive connection per sending thread; plain, STARTTLS or TLS; optional login."""
-
-    channel = EMAIL
-
-    def __init__(self, settings: Settings) -> None:
-        self.host = settings.smtp_host
-        self.port = settings.smtp_port
-        self.security = settings.smtp_security
-        self.user = settings.smtp_user
-        self._password = settings.smtp_password
-        self.sender = settings.smtp_from
-        self.timeout = settings.smtp_timeout
-        self._ctx = ssl.create_default_context(cafile=settings.smtp_ca_file or None)
-        self._local = threading.local()
-        self._all: list[smtplib.SMTP] = []
-        self._lock = threading.Lock()
-
-    def _connect(self) -> smtplib.SMTP:
-        smtp: smtplib.SMTP
-        if self.security == "tls":
-            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self._ctx)
-        else:
-            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-        try:
-            smtp.ehlo()
-            if self.security == "starttls":
-                smtp.starttls(context=self._ctx)
-                smtp.ehlo()
-            if self.user:
-                smtp.login(self.user, self._password)
-        except BaseException:
-            smtp.close()
-            raise
-        with self._lock:
-            self._all.append(smtp)
-        return smtp
-
-    def _drop(self) -> None:
-        smtp = getattr(self._local, "smtp", None)
-        self._local.smtp = None
-        if smtp is not None:
-            with self._lock:
-                if smtp in self._all:
-                    self._all.remove(smtp)
-            try:
-                smtp.close()
-            except Exception:
-                pass
-
-    def build(self, message: Message) -> bytes:
-        """The RFC 5322 message, composed directly: ``EmailMessage`` with the default policy costs ~1.6 ms
-        per message (measured), several times the SMTP exchange, and the texts are plain ASCII anyway."""
-        subject = _header(message.subject)
-        if not subject.isascii():
-            subject = Header(subject, "utf-8").encode()
-        body = message.text.replace("\r\n", "\n").rstrip("\n") + "\n"
-        if body.isascii():
-            encoding, payload = "7bit", body
-        else:
-            encoding, payload = "quoted-printable", quopri.encodestring(body.encode()).decode("ascii")
-        headers = [
-            ("From", _header(self.sender)),
-            ("To", _header(message.recipient)),
-            ("Subject", subject),
-            ("Date", formatdate(usegmt=True)),
-            # Stable across retries, so a mailbox can drop the rare duplicate of a crash mid-send.
-            ("Message-ID", f"<{hashlib.sha256(message.key.encode()).hexdigest()[:32]}@hbdns>"),
-            ("MIME-Version", "1.0"),
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("Content-Transfer-Encoding", encoding),
-            ("X-Hbdns-Event", _header(message.event_type)),
-            ("X-Hbdns-Account", _header(message.fqdn)),
-            ("X-Hbdns-Delivery", _header(message.key)),
-        ]
-        text = "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n" + payload.replace("\n", "\r\n")
-        return text.encode("utf-8")
-
-    def notify(self, message: Message) -> None:
-        mail = self.build(message)
-        if not message.recipient.isascii():
-            raise TransportError(f"e-mail address {message.recipient!r} is not ASCII", permanent=True)
-        for attempt in (1, 2):
-            smtp = getattr(self._local, "smtp", None)
-            reused = smtp is not None
-            try:
-                if smtp is None:
-                    smtp = self._local.smtp = self._connect()
-                smtp.sendmail(self.sender, [message.recipient], mail)
-                return
-            except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
-                try:
-                    if smtp is not None:
-                        smtp.rset()  # the connection is fine, only this message was refused
-                except Exception:
-                    self._drop()
-                raise _smtp_error(exc) from None
-            except smtplib.SMTPServerDisconnected as exc:
-                self._drop()
-                if reused and attempt == 1:
-                    continue  # a kept-alive connection the server closed meanwhile: reconnect once
-                raise _smtp_error(exc) from None
-            except smtplib.SMTPException as exc:  # subclasses OSError: must come before it
-                self._drop()
-                raise _smtp_error(exc) from None
-            except OSError as exc:
-                self._drop()
-                if reused and attempt == 1:
-                    continue
-                raise _smtp_error(exc) from None
-
-    def close(self) -> None:
-        with self._lock:
-            conns, self._all = self._all, []
-        for smtp in conns:
-            try:
-                smtp.quit()
-            except Exception:
-                try:
-                    smtp.close()
-                except Exception:
-                    pass
-
-
-# --- HTTP (SMS gateway, webhooks) -----------------------------------------------------------------
-
-
-def _http_error(resp: requests.Response, what: str) -> TransportError | None:
+def _http_error(resp: requests.Response, what: str, *, ours: bool) -> TransportError | None:
+    """``ours``: the provider's own gateway (a 401/403/407 or a redirect is our configuration, not the
+    message); otherwise the customer's receiver, whose 4xx and redirects are permanent for the message."""
     code = resp.status_code
     if 200 <= code < 300:
         return None
-    reason = f"{what} answered HTTP {code}: {resp.text[:200]!r}"
     if 300 <= code < 400:
-        return TransportError(f"{what} answered HTTP {code} (redirects are not followed)", permanent=True)
-    return TransportError(reason, permanent=400 <= code < 500 and code not in (408, 425, 429))
+        reason = f"{what} answered HTTP {code} to {resp.headers.get('Location', '?')} (redirects are not followed)"
+        return TransportError(reason, config=ours, permanent=not ours)
+    reason = f"{what} answered HTTP {code}: {resp.text[:200]!r}"
+    if code >= 500 or code in (408, 425, 429):
+        return TransportError(reason, destination=True, retry_after=retry_after(resp.headers.get("Retry-After")))
+    if ours and code in (401, 403, 407):
+        return TransportError(reason, config=True)
+    return TransportError(reason, permanent=True)
+
+
+def _no_url(exc: Exception) -> str:
+    """An error's text without the URL path and query requests puts in it (a GET gateway's query holds
+    the phone number and the text, maybe a key): the reason is logged and kept in the hold."""
+    return _URL_IN_ERROR.sub(r"\1<url>", str(exc))
+
+
+_URL_IN_ERROR = re.compile(r"(url: )\S+")
 
 
 class _HttpTransport(Transport):
+    ours = True  # the provider's own receiver (see _http_error)
+
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self._local = threading.local()
@@ -245,9 +79,11 @@ class _HttpTransport(Transport):
     def _request(self, what: str, method: str, url: str, **kw: Any) -> None:
         try:
             resp = self._session().request(method, url, timeout=self.timeout, allow_redirects=False, **kw)
-        except requests.RequestException as exc:
-            raise TransportError(f"{what}: {type(exc).__name__}: {exc}") from None
-        err = _http_error(resp, what)
+        except requests.exceptions.SSLError as exc:
+            raise TransportError(f"{what} tls: {_no_url(exc)}", destination=True, config=self.ours) from None
+        except requests.RequestException as exc:  # connection refused, timeout, DNS, a broken reply
+            raise TransportError(f"{what}: {type(exc).__name__}: {_no_url(exc)}", destination=True) from None
+        err = _http_error(resp, what, ours=self.ours)
         if err is not None:
             raise err
 
@@ -316,10 +152,15 @@ class WebhookTransport(_HttpTransport):
     """POST the event as JSON to the account's URL, signed with HBDNS_WEBHOOK_SECRET when set."""
 
     channel = WEBHOOK
+    ours = False
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings.http_timeout)
         self._secret = settings.webhook_secret
+
+    def destination(self, message: Message) -> str:
+        parts = urlsplit(message.recipient)
+        return f"{WEBHOOK}:{parts.scheme}://{parts.netloc.rpartition('@')[2].lower()}"
 
     def notify(self, message: Message) -> None:
         body = message.body.encode()

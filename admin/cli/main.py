@@ -1,4 +1,4 @@
-"""``hbdns``: the operator's command line for zones, accounts and status.
+"""``hbdns``: the operator's command line for zones, accounts, status, notifications and migrations.
 
 Human tables by default, ``--json`` for scripts. Refused input exits 2 with one line on stderr and
 writes nothing; an unreachable Redis exits 1. ``main(argv)`` is what tests call. With
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import redis
 
-from admin.cli import accounts, status, tokens, zones
+from admin.cli import accounts, migrate, notify, status, tokens, zones
 from admin.cli.output import EXIT_REFUSED, EXIT_UNAVAILABLE, Refused
 from hbdns import config, validate
 from hbdns.connection import connect
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hbdns", description=__doc__.split("\n")[0])
     parser.add_argument("--json", action="store_true", default=False, help="machine-readable output")
     sub = parser.add_subparsers(dest="group", required=True)
-    for group in (zones, accounts, status, tokens):
+    for group in (zones, accounts, status, tokens, notify, migrate):
         group.register(sub, common)
     return parser
 

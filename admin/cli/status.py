@@ -10,8 +10,9 @@ import argparse
 import time
 from typing import Any
 
+from admin.cli.notify import LETTER_COLUMNS, letter_rows, queue_summary
 from admin.cli.output import duration, emit, table, ts
-from hbdns import provision, validate
+from hbdns import notify_queue, provision, validate
 from hbdns.model import Account
 from hbdns.store import Store
 
@@ -51,27 +52,16 @@ def status(store: Store, args: argparse.Namespace) -> int:
         }
         for d in data
     ]
-    dead = store.dead_letters(args.dead_letters)
+    dead = notify_queue.dead_letters(store.r, args.dead_letters)
     text = table(rows, ["fqdn", "plan", "state", "since", "last_beat", "ipv4", "ipv6"])
     live = sum(1 for d in data if d["live"])
     text += f"\n\n{live} live, {len(data) - live} neutral"
+    queue, queue_text = queue_summary(store)
+    text += "\n\n" + queue_text
     if dead:
-        text += f"\n\nfailed notifications (newest first, {len(dead)} shown):\n"
-        text += table(
-            [
-                {
-                    "time": ts(float(d.get("time", 0))),
-                    "channel": d.get("channel", ""),
-                    "recipient": d.get("recipient", ""),
-                    "account": d.get("fqdn", d.get("account", "")),
-                    "event": d.get("event_type", ""),
-                    "reason": str(d.get("reason", ""))[:60],
-                }
-                for d in dead
-            ],
-            ["time", "channel", "recipient", "account", "event", "reason"],
-        )
-    emit(args, {"accounts": data, "dead_letters": dead}, text)
+        text += f"\n\nfailed notifications (newest first, {len(dead)} shown; hbdns notify retry ID):\n"
+        text += table(letter_rows(dead), LETTER_COLUMNS)
+    emit(args, {"accounts": data, "notifications": queue, "dead_letters": dead}, text)
     return 0
 
 

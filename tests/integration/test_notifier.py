@@ -15,7 +15,7 @@ from pathlib import Path
 
 import redis
 
-from hbdns import config, keys
+from hbdns import config, keys, notify_queue
 from hbdns.liveness import BeatRequest
 from hbdns.model import Account, NotifyPrefs
 from hbdns.store import Store
@@ -120,7 +120,7 @@ def test_gateway_500_three_times_then_200_is_one_delivery(
     wait_for(lambda: http.ok("/sms"), 15, what="SMS delivered")
     wait_for(lambda: settled(real_redis) and real_redis.zcard(keys.pending_sms()) == 0, 10, what="queues empty")
     assert [r.status for r in http.log("/sms")] == [500, 500, 500, 200]
-    assert real_redis.llen(keys.dead_letters()) == 0
+    assert notify_queue.dead_letters(real_redis) == []
 
 
 def test_gateway_400_is_dead_lettered_without_retries(
@@ -133,7 +133,7 @@ def test_gateway_400_is_dead_lettered_without_retries(
     sweepers(settings)
     notifiers(settings)
     beat(store, acct)
-    [dead] = wait_for(lambda: store.dead_letters(), 15, what="dead letter")
+    [dead] = wait_for(lambda: notify_queue.dead_letters(real_redis), 15, what="dead letter")
     wait_for(lambda: settled(real_redis) and real_redis.zcard(keys.pending_sms()) == 0, 10, what="queues empty")
     assert dead["channel"] == "sms" and dead["recipient"] == PHONE and dead["fqdn"] == "rejected.example.test"
     assert dead["event_type"] == "neutralized" and "HTTP 400" in dead["reason"] and dead["event_id"]
@@ -234,6 +234,43 @@ def test_quiet_hours_hold_the_outage_sms_until_the_window_ends(
         [sms] = http.ok("/sms")
         assert sms.json()["to"] == PHONE and "night.example.test OFFLINE" in sms.json()["text"]
         assert real_redis.zcard(keys.pending_sms()) == 0
+    finally:
+        n.stop()
+
+
+def test_quiet_hours_hold_a_queued_sms_retry_and_a_night_recovery_merges_with_it(
+    real_redis: redis.Redis, redis_url: str, http: HttpSink
+) -> None:
+    """The gateway fails the outage SMS by day; it is back at night, but the retry waits for the
+    window's end; the account recovers in the night: at 07:00 one merged SMS, not two."""
+    clock = Clock()
+    http.default = 503
+    settings = config.load(env_for(redis_url, sms=http))
+    store = Store(real_redis, settings)
+    prefs = NotifyPrefs(sms_min_outage=0, quiet_hours="22:00-07:00", tz="Europe/Berlin")
+    acct = add_account(store, "nightly", phones=[PHONE], prefs=prefs)
+    n = Notifier(settings, clock=clock)
+    try:
+        _outage(n, store, acct)
+        clock.now = _next_local(time.time(), "12:00", "Europe/Berlin")
+        assert n.sms.step() == 0  # tried by day: 503, queued
+        assert [r.status for r in http.log("/sms")] == [503]
+        http.default = 200
+        clock.now = _next_local(clock.now, "23:00", "Europe/Berlin")
+        n.dispatcher.retry_step()
+        assert http.ok("/sms") == []  # the gateway is back, but it is night
+        [(_, due)] = real_redis.zrange(keys.notify_queue(), 0, -1, withscores=True)
+        end = _next_local(clock.now, "07:00", "Europe/Berlin")
+        assert due == end
+        beat(store, acct, LONG)  # back in the night
+        _drain(n)
+        assert n.sms.step() == 0
+        clock.now = end + 1
+        n.schedule_step()
+        n.schedule_step()
+        [sms] = http.ok("/sms")
+        assert "nightly.example.test was OFFLINE from" in sms.json()["text"]
+        assert real_redis.zcard(keys.notify_queue()) == 0 and real_redis.zcard(keys.pending_sms()) == 0
     finally:
         n.stop()
 

@@ -11,8 +11,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from hbdns import config
+from notifier.channel import TransportError
 from notifier.messages import Message
-from notifier.transports import EmailTransport, SmsTransport, TransportError, WebhookTransport, build_transports
+from notifier.smtp import EmailTransport
+from notifier.transports import SmsTransport, WebhookTransport, build_transports, retry_after
 from tests.support.servers import free_port
 from tests.support.sinks import HttpSink, SmtpSink
 
@@ -52,12 +54,16 @@ def test_email_starttls_with_login(tmp_path: Path) -> None:
         env = {"HBDNS_SMTP_SECURITY": "starttls", "HBDNS_SMTP_CA_FILE": str(sink.cert_file), "HBDNS_SMTP_USER": "relay"}
         EmailTransport(smtp_settings(sink, HBDNS_SMTP_PASSWORD="s3cret", **env)).notify(MSG)
         assert sink.count() == 1
+        # our configuration, not the message: held and retried (and logged as an error), never dead-lettered
         with pytest.raises(TransportError) as err:
             EmailTransport(smtp_settings(sink, HBDNS_SMTP_PASSWORD="wrong", **env)).notify(MSG)
-        assert err.value.permanent and "535" in err.value.reason
+        assert err.value.config and err.value.destination and not err.value.permanent and "535" in err.value.reason
         with pytest.raises(TransportError) as err:  # the server requires STARTTLS
             EmailTransport(smtp_settings(sink, HBDNS_SMTP_CA_FILE=str(sink.cert_file))).notify(MSG)
-        assert err.value.permanent
+        assert err.value.config and not err.value.permanent
+        with pytest.raises(TransportError) as err:  # a certificate we do not trust: a TLS error
+            EmailTransport(smtp_settings(sink, **{**env, "HBDNS_SMTP_CA_FILE": ""})).notify(MSG)
+        assert err.value.config and not err.value.permanent and "tls" in err.value.reason
     finally:
         sink.stop()
 
@@ -67,20 +73,28 @@ def test_email_rejected_recipient_is_permanent_busy_server_transient(smtp: SmtpS
     t = EmailTransport(smtp_settings(smtp))
     with pytest.raises(TransportError) as err:
         t.notify(Message(**{**MSG.__dict__, "recipient": "nobody@example.org"}))
-    assert err.value.permanent and "550" in err.value.reason
-    smtp.replies.append("451 try again later")
+    assert err.value.permanent and not err.value.destination and "550" in err.value.reason
+    smtp.replies.append("451 try again later")  # DATA refused for now (greylisting, a full disk)
     with pytest.raises(TransportError) as err:
         t.notify(MSG)
-    assert not err.value.permanent
-    t.notify(MSG)  # the same connection still works after both refusals
+    assert not err.value.permanent and not err.value.destination
+    smtp.replies.append("554 5.6.0 message content rejected")
+    with pytest.raises(TransportError) as err:
+        t.notify(MSG)
+    assert err.value.permanent and not err.value.destination
+    smtp.replies.append("421 4.3.2 shutting down")  # the server as a whole
+    with pytest.raises(TransportError) as err:
+        t.notify(MSG)
+    assert err.value.destination and not err.value.permanent
+    t.notify(MSG)  # a new connection after the 421, the same one after the other refusals
     assert smtp.count() == 1
 
 
-def test_email_server_down_is_transient() -> None:
+def test_email_server_down_is_transient_for_the_whole_destination() -> None:
     settings = config.load({"HBDNS_SMTP_HOST": "127.0.0.1", "HBDNS_SMTP_PORT": str(free_port())})
     with pytest.raises(TransportError) as err:
         EmailTransport(settings).notify(MSG)
-    assert not err.value.permanent
+    assert not err.value.permanent and err.value.destination and not err.value.config
 
 
 def test_sms_json_body_with_basic_auth(http: HttpSink) -> None:
@@ -129,16 +143,62 @@ def test_sms_form_or_query_with_bearer(http: HttpSink, method: str, body: str) -
     assert req.method == method and req.headers["authorization"] == "Bearer tok123"
 
 
-@pytest.mark.parametrize(
-    ("status", "permanent"),
-    [(400, True), (401, True), (404, True), (301, True), (429, False), (500, False), (503, False)],
-)
-def test_http_status_classes(http: HttpSink, status: int, permanent: bool) -> None:
+# (status, permanent, destination, config) from our SMS gateway, then from a customer's webhook
+SMS_CLASSES = [
+    (400, True, False, False),  # this message refused (a bad number)
+    (404, True, False, False),
+    (422, True, False, False),
+    (401, False, True, True),  # our credentials: hold the gateway, alarm the operator
+    (403, False, True, True),
+    (301, False, True, True),  # our URL moved
+    (408, False, True, False),
+    (429, False, True, False),
+    (500, False, True, False),
+    (503, False, True, False),
+]
+HOOK_CLASSES = [(400, True, False, False), (401, True, False, False), (410, True, False, False),
+                (301, True, False, False), (429, False, True, False), (502, False, True, False)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("status", "permanent", "destination", "ours"), SMS_CLASSES)
+def test_sms_gateway_status_classes(
+    http: HttpSink, status: int, permanent: bool, destination: bool, ours: bool
+) -> None:
     http.default = status
-    settings = config.load({"HBDNS_SMS_URL": http.url})
     with pytest.raises(TransportError) as err:
-        SmsTransport(settings).notify(Message(**{**MSG.__dict__, "channel": "sms"}))
-    assert err.value.permanent is permanent and str(status) in err.value.reason
+        SmsTransport(config.load({"HBDNS_SMS_URL": http.url})).notify(Message(**{**MSG.__dict__, "channel": "sms"}))
+    e = err.value
+    assert (e.permanent, e.destination, e.config) == (permanent, destination, ours) and str(status) in e.reason
+
+
+@pytest.mark.parametrize(("status", "permanent", "destination", "ours"), HOOK_CLASSES)
+def test_webhook_status_classes(http: HttpSink, status: int, permanent: bool, destination: bool, ours: bool) -> None:
+    http.default = status
+    msg = Message(**{**MSG.__dict__, "channel": "webhook", "recipient": http.url + "/hook", "body": "{}"})
+    with pytest.raises(TransportError) as err:
+        WebhookTransport(config.load({})).notify(msg)
+    e = err.value
+    assert (e.permanent, e.destination, e.config) == (permanent, destination, ours) and str(status) in e.reason
+
+
+def test_retry_after_is_read_in_seconds_or_as_a_date() -> None:
+    assert retry_after("120") == 120.0
+    assert retry_after("Wed, 01 May 2024 12:02:00 GMT", now=1_714_564_800.0) == 120.0
+    assert retry_after("") == 0.0 and retry_after("soon") == 0.0 and retry_after(None) == 0.0
+
+
+def test_http_receiver_down_or_timing_out_is_transient_for_its_origin() -> None:
+    down = f"http://127.0.0.1:{free_port()}/hook?key=s3cr3t"
+    msg = Message(**{**MSG.__dict__, "channel": "webhook", "recipient": down, "body": "{}"})
+    t = WebhookTransport(config.load({}))
+    with pytest.raises(TransportError) as err:
+        t.notify(msg)
+    assert err.value.destination and not err.value.permanent
+    assert "s3cr3t" not in err.value.reason and "/hook" not in err.value.reason  # kept in the hold, logged
+    assert t.destination(msg) == "webhook:http://127.0.0.1:" + down.split(":")[2].split("/")[0]
+    assert t.destination(Message(**{**msg.__dict__, "recipient": "https://u:p@Hooks.Example.org/a?b"})) == (
+        "webhook:https://hooks.example.org"
+    )
 
 
 def test_webhook_signed_post(http: HttpSink) -> None:

@@ -71,13 +71,13 @@ def events(r: redis.Redis, kind: str | None = None, account: int | None = None) 
 
 
 def settled(r: redis.Redis) -> bool:
-    """Every event read and acknowledged, no retry and no deferred SMS waiting."""
+    """Every event read and acknowledged, nothing waiting in the notification queue."""
     try:
         groups = {g["name"]: g for g in r.xinfo_groups(keys.events())}
     except redis.ResponseError:
         return False
     g = groups.get(GROUP)
-    return bool(g) and g["pending"] == 0 and g["lag"] == 0 and r.zcard(keys.notify_retry()) == 0
+    return bool(g) and g["pending"] == 0 and g["lag"] == 0 and r.zcard(keys.notify_queue()) == 0
 
 
 def spawn(service: str, tmp_path: Path, name: str, env: dict[str, str]) -> Process:

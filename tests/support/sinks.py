@@ -1,7 +1,8 @@
 """Local receivers for notifications: an SMTP server (aiosmtpd) and an HTTP server, both on loopback.
 
 Each records what it accepted, with the arrival time, and can be scripted to fail (SMTP reply codes,
-HTTP status codes) or to hold a delivery until released (to kill a sender mid-send).
+HTTP status codes), to hold a delivery until released (to kill a sender mid-send), to answer slowly
+(``delay``), or, for SMTP, to go down and come back on the same port (``down``/``up``: an outage).
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ class _SmtpHandler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         sink = self.sink
+        if sink.delay:
+            await asyncio.sleep(sink.delay)
         if sink.hold.is_set():
             sink.held.set()
             loop = asyncio.get_running_loop()
@@ -99,6 +102,7 @@ class SmtpSink:
         self.held = threading.Event()
         self.release = threading.Event()
         self.cert_file: Path | None = None
+        self.delay = 0.0  # seconds before answering DATA
         kw: dict[str, Any] = {}
         if tls_dir is not None:
             self.cert_file = tls_dir / "cert.pem"
@@ -124,11 +128,21 @@ class SmtpSink:
                 return AuthResult(success=ok, handled=False)
 
             kw.update(authenticator=check, auth_require_tls=tls_dir is not None)
+        self._kw = kw
         self.controller = Controller(_SmtpHandler(self), hostname="127.0.0.1", port=self.port, **kw)
 
     def start(self) -> SmtpSink:
         self.controller.start()
         return self
+
+    def down(self) -> None:
+        """Stop listening (connections are refused) until :meth:`up`; what was accepted is kept."""
+        self.controller.stop()
+
+    def up(self) -> None:
+        """Listen again on the same port."""
+        self.controller = Controller(_SmtpHandler(self), hostname="127.0.0.1", port=self.port, **self._kw)
+        self.controller.start()
 
     def stop(self) -> None:
         self.release.set()

@@ -19,6 +19,22 @@ def test_global_keys() -> None:
     assert keys.pending_sms() == "hbdns:sms:deferred"
     assert keys.notify_retry() == "hbdns:notify:retry"
     assert keys.ratelimit("auth", "192.0.2.7") == "hbdns:rl:auth:192.0.2.7"
+    assert keys.migrations() == "hbdns:migrations"
+
+
+def test_notification_queue_keys_share_a_hash_tag() -> None:
+    queue = {
+        keys.notify_queue(): "hbdns:{notify}:queue",
+        keys.notify_jobs(): "hbdns:{notify}:jobs",
+        keys.notify_queued_since(): "hbdns:{notify}:since",
+        keys.notify_inflight(): "hbdns:{notify}:inflight",
+        keys.notify_holds(): "hbdns:{notify}:holds",
+        keys.notify_dead(): "hbdns:{notify}:dead",
+        keys.notify_dead_index(): "hbdns:{notify}:dead:index",
+        keys.notify_dead_dropped(): "hbdns:{notify}:dead:dropped",
+        keys.notify_owners(): "hbdns:{notify}:owners",
+    }
+    assert list(queue) == list(queue.values())
 
 
 def test_zone_keys_share_a_hash_tag() -> None:
@@ -31,7 +47,14 @@ def test_account_keys_share_a_hash_tag() -> None:
     assert keys.alive(42) == "hbdns:alive:{a:42}"
     assert keys.account_log(42) == "hbdns:log:{a:42}"
     assert keys.sms_outage(42) == "hbdns:sms:outage:{a:42}"
-    per_account = (keys.account(42), keys.alive(42), keys.account_log(42), keys.sms_outage(42))
+    assert keys.notify_outage(42) == "hbdns:notify:outage:{a:42}"
+    per_account = (
+        keys.account(42),
+        keys.alive(42),
+        keys.account_log(42),
+        keys.sms_outage(42),
+        keys.notify_outage(42),
+    )
     tags = {k[k.index("{") : k.index("}") + 1] for k in per_account}
     assert tags == {"{a:42}"}
 

@@ -8,7 +8,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from hbdns import keys
 from hbdns.model import Account, NotifyPrefs
 from notifier.events import Event
 from notifier.messages import (
@@ -120,10 +119,38 @@ def test_idempotency_key_per_event_channel_recipient() -> None:
     assert Message.from_json(msgs[2].to_json()) == msgs[2]
 
 
-def test_outage_sms_marks_phone_for_recovery() -> None:
+def test_both_messages_of_an_outage_carry_its_start_and_the_recovery_its_merged_form() -> None:
     [sms] = sms_messages(NEUT, account(), ["+491701234567"])
-    assert sms.channel == SMS and sms.marks == ((keys.sms_outage(7), "+491701234567", str(AT)),)
+    assert sms.channel == SMS and sms.outage_ms == AT and sms.role == "offline" and sms.marks == ()
     assert Message.from_json(sms.to_json()) == sms
+    [rec_sms] = sms_messages(REC, account(), ["+491701234567"])
+    assert rec_sms.outage_ms == AT - 303_000 and rec_sms.role == "recovery"
+    merged = rec_sms.as_merged()
+    assert merged.key == rec_sms.key  # one message either way: one idempotency key
+    assert "was OFFLINE from 2024-05-01T11:54:57Z" in merged.text and "to 2024-05-01T12:00:00Z" in merged.text
+    assert "(5 min 3 s)" in merged.text and merged.merged == ()
+    email, _, hook = immediate_messages(REC, account())
+    m = email.as_merged()
+    assert m.subject == "hbdns: host.example.test was offline for 5 min 3 s"
+    assert "was offline from 2024-05-01T11:54:57Z (13:54:57 CEST, Europe/Berlin)" in m.text
+    body = json.loads(hook.as_merged().body)
+    assert body["merged"] is True and body["event"] == "recovered" and body["outage_ms"] == 303_000
+    assert "merged" not in json.loads(hook.body)
+    assert Message.from_json(hook.to_json()) == hook
+    # first "online", IP changes: not outage messages, nothing to merge
+    assert all(
+        x.role == "" and x.merged == () for x in immediate_messages(FIRST, account(prefs=NotifyPrefs(email="all")))
+    )
+    assert all(x.role == "" for x in immediate_messages(IPC, account(prefs=NotifyPrefs(email="all"))))
+
+
+def test_a_message_queued_by_an_older_version_still_reads() -> None:
+    old = {"account": 7, "body": "", "channel": "email", "event_id": "1-0", "event_type": "recovered",
+           "fqdn": "h.example.test", "marks": [], "recipient": "a@example.org", "subject": "s",
+           "text": "t"}  # fmt: skip
+    m = Message.from_json(old)
+    assert m.outage_ms == 0 and m.role == "" and m.as_merged() == m
+    assert Message.from_json({**old, "added_by_a_newer_version": 1}) == m
 
 
 def test_sms_due_min_outage() -> None:

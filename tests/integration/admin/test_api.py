@@ -325,18 +325,20 @@ def test_redis_down_is_a_503_problem(settings: config.Settings) -> None:
 
 def _dead_letter(real_redis: redis.Redis, settings: config.Settings, account: Any, recipient: str) -> None:
     """A real dead letter: the notifier's dispatcher with a transport that fails for good."""
+    from notifier.channel import Transport, TransportError
     from notifier.dispatch import Dispatcher
     from notifier.messages import Message
-    from notifier.transports import TransportError
+    from notifier.presence import Presence
 
-    class Refusing:
+    class Refusing(Transport):
+        channel = "email"
+
         def notify(self, message: Message) -> None:
             raise TransportError("550 mailbox unavailable", permanent=True)
 
-        def close(self) -> None:
-            pass
-
-    dispatcher = Dispatcher(real_redis, {"email": Refusing()}, settings)  # type: ignore[dict-item]
+    presence = Presence(real_redis, "api-test", ttl=5)
+    presence.join()
+    dispatcher = Dispatcher(real_redis, {"email": Refusing()}, settings, presence=presence)
     try:
         message = Message("email", recipient, "s", "t", account.id, account.fqdn, "neutralized", f"1-{account.id}")
         assert dispatcher.send(message).status == "dead"
@@ -360,8 +362,10 @@ def test_dead_letters_listed_in_scope_and_retry_all_or_nothing(
     assert api.call("POST", "/api/v1/dead-letters/retry", world["zone"], {"ids": [home_letter, away_letter]})[0] == 404
     status, problem, _ = api.call("POST", "/api/v1/dead-letters/retry", world["admin"], {"ids": [home_letter, "nope"]})
     assert status == 404 and problem["detail"] == "no dead letter 'nope'"
-    # dead letters of this notifier keep no message: refused, nothing moves (issue 14 makes them retryable)
-    status, problem, _ = api.call("POST", "/api/v1/dead-letters/retry", world["admin"], {"ids": [home_letter]})
-    assert status == 409 and "cannot be sent again" in problem["detail"]
     assert snapshot(real_redis) == before
-    assert real_redis.llen(keys.dead_letters()) == 2
+    # the zone's own letter goes back into the notifier's queue, due at once; it is dead no more
+    status, body, _ = api.call("POST", "/api/v1/dead-letters/retry", world["zone"], {"ids": [home_letter]})
+    assert status == 200 and body["requeued"] == [home_letter]
+    assert real_redis.zscore(keys.notify_queue(), home_letter) is not None
+    status, body, _ = api.call("GET", "/api/v1/dead-letters", world["admin"])
+    assert [d["id"] for d in body["items"]] == [away_letter]
