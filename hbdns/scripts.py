@@ -131,5 +131,29 @@ NEUTRALIZE = load("neutralize", lib=True)  # one due account -> neutralized
 RECORD = load("record", lib=True)  # admin transitions (created, removed)
 LOOKUP = load("lookup")  # the DNS backend's account lookup (read-only)
 GCRA = load("gcra", lib=True)  # one rate-limit bucket (the update API)
+# the notifier's: on its own clock (ARGV), so none needs lib.lua
+NOTIFY_MARKER = load("notify_marker")  # a message's sent marker (notifier.leases.Markers)
+NOTIFY_HOLD = load("notify_hold")  # a failing receiver's hold and probes (notifier.leases.Holds)
+NOTIFY_OUTAGE = load("notify_outage")  # offline/recovery of one outage: moot, plain, merged (notifier.outage)
+NOTIFY_CLAIM = load("notify_claim")  # due queued notifications, leased to an owner (notifier.queue)
+NOTIFY_PUT = load("notify_put")  # a notification (re)queued by its owner
+NOTIFY_FINISH = load("notify_finish")  # a queued notification removed or dead-lettered by its owner
+NOTIFY_TAKEOVER = load("notify_takeover")  # dead owners' claimed notifications due at once
+NOTIFY_SMS_CLAIM = load("notify_sms_claim")  # due deferred SMS jobs, leased (notifier.sms)
 
-ALL: tuple[Script, ...] = (BEAT, DUE, NEUTRALIZE, RECORD, LOOKUP, GCRA)
+ALL: tuple[Script, ...] = (
+    BEAT,
+    DUE,
+    NEUTRALIZE,
+    RECORD,
+    LOOKUP,
+    GCRA,
+    NOTIFY_MARKER,
+    NOTIFY_HOLD,
+    NOTIFY_OUTAGE,
+    NOTIFY_CLAIM,
+    NOTIFY_PUT,
+    NOTIFY_FINISH,
+    NOTIFY_TAKEOVER,
+    NOTIFY_SMS_CLAIM,
+)
