@@ -13,8 +13,10 @@ call (the shell backs off in between).
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -22,8 +24,11 @@ import redis
 from hbdns import keys, scripts
 from hbdns.liveness import BEAT_ARGS_PER_BEAT, BEAT_KEYS_PER_BEAT, OK, BeatRequest, BeatResult, Liveness
 from hbdns.plans import Plan
-from hbdns.resp import BatchConnection, ConnectionLost, bulk
+from hbdns.resp import BatchConnection, ConnectionLost, bulk, encode_command
+from heartbeat_listener.held import HeldBeats
 from heartbeat_listener.protocol import AccountInfo, StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 
 class RedisAccounts:
@@ -85,13 +90,25 @@ _UNREAD: Any = object()
 
 
 class _Ticket:
-    """A batch in flight: its EVALSHA (kept for a rerun after NOSCRIPT) and, once read, its reply."""
+    """A batch in flight: its beats, its EVALSHA (kept for a rerun after NOSCRIPT) and, once read,
+    its reply."""
 
-    __slots__ = ("count", "payload", "reply")
+    __slots__ = ("count", "payload", "reply", "reqs")
 
-    def __init__(self, count: int, payload: bytes) -> None:
-        self.count = count  # beats
+    def __init__(self, reqs: Sequence[BeatRequest], payload: bytes) -> None:
+        self.reqs = reqs
+        self.count = len(reqs)  # beats
         self.payload = payload
+        self.reply: Any = _UNREAD
+
+
+class _WaitTicket:
+    """A ``WAIT`` in flight, and the held beats it confirms when enough replicas answer."""
+
+    __slots__ = ("covered", "reply")
+
+    def __init__(self, covered: dict[int, BeatRequest]) -> None:
+        self.covered = covered
         self.reply: Any = _UNREAD
 
 
@@ -106,14 +123,49 @@ class RedisBeats:
     after it, loads the script and runs again, in their order, this batch and those of them that
     got NOSCRIPT too, so no beat is lost. Only if the script is gone again at once do that
     batch's beats come back as status ``noscript`` (counted as redis_down).
+
+    Durability across a failover (:mod:`heartbeat_listener.held`): with ``wait_replicas`` > 0, a
+    batch that recorded a transition is followed on the same connection by ``WAIT wait_replicas
+    wait_timeout_ms`` (one at a time, pipelined like the batches: the listener does not stop for
+    it); its beats are held until the WAIT confirms them. A WAIT that times out (no replica, or a
+    slow one) leaves them held and sends no other WAIT for ``WAIT_PAUSE`` seconds, so a dead
+    replica costs at most one timeout per pause. Held beats, and those in flight when a connection
+    was lost, run first on the next connection; the transitions they record there again (the old
+    primary's were lost) have their names purged through ``purge``.
     """
 
-    def __init__(self, conn: BatchConnection, liveness: Liveness, source: str = "beat") -> None:
+    WAIT_PAUSE = 1.0  # seconds without WAIT after one timed out
+    REAPPLY_CHUNK = 256  # held beats per script call when they are applied again
+
+    def __init__(
+        self,
+        conn: BatchConnection,
+        liveness: Liveness,
+        source: str = "beat",
+        *,
+        wait_replicas: int = 0,
+        wait_timeout: float = 0.1,
+        purge: Callable[[Iterable[str]], None] | None = None,
+        held: HeldBeats | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.conn = conn
         self.liveness = liveness
         self.script = scripts.BEAT
+        self.wait_replicas = wait_replicas
+        self._wait_command = encode_command("WAIT", str(wait_replicas), str(max(1, int(wait_timeout * 1000))))
+        self.purge = purge
+        self.held = held if held is not None else HeldBeats(clock=clock)
+        self.clock = clock
         conn.on_connect.append(lambda c: c.roundtrip(self.script.load_command, 1))  # Redis may have restarted
-        self._pending: deque[_Ticket] = deque()  # submitted, reply not read yet, in order
+        conn.on_connect.append(self._on_connect)
+        self._pending: deque[_Ticket | _WaitTicket] = deque()  # sent, reply not read yet, in order
+        self._open: list[_Ticket] = []  # submitted, not collected yet
+        self._waiting: _WaitTicket | None = None
+        self._no_wait_until = 0.0
+        self.wait_timeouts = 0
+        self.reapplied = 0  # held beats applied again after a reconnect
+        self.rerecorded = 0  # of those, how many recorded their transition again (it had been lost)
         # the batch's fixed keys and args (with the source), then its zones, then per beat:
         #   KEYS acct alive log / ARGV id ip4 ip6 counter ttl offline fp
         shared_keys, shared_args = liveness.beat_argv([], source)
@@ -210,10 +262,11 @@ class RedisBeats:
         try:
             self.conn.send(payload, 1)
         except ConnectionLost as exc:
-            self._pending.clear()
+            self._lost(reqs)
             raise StoreUnavailable(str(exc)) from None
-        ticket = _Ticket(len(reqs), payload)
+        ticket = _Ticket(reqs, payload)
         self._pending.append(ticket)
+        self._open.append(ticket)
         return ticket
 
     def collect(self, ticket: _Ticket) -> list[BeatResult]:
@@ -224,25 +277,70 @@ class RedisBeats:
             if scripts.is_noscript(reply):
                 reply = self._rerun(ticket)
         except ConnectionLost as exc:
-            self._pending.clear()
+            self._lost(())
             raise StoreUnavailable(str(exc)) from None
+        if ticket in self._open:
+            self._open.remove(ticket)
         if isinstance(reply, redis.ResponseError):
             # the script failed (or is gone again): nothing of this batch was applied
             status = "noscript" if scripts.is_noscript(reply) else "error"
             return [BeatResult(status, False, "", "", ())] * ticket.count
         if type(reply) is not list or len(reply) != ticket.count:
             self.conn.close()
-            self._pending.clear()
+            self._lost(ticket.reqs)
             raise StoreUnavailable(f"beat script answered {reply!r:.200}")
         parse = self.liveness.beat_result
         # the script answers a bare 'ok' for an accepted beat that changed nothing: the shared OK
-        return [OK if r == "ok" else parse(r) for r in reply]
+        results = [OK if r == "ok" else parse(r) for r in reply]
+        if self.wait_replicas and reply.count("ok") != len(reply):
+            self.held.add(req for req, res in zip(ticket.reqs, results, strict=True) if res.changed)
+            self._send_wait()
+        return results
 
-    def _read(self, ticket: _Ticket) -> None:
+    def _lost(self, reqs: Sequence[BeatRequest]) -> None:
+        """The connection failed: hold ``reqs`` and every beat in flight, and close it (so that what
+        is in flight and what is pending stay the same: nothing unread is left on a connection)."""
+        self._forget_inflight()
+        self.held.add(reqs)  # after the batches in flight: they are older
+        self.conn.close()
+
+    def _forget_inflight(self) -> None:
+        """Hold every beat not collected yet; nothing is in flight any more."""
+        self.held.add(req for t in self._open for req in t.reqs)
+        self._open.clear()
+        self._pending.clear()
+        self._waiting = None
+
+    def _send_wait(self) -> None:
+        """One WAIT at a time, for the beats held so far (none for a while after one timed out)."""
+        if self._waiting is not None or not self.held or self.clock() < self._no_wait_until:
+            return
+        wait = _WaitTicket(self.held.snapshot())
+        try:
+            self.conn.send(self._wait_command, 1)
+        except ConnectionLost:
+            self._lost(())  # the next call finds the connection gone and reports it
+            return
+        self._pending.append(wait)
+        self._waiting = wait
+
+    def _waited(self, wait: _WaitTicket) -> None:
+        self._waiting = None
+        if isinstance(wait.reply, int) and wait.reply >= self.wait_replicas:
+            self.held.release(wait.covered)
+        else:  # timed out (or WAIT refused): the beats stay held
+            self.wait_timeouts += 1
+            self._no_wait_until = self.clock() + self.WAIT_PAUSE
+
+    def _read(self, ticket: _Ticket | _WaitTicket) -> None:
         """Read replies in submission order up to ``ticket``'s."""
+        if ticket not in self._pending:  # sent on a connection that is gone
+            raise ConnectionLost("the batch's connection was lost")
         while self._pending:
             first = self._pending.popleft()
             first.reply = self.conn.read(1)[0]
+            if type(first) is _WaitTicket:
+                self._waited(first)
             if first is ticket:
                 return
         raise ConnectionLost("the batch's connection was lost")
@@ -254,10 +352,64 @@ class RedisBeats:
         later = list(self._pending)
         if later:
             self._read(later[-1])
-        again = [ticket, *(t for t in later if scripts.is_noscript(t.reply))]
+        again = [ticket, *(t for t in later if type(t) is _Ticket and scripts.is_noscript(t.reply))]
         for t, reply in zip(again, self.script.rerun(self.conn, [t.payload for t in again]), strict=True):
             t.reply = reply
         return ticket.reply
+
+    def _on_connect(self, conn: BatchConnection) -> None:
+        if self._pending or self._open:  # the last connection was closed under us
+            self._forget_inflight()
+        self._reapply(conn)
+
+    def _reapply(self, conn: BatchConnection) -> None:
+        """On a new connection, before anything else: the held beats, oldest first, then one WAIT
+        for them. Those the new server had already (replay) or refuses are forgotten."""
+        reqs = self.held.beats()
+        if not reqs:
+            return
+        done, rerecorded = 0, 0
+        names: list[str] = []
+        for i in range(0, len(reqs), self.REAPPLY_CHUNK):
+            chunk = reqs[i : i + self.REAPPLY_CHUNK]
+            reply = conn.roundtrip(self.encode(chunk), 1)[0]
+            if type(reply) is not list or len(reply) != len(chunk):
+                continue  # not applied: they stay held for the next connection
+            settled = {}
+            for req, raw in zip(chunk, reply, strict=True):
+                res = OK if raw == "ok" else self.liveness.beat_result(raw)
+                done += 1
+                if res.changed:
+                    rerecorded += 1
+                    names.extend(res.names)
+                else:
+                    settled[req.account_id] = req  # nothing was missing: no need to keep it
+            self.held.release(settled)
+        if self.wait_replicas:
+            acked = conn.roundtrip(self._wait_command, 1)[0]
+            if isinstance(acked, int) and acked >= self.wait_replicas:
+                self.held.release({r.account_id: r for r in reqs})
+        else:
+            self.held.release({r.account_id: r for r in reqs})
+        self.reapplied += done
+        self.rerecorded += rerecorded
+        if names and self.purge is not None:
+            self.purge(names)
+        log.warning(
+            "held beats applied again on a new connection",
+            extra={"beats": done, "transitions_recorded_again": rerecorded, "redis": conn.address},
+        )
+
+    def counters(self) -> dict[str, float]:
+        """The durability counters, for the metrics endpoint."""
+        return {
+            "hbdns_heartbeat_held_beats": len(self.held),
+            "hbdns_heartbeat_held_dropped_total": self.held.dropped,
+            "hbdns_heartbeat_reapplied_total": self.reapplied,
+            "hbdns_heartbeat_rerecorded_total": self.rerecorded,
+            "hbdns_heartbeat_wait_timeouts_total": self.wait_timeouts,
+            "hbdns_heartbeat_redis_connects_total": self.conn.connects,
+        }
 
     def beats(self, reqs: Sequence[BeatRequest]) -> list[BeatResult]:
         if not reqs:
