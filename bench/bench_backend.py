@@ -392,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     t0 = time.monotonic()
     for m in run(args.quick):
+        if m.unit == "s":  # latencies: their spread is in the notes
+            print(f"{m.name}: {m.notes}")
+            continue
         ref = f" vs {m.reference_median:,.0f} (ratio {m.ratio:.2f})" if m.reference_median else ""
         print(f"{m.name}: median {m.median:,.0f} {m.unit}{ref}; goal {m.goal}: {'met' if m.met else 'MISSED'}")
         print(f"   samples {[round(s) for s in m.samples]}; {m.notes}")

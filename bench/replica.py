@@ -18,10 +18,17 @@ another rack or site adds to (its round trip).
 
 from __future__ import annotations
 
+import argparse
+import os
+import shutil
 import statistics
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import dns.message
 import dns.query
@@ -142,26 +149,127 @@ def measure(
         load.halt.set()
         load.join(30)
     node = node_lag(primary, pdns, apex, _changer(apex, 5, accounts // 4), changes // 4)
-    ms = [round(x * 1000, 3) for x in idle + loaded + node]
-    notes = "loopback; from the write's reply; samples in the JSON (ms: " + f"{min(ms)}..{max(ms)})"
+    where = "loopback; from the write's reply"
     return [
         Metric(
             name="IP change visible on a replica (Redis), idle primary",
             unit="s",
             samples=tuple(idle),
-            notes=notes,
+            notes=f"{where}; {_spread(idle)}",
         ),
         Metric(
             name="IP change visible on a replica (Redis), primary busy with beats",
             unit="s",
             samples=tuple(loaded),
-            notes=f"a writer keeps the primary at {rate:,.0f} fast-path beats/s meanwhile; " + notes,
+            notes=f"a writer keeps the primary at {rate:,.0f} fast-path beats/s meanwhile; {where}; {_spread(loaded)}",
         ),
         Metric(
             name="IP change answered by pdns on a replica node (shipped 1 s caches, after the purge)",
             unit="s",
             samples=tuple(node),
             notes="pdns + backend reading the replica over its unix socket; the writer's purge of that pdns "
-            "is part of the time",
+            f"is part of the time; {_spread(node)}",
         ),
     ]
+
+
+def _spread(seconds: list[float]) -> str:
+    ordered = sorted(seconds)
+    p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+    return (
+        f"median {statistics.median(ordered) * 1e3:.3f} ms, p95 {p95 * 1e3:.3f} ms, max {ordered[-1] * 1e3:.3f} ms "
+        f"over {len(ordered)} changes"
+    )
+
+
+# --- the cost of WAIT on the beat path ---------------------------------------------------------------
+
+
+def wait_probe(batches: int = 1000, reps: int = 5, changes_per_batch: tuple[int, ...] = (0, 1, 256)) -> dict[str, Any]:
+    """Beats/s of the listener's writer (RedisBeats, pipelined two deep as the listener runs it) on a
+    primary with one replica, WAIT off (0) vs on (1), for batches of 256 beats of which 0, 1 or all
+    change their address (a transition each). Runs alternate; medians of ``reps``."""
+    from hbdns.model import Zone
+    from hbdns.resp import BatchConnection
+    from heartbeat_listener.redis_io import RedisBeats
+
+    workdir = Path(tempfile.mkdtemp(prefix="hbdns-wait-"))
+    primary = RedisServer(workdir / "p", extra=["repl-diskless-sync-delay 0"]).start()
+    replica = RedisServer(workdir / "r", extra=[f"replicaof 127.0.0.1 {primary.port}"]).start()
+    try:
+        r = connect(primary.url)
+        store = Store(r, config.load({}))
+        store.add_zone(Zone("wait.bench", ("ns1.wait.bench",), "hostmaster.wait.bench", "192.0.2.1"))
+        ids = [store.add_account(store.new_account(f"h{i}.wait.bench", "heartbeat-a")).id for i in range(256)]
+        wait_for(lambda: connect(replica.url).info("replication")["master_link_status"] == "up", 30)
+        counter = [time.time_ns() // 1_000_000]
+        out: dict[str, Any] = {}
+        for changing in changes_per_batch:
+            rates: dict[int, list[float]] = {0: [], 1: []}
+            client_us: dict[int, list[float]] = {0: [], 1: []}
+            redis_us: dict[int, list[float]] = {0: [], 1: []}
+            for rep in range(reps):
+                for wait in (0, 1) if rep % 2 == 0 else (1, 0):  # alternate which goes first
+                    writer = RedisBeats(BatchConnection(r), store.liveness, wait_replicas=wait, wait_timeout=0.1)
+                    assert primary.process is not None
+                    cpu0, redis0 = time.process_time(), _cpu_seconds(primary.process.pid)
+                    started = time.perf_counter()
+                    inflight = []
+                    for k in range(batches):
+                        counter[0] += 1
+                        reqs = [
+                            BeatRequest(
+                                i,
+                                "wait.bench",
+                                135_000,
+                                ipv4=f"10.9.{k % 2 if n < changing else 0}.{n}",
+                                counter=counter[0],
+                            )
+                            for n, i in enumerate(ids)
+                        ]
+                        inflight.append(writer.submit(reqs))
+                        if len(inflight) > 2:
+                            writer.collect(inflight.pop(0))
+                    for t in inflight:
+                        writer.collect(t)
+                    beats = batches * len(ids)
+                    rates[wait].append(beats / (time.perf_counter() - started))
+                    client_us[wait].append((time.process_time() - cpu0) / beats * 1e6)
+                    redis_us[wait].append((_cpu_seconds(primary.process.pid) - redis0) / beats * 1e6)
+                    writer.conn.close()
+            out[f"{changing} of 256 change"] = {
+                "wait 0 beats/s": statistics.median(rates[0]),
+                "wait 1 beats/s": statistics.median(rates[1]),
+                "ratio": statistics.median(rates[1]) / statistics.median(rates[0]),
+                "writer CPU us/beat 0 -> 1": (statistics.median(client_us[0]), statistics.median(client_us[1])),
+                "primary CPU us/beat 0 -> 1": (statistics.median(redis_us[0]), statistics.median(redis_us[1])),
+            }
+        return out
+    finally:
+        replica.stop()
+        primary.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.replica", description="the cost of WAIT on the beat path")
+    parser.add_argument("--reps", type=int, default=5)
+    args = parser.parse_args(argv)
+    for label, row in wait_probe(reps=args.reps).items():
+        print(f"{label}: " + ", ".join(f"{k} {_num(v)}" for k, v in row.items()))
+    return 0
+
+
+def _num(v: Any) -> str:
+    if isinstance(v, tuple):
+        return " / ".join(f"{x:.2f}" for x in v)
+    return f"{v:,.2f}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -53,6 +53,7 @@ class BatchConnection:
     """
 
     def __init__(self, client: redis.Redis) -> None:
+        self.client = client
         pool = client.connection_pool
         kwargs = dict(pool.connection_kwargs, retry=Retry(NoBackoff(), 0))
         cls = pool.connection_class
@@ -82,6 +83,20 @@ class BatchConnection:
         self.connects += 1
         for hook in self.on_connect:
             hook(self)
+
+    def twin(self) -> BatchConnection:
+        """Another connection made the same way (with Sentinel: to wherever it says the primary is)."""
+        return BatchConnection(self.client)
+
+    def ready(self) -> bool:
+        """Whether a reply in flight can be read without waiting."""
+        if self._conn is None or not self.inflight:
+            return False
+        try:
+            return bool(self._conn.can_read(timeout=0))
+        except (redis.RedisError, OSError, ValueError) as exc:
+            self.close()
+            raise ConnectionLost(f"{type(exc).__name__}: {exc}") from None
 
     def close(self) -> None:
         conn, self._conn, self.inflight = self._conn, None, 0

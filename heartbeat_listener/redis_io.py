@@ -30,6 +30,10 @@ from heartbeat_listener.protocol import AccountInfo, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
+# A pub/sub channel nobody listens to: PUBLISH to it is the cheapest write Redis replicates, which
+# makes the WAIT after it on the same connection cover everything the primary did before.
+WAIT_CHANNEL = "hbdns:replication-mark"
+
 
 class RedisAccounts:
     """The lookup stage: HMGET hb_key/plan/zone/fp for the distinct ids of a batch, one round trip
@@ -102,16 +106,6 @@ class _Ticket:
         self.reply: Any = _UNREAD
 
 
-class _WaitTicket:
-    """A ``WAIT`` in flight, and the held beats it confirms when enough replicas answer."""
-
-    __slots__ = ("covered", "reply")
-
-    def __init__(self, covered: dict[int, BeatRequest]) -> None:
-        self.covered = covered
-        self.reply: Any = _UNREAD
-
-
 class RedisBeats:
     """The write stage: one EVALSHA of the shared beat script per batch, one round trip.
 
@@ -124,16 +118,20 @@ class RedisBeats:
     got NOSCRIPT too, so no beat is lost. Only if the script is gone again at once do that
     batch's beats come back as status ``noscript`` (counted as redis_down).
 
-    Durability across a failover (:mod:`heartbeat_listener.held`): with ``wait_replicas`` > 0, a
-    batch that recorded a transition is followed on the same connection by ``WAIT wait_replicas
-    wait_timeout_ms`` (one at a time, pipelined like the batches: the listener does not stop for
-    it); its beats are held until the WAIT confirms them. A WAIT that times out (no replica, or a
-    slow one) leaves them held and sends no other WAIT for ``WAIT_PAUSE`` seconds, so a dead
-    replica costs at most one timeout per pause. Held beats, and those in flight when a connection
-    was lost, run first on the next connection; the transitions they record there again (the old
+    Durability across a failover (:mod:`heartbeat_listener.held`): with ``wait_replicas`` > 0, the
+    beats of a batch that recorded a transition are held until ``WAIT wait_replicas
+    wait_timeout_ms`` confirms that enough replicas have them. The WAIT goes on a second
+    connection, after a ``PUBLISH`` there (a write Redis replicates, so that connection's WAIT
+    covers everything the primary did before it, the beat batches included): a WAIT holds its
+    connection until the replicas answer, and on the beat connection it would hold the batches
+    behind it. One WAIT at a time, at most every ``WAIT_EVERY``; its answer is picked up when it
+    has come (:meth:`confirm`). A WAIT that times out (no replica, or a slow one) leaves the beats
+    held and none is sent for ``WAIT_PAUSE``. Held beats, and those in flight when a connection was
+    lost, run first on the next connection; the transitions they record there again (the old
     primary's were lost) have their names purged through ``purge``.
     """
 
+    WAIT_EVERY = 0.05  # seconds between two WAITs at least: many batches' transitions, one WAIT
     WAIT_PAUSE = 1.0  # seconds without WAIT after one timed out
     REAPPLY_CHUNK = 256  # held beats per script call when they are applied again
 
@@ -154,14 +152,16 @@ class RedisBeats:
         self.script = scripts.BEAT
         self.wait_replicas = wait_replicas
         self._wait_command = encode_command("WAIT", str(wait_replicas), str(max(1, int(wait_timeout * 1000))))
+        self._mark_and_wait = encode_command("PUBLISH", WAIT_CHANNEL, "") + self._wait_command
+        self._waits = conn.twin()  # for the WAITs; connected only when one is sent
         self.purge = purge
         self.held = held if held is not None else HeldBeats(clock=clock)
         self.clock = clock
         conn.on_connect.append(lambda c: c.roundtrip(self.script.load_command, 1))  # Redis may have restarted
         conn.on_connect.append(self._on_connect)
-        self._pending: deque[_Ticket | _WaitTicket] = deque()  # sent, reply not read yet, in order
+        self._pending: deque[_Ticket] = deque()  # sent, reply not read yet, in order
         self._open: list[_Ticket] = []  # submitted, not collected yet
-        self._waiting: _WaitTicket | None = None
+        self._waiting: dict[int, BeatRequest] | None = None  # what the WAIT in flight confirms
         self._no_wait_until = 0.0
         self.wait_timeouts = 0
         self.reapplied = 0  # held beats applied again after a reconnect
@@ -286,15 +286,20 @@ class RedisBeats:
             status = "noscript" if scripts.is_noscript(reply) else "error"
             return [BeatResult(status, False, "", "", ())] * ticket.count
         if type(reply) is not list or len(reply) != ticket.count:
-            self.conn.close()
             self._lost(ticket.reqs)
             raise StoreUnavailable(f"beat script answered {reply!r:.200}")
         parse = self.liveness.beat_result
         # the script answers a bare 'ok' for an accepted beat that changed nothing: the shared OK
         results = [OK if r == "ok" else parse(r) for r in reply]
-        if self.wait_replicas and reply.count("ok") != len(reply):
-            self.held.add(req for req, res in zip(ticket.reqs, results, strict=True) if res.changed)
-            self._send_wait()
+        if self.wait_replicas:
+            if reply.count("ok") != len(reply):
+                self.held.add(
+                    req for req, res in zip(ticket.reqs, results, strict=True) if res is not OK and res.changed
+                )
+            if self._waiting is not None:
+                self.confirm()
+            if self.held:
+                self._send_wait()
         return results
 
     def _lost(self, reqs: Sequence[BeatRequest]) -> None:
@@ -310,37 +315,61 @@ class RedisBeats:
         self._open.clear()
         self._pending.clear()
         self._waiting = None
+        self._waits.close()  # its WAIT was about the server that is gone
 
     def _send_wait(self) -> None:
-        """One WAIT at a time, for the beats held so far (none for a while after one timed out)."""
-        if self._waiting is not None or not self.held or self.clock() < self._no_wait_until:
+        """A WAIT for the beats held so far, unless one is in flight, one went out less than
+        ``WAIT_EVERY`` ago, or one timed out less than ``WAIT_PAUSE`` ago."""
+        now = self.clock()
+        if self._waiting is not None or now < self._no_wait_until:
             return
-        wait = _WaitTicket(self.held.snapshot())
+        self._no_wait_until = now + self.WAIT_EVERY
+        waits = self._waits
         try:
-            self.conn.send(self._wait_command, 1)
+            waits.send(self._mark_and_wait, 2)
         except ConnectionLost:
-            self._lost(())  # the next call finds the connection gone and reports it
+            return  # the beats stay held; another try after WAIT_EVERY
+        if waits.address != self.conn.address:  # mid-failover, Sentinel sent it elsewhere
+            waits.close()
             return
-        self._pending.append(wait)
-        self._waiting = wait
+        self._waiting = self.held.snapshot()
 
-    def _waited(self, wait: _WaitTicket) -> None:
-        self._waiting = None
-        if isinstance(wait.reply, int) and wait.reply >= self.wait_replicas:
-            self.held.release(wait.covered)
-        else:  # timed out (or WAIT refused): the beats stay held
-            self.wait_timeouts += 1
-            self._no_wait_until = self.clock() + self.WAIT_PAUSE
+    def confirm(self, block: bool = False) -> None:
+        """Take the answer of the WAIT in flight if it has come. With ``block``: wait for it, then
+        send one for whatever is still held and wait for that too (for a caller that wants the held
+        beats settled now, e.g. a test)."""
+        if not block:
+            self._answer(block=False)
+            return
+        self._answer(block=True)
+        if self.held:
+            self._no_wait_until = 0.0
+            self._send_wait()
+            self._answer(block=True)
 
-    def _read(self, ticket: _Ticket | _WaitTicket) -> None:
+    def _answer(self, block: bool) -> None:
+        waits = self._waits
+        try:
+            while self._waiting is not None and (block or waits.ready()):
+                reply = waits.read(1)[0]
+                if waits.inflight:
+                    continue  # the PUBLISH's answer; the WAIT's comes next
+                covered, self._waiting = self._waiting, None
+                if isinstance(reply, int) and reply >= self.wait_replicas:
+                    self.held.release(covered)
+                else:  # timed out (or refused): the beats stay held
+                    self.wait_timeouts += 1
+                    self._no_wait_until = self.clock() + self.WAIT_PAUSE
+        except ConnectionLost:
+            self._waiting = None
+
+    def _read(self, ticket: _Ticket) -> None:
         """Read replies in submission order up to ``ticket``'s."""
         if ticket not in self._pending:  # sent on a connection that is gone
             raise ConnectionLost("the batch's connection was lost")
         while self._pending:
             first = self._pending.popleft()
             first.reply = self.conn.read(1)[0]
-            if type(first) is _WaitTicket:
-                self._waited(first)
             if first is ticket:
                 return
         raise ConnectionLost("the batch's connection was lost")
@@ -352,7 +381,7 @@ class RedisBeats:
         later = list(self._pending)
         if later:
             self._read(later[-1])
-        again = [ticket, *(t for t in later if type(t) is _Ticket and scripts.is_noscript(t.reply))]
+        again = [ticket, *(t for t in later if scripts.is_noscript(t.reply))]
         for t, reply in zip(again, self.script.rerun(self.conn, [t.payload for t in again]), strict=True):
             t.reply = reply
         return ticket.reply
@@ -368,8 +397,9 @@ class RedisBeats:
         reqs = self.held.beats()
         if not reqs:
             return
-        done, rerecorded = 0, 0
+        rerecorded = 0
         names: list[str] = []
+        applied: dict[int, BeatRequest] = {}  # recorded a transition again: kept until a WAIT confirms
         for i in range(0, len(reqs), self.REAPPLY_CHUNK):
             chunk = reqs[i : i + self.REAPPLY_CHUNK]
             reply = conn.roundtrip(self.encode(chunk), 1)[0]
@@ -378,26 +408,26 @@ class RedisBeats:
             settled = {}
             for req, raw in zip(chunk, reply, strict=True):
                 res = OK if raw == "ok" else self.liveness.beat_result(raw)
-                done += 1
                 if res.changed:
                     rerecorded += 1
                     names.extend(res.names)
+                    applied[req.account_id] = req
                 else:
                     settled[req.account_id] = req  # nothing was missing: no need to keep it
             self.held.release(settled)
-        if self.wait_replicas:
+            self.reapplied += len(chunk)
+        if applied and self.wait_replicas:
             acked = conn.roundtrip(self._wait_command, 1)[0]
             if isinstance(acked, int) and acked >= self.wait_replicas:
-                self.held.release({r.account_id: r for r in reqs})
-        else:
-            self.held.release({r.account_id: r for r in reqs})
-        self.reapplied += done
+                self.held.release(applied)
+        elif applied:
+            self.held.release(applied)
         self.rerecorded += rerecorded
         if names and self.purge is not None:
             self.purge(names)
         log.warning(
             "held beats applied again on a new connection",
-            extra={"beats": done, "transitions_recorded_again": rerecorded, "redis": conn.address},
+            extra={"beats": len(reqs), "transitions_recorded_again": rerecorded, "redis": conn.address},
         )
 
     def counters(self) -> dict[str, float]:

@@ -63,28 +63,50 @@ def test_wait_confirms_a_transition_once_the_replica_has_it(pair: tuple[RedisSer
     writer = RedisBeats(BatchConnection(r), store.liveness, wait_replicas=1, wait_timeout=2.0)
     t = now_ms()
     assert writer.beats([beat(a, "203.0.113.1", t)])[0].changed  # recovered: held until WAIT answers
-    assert [q.account_id for q in writer.held.beats()] == [a]  # the WAIT is in flight
-    [res] = writer.beats([beat(b, "203.0.113.9", t)])  # a's WAIT answered before this batch's reply
-    assert res.changed and [q.account_id for q in writer.held.beats()] == [b]
-    writer.beats([beat(a, "203.0.113.1", t + 1)])  # no transition; b's WAIT answered first
+    assert [q.account_id for q in writer.held.beats()] == [a]  # its WAIT is in flight
+    writer.confirm(block=True)
     assert (len(writer.held), writer.wait_timeouts) == (0, 0)
+    [res] = writer.beats([beat(b, "203.0.113.9", t)])
+    assert res.changed
+    wait_for(lambda: not writer.beats([beat(a, "203.0.113.1", now_ms())])[0].changed and not writer.held, 5)
     assert connect(replica.url).hget(keys.account(b), "ipv4") == "203.0.113.9"
 
 
-def test_without_a_replica_one_wait_times_out_then_none_for_a_while(tmp_path: Path) -> None:
-    """A dead replica (here: none at all) costs one WAIT timeout per pause, not one per batch."""
+def test_transitions_of_many_batches_share_one_wait(pair: tuple[RedisServer, RedisServer]) -> None:
+    primary, _ = pair
+    r = connect(primary.url)
+    store, ids = accounts(r, 20)
+    writer = RedisBeats(BatchConnection(r), store.liveness, wait_replicas=1, wait_timeout=1.0)
+    waits = r.info("commandstats").get("cmdstat_wait", {}).get("calls", 0)
+    t = now_ms()
+    started = time.monotonic()
+    for i, account_id in enumerate(ids):  # 20 batches, each with a transition, well within WAIT_EVERY
+        writer.beats([beat(account_id, "203.0.113.1", t + i)])
+    sent = r.info("commandstats")["cmdstat_wait"]["calls"] - waits
+    assert sent <= 1 + (time.monotonic() - started) / writer.WAIT_EVERY
+    wait_for(lambda: not writer.beats([beat(ids[0], "203.0.113.1", now_ms())])[0].changed and not writer.held, 5)
+
+
+def test_without_a_replica_the_beats_do_not_wait_and_stay_held(tmp_path: Path) -> None:
+    """A dead replica (here: none at all): WAIT times out on its own connection, the beat batches
+    never wait for it, and after the timeout no WAIT is sent for a while."""
     server = RedisServer(tmp_path / "solo").start()
     try:
         r = connect(server.url)
         store, ids = accounts(r, 6)
-        writer = RedisBeats(BatchConnection(r), store.liveness, wait_replicas=1, wait_timeout=0.3)
+        writer = RedisBeats(BatchConnection(r), store.liveness, wait_replicas=1, wait_timeout=0.5)
         t = now_ms()
         started = time.monotonic()
-        for i, account_id in enumerate(ids):  # each batch records a transition
+        for i, account_id in enumerate(ids[:3]):  # each batch records a transition
             assert writer.beats([beat(account_id, f"203.0.113.{i + 1}", t)])[0].changed
-        took = time.monotonic() - started
-        assert writer.wait_timeouts == 1 and 0.3 <= took < 0.3 + writer.WAIT_PAUSE
-        assert len(writer.held) == 6  # unconfirmed: kept for the next connection
+        assert time.monotonic() - started < 0.5  # not held up by the WAIT in flight
+        writer.confirm(block=True)
+        assert writer.wait_timeouts >= 1 and len(writer.held) == 3  # unconfirmed: kept
+        waits = r.info("commandstats")["cmdstat_wait"]["calls"]
+        for i, account_id in enumerate(ids[3:]):
+            assert writer.beats([beat(account_id, f"203.0.113.{i + 4}", t)])[0].changed
+        assert r.info("commandstats")["cmdstat_wait"]["calls"] == waits  # paused after the timeout
+        assert len(writer.held) == 6
     finally:
         server.stop()
 
@@ -101,7 +123,8 @@ def test_a_demoted_primary_answers_readonly_and_the_batch_is_held(pair: tuple[Re
     writer = RedisBeats(BatchConnection(r), store.liveness, wait_replicas=1, wait_timeout=1.0, purge=purged.extend)
     t = now_ms()
     writer.beats([beat(a, "203.0.113.1", t), beat(b, "203.0.113.2", t)])
-    wait_for(lambda: connect(replica.url).hget(keys.account(a), "ipv4") == "203.0.113.1", 5, what="replicated")
+    writer.confirm(block=True)
+    assert not writer.held
     other = connect(replica.url)
     other.replicaof("no", "one")
     r.replicaof("127.0.0.1", replica.port)  # the writer's server is a replica now; its connection stays

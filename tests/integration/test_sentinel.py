@@ -108,6 +108,17 @@ def test_role_replica_reads_a_replica(fresh: SentinelGroup) -> None:
     assert conn.roundtrip(b"*1\r\n$4\r\nROLE\r\n", 1)[0][0] == "slave"
 
 
+def test_the_admin_cli_works_through_sentinel(fresh: SentinelGroup, monkeypatch: pytest.MonkeyPatch) -> None:
+    from admin.cli.main import main
+
+    monkeypatch.setenv("HBDNS_REDIS_URL", fresh.url)
+    assert main(["zone", "add", ZONE, "--ns", f"ns1.{ZONE}"]) == 0
+    assert main(["account", "add", f"cli.{ZONE}", "--plan", "heartbeat-c"]) == 0
+    assert main(["status"]) == 0
+    replica = connect(fresh.replica().url)
+    wait_for(lambda: replica.hget(keys.names(), f"cli.{ZONE}"), 5, what="the new account on the replica")
+
+
 # --- the neutral flip on a replica -----------------------------------------------------------------
 
 
@@ -163,11 +174,13 @@ def test_a_transition_lost_in_a_failover_is_recorded_again(fresh: SentinelGroup)
     a = store.add_account(store.new_account(f"a.{ZONE}", "heartbeat-c"))
     b = store.add_account(store.new_account(f"b.{ZONE}", "heartbeat-c"))
     purged: list[str] = []
-    writer = RedisBeats(BatchConnection(client), store.liveness, wait_replicas=1, wait_timeout=0.2, purge=purged.extend)
+    writer = RedisBeats(BatchConnection(client), store.liveness, wait_replicas=1, wait_timeout=0.1, purge=purged.extend)
     reader = AccountReader(client)
     t = now_ms()
     writer.beats([BeatRequest(a.id, ZONE, 60_000, ipv4="203.0.113.1", counter=t)])
     writer.beats([BeatRequest(b.id, ZONE, 60_000, ipv4="203.0.113.9", counter=t)])
+    writer.confirm(block=True)
+    assert not writer.held  # the replica has both
     assert reader.fetch([f"a.{ZONE}"])[0][2] == "203.0.113.1"
     primary, replica = fresh.primary(), fresh.replica()
     wait_for(fresh.replicating, 5, what="replica in sync")
@@ -181,8 +194,8 @@ def test_a_transition_lost_in_a_failover_is_recorded_again(fresh: SentinelGroup)
             junk.set(f"junk:{i}", "x" * (4 << 20))
         [moved] = writer.beats([BeatRequest(a.id, ZONE, 60_000, ipv4="203.0.113.2", counter=t + 1)])
         assert moved.changed
-        writer.beats([BeatRequest(b.id, ZONE, 60_000, ipv4="203.0.113.9", counter=t + 1)])  # reads the WAIT
-        assert writer.wait_timeouts == 1 and [q.account_id for q in writer.held.beats()] == [a.id]
+        writer.confirm(block=True)  # the replica cannot answer
+        assert writer.wait_timeouts >= 1 and [q.account_id for q in writer.held.beats()] == [a.id]
         primary.kill()
     finally:
         os.kill(replica.process.pid, signal.SIGCONT)
