@@ -25,6 +25,8 @@ from pathlib import Path
 import dns.rcode
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from hbdns import config, keys, scripts
 from hbdns.connection import connect
@@ -38,8 +40,8 @@ from sweeper.main import SweeperService
 from tests.support.fleet import Beater, Fleet
 from tests.support.listener import Listener
 from tests.support.pdns import BackendProcess, PdnsServer, answer_texts
-from tests.support.sentinel import SentinelGroup, command
-from tests.support.servers import free_port, wait_for
+from tests.support.sentinel import MASTER, SentinelGroup, SentinelProcess, command
+from tests.support.servers import RedisServer, free_port, wait_for
 
 ZONE = "ha.test"
 NEUTRAL = "192.0.2.1"
@@ -97,6 +99,33 @@ def test_a_dead_sentinel_in_the_list_costs_a_reconnect_nothing(fresh: SentinelGr
     client.set("k", "v")
     assert time.monotonic() - started < 0.5  # one refused connect, no retry backoff on it
     assert connect(fresh.primary().url).get("k") == "v"
+
+
+def test_passwords_reach_the_servers_and_the_sentinels(tmp_path: Path) -> None:
+    """``user:pass`` authenticate to the Redis servers, ``sentinel_password`` to the sentinels;
+    either one wrong is refused (a quorum-1 sentinel over one password-protected primary)."""
+    server = RedisServer(tmp_path / "redis", extra=["requirepass s3rv3r-pw"]).start()
+    sentinel = SentinelProcess(
+        tmp_path / "sentinel",
+        server.port,
+        quorum=1,
+        extra=["requirepass s3nt-pw", f"sentinel auth-pass {MASTER} s3rv3r-pw"],
+    )
+    try:
+        sentinel.start()
+        hosts = f"127.0.0.1:{sentinel.port}"
+        good = connect(f"redis+sentinel://:s3rv3r-pw@{hosts}/{MASTER}/0?sentinel_password=s3nt-pw")
+        assert good.ping() and good.set("k", "v")
+        for url in (
+            f"redis+sentinel://:wrong@{hosts}/{MASTER}/0?sentinel_password=s3nt-pw",
+            f"redis+sentinel://:s3rv3r-pw@{hosts}/{MASTER}/0?sentinel_password=wrong",
+            f"redis+sentinel://:s3rv3r-pw@{hosts}/{MASTER}/0",
+        ):
+            with pytest.raises(redis.RedisError):
+                connect(url, socket_timeout=1, retry=Retry(NoBackoff(), 0)).ping()
+    finally:
+        sentinel.stop()
+        server.stop()
 
 
 def test_role_replica_reads_a_replica(fresh: SentinelGroup) -> None:

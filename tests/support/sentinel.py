@@ -24,11 +24,13 @@ DOWN_AFTER_MS = 1000
 FAILOVER_TIMEOUT_MS = 3000
 
 
-def command(port: int, *args: str, timeout: float = 2.0) -> Any:
+def command(port: int, *args: str, timeout: float = 2.0, password: str | None = None) -> Any:
     """One command to a Redis or Sentinel on 127.0.0.1 (a plain client: no retries, no pool)."""
     import redis
 
-    r = redis.Redis(port=port, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True)
+    r = redis.Redis(
+        port=port, password=password, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+    )
     try:
         return r.execute_command(*args)
     finally:
@@ -48,12 +50,14 @@ def info(port: int, section: str) -> dict[str, str]:
 
 
 class SentinelProcess:
-    def __init__(self, workdir: Path, master_port: int, quorum: int = 2) -> None:
+    def __init__(self, workdir: Path, master_port: int, quorum: int = 2, extra: list[str] | None = None) -> None:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.master_port = master_port
         self.quorum = quorum
+        self.extra = extra or []  # e.g. requirepass, sentinel auth-pass
+        self.password: str | None = None  # this sentinel's own requirepass, if any
         self.process: Process | None = None
 
     def start(self) -> SentinelProcess:
@@ -70,6 +74,7 @@ class SentinelProcess:
                     f"sentinel down-after-milliseconds {MASTER} {DOWN_AFTER_MS}",
                     f"sentinel failover-timeout {MASTER} {FAILOVER_TIMEOUT_MS}",
                     f"sentinel parallel-syncs {MASTER} 1",
+                    *self.extra,
                 ]
             )
             + "\n"
@@ -83,7 +88,7 @@ class SentinelProcess:
             raise RuntimeError("redis-sentinel exited:\n" + (self.process.log_text() if self.process else ""))
         with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
             s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
+            return s.recv(16)[:1] in (b"+", b"-")  # PONG, or NOAUTH when it has a password
 
     def master_port_now(self) -> int:
         _host, port = command(self.port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER)
