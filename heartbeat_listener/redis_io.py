@@ -24,15 +24,12 @@ import redis
 from hbdns import keys, scripts
 from hbdns.liveness import BEAT_ARGS_PER_BEAT, BEAT_KEYS_PER_BEAT, OK, BeatRequest, BeatResult, Liveness
 from hbdns.plans import Plan
-from hbdns.resp import BatchConnection, ConnectionLost, bulk, encode_command
+from hbdns.resp import BatchConnection, ConnectionLost, bulk
 from heartbeat_listener.held import HeldBeats
 from heartbeat_listener.protocol import AccountInfo, StoreUnavailable
+from heartbeat_listener.replication import ReplicaWait, reapply
 
 log = logging.getLogger(__name__)
-
-# A pub/sub channel nobody listens to: PUBLISH to it is the cheapest write Redis replicates, which
-# makes the WAIT after it on the same connection cover everything the primary did before.
-WAIT_CHANNEL = "hbdns:replication-mark"
 
 
 class RedisAccounts:
@@ -118,22 +115,13 @@ class RedisBeats:
     got NOSCRIPT too, so no beat is lost. Only if the script is gone again at once do that
     batch's beats come back as status ``noscript`` (counted as redis_down).
 
-    Durability across a failover (:mod:`heartbeat_listener.held`): with ``wait_replicas`` > 0, the
-    beats of a batch that recorded a transition are held until ``WAIT wait_replicas
-    wait_timeout_ms`` confirms that enough replicas have them. The WAIT goes on a second
-    connection, after a ``PUBLISH`` there (a write Redis replicates, so that connection's WAIT
-    covers everything the primary did before it, the beat batches included): a WAIT holds its
-    connection until the replicas answer, and on the beat connection it would hold the batches
-    behind it. One WAIT at a time, at most every ``WAIT_EVERY``; its answer is picked up when it
-    has come (:meth:`confirm`). A WAIT that times out (no replica, or a slow one) leaves the beats
-    held and none is sent for ``WAIT_PAUSE``. Held beats, and those in flight when a connection was
-    lost, run first on the next connection; the transitions they record there again (the old
-    primary's were lost) have their names purged through ``purge``.
+    Durability across a failover (:mod:`heartbeat_listener.held`): the beats of a batch in flight
+    or unsent when the connection was lost are held, and with ``wait_replicas`` > 0 so are those
+    that recorded a transition, until a WAIT says that many replicas have them
+    (:class:`~heartbeat_listener.replication.ReplicaWait`, on a connection of its own). Held beats
+    run first on the next connection; the transitions they record there again (the old primary's
+    were lost) have their names purged through ``purge``.
     """
-
-    WAIT_EVERY = 0.05  # seconds between two WAITs at least: many batches' transitions, one WAIT
-    WAIT_PAUSE = 1.0  # seconds without WAIT after one timed out
-    REAPPLY_CHUNK = 256  # held beats per script call when they are applied again
 
     def __init__(
         self,
@@ -150,20 +138,13 @@ class RedisBeats:
         self.conn = conn
         self.liveness = liveness
         self.script = scripts.BEAT
-        self.wait_replicas = wait_replicas
-        self._wait_command = encode_command("WAIT", str(wait_replicas), str(max(1, int(wait_timeout * 1000))))
-        self._mark_and_wait = encode_command("PUBLISH", WAIT_CHANNEL, "") + self._wait_command
-        self._waits = conn.twin()  # for the WAITs; connected only when one is sent
         self.purge = purge
         self.held = held if held is not None else HeldBeats(clock=clock)
-        self.clock = clock
+        self.wait = ReplicaWait(conn, self.held, wait_replicas, wait_timeout, clock) if wait_replicas else None
         conn.on_connect.append(lambda c: c.roundtrip(self.script.load_command, 1))  # Redis may have restarted
         conn.on_connect.append(self._on_connect)
         self._pending: deque[_Ticket] = deque()  # sent, reply not read yet, in order
         self._open: list[_Ticket] = []  # submitted, not collected yet
-        self._waiting: dict[int, BeatRequest] | None = None  # what the WAIT in flight confirms
-        self._no_wait_until = 0.0
-        self.wait_timeouts = 0
         self.reapplied = 0  # held beats applied again after a reconnect
         self.rerecorded = 0  # of those, how many recorded their transition again (it had been lost)
         # the batch's fixed keys and args (with the source), then its zones, then per beat:
@@ -291,16 +272,20 @@ class RedisBeats:
         parse = self.liveness.beat_result
         # the script answers a bare 'ok' for an accepted beat that changed nothing: the shared OK
         results = [OK if r == "ok" else parse(r) for r in reply]
-        if self.wait_replicas:
+        wait = self.wait
+        if wait is not None:
             if reply.count("ok") != len(reply):
                 self.held.add(
                     req for req, res in zip(ticket.reqs, results, strict=True) if res is not OK and res.changed
                 )
-            if self._waiting is not None:
-                self.confirm()
-            if self.held:
-                self._send_wait()
+            wait.confirm()
+            wait.send()
         return results
+
+    def confirm(self, block: bool = False) -> None:
+        """Take the answer of the WAIT in flight (``block``: and settle every held beat now)."""
+        if self.wait is not None:
+            self.wait.confirm(block)
 
     def _lost(self, reqs: Sequence[BeatRequest]) -> None:
         """The connection failed: hold ``reqs`` and every beat in flight, and close it (so that what
@@ -314,54 +299,8 @@ class RedisBeats:
         self.held.add(req for t in self._open for req in t.reqs)
         self._open.clear()
         self._pending.clear()
-        self._waiting = None
-        self._waits.close()  # its WAIT was about the server that is gone
-
-    def _send_wait(self) -> None:
-        """A WAIT for the beats held so far, unless one is in flight, one went out less than
-        ``WAIT_EVERY`` ago, or one timed out less than ``WAIT_PAUSE`` ago."""
-        now = self.clock()
-        if self._waiting is not None or now < self._no_wait_until:
-            return
-        self._no_wait_until = now + self.WAIT_EVERY
-        waits = self._waits
-        try:
-            waits.send(self._mark_and_wait, 2)
-        except ConnectionLost:
-            return  # the beats stay held; another try after WAIT_EVERY
-        if waits.address != self.conn.address:  # mid-failover, Sentinel sent it elsewhere
-            waits.close()
-            return
-        self._waiting = self.held.snapshot()
-
-    def confirm(self, block: bool = False) -> None:
-        """Take the answer of the WAIT in flight if it has come. With ``block``: wait for it, then
-        send one for whatever is still held and wait for that too (for a caller that wants the held
-        beats settled now, e.g. a test)."""
-        if not block:
-            self._answer(block=False)
-            return
-        self._answer(block=True)
-        if self.held:
-            self._no_wait_until = 0.0
-            self._send_wait()
-            self._answer(block=True)
-
-    def _answer(self, block: bool) -> None:
-        waits = self._waits
-        try:
-            while self._waiting is not None and (block or waits.ready()):
-                reply = waits.read(1)[0]
-                if waits.inflight:
-                    continue  # the PUBLISH's answer; the WAIT's comes next
-                covered, self._waiting = self._waiting, None
-                if isinstance(reply, int) and reply >= self.wait_replicas:
-                    self.held.release(covered)
-                else:  # timed out (or refused): the beats stay held
-                    self.wait_timeouts += 1
-                    self._no_wait_until = self.clock() + self.WAIT_PAUSE
-        except ConnectionLost:
-            self._waiting = None
+        if self.wait is not None:
+            self.wait.reset()
 
     def _read(self, ticket: _Ticket) -> None:
         """Read replies in submission order up to ``ticket``'s."""
@@ -392,42 +331,16 @@ class RedisBeats:
         self._reapply(conn)
 
     def _reapply(self, conn: BatchConnection) -> None:
-        """On a new connection, before anything else: the held beats, oldest first, then one WAIT
-        for them. Those the new server had already (replay) or refuses are forgotten."""
-        reqs = self.held.beats()
-        if not reqs:
+        if not self.held:
             return
-        rerecorded = 0
-        names: list[str] = []
-        applied: dict[int, BeatRequest] = {}  # recorded a transition again: kept until a WAIT confirms
-        for i in range(0, len(reqs), self.REAPPLY_CHUNK):
-            chunk = reqs[i : i + self.REAPPLY_CHUNK]
-            reply = conn.roundtrip(self.encode(chunk), 1)[0]
-            if type(reply) is not list or len(reply) != len(chunk):
-                continue  # not applied: they stay held for the next connection
-            settled = {}
-            for req, raw in zip(chunk, reply, strict=True):
-                res = OK if raw == "ok" else self.liveness.beat_result(raw)
-                if res.changed:
-                    rerecorded += 1
-                    names.extend(res.names)
-                    applied[req.account_id] = req
-                else:
-                    settled[req.account_id] = req  # nothing was missing: no need to keep it
-            self.held.release(settled)
-            self.reapplied += len(chunk)
-        if applied and self.wait_replicas:
-            acked = conn.roundtrip(self._wait_command, 1)[0]
-            if isinstance(acked, int) and acked >= self.wait_replicas:
-                self.held.release(applied)
-        elif applied:
-            self.held.release(applied)
-        self.rerecorded += rerecorded
-        if names and self.purge is not None:
-            self.purge(names)
+        done = reapply(conn, self.held, self.encode, self.liveness.beat_result, self.wait)
+        self.reapplied += done.beats
+        self.rerecorded += done.rerecorded
+        if done.names and self.purge is not None:
+            self.purge(done.names)
         log.warning(
             "held beats applied again on a new connection",
-            extra={"beats": len(reqs), "transitions_recorded_again": rerecorded, "redis": conn.address},
+            extra={"beats": done.beats, "transitions_recorded_again": done.rerecorded, "redis": conn.address},
         )
 
     def counters(self) -> dict[str, float]:
@@ -437,7 +350,7 @@ class RedisBeats:
             "hbdns_heartbeat_held_dropped_total": self.held.dropped,
             "hbdns_heartbeat_reapplied_total": self.reapplied,
             "hbdns_heartbeat_rerecorded_total": self.rerecorded,
-            "hbdns_heartbeat_wait_timeouts_total": self.wait_timeouts,
+            "hbdns_heartbeat_wait_timeouts_total": self.wait.timeouts if self.wait is not None else 0,
             "hbdns_heartbeat_redis_connects_total": self.conn.connects,
         }
 

@@ -19,6 +19,7 @@ from hbdns.resp import BatchConnection, ConnectionLost
 from hbdns.store import Store
 from heartbeat_listener.protocol import StoreUnavailable
 from heartbeat_listener.redis_io import RedisBeats
+from heartbeat_listener.replication import ReplicaWait
 from tests.support.servers import RedisServer, wait_for
 
 ZONE = "dur.test"
@@ -65,7 +66,7 @@ def test_wait_confirms_a_transition_once_the_replica_has_it(pair: tuple[RedisSer
     assert writer.beats([beat(a, "203.0.113.1", t)])[0].changed  # recovered: held until WAIT answers
     assert [q.account_id for q in writer.held.beats()] == [a]  # its WAIT is in flight
     writer.confirm(block=True)
-    assert (len(writer.held), writer.wait_timeouts) == (0, 0)
+    assert (len(writer.held), writer.counters()["hbdns_heartbeat_wait_timeouts_total"]) == (0, 0)
     [res] = writer.beats([beat(b, "203.0.113.9", t)])
     assert res.changed
     wait_for(lambda: not writer.beats([beat(a, "203.0.113.1", now_ms())])[0].changed and not writer.held, 5)
@@ -83,7 +84,7 @@ def test_transitions_of_many_batches_share_one_wait(pair: tuple[RedisServer, Red
     for i, account_id in enumerate(ids):  # 20 batches, each with a transition, well within WAIT_EVERY
         writer.beats([beat(account_id, "203.0.113.1", t + i)])
     sent = r.info("commandstats")["cmdstat_wait"]["calls"] - waits
-    assert sent <= 1 + (time.monotonic() - started) / writer.WAIT_EVERY
+    assert sent <= 1 + (time.monotonic() - started) / ReplicaWait.WAIT_EVERY
     wait_for(lambda: not writer.beats([beat(ids[0], "203.0.113.1", now_ms())])[0].changed and not writer.held, 5)
 
 
@@ -101,7 +102,9 @@ def test_without_a_replica_the_beats_do_not_wait_and_stay_held(tmp_path: Path) -
             assert writer.beats([beat(account_id, f"203.0.113.{i + 1}", t)])[0].changed
         assert time.monotonic() - started < 0.5  # not held up by the WAIT in flight
         writer.confirm(block=True)
-        assert writer.wait_timeouts >= 1 and len(writer.held) == 3  # unconfirmed: kept
+        assert (
+            writer.counters()["hbdns_heartbeat_wait_timeouts_total"] >= 1 and len(writer.held) == 3
+        )  # unconfirmed: kept
         waits = r.info("commandstats")["cmdstat_wait"]["calls"]
         for i, account_id in enumerate(ids[3:]):
             assert writer.beats([beat(account_id, f"203.0.113.{i + 4}", t)])[0].changed

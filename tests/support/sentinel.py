@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,19 @@ def command(port: int, *args: str, timeout: float = 2.0, password: str | None = 
         return r.execute_command(*args)
     finally:
         r.close()
+
+
+def noscripts(port: int) -> int:
+    """NOSCRIPT replies the server on ``port`` has sent so far."""
+    import redis
+
+    stats = redis.Redis(port=port).info("errorstats")
+    return int(stats.get("errorstat_NOSCRIPT", {}).get("count", 0))
+
+
+def cached(port: int, sha: str) -> bool:
+    """Whether the script with SHA1 ``sha`` is in that server's script cache."""
+    return bool(command(port, "SCRIPT", "EXISTS", sha)[0])
 
 
 def info(port: int, section: str) -> dict[str, str]:
@@ -216,3 +230,31 @@ class SentinelGroup:
         server.extra.append(f"replicaof 127.0.0.1 {primary}")
         server.start()
         wait_for(self.ready, timeout, interval=0.1, what="healed group (old primary back as a replica)")
+
+
+# --- fixtures: a test module registers them with ``pytest.fixture`` (see tests/integration/test_sentinel.py)
+
+
+def started_group(tmp_path_factory: Any) -> Iterator[SentinelGroup]:
+    """A started group for a module (``group = pytest.fixture(scope="module")(started_group)``)."""
+    g = SentinelGroup(Path(tmp_path_factory.mktemp("sentinel"))).start()
+    yield g
+    g.stop()
+
+
+def fresh_group(group: SentinelGroup) -> Iterator[SentinelGroup]:
+    """The group with an empty database, empty script caches and both servers up (a test that
+    killed one is healed before and after)."""
+    from hbdns.connection import connect
+
+    for server in group.servers.values():
+        if server.process is None or not server.process.alive():
+            group.heal(server)
+    connect(group.url).flushall()
+    for server in group.servers.values():
+        command(server.port, "SCRIPT", "FLUSH")
+    wait_for(group.replicating, 10, what="replica in sync")
+    yield group
+    for server in group.servers.values():
+        if server.process is None or not server.process.alive():
+            group.heal(server)
