@@ -28,6 +28,7 @@ venv: $(STAMP)
 sysdeps:
 	@missing=""; \
 	command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server redis-tools"; \
+	command -v redis-sentinel >/dev/null || [ -x /usr/bin/redis-sentinel ] || missing="$$missing redis-sentinel"; \
 	command -v pdns_server >/dev/null || [ -x /usr/sbin/pdns_server ] || missing="$$missing pdns-server"; \
 	ls /usr/lib/*/pdns/libremotebackend.so >/dev/null 2>&1 || missing="$$missing pdns-backend-remote"; \
 	command -v ddclient >/dev/null || [ -x /usr/bin/ddclient ] || [ -x /usr/sbin/ddclient ] || missing="$$missing ddclient"; \

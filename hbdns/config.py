@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
+from hbdns import connection
 from hbdns.logs import setup_logging
 
 PREFIX = "HBDNS_"
@@ -139,9 +140,32 @@ def _base_url(raw: str) -> str:
     return value
 
 
-def _setting(default: str, parse: Callable[[str], Any] = str) -> Any:
-    """Declare a setting: its default (as the environment would spell it) and its parser."""
-    return field(default=parse(default), metadata={"parse": parse, "raw_default": default})
+def _redis_url(raw: str) -> str:
+    return connection.check(raw.strip())
+
+
+def _optional_redis_url(raw: str) -> str:
+    return _redis_url(raw) if raw.strip() else ""
+
+
+def _wait_replicas(raw: str) -> int | None:
+    """``auto`` (None: 1 with a Sentinel URL, 0 otherwise) or a number of replicas >= 0."""
+    if raw.strip().lower() == "auto":
+        return None
+    value = int(raw)
+    if value < 0:
+        raise ValueError("expected auto or a number >= 0")
+    return value
+
+
+def _redacted(raw: str) -> str:
+    return repr(connection.redact(raw))
+
+
+def _setting(default: str, parse: Callable[[str], Any] = str, show: Callable[[str], str] = repr) -> Any:
+    """Declare a setting: its default (as the environment would spell it), its parser, and how a
+    refused value is shown in the error (URLs with passwords are redacted)."""
+    return field(default=parse(default), metadata={"parse": parse, "raw_default": default, "show": show})
 
 
 @dataclass(frozen=True)
@@ -149,7 +173,12 @@ class Settings:
     """All settings of all services; each service reads what it needs."""
 
     # Redis
-    redis_url: str = _setting("redis://127.0.0.1:6379/0")
+    redis_url: str = _setting("redis://127.0.0.1:6379/0", _redis_url, _redacted)
+    # The backend's own Redis (a replica on the DNS host); "" = redis_url
+    backend_redis_url: str = _setting("", _optional_redis_url, _redacted)
+    # Beat writes that recorded a transition wait (bounded) until this many replicas have them
+    redis_wait_replicas: int | None = _setting("auto", _wait_replicas)
+    redis_wait_timeout: float = _setting("0.1", _positive_float)
     log_level: str = _setting("INFO", _choice("debug", "info", "warning", "error"))
 
     # PowerDNS remote backend (private: only PowerDNS may reach it)
@@ -280,6 +309,12 @@ class Settings:
     neutral_host_per_source: int = _setting("16", _positive_int)
     neutral_host_timeout: float = _setting("10", _positive_float)
 
+    def wait_replicas(self) -> int:
+        """Replicas a beat write that recorded a transition waits for (``auto``: 1 with Sentinel)."""
+        if self.redis_wait_replicas is not None:
+            return self.redis_wait_replicas
+        return 1 if connection.is_sentinel(self.redis_url) else 0
+
     def plan_table(self) -> dict[str, Any]:
         """The plan table with this configuration's overrides applied."""
         from hbdns.plans import build_plans
@@ -326,7 +361,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         try:
             values[f.name] = f.metadata["parse"](raw)
         except (ValueError, TypeError) as exc:
-            shown = "***" if is_secret(f.name) else repr(raw)
+            shown = "***" if is_secret(f.name) else f.metadata["show"](raw)
             raise ConfigError(f"{name}={shown}: {exc}") from None
     settings = Settings(**values)
     settings.plan_table()  # validate plan overrides now, not at first use

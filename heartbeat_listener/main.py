@@ -26,6 +26,10 @@ from heartbeat_listener.sources import SourceLimiter
 
 log = logging.getLogger("heartbeat_listener")
 
+# Longest pause between tries while Redis fails: a restarted Redis or a new primary after a
+# failover gets beats again within this (issue 14: <= 0.5 s); a try costs one refused connect.
+REDIS_RETRY_MAX = 0.5
+
 
 def open_sockets(settings: config.Settings) -> list[socket.socket]:
     """The configured IPv4 and IPv6 sockets. A host without IPv6 (many containers) keeps IPv4 only."""
@@ -68,11 +72,19 @@ def main(argv: list[str] | None = None) -> int:
     lookups, writes = BatchConnection(client), BatchConnection(client)
     metrics = Metrics()
     purger = Purger(settings.pdns_api_urls, settings.pdns_api_key, settings.pdns_api_timeout).start()
+    writer = RedisBeats(
+        writes,
+        liveness,
+        wait_replicas=settings.wait_replicas(),
+        wait_timeout=settings.redis_wait_timeout,
+        purge=purger.purge,
+    )
     inodes = socket_inodes(s.fileno() for s in sockets)
     metrics.collectors.append(
         lambda: {
             "hbdns_heartbeat_kernel_drops_total": kernel_drops(inodes),
             "hbdns_heartbeat_purges_dropped_total": purger.dropped,
+            **writer.counters(),
         }
     )
     try:
@@ -83,10 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     listener = UdpListener(
         sockets,
         RedisAccounts(lookups, settings.plan_table()),
-        RedisBeats(writes, liveness),
+        writer,
         metrics=metrics,
         limiter=SourceLimiter(settings.heartbeat_source_rate, settings.heartbeat_source_burst),
         purger=purger,
+        backoff_max=REDIS_RETRY_MAX,
         batch=settings.heartbeat_batch,
         depth=settings.heartbeat_pipeline,
         max_skew_ms=int(settings.heartbeat_max_skew * 1000),

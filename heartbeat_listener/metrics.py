@@ -27,6 +27,12 @@ _HELP = {
     "hbdns_heartbeat_purges_dropped_total": ("counter", "Cache purges dropped because the queue was full."),
     "hbdns_heartbeat_kernel_drops_total": ("counter", "Datagrams the kernel dropped (receive buffer full)."),
     "hbdns_heartbeat_redis_up": ("gauge", "1 while the last Redis round trip succeeded."),
+    "hbdns_heartbeat_held_beats": ("gauge", "Beats held to be applied again on the next Redis connection."),
+    "hbdns_heartbeat_held_dropped_total": ("counter", "Held beats dropped (too many or too old)."),
+    "hbdns_heartbeat_reapplied_total": ("counter", "Held beats applied again on a new Redis connection."),
+    "hbdns_heartbeat_rerecorded_total": ("counter", "Transitions recorded again after a reconnect (were lost)."),
+    "hbdns_heartbeat_wait_timeouts_total": ("counter", "WAITs for replicas that timed out."),
+    "hbdns_heartbeat_redis_connects_total": ("counter", "Connections the beat writer made to Redis."),
 }
 
 

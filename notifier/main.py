@@ -18,7 +18,7 @@ from collections.abc import Callable
 import redis
 
 from hbdns import config
-from hbdns.connection import connect
+from hbdns.connection import connect, redact
 from hbdns.loops import Loops
 from hbdns.migrations import legacy_notify_queue
 from notifier.channel import LogTransport, Transport
@@ -129,11 +129,8 @@ class Notifier:
 
 
 def _safe_url(url: str) -> str:
-    """The Redis URL without a password."""
-    if "@" in url:
-        scheme, _, rest = url.partition("://")
-        return f"{scheme}://***@{rest.rpartition('@')[2]}"
-    return url
+    """The Redis URL without its passwords (a Sentinel URL may carry two)."""
+    return redact(url)
 
 
 def main(argv: list[str] | None = None) -> int:
