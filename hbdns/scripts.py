@@ -131,5 +131,7 @@ NEUTRALIZE = load("neutralize", lib=True)  # one due account -> neutralized
 RECORD = load("record", lib=True)  # admin transitions (created, removed)
 LOOKUP = load("lookup")  # the DNS backend's account lookup (read-only)
 GCRA = load("gcra", lib=True)  # one rate-limit bucket (the update API)
+ACME_SET = load("acme_set", lib=True)  # one ACME DNS-01 value (hbdns.acme, the update API)
+ACME_TXT = load("acme_txt", lib=True)  # the live ACME DNS-01 values (the DNS backend, read-only)
 
-ALL: tuple[Script, ...] = (BEAT, DUE, NEUTRALIZE, RECORD, LOOKUP, GCRA)
+ALL: tuple[Script, ...] = (BEAT, DUE, NEUTRALIZE, RECORD, LOOKUP, GCRA, ACME_SET, ACME_TXT)
