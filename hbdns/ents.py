@@ -5,9 +5,9 @@ name that exists without records of its own (RFC 8020 section 2 calls it an empt
 It must answer NOERROR with no data: an NXDOMAIN for it lets a resolver conclude that nothing
 below it exists, the account included. Each zone keeps a count per such name of the account names
 below it (:func:`hbdns.keys.zone_ents`), changed by the store in the same transaction as the name
-index, and a revision (``ents_rev`` in the zone hash) that the DNS backend watches so it re-reads
-the index only when it changed. Static records make non-terminals too; the backend derives those
-from the zone's records itself.
+index, with a revision (the field :data:`REV_FIELD` of the same hash, which no name can spell) that
+the DNS backend watches so it re-reads the index only when it changed. Static records make
+non-terminals too; the backend derives those from the zone's records itself.
 
 Wildcard names (``*.<fqdn>``) and ACME challenge names (``_acme-challenge.<name>``) lie right below
 an account's own name, so they add nothing here.
@@ -21,7 +21,7 @@ from typing import Any
 
 from hbdns import keys
 
-REV_FIELD = "ents_rev"
+REV_FIELD = "#rev"  # names are LDH: none starts with "#"
 
 
 def between(name: str, apex: str) -> list[str]:
@@ -65,13 +65,15 @@ def queue_change(pipe: Any, apex: str, added: Iterable[str] = (), removed: Itera
     for name, n in sorted(changed.items()):
         pipe.hincrby(keys.zone_ents(apex), name, n)
     if changed:
-        pipe.hincrby(keys.zone(apex), REV_FIELD, 1)
+        pipe.hincrby(keys.zone_ents(apex), REV_FIELD, 1)
 
 
 def parse(raw: Mapping[str, str]) -> frozenset[str]:
     """The names of a stored index that still have an account name below them."""
     out = set()
     for name, n in raw.items():
+        if name == REV_FIELD:
+            continue
         try:
             if int(n) > 0:
                 out.add(name)

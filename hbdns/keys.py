@@ -119,7 +119,7 @@ def zone_accounts(apex: str) -> str:
 def zone_ents(apex: str) -> str:
     """HASH name -> how many account names lie below it, for every name strictly between an
     account's name and the zone apex (the empty non-terminals, :mod:`hbdns.ents`). Counts that
-    fall to 0 stay as "0"; the zone hash's ``ents_rev`` grows with every change."""
+    fall to 0 stay as "0"; the field ``#rev`` grows with every change."""
     return f"{PREFIX}:zone:{{z:{apex}}}:ents"
 
 

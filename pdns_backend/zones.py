@@ -6,7 +6,7 @@ instead of reading it per lookup. The account part of an answer is never held he
 
 Each zone's empty non-terminals (:mod:`hbdns.ents`) are held here too: those above static records
 from the parsed view, those above account names from the zone's index, which is read again only
-when its revision (``ents_rev``) changed, so a lookup never pays a round trip for them.
+when its revision changed, so a lookup never pays a round trip for them.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ STEP = 4  # items per zone in read_zones' flat list
 
 
 def read_zones(r: redis.Redis) -> list[Any]:
-    """Every listed zone as a flat ``[apex, ZONE_FIELDS values, account at apex (0/1), ents_rev, ...]``.
+    """Every listed zone as a flat ``[apex, ZONE_FIELDS values, account at apex (0/1), index revision, ...]``.
 
     Two round trips (the zone list, then one pipeline over it), once per ``max_age``: a zone removed
     in between reads as a gone hash (skipped), one added in between is seen at the next reload."""
@@ -42,7 +42,7 @@ def read_zones(r: redis.Redis) -> list[Any]:
     for apex in apexes:
         pipe.hmget(keys.zone(apex), list(answers.ZONE_FIELDS))
         pipe.hexists(keys.names(), apex)
-        pipe.hget(keys.zone(apex), ents.REV_FIELD)
+        pipe.hget(keys.zone_ents(apex), ents.REV_FIELD)
     replies = pipe.execute()
     flat: list[Any] = []
     for n, apex in enumerate(apexes):
@@ -88,7 +88,7 @@ class ZoneCache:
         self._errors = RateLimitedLog(log, 60.0)
         self._load = load
         self._load_ents = load_ents
-        self._ents: dict[str, tuple[str, frozenset[str]]] = {}  # apex -> (ents_rev, index)
+        self._ents: dict[str, tuple[str, frozenset[str]]] = {}  # apex -> (revision, index)
         self.max_age = max_age
         self._clock = clock
         self._lock = threading.Lock()
