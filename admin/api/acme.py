@@ -52,7 +52,7 @@ def issue(path: AccountPath, body: AcmeCredentialsRequest) -> Any:
     account = visible_account(path.account)
     issued = provision_acme.issue(api().store, account, body.name)
     log.info(
-        "acme credentials made", extra={"account": account.id, "name": issued.credential.name, "token": token().id}
+        "acme credentials made", extra={"account": account.id, "acme_name": issued.credential.name, "token": token().id}
     )
     return issued.as_dict(), 201
 
@@ -63,5 +63,5 @@ def revoke(path: AcmeCredentialPath) -> Any:
     account = visible_account(path.account)
     if not provision_acme.revoke(api().store, account, path.name):
         raise NotFound(f"no ACME credentials for {path.name}")
-    log.info("acme credentials revoked", extra={"account": account.id, "name": path.name, "token": token().id})
+    log.info("acme credentials revoked", extra={"account": account.id, "acme_name": path.name, "token": token().id})
     return "", 204

@@ -101,7 +101,7 @@ class AcmeService:
         if n < 0:  # revoked, or the name left the account, since the check
             return FORBIDDEN
         self.purger.purge([acme.challenge_name(cred.name)])
-        log.info("acme value set", extra={"credential": cred.id, "name": cred.name, "values": n, "source": source})
+        log.info("acme value set", extra={"credential": cred.id, "acme_name": cred.name, "values": n, "source": source})
         return None
 
     def update(self, user: str | None, key: str | None, source: str | None, body: Any) -> AcmeReply:
@@ -152,5 +152,5 @@ class AcmeService:
             return value
         if acme.remove_value(self.r, auth.name, value):
             self.purger.purge([acme.challenge_name(auth.name)])
-        log.info("acme value removed", extra={"credential": auth.id, "name": auth.name, "source": source})
+        log.info("acme value removed", extra={"credential": auth.id, "acme_name": auth.name, "source": source})
         return AcmeReply(200, {"fqdn": acme.challenge_name(auth.name) + ".", "value": value})
