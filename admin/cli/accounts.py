@@ -165,7 +165,7 @@ def account_acme_credentials(store: Store, args: argparse.Namespace) -> int:
     name = None if args.name.strip().isdigit() else args.name
     if args.list:
         creds = [c.public_dict() for c in provision_acme.listing(store, account)]
-        rows = [{"name": c["name"], "username": c["username"], "created": ts(int(c["created"] * 1000))} for c in creds]
+        rows = [{"name": c["name"], "username": c["username"], "created": ts(c["created"])} for c in creds]
         emit(args, creds, table(rows, ["name", "username", "created"]))
         return 0
     if args.revoke:

@@ -61,8 +61,9 @@ def zone_set(store: Store, args: argparse.Namespace) -> int:
     if zone is None:
         raise NotFound(f"no zone {args.apex}")
     zone = change_zone(store, zone, changes)
-    shown = ", ".join(f"{k}={getattr(zone, k)}" for k in changes.given())
-    emit(args, zone_dict(store, zone), f"zone {zone.apex}: {shown}")
+    data = zone_dict(store, zone)
+    shown = ", ".join(f"{k}={data[k]}" for k in changes.given())
+    emit(args, data, f"zone {zone.apex}: {shown}")
     return 0
 
 
