@@ -131,26 +131,30 @@ class AcmeService:
         except acme.Refused as exc:
             return AcmeReply.error(400, "bad_txt", str(exc))
 
-    def present(self, user: str | None, key: str | None, source: str | None, body: Any) -> AcmeReply:
-        """lego httpreq ``POST /present``."""
+    def _httpreq(self, user: str | None, key: str | None, source: str | None, body: Any) -> Any:
+        """httpreq's (credential, value), or the refusal."""
         auth = self.authenticate(user, key, source)
         if isinstance(auth, AcmeReply):
             return auth
         value = self._own(auth, body)
-        if isinstance(value, AcmeReply):
-            return value
-        refused = self._apply(auth, value, source)
-        return refused or AcmeReply(200, {"fqdn": acme.challenge_name(auth.name) + ".", "value": value})
+        return value if isinstance(value, AcmeReply) else (auth, value)
+
+    def present(self, user: str | None, key: str | None, source: str | None, body: Any) -> AcmeReply:
+        """lego httpreq ``POST /present``."""
+        checked = self._httpreq(user, key, source, body)
+        if isinstance(checked, AcmeReply):
+            return checked
+        cred, value = checked
+        refused = self._apply(cred, value, source)
+        return refused or AcmeReply(200, {"fqdn": acme.challenge_name(cred.name) + ".", "value": value})
 
     def cleanup(self, user: str | None, key: str | None, source: str | None, body: Any) -> AcmeReply:
         """lego httpreq ``POST /cleanup``: the value goes now (it would expire anyway)."""
-        auth = self.authenticate(user, key, source)
-        if isinstance(auth, AcmeReply):
-            return auth
-        value = self._own(auth, body)
-        if isinstance(value, AcmeReply):
-            return value
-        if acme.remove_value(self.r, auth.name, value):
-            self.purger.purge([acme.challenge_name(auth.name)])
-        log.info("acme value removed", extra={"credential": auth.id, "acme_name": auth.name, "source": source})
-        return AcmeReply(200, {"fqdn": acme.challenge_name(auth.name) + ".", "value": value})
+        checked = self._httpreq(user, key, source, body)
+        if isinstance(checked, AcmeReply):
+            return checked
+        cred, value = checked
+        if acme.remove_value(self.r, cred.name, value):
+            self.purger.purge([acme.challenge_name(cred.name)])
+        log.info("acme value removed", extra={"credential": cred.id, "acme_name": cred.name, "source": source})
+        return AcmeReply(200, {"fqdn": acme.challenge_name(cred.name) + ".", "value": value})
