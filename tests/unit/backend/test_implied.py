@@ -117,3 +117,14 @@ def test_a_zone_written_before_the_index_is_fixed_by_the_migration(
     assert lookup(client, "office.old.test.")[0]["qtype"] == ENT
     assert r.hget(keys.zone_ents("old.test"), "office.old.test") == "2"
     assert zone_ents.apply(r) == 0  # idempotent
+
+
+def test_rows_use_the_canonical_lowercase_names_whatever_the_query_case(client: FlaskClient, store: Store) -> None:
+    """The backend's part of canonical answers (pdns' name compression may still copy the question's
+    case into a suffix on the wire: README, Names and negative answers)."""
+    home = provision.create_account(store, f"home.{APEX}", "heartbeat-c", mx=True, wildcard=True).account
+    store.liveness.beat(BeatRequest(home.id, APEX, 60_000, ipv4="203.0.114.7"))
+    for qname in ("HoMe.ExAmPlE.CoM.", "*.HOME.example.COM."):
+        rows = lookup(client, qname, "MX")
+        assert {r["qname"] for r in rows} == {qname.lower()}
+        assert {r["content"] for r in rows} == {f"10 home.{APEX}", "50 mx.backup.example.com"}
