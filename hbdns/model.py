@@ -19,9 +19,9 @@ from hbdns import validate
 
 STATIC_TYPES = ("A", "AAAA", "CNAME", "MX", "TXT", "NS", "SRV", "CAA")
 
-# How long resolvers cache "no such name" / "no such record" (RFC 2308) for zones that set none.
-# docs/acme.md and README say why 15 s: a new account, or an account's first AAAA, shows through a
-# caching resolver within it (it took 59.7 s and 58.4 s with 60 s; measured with pdns-recursor).
+# How long resolvers cache "no such name" / "no such record" (RFC 2308) for new zones: a new
+# account, or an account's first AAAA, shows through a caching resolver within it (README, "Names
+# and negative answers", has the measurement behind 15 s).
 DEFAULT_NEGATIVE_TTL = 15
 MAX_NEGATIVE_TTL = 86400
 
