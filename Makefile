@@ -25,6 +25,9 @@ venv: $(STAMP)
 # started (the mail tests run instances of their own from their own config dirs, in a namespace).
 # pdns' bind backend serves the static zone of the phase-1 mail scenario.
 # chromium and chromium-driver are for the status page's browser test (tests/e2e/test_admin_surfaces.py).
+# pebble (ACME test server), lego (ACME client) and pdns-recursor (a caching resolver) are for the
+# DNS-01 and resolver tests (tests/e2e/test_acme.py, tests/e2e/test_resolver.py); openssl makes
+# pebble's certificate. Installing pdns-recursor starts nothing here (no init system).
 sysdeps:
 	@missing=""; \
 	command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server redis-tools"; \
@@ -40,6 +43,10 @@ sysdeps:
 	[ -x /usr/sbin/postfix ] || missing="$$missing postfix"; \
 	command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || [ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
+	command -v pebble >/dev/null || [ -x /usr/bin/pebble ] || missing="$$missing pebble"; \
+	command -v lego >/dev/null || [ -x /usr/bin/lego ] || missing="$$missing lego"; \
+	[ -x /usr/sbin/pdns_recursor ] || missing="$$missing pdns-recursor"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  echo "postfix postfix/main_mailer_type select No configuration" | $(SUDO) debconf-set-selections; \

@@ -59,6 +59,15 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _negative_ttl(raw: str) -> int:
+    from hbdns.model import MAX_NEGATIVE_TTL
+
+    value = _positive_int(raw)
+    if value > MAX_NEGATIVE_TTL:
+        raise ValueError(f"must be at most {MAX_NEGATIVE_TTL} seconds")
+    return value
+
+
 def _list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
@@ -218,6 +227,14 @@ class Settings:
     update_authfail_account_burst: int = _setting("30", _positive_int)
     update_known_source_ttl: int = _setting("2592000", _positive_int)
     update_blocked_agents: tuple[str, ...] = _setting("", _list)
+    update_public_url: str = _setting("", _base_url)
+
+    # ACME DNS-01 (served by the update API under /acme-dns and /httpreq)
+    acme_value_ttl: int = _setting("3600", _positive_int)
+    acme_update_rate: float = _setting("6", _positive_float)  # per credential
+    acme_update_burst: int = _setting("10", _positive_int)
+    acme_authfail_rate: float = _setting("10", _positive_float)  # per source
+    acme_authfail_burst: int = _setting("20", _positive_int)
 
     # Admin API (hbdns-admin-api; private: its own loopback port by default)
     admin_api_host: str = _setting("127.0.0.1")
@@ -255,6 +272,7 @@ class Settings:
     default_hostmaster: str = _setting("hostmaster.example.net")
     default_backup_mx: str = _setting("")
     default_backup_mx_pref: int = _setting("50", _positive_int)
+    default_negative_ttl: int = _setting("15", _negative_ttl)
 
     # Notifier
     notify_consumer: str = _setting("")
@@ -314,6 +332,12 @@ class Settings:
         if self.redis_wait_replicas is not None:
             return self.redis_wait_replicas
         return 1 if connection.is_sentinel(self.redis_url) else 0
+
+    @property
+    def acme_dns_url(self) -> str:
+        """The acme-dns base URL ACME clients are given (``server_url``)."""
+        base = self.update_public_url or f"http://{self.update_host}:{self.update_port}"
+        return base + "/acme-dns"
 
     def plan_table(self) -> dict[str, Any]:
         """The plan table with this configuration's overrides applied."""

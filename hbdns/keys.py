@@ -31,7 +31,8 @@ def zones() -> str:
 
 
 def names() -> str:
-    """HASH fqdn -> account id, for every name (primary and aliases) of every account."""
+    """HASH fqdn -> account id, for every name (primary and aliases) of every account, and
+    ``*.<fqdn>`` -> id for an account whose wildcard is on (no account name can start with ``*``)."""
     return f"{PREFIX}:names"
 
 
@@ -168,6 +169,33 @@ def zone(apex: str) -> str:
 def zone_accounts(apex: str) -> str:
     """SET of the ids of the accounts in a zone (for AXFR and listings)."""
     return f"{PREFIX}:zone:{{z:{apex}}}:accounts"
+
+
+def zone_ents(apex: str) -> str:
+    """HASH name -> how many account names lie below it, for every name strictly between an
+    account's name and the zone apex (the empty non-terminals, :mod:`hbdns.ents`). Counts that
+    fall to 0 stay as "0"; the field ``#rev`` grows with every change."""
+    return f"{PREFIX}:zone:{{z:{apex}}}:ents"
+
+
+# --- ACME DNS-01 (hbdns.acme) ---------------------------------------------------------------------
+
+
+def acme_txt(name: str) -> str:
+    """ZSET of the DNS-01 values at ``_acme-challenge.<name>`` (name: an account's name or alias)
+    -> expiry (Unix ms, Redis clock); the key expires with its last value."""
+    return f"{PREFIX}:acme:txt:{{n:{name}}}"
+
+
+def acme_credential(cred_id: str) -> str:
+    """HASH of one ACME credential: the name it may set challenges for, the account id, and the
+    SHA-256 of its key (never the key itself)."""
+    return f"{PREFIX}:acme:cred:{cred_id}"
+
+
+def acme_credentials(account_id: int) -> str:
+    """HASH name -> credential id: the account's current ACME credential per name."""
+    return f"{PREFIX}:acme:creds:{{a:{account_id}}}"
 
 
 # --- per account ----------------------------------------------------------------------------------

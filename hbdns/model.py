@@ -19,6 +19,12 @@ from hbdns import validate
 
 STATIC_TYPES = ("A", "AAAA", "CNAME", "MX", "TXT", "NS", "SRV", "CAA")
 
+# How long resolvers cache "no such name" / "no such record" (RFC 2308) for new zones: a new
+# account, or an account's first AAAA, shows through a caching resolver within it (README, "Names
+# and negative answers", has the measurement behind 15 s).
+DEFAULT_NEGATIVE_TTL = 15
+MAX_NEGATIVE_TTL = 86400
+
 
 def config_fingerprint(hb_key: bytes, plan: str, zone: str) -> str:
     """A short digest of what a heartbeat listener caches about an account (key, plan, zone).
@@ -52,7 +58,9 @@ class Zone:
     refresh: int = 3600
     retry: int = 600
     expire: int = 1209600
-    minimum: int = 60  # negative-answer TTL (RFC 2308)
+    # negative-answer TTL (RFC 2308). Resolvers cache a negative answer for min(soa_ttl, minimum),
+    # so provision_zones keeps soa_ttl >= minimum. Zones stored earlier keep their stored value.
+    minimum: int = DEFAULT_NEGATIVE_TTL
     soa_ttl: int = 60
     ns_ttl: int = 3600
     records: tuple[StaticRecord, ...] = ()
@@ -82,7 +90,7 @@ class Zone:
             refresh=int(h.get("refresh", 3600)),
             retry=int(h.get("retry", 600)),
             expire=int(h.get("expire", 1209600)),
-            minimum=int(h.get("minimum", 60)),
+            minimum=int(h.get("minimum", DEFAULT_NEGATIVE_TTL)),
             soa_ttl=int(h.get("soa_ttl", 60)),
             ns_ttl=int(h.get("ns_ttl", 3600)),
             records=tuple(StaticRecord(**r) for r in json.loads(h.get("records", "[]"))),
@@ -171,12 +179,25 @@ class Account:
     phones: tuple[str, ...] = ()
     webhook: str = ""
     prefs: NotifyPrefs = NotifyPrefs()
+    # Issue 18. Both read as off / none from hashes stored before they existed: no migration.
+    wildcard: bool = False  # *.<fqdn> answers what the account answers (never another's names)
+    ipv6_interface_id: str = ""  # fixed interface id ("::1a2b:3c4d:5e6f:7081"): AAAA = ip6lanprefix + it
     created: float = 0.0
     updated: float = 0.0
 
     @property
     def names(self) -> tuple[str, ...]:
         return (self.fqdn, *self.aliases)
+
+    @property
+    def wildcard_name(self) -> str:
+        return "*." + self.fqdn
+
+    @property
+    def index_names(self) -> tuple[str, ...]:
+        """Every name the name index maps to this account: its names, and ``*.<fqdn>`` while its
+        wildcard is on (the DNS backend finds the wildcard's answers through the index)."""
+        return (*self.names, self.wildcard_name) if self.wildcard else self.names
 
     def to_hash(self) -> dict[str, str]:
         return {
@@ -195,6 +216,8 @@ class Account:
             "phones": json.dumps(list(self.phones)),
             "webhook": self.webhook,
             "prefs": self.prefs.to_json(),
+            "wildcard": "1" if self.wildcard else "0",
+            "ipv6_interface_id": self.ipv6_interface_id,
             "created": repr(self.created),
             "updated": repr(self.updated),
         }
@@ -237,6 +260,8 @@ class Account:
             phones=tuple(json.loads(h.get("phones", "[]"))),
             webhook=h.get("webhook", ""),
             prefs=NotifyPrefs.from_json(h.get("prefs")),
+            wildcard=h.get("wildcard", "0") == "1",
+            ipv6_interface_id=h.get("ipv6_interface_id", ""),
             created=float(h.get("created", 0)),
             updated=float(h.get("updated", 0)),
         )
@@ -256,6 +281,8 @@ class Account:
             "phones": list(self.phones),
             "webhook": self.webhook,
             "prefs": asdict(self.prefs),
+            "wildcard": self.wildcard,
+            "ipv6_interface_id": self.ipv6_interface_id,
             "has_password": bool(self.pw_hash),
             "created": self.created,
             "updated": self.updated,

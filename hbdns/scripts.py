@@ -131,6 +131,9 @@ NEUTRALIZE = load("neutralize", lib=True)  # one due account -> neutralized
 RECORD = load("record", lib=True)  # admin transitions (created, removed)
 LOOKUP = load("lookup")  # the DNS backend's account lookup (read-only)
 GCRA = load("gcra", lib=True)  # one rate-limit bucket (the update API)
+ACME_SET = load("acme_set", lib=True)  # one ACME DNS-01 value (hbdns.acme, the update API)
+ACME_TXT = load("acme_txt", lib=True)  # the live ACME DNS-01 values (the DNS backend, read-only)
+
 # the notifier's: on its own clock (ARGV), so none needs lib.lua
 NOTIFY_MARKER = load("notify_marker")  # a message's sent marker (notifier.leases.Markers)
 NOTIFY_HOLD = load("notify_hold")  # a failing receiver's hold and probes (notifier.leases.Holds)
@@ -148,6 +151,8 @@ ALL: tuple[Script, ...] = (
     RECORD,
     LOOKUP,
     GCRA,
+    ACME_SET,
+    ACME_TXT,
     NOTIFY_MARKER,
     NOTIFY_HOLD,
     NOTIFY_OUTAGE,

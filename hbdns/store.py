@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from hbdns import keys, notify_queue, validate
+from hbdns import acme_credentials, ents, keys, notify_queue, validate
 from hbdns.config import Settings
 from hbdns.liveness import Liveness
 from hbdns.model import Account, AccountState, Zone
@@ -132,7 +132,7 @@ class Store:
             raise Conflict(f"zone {apex} has {len(members)} account(s); remove them or use --force")
         for account_id in members:
             self.remove_account(account_id)
-        self.r.delete(keys.zone(apex), keys.zone_accounts(apex))
+        self.r.delete(keys.zone(apex), keys.zone_accounts(apex), keys.zone_ents(apex))
         self.r.srem(keys.zones(), apex)
 
     # --- accounts ---------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ class Store:
         now = time.time()
         with self.r.pipeline() as pipe:
             pipe.watch(keys.names())
-            taken = [n for n in account.names if pipe.hexists(keys.names(), n)]
+            taken = [n for n in account.index_names if pipe.hexists(keys.names(), n)]
             if taken:
                 raise Conflict(f"{taken[0]} is taken by another account", _name_field(account, taken[0]))
             if not pipe.exists(keys.zone(account.zone)):
@@ -158,9 +158,10 @@ class Store:
             account = replace(account, id=account_id, created=now, updated=now)
             pipe.multi()
             pipe.hset(keys.account(account_id), mapping=account.new_hash(int(now * 1000)))
-            pipe.hset(keys.names(), mapping={n: str(account_id) for n in account.names})
+            pipe.hset(keys.names(), mapping={n: str(account_id) for n in account.index_names})
             pipe.sadd(keys.accounts(), account_id)
             pipe.sadd(keys.zone_accounts(account.zone), account_id)
+            ents.queue_change(pipe, account.zone, added=account.names)
             self.liveness.record(account_id, account.zone, account.fqdn, "created", {"plan": account.plan}, client=pipe)
             pipe.execute()
         return account
@@ -171,7 +172,7 @@ class Store:
         admin use: it does not WATCH the name index."""
         if not accounts:
             return []
-        names = [n for a in accounts for n in a.names]
+        names = [n for a in accounts for n in a.index_names]
         if len(set(names)) != len(names):
             raise StoreError("duplicate names in the batch")
         for i in range(0, len(names), 10000):
@@ -187,9 +188,10 @@ class Store:
             pipe = self.r.pipeline(transaction=False)
             for a in out[i : i + chunk]:
                 pipe.hset(keys.account(a.id), mapping=a.new_hash(since))
-                pipe.hset(keys.names(), mapping={n: str(a.id) for n in a.names})
+                pipe.hset(keys.names(), mapping={n: str(a.id) for n in a.index_names})
                 pipe.sadd(keys.accounts(), a.id)
                 pipe.sadd(keys.zone_accounts(a.zone), a.id)
+                ents.queue_change(pipe, a.zone, added=a.names)
                 self.liveness.record(a.id, a.zone, a.fqdn, "created", {"plan": a.plan}, bump_serial=False, client=pipe)
             pipe.execute()
         self.r.hincrby(keys.zone(out[0].zone), "serial", 1)
@@ -249,19 +251,23 @@ class Store:
     def save_account(self, old: Account, new: Account) -> Account:
         """Write changed config fields (and the name index when aliases change)."""
         new = replace(new, updated=time.time())
-        removed = set(old.names) - set(new.names)
-        added = [n for n in new.names if n not in old.names]
+        removed = set(old.index_names) - set(new.index_names)
+        added = [n for n in new.index_names if n not in old.index_names]
         with self.r.pipeline() as pipe:
             pipe.watch(keys.names())
             for n in added:
                 if pipe.hexists(keys.names(), n):
                     raise Conflict(f"{n} is taken by another account", _name_field(new, n))
+            gone = sorted(set(old.names) - set(new.names))
             pipe.multi()
             pipe.hset(keys.account(new.id), mapping=new.to_hash())
             if removed:
                 pipe.hdel(keys.names(), *removed)
             if added:
                 pipe.hset(keys.names(), mapping={n: str(new.id) for n in added})
+            ents.queue_change(pipe, new.zone, added=set(new.names) - set(old.names), removed=gone)
+            if gone:
+                acme_credentials.queue_forget(pipe, self.r, new.id, gone)
             pipe.hincrby(keys.zone(new.zone), "serial", 1)
             pipe.execute()
         return new
@@ -280,7 +286,9 @@ class Store:
         pipe = self.r.pipeline()
         if badge:
             pipe.hdel(keys.badges(), badge)
-        pipe.hdel(keys.names(), *account.names)
+        pipe.hdel(keys.names(), *account.index_names)
+        ents.queue_change(pipe, account.zone, removed=account.names)
+        acme_credentials.queue_forget(pipe, self.r, account_id, list(account.names), everything=True)
         pipe.srem(keys.accounts(), account_id)
         pipe.srem(keys.zone_accounts(account.zone), account_id)
         pipe.zrem(keys.deadlines(), account_id)

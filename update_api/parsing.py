@@ -13,6 +13,10 @@ Decisions worth knowing:
   address": a typo must not publish a wrong address for a backup-MX customer.
 - Proxy headers are believed only from ``HBDNS_UPDATE_TRUSTED_PROXIES``, and then only their
   right-most untrusted hop: the left part of ``X-Forwarded-For`` is whatever the client wrote.
+- ``ip6lanprefix`` (FRITZ!Box) sets the IPv6 address of an account with a fixed interface id to
+  prefix + id (:mod:`hbdns.ipv6_prefix`), in place of any IPv6 address in ``myip``/``myipv6``
+  (that is the router's own); accounts without an interface id ignore it. The result is judged
+  like any other address.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from hbdns import validate
+from hbdns.ipv6_prefix import combine
 from hbdns.model import Account
 
 MAX_HOSTNAMES = 20  # Dyn: more is ``numhost``
@@ -101,9 +106,10 @@ def _publishable(addr: str, what: str = "") -> str:
     return addr
 
 
-def parse_addresses(params: Mapping[str, str], source: str | None) -> Addresses:
+def parse_addresses(params: Mapping[str, str], source: str | None, interface_id: str = "") -> Addresses:
     """Addresses to set from ``myip`` (one or a comma list of both families, either order),
-    ``myipv4`` and ``myipv6``; ``preserve`` names a family without changing it. When no address is
+    ``myipv4`` and ``myipv6``; ``preserve`` names a family without changing it. With the account's
+    ``interface_id``, ``ip6lanprefix`` names the IPv6 address (prefix + id). When no address is
     named at all, the connection's source address is used for its own family. Raises
     :class:`BadIP` for what no zone can publish; :meth:`Addresses.non_public` says what only a zone
     allowing private addresses can."""
@@ -135,6 +141,13 @@ def parse_addresses(params: Mapping[str, str], source: str | None) -> Addresses:
         add(item, None)
     add(params.get("myipv4", ""), 4)
     add(params.get("myipv6", ""), 6)
+    prefix = params.get("ip6lanprefix", "").strip()
+    if prefix and interface_id:
+        try:
+            found[6] = _publishable(combine(prefix, interface_id), f"{prefix[:60]} + {interface_id}: ")
+        except ValueError as exc:
+            raise BadIP(str(exc)) from None
+        named = True
     if not named:
         if not source:
             raise BadIP("no address given and no usable source address")

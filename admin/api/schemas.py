@@ -94,6 +94,10 @@ class AccountCreate(Body):
     phones: list[Text] = Field(default_factory=list, max_length=20)
     webhook: Text = Field("", description="http(s) URL that receives signed JSON events")
     prefs: PrefsIn | None = None
+    wildcard: bool = Field(False, description="`*.<fqdn>` answers what the account answers")
+    ipv6_interface_id: str = Field(
+        "", description="fixed IPv6 interface id (lower 64 bits, `::1a2b:3c4d:5e6f:7081`): AAAA = ip6lanprefix + id"
+    )
 
 
 class AccountChange(Body):
@@ -108,6 +112,8 @@ class AccountChange(Body):
     phones: list[Text] | None = Field(None, max_length=20)
     webhook: Text | None = None
     prefs: PrefsIn | None = None
+    wildcard: bool | None = None
+    ipv6_interface_id: str | None = Field(None, description='`""` = none')
 
 
 class PasswordSet(Body):
@@ -138,6 +144,8 @@ class AccountOut(StateOut):
     phones: list[str]
     webhook: str
     prefs: PrefsOut
+    wildcard: bool
+    ipv6_interface_id: str
     has_password: bool
     created: float
     updated: float
@@ -222,6 +230,9 @@ class ZoneFields(Body):
     backup_mx_pref: int | None = None
     records: list[RecordIn] | None = Field(None, max_length=500, description="static records (replaces all)")
     allow_private: bool | None = Field(None, description="labs only: let updates publish non-public addresses")
+    negative_ttl: int | None = Field(
+        None, description="seconds resolvers cache a negative answer (SOA minimum; default HBDNS_DEFAULT_NEGATIVE_TTL)"
+    )
 
 
 class ZoneChangeBody(ZoneFields):
@@ -250,6 +261,7 @@ class ZoneOut(Out):
     ns_ttl: int
     records: list[RecordOut]
     allow_private: bool
+    negative_ttl: int = Field(description="what resolvers cache a negative answer for: min(soa_ttl, minimum)")
     created: float
     updated: float
     serial: int
@@ -258,6 +270,42 @@ class ZoneOut(Out):
 
 class ZoneList(Out):
     items: list[ZoneOut]
+
+
+# --- ACME credentials ----------------------------------------------------------------------------
+
+
+class AcmeCredentialsRequest(Body):
+    name: Hostname | None = Field(None, description="the account's name or alias they are for; default its FQDN")
+
+
+class AcmeCredentialPath(BaseModel):
+    account: str = Field(description="account id or any of its names")
+    name: str = Field(description="the name whose credentials to revoke")
+
+
+class AcmeCredentialOut(Out):
+    username: str
+    name: str
+    fulldomain: str = Field(description="the challenge name: _acme-challenge.<name>")
+    created: float
+
+
+class AcmeCredentialList(Out):
+    items: list[AcmeCredentialOut]
+
+
+class AcmeCredentialsIssued(Out):
+    """Shown only in this answer: the key is stored as a digest."""
+
+    name: str
+    fulldomain: str
+    acme_dns: dict[str, dict[str, Any]] = Field(
+        description="name -> acme-dns account (username, password, subdomain, fulldomain, allowfrom, server_url): "
+        "the content of lego's ACME_DNS_STORAGE_PATH file and certbot's acmedns.json"
+    )
+    httpreq: dict[str, str] = Field(description="lego httpreq: endpoint, username, password")
+    acme_sh: dict[str, str] = Field(description="acme.sh dns_acmedns variables")
 
 
 # --- notifications and tokens --------------------------------------------------------------------

@@ -8,13 +8,14 @@ and pdns purges are :mod:`hbdns.provision`'s, the same the admin API runs.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import Any
 
 from admin.cli.output import Refused, duration, emit, table, ts
 from admin.cli.status import account_text, status_dict
-from hbdns import provision, validate
+from hbdns import provision, provision_acme, validate
 from hbdns.provision import AccountChanges
 from hbdns.store import Store
 
@@ -63,6 +64,8 @@ def account_add(store: Store, args: argparse.Namespace) -> int:
         phones=args.phone or (),
         webhook=args.webhook or "",
         prefs=_prefs(args),
+        wildcard=bool(args.wildcard),
+        ipv6_interface_id=args.ipv6_interface_id or "",
     )
     account, generated = created.account, created.password is not None
     if args.client_config:
@@ -121,6 +124,8 @@ def account_set(store: Store, args: argparse.Namespace) -> int:
         phones=_given(args.phone),
         webhook=args.webhook,
         prefs=_prefs(args),
+        wildcard=args.wildcard,
+        ipv6_interface_id=args.ipv6_interface_id,
     )
     new = provision.change_account(store, old, changes)
     emit(args, new.public_dict(), f"account {new.id} ({new.fqdn}) updated")
@@ -151,6 +156,37 @@ def account_set_password(store: Store, args: argparse.Namespace) -> int:
     if generated:
         text += f": {generated}"
     emit(args, {"id": account.id, "update_password": generated}, text)
+    return 0
+
+
+def account_acme_credentials(store: Store, args: argparse.Namespace) -> int:
+    """New ACME DNS-01 credentials for one name (printed once), or ``--revoke`` / ``--list``."""
+    account = store.resolve(args.name)
+    name = None if args.name.strip().isdigit() else args.name
+    if args.list:
+        creds = [c.public_dict() for c in provision_acme.listing(store, account)]
+        rows = [{"name": c["name"], "username": c["username"], "created": ts(c["created"])} for c in creds]
+        emit(args, creds, table(rows, ["name", "username", "created"]))
+        return 0
+    if args.revoke:
+        if not provision_acme.revoke(store, account, name):
+            raise Refused(f"{name or account.fqdn} has no ACME credentials")
+        emit(args, {"revoked": name or account.fqdn}, f"ACME credentials of {name or account.fqdn} revoked")
+        return 0
+    issued = provision_acme.issue(store, account, name).as_dict()
+    lines = [
+        f"ACME DNS-01 credentials for {issued['fulldomain']} (shown once; new ones replace these):",
+        "",
+        "acme-dns (lego ACME_DNS_STORAGE_PATH file, certbot acmedns.json):",
+        json.dumps(issued["acme_dns"], indent=2),
+        "",
+        "acme.sh (--dns dns_acmedns):",
+        *(f"export {k}={v}" for k, v in issued["acme_sh"].items()),
+        "",
+        f"lego httpreq: HTTPREQ_ENDPOINT={issued['httpreq']['endpoint']} "
+        f"HTTPREQ_USERNAME={issued['httpreq']['username']} HTTPREQ_PASSWORD={issued['httpreq']['password']}",
+    ]
+    emit(args, issued, "\n".join(lines))
     return 0
 
 
@@ -190,6 +226,16 @@ def _add_account_options(p: argparse.ArgumentParser, *, creating: bool) -> None:
     p.add_argument("--sms-min-outage", type=int, help="seconds an outage must last before an SMS")
     p.add_argument("--quiet-hours", help="no SMS in this window, e.g. 22:00-07:00")
     p.add_argument("--tz", help="time zone for quiet hours and message times, e.g. Europe/Berlin")
+    wc = p.add_mutually_exclusive_group()
+    wc.add_argument(
+        "--wildcard", dest="wildcard", action="store_true", default=None, help="*.<name> answers what <name> does"
+    )
+    wc.add_argument("--no-wildcard", dest="wildcard", action="store_false")
+    p.add_argument(
+        "--ipv6-interface-id",
+        help="fixed IPv6 interface id (lower 64 bits, e.g. ::1a2b:3c4d:5e6f:7081): updates with ip6lanprefix "
+        'publish prefix + id ("" = none)',
+    )
     if creating:
         p.add_argument("--plan", required=True, help="plan name (see README: heartbeat-c, setip-a, ...)")
     else:
@@ -232,6 +278,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("account")
     _password_options(p)
     p.set_defaults(func=account_set_password)
+    p = acct.add_parser("acme-credentials", parents=[common], help="ACME DNS-01 credentials for one name")
+    p.add_argument("name", help="the account name or alias whose _acme-challenge records they may set")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--revoke", action="store_true", help="revoke the name's credentials")
+    g.add_argument("--list", action="store_true", help="list the account's credentials (no secrets)")
+    p.set_defaults(func=account_acme_credentials)
     p = acct.add_parser("log", parents=[common])
     p.add_argument("account")
     p.add_argument("-n", "--limit", type=int, default=50)

@@ -45,6 +45,9 @@ def module_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     )
     store.liveness.beat(BeatRequest(live.id, APEX, 3_600_000, ipv4="203.0.113.10", ipv6="2001:db8:10::10"))
     store.add_account(store.new_account("idle.example.com", "heartbeat-a", mx=True))
+    store.add_account(store.new_account("mail.office.example.com", "heartbeat-a"))  # office.: a non-terminal
+    store.add_account(store.new_account("wild.example.com", "heartbeat-a", mx=True, wildcard=True))
+    store.add_account(store.new_account("own.wild.example.com", "heartbeat-a"))  # below the wildcard
     r.close()
     yield server
     server.stop()
@@ -177,6 +180,23 @@ def test_new_zone_is_served_after_rediscover(pdns: PdnsServer, store: Store) -> 
     pdns.wait_answer(f"host.{apex}.", "A", {"192.0.2.77"}, timeout=10)
 
 
+@pytest.mark.parametrize("name", ["office.example.com.", "backup.example.com."])  # above an account, a record
+def test_empty_non_terminals_are_nodata_with_soa(pdns: PdnsServer, name: str) -> None:
+    for rdtype in ("A", "TXT", "ANY"):
+        msg = pdns.query(name, rdtype, tcp=rdtype == "ANY")  # pdns answers ANY over UDP truncated
+        assert (msg.rcode(), msg.answer) == (dns.rcode.NOERROR, []), (rdtype, msg)
+        assert [rrset.rdtype for rrset in msg.authority] == [dns.rdatatype.SOA]
+    assert pdns.query("x." + name, "A").rcode() == dns.rcode.NXDOMAIN
+
+
+def test_wildcard_answers_what_the_account_answers_and_nothing_that_exists(pdns: PdnsServer) -> None:
+    for name in ("www.wild.example.com.", "a.b.wild.example.com.", "WwW.Wild.example.com."):
+        assert answer_texts(pdns.query(name, "A"), name, "A") == {"192.0.2.1"}  # neutral, like wild.
+        assert answer_texts(pdns.query(name, "MX"), name, "MX") == {"50 mx.backup.example.com."}
+    assert answer_texts(pdns.query("own.wild.example.com.", "MX"), "own.wild.example.com.", "MX") == set()
+    assert pdns.query("x.own.wild.example.com.", "A").rcode() == dns.rcode.NXDOMAIN  # below another account
+
+
 def test_pdnsutil_check_zone_is_clean(pdns: PdnsServer) -> None:
     code, out = pdns.pdnsutil("check-zone", APEX)
     assert code == 0, out
@@ -203,7 +223,10 @@ def test_axfr_lists_the_records(pdns: PdnsServer) -> None:
         ("idle.example.com.", "A", "192.0.2.1"),
         ("idle.example.com.", "MX", "50 mx.backup.example.com."),
         ("mx.backup.example.com.", "A", "198.51.100.7"),
+        ("*.wild.example.com.", "A", "192.0.2.1"),
+        ("*.wild.example.com.", "MX", "50 mx.backup.example.com."),
     } <= records
+    assert not {n for n, *_ in records} & {"office.example.com.", "backup.example.com."}  # ENTs: implied
 
 
 @pytest.mark.parametrize("transport", ["http", "unix"])

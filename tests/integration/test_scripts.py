@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import redis
 
-from hbdns import config, keys, notify_queue, scripts
+from hbdns import acme, acme_credentials, config, keys, notify_queue, scripts
 from hbdns.liveness import BeatRequest
 from hbdns.model import Account, NotifyPrefs, Zone
 from hbdns.ratelimit import Limit, RateLimiter
@@ -223,6 +223,13 @@ def test_every_script_touches_only_its_keys(
     limiter = RateLimiter(real_redis)
     assert limiter.check(keys.ratelimit("test", "x"), Limit(per_minute=1, burst=1)) == 0
     assert limiter.check(keys.ratelimit("test", "x"), Limit(per_minute=1, burst=1)) > 0
+    # ACME DNS-01 values: set (kept, trimmed), refused (revoked credential, name moved), read
+    cred, _key = acme_credentials.make(real_redis, account.id, account.fqdn)
+    args = {"cred_key": keys.acme_credential(cred.id), "name": account.fqdn, "digest": cred.digest, "ttl_ms": 60_000}
+    for value in ("a" * 43, "b" * 43, "c" * 43):
+        assert acme.set_value(real_redis, account_id=account.id, value=value, **args) in (1, 2)
+    assert acme.set_value(real_redis, account_id=other.id, value="d" * 43, **args) == -1
+    assert acme.values(real_redis, [account.fqdn, f"o.{OTHER}"]) == [["b" * 43, "c" * 43], []]
     assert set(checked) == {s.name for s in scripts.ALL} - NOTIFIER, "a script without a scenario here"
 
 

@@ -82,6 +82,15 @@ def test_every_documented_route_answers(api: ApiClient, world: dict[str, Any], s
             "POST", "/api/v1/dead-letters/retry", admin, {"ids": ["no-such-letter"]}
         ),
         ("GET", "/api/v1/token"): lambda: api.call("GET", "/api/v1/token", admin),
+        ("POST", "/api/v1/accounts/{account}/acme-credentials"): lambda: api.call(
+            "POST", f"/api/v1/accounts/{home.id}/acme-credentials", admin, {}
+        ),
+        ("GET", "/api/v1/accounts/{account}/acme-credentials"): lambda: api.call(
+            "GET", f"/api/v1/accounts/{home.id}/acme-credentials", admin
+        ),
+        ("DELETE", "/api/v1/accounts/{account}/acme-credentials/{name}"): lambda: api.call(
+            "DELETE", f"/api/v1/accounts/{home.id}/acme-credentials/{home.fqdn}", admin
+        ),
     }
     _, doc, _ = api.call("GET", "/api/v1/openapi.json", None)
     assert set(calls) == operations(doc)

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 
 from hbdns import config, keys
 from hbdns.liveness import BeatRequest
-from hbdns.model import Account, Zone
+from hbdns.model import DEFAULT_NEGATIVE_TTL, Account, Zone
 from hbdns.store import Store
 from pdns_backend.answers import zone_id
 from pdns_backend.app import create_app
@@ -180,7 +180,7 @@ def test_apex_soa_ns_and_static_records(client: FlaskClient, store: Store) -> No
         (
             "example.com.",
             "SOA",
-            f"ns1.example.net hostmaster.example.net {serial} 3600 600 1209600 60",
+            f"ns1.example.net hostmaster.example.net {serial} 3600 600 1209600 {DEFAULT_NEGATIVE_TTL}",
             60,
         ),
         ("example.com.", "NS", "ns1.example.net", 3600),
