@@ -118,3 +118,27 @@ def test_stale_beat_gets_one_clock_skew_answer_with_this_hosts_clock(server: soc
     finally:
         first.close()
         second.close()
+
+
+def test_what_a_batch_drops_before_the_script_is_counted_once(server: socket.socket) -> None:
+    """A batch mixing junk with beats: the junk is counted when the batch starts, and not again
+    when the beats' results come back (batches stay in flight up to ``depth``)."""
+    writer = RecordingWriter()
+    listener = UdpListener(
+        [server], lambda ids: {i: AccountInfo(KEY, 15000, "dyn.test", "fp") for i in ids}, writer,
+        metrics=Metrics(), depth=2,
+    )  # fmt: skip
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    try:
+        for k in range(3):
+            client.sendto(b"x", server.getsockname())
+            _send(server, [k], client)
+            assert _readable(server)
+            got = 0
+            while got < 2:
+                got += listener.step(0.5)
+        listener.flush()
+        assert listener.metrics.packets["short"] == 3 and listener.metrics.packets["accepted"] == 3
+    finally:
+        client.close()
