@@ -173,8 +173,8 @@ class Settings:
     heartbeat_source_burst: int = _setting("1000", _positive_int)
     heartbeat_account_rate: float = _setting("2", _positive_float)  # authenticated beats per account
     heartbeat_account_burst: int = _setting("20", _positive_int)
-    heartbeat_lookup_rate: float = _setting("5000", _positive_float)  # pre-auth budget: lookups/s
-    heartbeat_lookup_burst: int = _setting("50000", _positive_int)
+    heartbeat_lookup_rate: float = _setting("20000", _positive_float)  # pre-auth budget: lookups/s
+    heartbeat_lookup_burst: int = _setting("100000", _positive_int)
     heartbeat_unknown_ttl: float = _setting("2", _positive_float)
     metrics_host: str = _setting("127.0.0.1")
     metrics_port: int = _setting("9108", _port)

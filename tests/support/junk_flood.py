@@ -100,29 +100,37 @@ def run(
     dest = ("127.0.0.1", listener.port)
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
     beats = answered = neighbour_beats = 0
+    waiting: list[bytes] = []  # customer beats not answered yet (a late answer still counts)
     last_sent: dict[int, int] = {}
     counter = now_ms()
     try:
-        while time.monotonic() - t0 < seconds:
-            tick = t0 + beats * interval
-            time.sleep(max(0.0, tick - time.monotonic()))
+        while beats * interval < seconds:
+            answered += _answers(sock, waiting, customer.hb_key, until=t0 + beats * interval)
             counter = max(counter + 1, now_ms())
             data = beat(customer.id, customer.hb_key, counter)
             sock.sendto(data, dest)
+            waiting.append(data)
             beats += 1
             for n in neighbours:
                 sock.sendto(beat(n.id, n.hb_key, counter, flags=0), dest)
                 last_sent[n.id] = counter
                 neighbour_beats += 1
-            if _answered(sock, data, customer.hb_key, deadline=time.monotonic() + max(3.0, interval)):
-                answered += 1
             if gen is not None and gen.stdin is not None:
-                gen.stdin.write(data.hex() + "\n")  # captured: the flood replays it from now on
-                gen.stdin.flush()
+                try:
+                    gen.stdin.write(data.hex() + "\n")  # captured: the flood replays it from now on
+                    gen.stdin.flush()
+                except BrokenPipeError:  # the flood is over
+                    gen.stdin = None
+        answered += _answers(sock, waiting, customer.hb_key, until=t0 + seconds, pace=True)
         seconds_run = time.monotonic() - t0
+        answered += _answers(sock, waiting, customer.hb_key, until=time.monotonic() + 3.0, pace=False)
         junk = {"sent": 0, "replies": 0, "cpu": 0.0}
-        if gen is not None and gen.stdin is not None and gen.stdout is not None:
-            gen.stdin.close()
+        if gen is not None and gen.stdout is not None:
+            if gen.stdin is not None:
+                try:
+                    gen.stdin.close()
+                except BrokenPipeError:
+                    pass
             junk = json.loads(gen.stdout.read().strip().splitlines()[-1])
             gen.wait(30)
         _settle(listener, before, beats + neighbour_beats + int(junk["sent"]))
@@ -159,20 +167,28 @@ def run(
     )
 
 
-def _answered(sock: socket.socket, data: bytes, key: bytes, deadline: float) -> bool:
-    """Wait for the authenticated OK reply to ``data`` (anything else is ignored)."""
-    while (left := deadline - time.monotonic()) > 0:
+def _answers(sock: socket.socket, waiting: list[bytes], key: bytes, until: float, pace: bool = True) -> int:
+    """Authenticated OK answers to beats in ``waiting`` (removed as answered) that come before ``until``
+    (monotonic); anything else is ignored. ``pace``: return at ``until`` even if all were answered."""
+    got = 0
+    while waiting and (left := until - time.monotonic()) > 0:
         sock.settimeout(left)
         try:
             raw = sock.recv(64)
         except TimeoutError:
-            return False
-        try:
-            if wire.parse_reply(raw, data, key).status == wire.STATUS_OK:
-                return True
-        except wire.WireError:
-            continue
-    return False
+            break
+        for data in waiting:
+            try:
+                if wire.parse_reply(raw, data, key).status == wire.STATUS_OK:
+                    waiting.remove(data)
+                    got += 1
+                    break
+            except wire.WireError:
+                continue
+    wait = until - time.monotonic()
+    if pace and wait > 0:
+        time.sleep(wait)
+    return got
 
 
 def _settle(listener: Listener, before: dict[str, float], expected: int, timeout: float = 30.0) -> None:

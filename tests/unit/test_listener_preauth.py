@@ -346,3 +346,16 @@ def test_copies_of_a_beat_the_script_did_not_store_are_not_sent_again_while_in_d
 
 def test_checks_default_to_off() -> None:
     assert Checks().preauth is None and Checks().recent is None and Checks().limiter is None
+
+
+def test_stale_beat_is_answered_once_and_its_copies_never_reach_the_script() -> None:
+    lst = listener()
+    lst.batch([(beat(), CUSTOMER)], now=0.0)
+    lst.writer.statuses[7] = "stale"
+    ahead = beat(counter=NOW_MS + 3_600_000)
+    answers = [
+        len(lst.batch([(ahead, src)], now=1.0 + i).replies) for i, src in enumerate([CUSTOMER] * 3 + [("::1", 5, 0, 0)])
+    ]
+    assert answers == [1, 0, 0, 0]
+    assert [r.counter for r in lst.writer.requests] == [NOW_MS, NOW_MS + 3_600_000]  # copies decided here
+    assert lst.recent.stats["stale"] == 3
