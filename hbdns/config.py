@@ -207,8 +207,13 @@ class Settings:
     heartbeat_max_skew: float = _setting("300", _positive_float)
     heartbeat_batch: int = _setting("256", _positive_int)
     heartbeat_pipeline: int = _setting("2", _positive_int)
-    heartbeat_source_rate: float = _setting("50", _positive_float)
-    heartbeat_source_burst: int = _setting("100", _positive_int)
+    heartbeat_source_rate: float = _setting("200", _positive_float)  # authenticated beats per source
+    heartbeat_source_burst: int = _setting("1000", _positive_int)
+    heartbeat_account_rate: float = _setting("2", _positive_float)  # authenticated beats per account
+    heartbeat_account_burst: int = _setting("20", _positive_int)
+    heartbeat_lookup_rate: float = _setting("20000", _positive_float)  # pre-auth budget: lookups/s
+    heartbeat_lookup_burst: int = _setting("100000", _positive_int)
+    heartbeat_unknown_ttl: float = _setting("2", _positive_float)
     metrics_host: str = _setting("127.0.0.1")
     metrics_port: int = _setting("9108", _port)
 
