@@ -171,6 +171,9 @@ class Account:
     phones: tuple[str, ...] = ()
     webhook: str = ""
     prefs: NotifyPrefs = NotifyPrefs()
+    # The users the backup MX accepts mail for (local parts, or whole addresses at one of the
+    # names), lowercase; empty: the backup MX verifies recipients with the customer's server.
+    mx_recipients: tuple[str, ...] = ()
     created: float = 0.0
     updated: float = 0.0
 
@@ -195,6 +198,8 @@ class Account:
             "phones": json.dumps(list(self.phones)),
             "webhook": self.webhook,
             "prefs": self.prefs.to_json(),
+            # "" (not "[]") when empty: absent and empty both mean "verify" to backup_mx.maps
+            "mx_recipients": json.dumps(list(self.mx_recipients)) if self.mx_recipients else "",
             "created": repr(self.created),
             "updated": repr(self.updated),
         }
@@ -213,6 +218,8 @@ class Account:
             "ipv6": "",
             "fp": cfg["fp"],
             "last_beat": "0",
+            "zone": cfg["zone"],
+            "live": "",
             "plan": cfg["plan"],
             "neutral_ipv4": cfg["neutral_ipv4"],
             "neutral_ipv6": cfg["neutral_ipv6"],
@@ -237,6 +244,7 @@ class Account:
             phones=tuple(json.loads(h.get("phones", "[]"))),
             webhook=h.get("webhook", ""),
             prefs=NotifyPrefs.from_json(h.get("prefs")),
+            mx_recipients=tuple(json.loads(h.get("mx_recipients") or "[]")),
             created=float(h.get("created", 0)),
             updated=float(h.get("updated", 0)),
         )
@@ -256,20 +264,23 @@ class Account:
             "phones": list(self.phones),
             "webhook": self.webhook,
             "prefs": asdict(self.prefs),
+            "mx_recipients": list(self.mx_recipients),
             "has_password": bool(self.pw_hash),
             "created": self.created,
             "updated": self.updated,
         }
 
 
-# Hash fields written only by the liveness scripts.
-STATE_FIELDS = ("ipv4", "ipv6", "state", "since", "last_beat", "counter")
+# Hash fields written only by the liveness scripts. ``live``: the families recorded live ("", "4",
+# "6", "46"); ``lost4``/``lost6``: when that family last went (ms).
+STATE_FIELDS = ("ipv4", "ipv6", "state", "since", "last_beat", "counter", "live", "lost4", "lost6")
 
 
 @dataclass(frozen=True)
 class AccountState:
-    """Live data of an account. ``state`` is the recorded transition state ('live' or 'neutral');
-    the DNS answer itself follows the ``alive`` key, which is exact at the moment of expiry."""
+    """Live data of an account. ``state`` is the recorded transition state ('live' while any family
+    is, else 'neutral'); the DNS answer itself follows the per-family ``alive`` keys, which are
+    exact at the moment of expiry."""
 
     ipv4: str = ""
     ipv6: str = ""
@@ -277,6 +288,7 @@ class AccountState:
     since_ms: int = 0
     last_beat_ms: int = 0
     counter: int = 0
+    live: str = ""  # the families recorded live: "", "4", "6" or "46"
 
     @classmethod
     def from_hash(cls, h: Mapping[str, str]) -> AccountState:
@@ -287,4 +299,17 @@ class AccountState:
             since_ms=int(h.get("since", 0) or 0),
             last_beat_ms=int(h.get("last_beat", 0) or 0),
             counter=int(h.get("counter", 0) or 0),
+            live=recorded_live(h),
         )
+
+
+def recorded_live(h: Mapping[str, str]) -> str:
+    """The families an account hash records live (``recorded_live`` of hbdns/lua/lib.lua): its
+    ``live`` field, or for a hash of a version before per-family liveness, every family with an
+    address while its state is live."""
+    live = h.get("live")
+    if live is not None:
+        return live
+    if h.get("state") != "live":
+        return ""
+    return ("4" if h.get("ipv4") else "") + ("6" if h.get("ipv6") else "")

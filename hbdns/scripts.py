@@ -131,5 +131,8 @@ NEUTRALIZE = load("neutralize", lib=True)  # one due account -> neutralized
 RECORD = load("record", lib=True)  # admin transitions (created, removed)
 LOOKUP = load("lookup")  # the DNS backend's account lookup (read-only)
 GCRA = load("gcra", lib=True)  # one rate-limit bucket (the update API)
+MIGRATE_ALIVE = load("migrate_alive", lib=True)  # hbdns migrate: alive_per_family, one account
+CLAIM_DUE = load("claim_due", lib=True)  # due members of a schedule zset, leased (the second flush)
+DONE_DUE = load("done_due")  # a claimed schedule member done, unless it was rescheduled meanwhile
 
-ALL: tuple[Script, ...] = (BEAT, DUE, NEUTRALIZE, RECORD, LOOKUP, GCRA)
+ALL: tuple[Script, ...] = (BEAT, DUE, NEUTRALIZE, RECORD, LOOKUP, GCRA, MIGRATE_ALIVE, CLAIM_DUE, DONE_DUE)

@@ -47,11 +47,24 @@ class Conflict(StoreError):
 class AccountStatus:
     account: Account
     state: AccountState
-    alive_ms: int  # remaining liveness in ms; 0 when neutral
+    alive_ms: int  # remaining liveness in ms of the longest-lived family; 0 when neutral
+    alive4_ms: int = 0  # of IPv4 (A)
+    alive6_ms: int = 0  # of IPv6 (AAAA)
 
     @property
     def live(self) -> bool:
         return self.alive_ms > 0
+
+
+def _alive_keys(account_id: int) -> tuple[str, str, str]:
+    return keys.alive(account_id, 4), keys.alive(account_id, 6), keys.alive_legacy(account_id)
+
+
+def _status(account: Account, h: dict[str, str], ttls: list[int]) -> AccountStatus:
+    """A status from the hash and the PTTLs of :func:`_alive_keys` (the legacy key: both families)."""
+    p4, p6, legacy = (max(int(t), 0) for t in ttls)
+    a4, a6 = max(p4, legacy), max(p6, legacy)
+    return AccountStatus(account, AccountState.from_hash(h), max(a4, a6), a4, a6)
 
 
 class Store:
@@ -239,12 +252,13 @@ class Store:
         pipe = self.r.pipeline(transaction=False)
         for account_id in ids:
             pipe.hgetall(keys.account(account_id))
-            pipe.pttl(keys.alive(account_id))
+            for key in _alive_keys(account_id):
+                pipe.pttl(key)
         replies = pipe.execute()
         return [
-            AccountStatus(Account.from_hash(h), AccountState.from_hash(h), max(int(pttl), 0))
-            for h, pttl in zip(replies[::2], replies[1::2], strict=True)
-            if h.get("fqdn")
+            _status(Account.from_hash(replies[4 * i]), replies[4 * i], replies[4 * i + 1 : 4 * i + 4])
+            for i in range(len(ids))
+            if replies[4 * i].get("fqdn")
         ]
 
     def save_account(self, old: Account, new: Account) -> Account:
@@ -284,8 +298,8 @@ class Store:
         pipe.hdel(keys.names(), *account.names)
         pipe.srem(keys.accounts(), account_id)
         pipe.srem(keys.zone_accounts(account.zone), account_id)
-        pipe.zrem(keys.deadlines(), account_id)
-        pipe.delete(keys.account(account_id), keys.alive(account_id))
+        pipe.zrem(keys.deadlines(), *(keys.deadline_member(account_id, f) for f in (0, *keys.FAMILIES)))
+        pipe.delete(keys.account(account_id), *_alive_keys(account_id))
         self.liveness.record(account_id, account.zone, account.fqdn, "removed", client=pipe)
         pipe.delete(keys.account_log(account_id))
         pipe.execute()
@@ -294,9 +308,10 @@ class Store:
     def status(self, account: Account) -> AccountStatus:
         pipe = self.r.pipeline(transaction=False)
         pipe.hgetall(keys.account(account.id))
-        pipe.pttl(keys.alive(account.id))
-        h, pttl = pipe.execute()
-        return AccountStatus(account, AccountState.from_hash(h), max(int(pttl), 0))
+        for key in _alive_keys(account.id):
+            pipe.pttl(key)
+        h, *ttls = pipe.execute()
+        return _status(account, h, ttls)
 
     def account_log(self, account_id: int, limit: int = 50) -> list[dict[str, Any]]:
         return [json.loads(x) for x in self.r.lrange(keys.account_log(account_id), 0, limit - 1)]

@@ -21,6 +21,7 @@ from hbdns.connection import connect
 from hbdns.loops import Loops
 from notifier.consumer import Consumer, default_consumer_name
 from notifier.dispatch import Dispatcher
+from notifier.flush import flush_service
 from notifier.sms import SmsScheduler
 from notifier.transports import LogTransport, Transport, build_transports
 
@@ -50,6 +51,7 @@ class Notifier:
         self.consumer = Consumer(
             self.r, self.dispatcher, self.sms, name=self.name, claim_idle=settings.notify_claim_idle
         )
+        self.flush = flush_service(settings, self.r, self.name)  # the recovery flush (its own group)
         self.loops = Loops()
         self._claim_every = max(1.0, settings.notify_claim_idle / 2)
         self._last_claim = 0.0
@@ -73,6 +75,8 @@ class Notifier:
     def start(self) -> Notifier:
         self.loops.start("consumer", self.consume_step)
         self.loops.start("scheduler", self.schedule_step, SCHEDULE_INTERVAL)
+        if self.flush is not None:
+            self.flush.start(self.loops)
         channels = {
             ch: ("log" if isinstance(t, LogTransport) else type(t).__name__) for ch, t in self.transports.items()
         }
@@ -83,6 +87,8 @@ class Notifier:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
+        if self.flush is not None:
+            self.flush.stop()
         self.loops.stop(timeout)
         self.dispatcher.close()
 

@@ -1,4 +1,4 @@
-"""``hbdns``: the operator's command line for zones, accounts and status.
+"""``hbdns``: the operator's command line for zones, accounts, status and migrations.
 
 Human tables by default, ``--json`` for scripts. Refused input exits 2 with one line on stderr and
 writes nothing; an unreachable Redis exits 1. ``main(argv)`` is what tests call. With

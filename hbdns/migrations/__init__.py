@@ -1,0 +1,51 @@
+"""``hbdns migrate``: bring data written by an older version to the layout this version reads.
+
+One module per change, each with ``apply(r, dry_run=False) -> int`` (how many items it converted,
+or would convert) and a one-line ``SUMMARY``. Every step is idempotent and safe while services run:
+it converts item by item, each in one MULTI/EXEC (or in an order that leaves an item either old or
+new, never lost), skips what is converted already, and leaves data that an older process may still
+read in place. So ``hbdns migrate`` runs every step every time; a step with nothing left converts 0.
+The last run of each step is recorded in ``keys.migrations()`` for ``hbdns migrate --status``.
+
+Steps (in order):
+
+- ``alive_per_family``: the one ``alive`` key and deadline of each account into one per address
+  family (issue 13: liveness per family).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+
+from hbdns import keys
+from hbdns.migrations import alive_per_family
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    summary: str
+    apply: Callable[..., int]
+
+
+STEPS: tuple[Step, ...] = tuple(Step(m.__name__.rpartition(".")[2], m.SUMMARY, m.apply) for m in (alive_per_family,))
+
+
+def run(r: redis.Redis, *, dry_run: bool = False) -> list[tuple[Step, int]]:
+    """Run every step in order; returns (step, items converted or, with ``dry_run``, to convert)."""
+    done = []
+    for step in STEPS:
+        n = step.apply(r, dry_run=dry_run)
+        if not dry_run:
+            r.hset(keys.migrations(), step.name, json.dumps({"at": time.time(), "converted": n}))
+        done.append((step, n))
+    return done
+
+
+def last_runs(r: redis.Redis) -> dict[str, dict[str, float]]:
+    return {str(k): json.loads(v) for k, v in r.hgetall(keys.migrations()).items()}
