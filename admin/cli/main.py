@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import redis
 
-from admin.cli import accounts, status, tokens, zones
+from admin.cli import accounts, migrate, status, tokens, zones
 from admin.cli.output import EXIT_REFUSED, EXIT_UNAVAILABLE, Refused
 from hbdns import config, validate
 from hbdns.connection import connect
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hbdns", description=__doc__.split("\n")[0])
     parser.add_argument("--json", action="store_true", default=False, help="machine-readable output")
     sub = parser.add_subparsers(dest="group", required=True)
-    for group in (zones, accounts, status, tokens):
+    for group in (zones, accounts, status, tokens, migrate):
         group.register(sub, common)
     return parser
 
