@@ -40,8 +40,9 @@ class Event:
 
     @property
     def first(self) -> bool:
-        """A ``recovered`` that is the account's first beat ever: "online", not "back"."""
-        return self.type == RECOVERED and self.get("first") == "1"
+        """A ``recovered`` that is the account's first beat ever, or a ``family_back`` of a family
+        heard for the first time: "online", not "back"."""
+        return self.type in (RECOVERED, FAMILY_BACK) and self.get("first") == "1"
 
     @classmethod
     def from_fields(cls, entry_id: str, fields: Mapping[str, Any]) -> Event:

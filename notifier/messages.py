@@ -66,9 +66,9 @@ def wants(level: str, event: Event) -> bool:
     """Whether a channel at ``level`` (none|outages|all) reports ``event``."""
     if level == "none":
         return False
-    if event.type in (NEUTRALIZED, FAMILY_LOST, FAMILY_BACK):
+    if event.type in (NEUTRALIZED, FAMILY_LOST):
         return True
-    if event.type == RECOVERED:
+    if event.type in (RECOVERED, FAMILY_BACK):
         return level == "all" if event.first else True
     if event.type == IP_CHANGED:
         return level == "all"
@@ -184,6 +184,11 @@ def _texts(event: Event, account: Account) -> tuple[str, str, str]:
             f"{name} stays live over its other address family."
         )
         sms = f"hbdns: {name} lost {fam} at {when}."
+    elif event.type == FAMILY_BACK and event.first:
+        fam = event.families
+        subject = f"hbdns: {name} is online over {fam} too"
+        text = f"{name} is live over {fam} too: first report over {fam} at {when} ({event.get('source', 'beat')})."
+        sms = f"hbdns: {name} online over {fam} since {when}."
     elif event.type == FAMILY_BACK:
         fam = event.families
         duration = fmt_duration(int(event.get("duration_ms", "0") or 0))

@@ -158,8 +158,10 @@ local function beat(acct, a4, a6, legacy, log, id, ip4, ip6, counter, ttl, offli
             'first', (tonumber(cur[7] or '0') or 0) > 0 and '0' or '1', 'family', family_list(back)})
     else
       local f = back  -- one family: the other one is live
+      local new = (f == '4' and old4 or old6) == ''  -- a family heard for the first time
       emit(ev, log, maxlen, logcap, 'family_back', id, fqdn, now,
-           {'family', f, 'neutral_since', lost_at[f], 'duration_ms', now - lost_at[f], 'source', source})
+           {'family', f, 'neutral_since', lost_at[f], 'duration_ms', now - lost_at[f], 'source', source,
+            'first', new and '1' or '0'})
     end
     for _, f in ipairs(FAMS) do
       if has(back, f) then live = with(live, f) end
