@@ -17,6 +17,7 @@ scan, backing off to ~67 min (docs/backup-mx.md).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -182,23 +183,23 @@ class FlushConsumer:
 
 
 class FlushService:
-    """The flush loops of a notifier process: the consumer (with takeover) and the second flush."""
+    """The flush loops of a notifier process: the consumer (with takeover, in the same thread, so it
+    never takes over an entry it is still flushing) and the second flush."""
 
     def __init__(self, consumer: FlushConsumer, claim_every: float) -> None:
         self.consumer = consumer
         self.claim_every = claim_every
-        self._since_claim = 0.0
+        self._last_claim = 0.0
 
     def consume_step(self) -> int:
-        return self.consumer.step()
+        handled = self.consumer.step()
+        if time.monotonic() - self._last_claim >= self.claim_every:
+            handled += self.consumer.claim_step()
+            self._last_claim = time.monotonic()
+        return handled
 
     def again_step(self) -> int:
-        self._since_claim += AGAIN_INTERVAL
-        handled = self.consumer.again_step()
-        if self._since_claim >= self.claim_every:
-            self._since_claim = 0.0
-            handled += self.consumer.claim_step()
-        return handled
+        return self.consumer.again_step()
 
     def start(self, loops: Loops) -> None:
         try:
