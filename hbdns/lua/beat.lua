@@ -65,11 +65,22 @@ local function beat(acct, a4, a6, legacy, log, id, ip4, ip6, counter, ttl, offli
   else
     redis.call('HSET', acct, 'last_beat', nows)
   end
-  local live = recorded_live(cur[2], cur[9], old4, old6)
-  local alive = {['4'] = a4, ['6'] = a6}
+  local live = cur[9] or recorded_live(cur[2], nil, old4, old6)
   local want = ''
   local was = {}
-  if offline ~= '1' then
+  if offline ~= '1' and fams == '' and (ip4 == '') ~= (ip6 == '') then
+    -- a heartbeat: one address, and the family it came over is the one it keeps alive
+    local f, key, same = '4', a4, ip4 == old4
+    if ip4 == '' then f, key, same = '6', a6, ip6 == old6 end
+    -- PEXPIRE answers whether the key was there; only a missing key needs the SET
+    local up = redis.call('PEXPIRE', key, ttl) == 1
+    if up and same and string.find(live, f, 1, true) and cur[9] then
+      redis.call('ZADD', dl, now + ttl, id .. ':' .. f)
+      return 'ok'
+    end
+    if not up then redis.call('SET', key, '1', 'PX', ttl) end
+    want, was[f] = f, up
+  elseif offline ~= '1' then
     want = fams
     if want == '' then
       if ip4 ~= '' then want = '4' end
@@ -79,12 +90,12 @@ local function beat(acct, a4, a6, legacy, log, id, ip4, ip6, counter, ttl, offli
         if old6 ~= '' then want = want .. '6' end
       end
     end
-    -- PEXPIRE answers whether the key was there; only a missing key needs the SET
     local fast = ip4 ~= '' or ip6 ~= ''
     for _, f in ipairs(FAMS) do
       if has(want, f) then
-        was[f] = redis.call('PEXPIRE', alive[f], ttl) == 1
-        if not was[f] then redis.call('SET', alive[f], '1', 'PX', ttl) end
+        local key = f == '4' and a4 or a6
+        was[f] = redis.call('PEXPIRE', key, ttl) == 1
+        if not was[f] then redis.call('SET', key, '1', 'PX', ttl) end
         fast = fast and was[f] and has(live, f)
       end
     end
@@ -98,6 +109,7 @@ local function beat(acct, a4, a6, legacy, log, id, ip4, ip6, counter, ttl, offli
     end
   end
   -- something changes (or an offline beat, or a hash of an older writer): the rest of the record
+  local alive = {['4'] = a4, ['6'] = a6}
   local more = redis.call('HMGET', acct, 'since', 'aliases', 'lost4', 'lost6')
   local since, aliases = tonumber(more[1] or '0') or 0, more[2] or '[]'
   local lost_at = {['4'] = tonumber(more[3] or '') or since, ['6'] = tonumber(more[4] or '') or since}
