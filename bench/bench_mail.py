@@ -2,7 +2,7 @@
 deploy/postfix, a stock Postfix as the sender, the neutral host.
 
 - first beat back -> last queued message delivered, on the real hbdns stack
-  (tests.support.mail_recovery ``bench``: pdns with the hbdns backend, pdns-recursor as the backup
+  (tests.support.mail_bench: pdns with the hbdns backend, pdns-recursor as the backup
   MX's caching resolver with other users keeping the neutral answer cached, listener, sweeper,
   notifier with the recovery flush; the customer's hbdns-client), 20 outages of 5 queued messages
   each; same-run reference: 20 accounts through the same outage with the notifier not flushing,
@@ -43,7 +43,7 @@ def run(quick: bool) -> list[Metric]:
     if reason:
         raise RuntimeError(f"no namespace: {reason}")
     runs, refs = (5, 0) if quick else (20, 20)
-    stack = _scenario("tests.support.mail_recovery", ["bench", "--runs", str(runs), "--refs", str(refs)])
+    stack = _scenario("tests.support.mail_bench", ["bench", "--runs", str(runs), "--refs", str(refs)])
     costs = _scenario("tests.support.mail_scenarios", ["bench", "--runs", str(runs), "--refs", "0"])["costs"]
     flushed = tuple(stack["flushed"])
     live = tuple(costs["live"])
