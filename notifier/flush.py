@@ -30,6 +30,7 @@ from hbdns.loops import Loops
 from hbdns.model import Account
 from hbdns.mta_flush import MtaFlusher, from_settings
 from hbdns.plans import Plan
+from hbdns.store import accounts_by_id
 
 log = logging.getLogger(__name__)
 
@@ -168,18 +169,7 @@ class FlushConsumer:
         return results
 
     def _accounts(self, ids: Mapping[int, Any]) -> dict[int, Account]:
-        ordered = sorted(i for i in ids if i > 0)
-        pipe = self.r.pipeline(transaction=False)
-        for account_id in ordered:
-            pipe.hgetall(keys.account(account_id))
-        out = {}
-        for account_id, h in zip(ordered, pipe.execute(), strict=True):
-            if h.get("fqdn"):
-                try:
-                    out[account_id] = Account.from_hash(h)
-                except (KeyError, ValueError):
-                    log.error("unreadable account", extra={"account": account_id})
-        return out
+        return accounts_by_id(self.r, ids)
 
 
 class FlushService:
