@@ -4,11 +4,11 @@ Figures are the seed's: heartbeat plans beat every 45/15/5 s and neutralize afte
 expiry plans (update-only clients, "Ablaufzeit") neutralize when one interval passes without update.
 
 The grace (issue 14): with the window exactly misses x interval, the third beat that arrives on
-time races the expiry, so each plan adds a little: 1 s for heartbeat plans (a client's timer and
+time races the expiry, so each plan adds a little: 0.5 s for heartbeat plans (a client's timer and
 the network are late by milliseconds, rarely by more), 5 s for update plans (HTTP, routers). The
 seed's promise for heartbeat-c is "neutral within 20 s", which must hold through a caching resolver
-too: window + grace + pdns' cache (1 s) + the record TTL = 15 + 1 + 1 + 3 = 20 s, so heartbeat-c's
-record TTL is 3 s (was 5 s). Measured figures: README's plan table.
+too: window + grace + pdns' cache (1 s) + the record TTL = 15 + 0.5 + 1 + 3 = 19.5 s, so
+heartbeat-c's record TTL is 3 s (was 5 s). Measured figures: README's plan table.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ _HOUR = 3600.0
 DEFAULT_PLANS: dict[str, Plan] = {
     p.name: p
     for p in (
-        Plan("heartbeat-a", "heartbeat", 45.0, 3, 45, grace=1.0),
-        Plan("heartbeat-b", "heartbeat", 15.0, 3, 15, grace=1.0),
-        Plan("heartbeat-c", "heartbeat", 5.0, 3, 3, grace=1.0),
+        Plan("heartbeat-a", "heartbeat", 45.0, 3, 45, grace=0.5),
+        Plan("heartbeat-b", "heartbeat", 15.0, 3, 15, grace=0.5),
+        Plan("heartbeat-c", "heartbeat", 5.0, 3, 3, grace=0.5),
         Plan("setip-a", "expiry", 15 * _MIN, 1, 60, grace=5.0),
         Plan("setip-b", "expiry", 10 * _MIN, 1, 60, grace=5.0),
         Plan("setip-c", "expiry", 5 * _MIN, 1, 60, grace=5.0),

@@ -53,7 +53,7 @@ from tests.support.postfix import deliveries, wait_queue
 from tests.support.servers import Process, wait_for
 
 INTERVAL = 5.0  # heartbeat-c
-WINDOW = 16.0  # heartbeat-c: 3 x 5 s + 1 s grace
+WINDOW = 15.5  # heartbeat-c: 3 x 5 s + 0.5 s grace
 OUTAGE = 60.0
 
 
