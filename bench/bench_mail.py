@@ -49,8 +49,8 @@ def run(quick: bool) -> list[Metric]:
     live = tuple(costs["live"])
     note = (
         f"hbdns stack; outage {stack['outage_s']:.0f} s, 5 queued messages per run; the backup MX resolves "
-        "through a caching resolver that holds the neutral answer (so the second flush, record TTL + 2 s "
-        "after the first, is the one that delivers)"
+        "through a caching resolver that others keep asking: where it still held the neutral answer at the "
+        "first flush, the second one (record TTL + 2 s later) delivered"
     )
     if not refs:
         note += "; quick mode: no Postfix-schedule reference"
