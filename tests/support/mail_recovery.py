@@ -105,6 +105,22 @@ def recovered_at(net: MailNet, a: Account, after: float) -> float:
     raise AssertionError(f"no recovered event of {a.fqdn} after {after}")
 
 
+def flushes_since(net: MailNet, a: Account, since: float) -> list[str]:
+    """Why each flush of ``a`` since ``since`` was made, newest first, once the second one is done."""
+    assert net.store is not None
+    store = net.store
+
+    def entries() -> list[str]:
+        return [
+            str(e.get("why"))
+            for e in store.account_log(a.id)
+            if e["type"] == "mx_flushed" and int(e["at"]) / 1000 >= since - 1
+        ]
+
+    wait_for(lambda: "again" in entries(), 30, interval=0.1, what="the second flush")
+    return entries()
+
+
 def mails_to(net: MailNet, *words: str) -> list[str]:
     """Subjects of the notifications the sink got that contain every one of ``words``."""
     st = stack_of(net)
@@ -189,7 +205,7 @@ def recovery(net: MailNet, out: dict[str, Any], args: argparse.Namespace) -> Non
         "unknown_accepted": sum(1 for d in deliveries(log).values() for x in d if x.rcpt.startswith("nosuchuser")),
         "queued": len(queued),
         "first_beat_back_to_queued_delivered_s": {"median": statistics.median(delays), "max": delays[-1]},
-        "flushes": [e.get("why") for e in store.account_log(home.id) if e["type"] == "mx_flushed"],
+        "flushes": flushes_since(net, home, back_at),
         "notified": {"offline": len(mails_to(net, HOME, "offline")), "back": len(mails_to(net, HOME, "back online"))},
     }
     rec = out["recovery"]
