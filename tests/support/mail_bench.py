@@ -8,6 +8,7 @@ per run, last beat -> neutral at pdns and at the caching resolver.
 from __future__ import annotations
 
 import argparse
+import random
 import signal
 import time
 from typing import Any
@@ -33,7 +34,11 @@ def bench(net: MailNet, out: dict[str, Any], args: argparse.Namespace) -> None:
     busy = Watch(lambda: bool(st.cached(HOME, "A")) and False, every=0.5)  # the resolver has other users
     client = st.client(store, home, CUSTOMER, "bench")
     wait_for(lambda: st.answers(HOME, "A") == {CUSTOMER}, 30, what="home live")
+    phase = random.Random(13)
     for i in range(args.runs):
+        # the line drops at any moment between two beats, while the resolver holds the live answer
+        wait_for(lambda: st.cached(HOME, "A") == {CUSTOMER}, 30, interval=0.1, what="the resolver answering live")
+        time.sleep(phase.uniform(0, INTERVAL))  # a schedule: where between two beats the line drops
         client.signal(signal.SIGKILL)
         net.customer.stop()
         beat_at = last_beat(net, home)
