@@ -22,6 +22,7 @@ from hbdns.model import Account, Zone
 from hbdns.scripts import Script
 from hbdns.store import Store
 from pdns_backend.accounts import AccountReader
+from tests.support.servers import wait_for
 
 OLD = Path(__file__).resolve().parents[1] / "data" / "alive_v1"
 ZONE = "old.test"
@@ -32,13 +33,15 @@ def old_script(name: str) -> Script:
 
 
 OLD_BEAT, OLD_NEUTRALIZE = old_script("beat"), old_script("neutralize")
+_last = 0
 
 
 def old_beat(r: redis.Redis, a: Account, ttl_ms: int, ipv4: str = "", ipv6: str = "", offline: bool = False) -> None:
     """One beat as the old listener sent it: KEYS deadlines events zone acct alive log, ARGV skew
     maxlen logcap source nzones zone, then id ipv4 ipv6 counter ttl offline fp."""
-    counter = str(time.time_ns() // 1_000_000)
-    time.sleep(0.002)  # the next beat's counter is higher
+    global _last
+    _last = max(_last + 1, time.time_ns() // 1_000_000)  # counters must grow, as the client's do
+    counter = str(_last)
     k = [keys.deadlines(), keys.events(), keys.zone(ZONE), keys.account(a.id), keys.alive_legacy(a.id),
          keys.account_log(a.id)]  # fmt: skip
     args = ["300000", "1000", "200", "beat", "1", ZONE, str(a.id), ipv4, ipv6, counter, str(ttl_ms),
@@ -108,9 +111,11 @@ def test_deployed_accounts_survive_the_upgrade(
     # the account whose deadline falls after the upgrade is neutralized once, at its deadline
     new_deadline = r.zscore(keys.deadlines(), keys.deadline_member(ending.id, 4))
     assert new_deadline == ending_deadline
-    while r.exists(keys.alive(ending.id, 4)) or r.exists(keys.alive_legacy(ending.id)):
-        time.sleep(0.05)
-    time.sleep(0.01)
+    wait_for(
+        lambda: not r.exists(keys.alive(ending.id, 4), keys.alive_legacy(ending.id)) and store.liveness.due(),
+        10,
+        what="the ending account's keys expired and its deadline due",
+    )
     swept = store.liveness.sweep()
     assert [(n.account_id, n.lost) for n in swept] == [(ending.id, False)]
     assert events(r, ending)[n_events[ending.id] :] == ["neutralized"]
@@ -133,8 +138,7 @@ def test_the_old_sweeper_script_and_the_new_one_agree_on_an_old_outage(store: St
     store.add_zone(Zone(ZONE, ("ns1.old.test",), "hostmaster.old.test", "192.0.2.1"))
     a = old_account(store, "a")
     old_beat(r, a, 1, ipv4="203.0.113.9", ipv6="2001:db8::9")
-    while r.exists(keys.alive_legacy(a.id)):
-        time.sleep(0.01)
+    wait_for(lambda: not r.exists(keys.alive_legacy(a.id)) and store.liveness.due(), 10, what="old key expired")
     swept = store.liveness.sweep()  # the new sweeper reads the plain member as both families
     assert [(n.account_id, n.family, n.lost) for n in swept] == [(a.id, 0, False)]
     k = [keys.account(a.id), keys.alive_legacy(a.id), keys.deadlines(), keys.events(), keys.account_log(a.id),
