@@ -160,11 +160,6 @@ def notify_owners() -> str:
     return f"{PREFIX}:{{notify}}:owners"
 
 
-def migrations() -> str:
-    """HASH migration step name -> JSON of its last run (``hbdns migrate``)."""
-    return f"{PREFIX}:migrations"
-
-
 def ratelimit(scope: str, subject: str) -> str:
     """Counter for a rate limit (e.g. failed dyndns2 logins per source address)."""
     return f"{PREFIX}:rl:{scope}:{subject}"

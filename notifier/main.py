@@ -24,8 +24,8 @@ from hbdns.migrations import legacy_notify_queue
 from notifier.channel import LogTransport, Transport
 from notifier.consumer import Consumer, default_consumer_name
 from notifier.dispatch import Dispatcher
-from notifier.presence import Presence
 from notifier.flush import flush_service
+from notifier.presence import Presence
 from notifier.sms import SmsScheduler
 from notifier.transports import build_transports
 

@@ -28,8 +28,8 @@ from hbdns import provision
 from hbdns.model import Account
 from hbdns.store import Store
 from tests.support.listener import Listener, free_udp_port
-from tests.support.pdns import BackendProcess, PdnsServer, answer_texts
 from tests.support.netns_recursor import Recursor
+from tests.support.pdns import BackendProcess, PdnsServer, answer_texts
 from tests.support.servers import Process, RedisServer
 from tests.support.services import env_for, spawn
 from tests.support.sinks import SmtpSink
