@@ -136,6 +136,7 @@ ACME_TXT = load("acme_txt", lib=True)  # the live ACME DNS-01 values (the DNS ba
 MIGRATE_ALIVE = load("migrate_alive", lib=True)  # hbdns migrate: alive_per_family, one account
 CLAIM_DUE = load("claim_due", lib=True)  # due members of a schedule zset, leased (the second flush)
 DONE_DUE = load("done_due")  # a claimed schedule member done, unless it was rescheduled meanwhile
+INGEST_MARK = load("ingest_mark", lib=True)  # a listener can store beats now (heartbeat_listener.ingest)
 
 # the notifier's: on its own clock (ARGV), so none needs lib.lua
 NOTIFY_MARKER = load("notify_marker")  # a message's sent marker (notifier.leases.Markers)
@@ -159,6 +160,7 @@ ALL: tuple[Script, ...] = (
     MIGRATE_ALIVE,
     CLAIM_DUE,
     DONE_DUE,
+    INGEST_MARK,
     NOTIFY_MARKER,
     NOTIFY_HOLD,
     NOTIFY_OUTAGE,

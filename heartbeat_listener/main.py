@@ -24,6 +24,7 @@ from hbdns.logs import RateLimitedLog
 from hbdns.purge import Purger
 from heartbeat_listener.accounts import AccountCache, StoreUnavailable
 from heartbeat_listener.metrics import Metrics, MetricsServer, checks_collector, kernel_drops, socket_inodes
+from heartbeat_listener.ingest import IngestMark
 from heartbeat_listener.preauth import IdCeiling, PreAuth
 from heartbeat_listener.recent import RecentBeats
 from heartbeat_listener.redis_io import BatchConnection, RedisAccounts, RedisBeats
@@ -141,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
         recent=recent,
     )
 
+    # the ingest mark (sweeper and beat script hold back deadlines of our own outages), on the
+    # loop's short-timeout connection
+    plans = settings.plan_table()
+    marker = IngestMark(sequence, lambda: listener.storing, keep_ms=max(p.expiry_ms for p in plans.values()))
+
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -164,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         while not stopping:
             try:
                 listener.step(0.25)
+                marker.step()
             except Exception as exc:  # a bug must cost one batch, not the service
                 crash_log.log(logging.ERROR, "step", "listener step failed", error=repr(exc))
         listener.flush()

@@ -25,6 +25,7 @@ class RecordingWriter:
     def __init__(self) -> None:
         self.submitted: list[list[BeatRequest]] = []
         self.collected: list[int] = []
+        self.held: list[BeatRequest] = []
 
     def submit(self, reqs: Sequence[BeatRequest]) -> int:
         self.submitted.append(list(reqs))
@@ -33,6 +34,9 @@ class RecordingWriter:
     def collect(self, ticket: int) -> list[BeatResult]:
         self.collected.append(ticket)
         return [OK] * len(self.submitted[ticket])
+
+    def hold(self, reqs: Sequence[BeatRequest]) -> None:
+        self.held.extend(reqs)
 
 
 @pytest.fixture
