@@ -135,6 +135,7 @@ class Liveness:
         # back by an ingest outage is acted on; a plan not listed gets the longest one
         self.windows = dict(windows or {})
         self.longest_window = max(self.windows.values(), default=0)
+        self.held = 0  # deadlines held back so far because their window overlaps an ingest outage
 
     @staticmethod
     def _account_keys(account_id: int, zone: str) -> list[str]:
@@ -239,7 +240,9 @@ class Liveness:
         out = []
         for (account_id, family), raw in zip(todo, pipe.execute(), strict=True):
             status, fqdn, aliases = (_s(x) for x in raw)
-            if status in ("neutralized", "lost"):
+            if status == "held":
+                self.held += 1
+            elif status in ("neutralized", "lost"):
                 out.append(Neutralized(account_id, _names(fqdn, aliases), family, status == "lost"))
         return out
 

@@ -12,9 +12,10 @@ second time), so the writer keeps, per account, the newest beat whose outcome it
 On the next connection (to whichever server is primary then) they run first, in the order they
 were kept, each with its age (how long ago it was kept): the beat script counts it from then, so a
 beat that came before its deadline is no outage however late it is written, and a beat kept long
-ago keeps its account live only as long as it would have. Bounded: at most ``max_size`` accounts (the oldest go first, counted in ``dropped``),
-none older than ``max_age`` seconds (by then a lost transition has long been re-recorded by the
-account's next beat, or its counter is out of the replay window).
+ago keeps its account live only as long as it would have. Bounded: at most ``max_size`` accounts
+(the oldest go first, counted in ``dropped``), none older than ``max_age`` seconds (by then a lost
+transition has long been re-recorded by the account's next beat, or its counter is out of the
+replay window).
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ from hbdns.liveness import Liveness
 from hbdns.logs import RateLimitedLog
 from hbdns.purge import Purger
 from heartbeat_listener.accounts import AccountCache, StoreUnavailable
-from heartbeat_listener.metrics import Metrics, MetricsServer, checks_collector, kernel_drops, socket_inodes
 from heartbeat_listener.ingest import IngestMark
+from heartbeat_listener.metrics import Metrics, MetricsServer, checks_collector, kernel_drops, socket_inodes
 from heartbeat_listener.preauth import IdCeiling, PreAuth
 from heartbeat_listener.recent import RecentBeats
 from heartbeat_listener.redis_io import BatchConnection, RedisAccounts, RedisBeats
@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     # loop's short-timeout connection
     plans = settings.plan_table()
     marker = IngestMark(sequence, lambda: listener.storing, keep_ms=max(p.expiry_ms for p in plans.values()))
+    metrics.collectors.append(lambda: {"hbdns_heartbeat_ingest_marks_total": marker.marks})
 
     stopping = False
 

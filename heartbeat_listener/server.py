@@ -250,7 +250,12 @@ class UdpListener:
         checks = Checks(recent=self.recent, limiter=self.limiter, window_ms=self.max_skew_ms, now=now,
                         now_ms=self.wall_ms())  # fmt: skip
         auth = authenticate(
-            screened.candidates, self.cache, fresh=False, counts=screened.counts, rejects=screened.rejects, checks=checks
+            screened.candidates,
+            self.cache,
+            fresh=False,
+            counts=screened.counts,
+            rejects=screened.rejects,
+            checks=checks,
         )
         if auth.requests:
             self.writer.hold(auth.requests)

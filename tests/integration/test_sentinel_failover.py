@@ -18,9 +18,9 @@ from hbdns.connection import connect
 from hbdns.model import Zone
 from hbdns.store import Store
 from sweeper.main import SweeperService
+from tests.support.dns_probe import Prober
 from tests.support.fleet import Beater, Fleet
 from tests.support.listener import Listener, now_ms
-from tests.support.dns_probe import Prober
 from tests.support.pdns import PdnsServer
 from tests.support.sentinel import SentinelGroup, cached, fresh_group, noscripts, started_group
 from tests.support.servers import wait_for

@@ -57,6 +57,7 @@ class OutageFigures:
     servfail_during: int  # pdns' answer while the backend cannot read Redis
     neutral_after: int  # answers of the neutral address for beating accounts after the restart
     answers_after: int  # NOERROR answers for them after the restart
+    neutral_until_s: float  # restart -> the last of those neutral answers (0: none)
     live_again_s: float  # restart -> every beating account's alive key back
     stopper_neutralized_after_s: float  # restart -> the stopper's neutralization recorded
     held_beats_reapplied: int  # held beats the listener wrote on reconnect
@@ -74,6 +75,7 @@ class OutageRig:
         self.smtp = SmtpSink().start()
         self.store = Store(self.r, config.load(env))
         self.store.add_zone(Zone(ZONE, (f"ns1.{ZONE}",), f"hostmaster.{ZONE}", NEUTRAL))
+
         def add(name: str) -> Account:
             account = self.store.new_account(f"{name}.{ZONE}", "heartbeat-c", emails=("ops@customer.test",))
             return self.store.add_account(account)
@@ -190,12 +192,17 @@ class OutageRig:
             servfail_during=sum(1 for s in during if s[2] == "SERVFAIL"),
             neutral_after=sum(1 for s in after if NEUTRAL in s[3]),
             answers_after=len(after),
+            neutral_until_s=round(max((s[0] - t_up for s in after if NEUTRAL in s[3]), default=0.0), 2),
             live_again_s=round(live_again, 2),
             stopper_neutralized_after_s=round(neutralized_after, 2),
             held_beats_reapplied=int(
                 self.listener.metrics().get("hbdns_heartbeat_reapplied_total", 0.0) - reapplied_before
             ),
-            extra={"false": false[:5], "events": len(new), "probe_timeouts": self.prober.timeouts if self.prober else 0},
+            extra={
+                "false": false[:5],
+                "events": len(new),
+                "probe_timeouts": self.prober.timeouts if self.prober else 0,
+            },
         )
 
     def stop(self) -> None:
