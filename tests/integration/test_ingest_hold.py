@@ -7,8 +7,12 @@ marking at all (not tracked) nothing changes."""
 
 from __future__ import annotations
 
+import json
+
+import pytest
 import redis
 
+from admin.cli.main import main as cli
 from hbdns import config, keys, scripts
 from hbdns.liveness import BeatRequest
 from hbdns.model import Account
@@ -136,3 +140,25 @@ def test_without_ingest_marks_nothing_is_held(real_redis: redis.Redis) -> None:
     services.beat(store, a)
     wait_for(lambda: gone_and_due(real_redis, a), 5, what="deadline passed")
     assert [n.account_id for n in store.liveness.sweep()] == [a.id]
+
+
+def test_hbdns_status_shows_ingest_health(real_redis: redis.Redis, capsys: pytest.CaptureFixture[str]) -> None:
+    def status() -> tuple[str, dict[str, object]]:
+        assert cli(["status"], redis_client=real_redis) == 0
+        text = capsys.readouterr().out
+        assert cli(["--json", "status"], redis_client=real_redis) == 0
+        return text, json.loads(capsys.readouterr().out)["ingest"]
+
+    text, data = status()
+    assert "ingest: not tracked" in text and data == {"tracked": False}
+    mark = marker(real_redis)
+    assert mark.step()
+    text, data = status()
+    assert "ingest: healthy, last listener mark 0s ago" in text and data["down"] is False
+    wait_for(lambda: redis_ms(real_redis) > int(real_redis.hget(keys.ingest(), "mark")) + GAP, 5, what="a gap")
+    text, data = status()
+    assert "ingest: DOWN" in text and "held" in text and data["down"] is True
+    mark._next = 0.0
+    assert mark.step()
+    text, data = status()
+    assert "ingest: healthy" in text and "last outage" in text and len(data["outages"]) == 1  # type: ignore[arg-type]
