@@ -163,6 +163,7 @@ local function beat(acct, a4, a6, legacy, log, id, ip4, ip6, counter, ttl, offli
   if offline == '1' then
     redis.call('DEL', a4, a6, legacy)
     redis.call('ZREM', dl, id, id .. ':4', id .. ':6')
+    redis.call('HDEL', acct, 'held4', 'held6', 'held')
     if live ~= '' then
       redis.call('HSET', acct, 'state', 'neutral', 'since', nows, 'live', '', 'lost4', nows, 'lost6', nows)
       emit(ev, log, maxlen, logcap, 'neutralized', id, fqdn, now,

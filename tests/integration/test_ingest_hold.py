@@ -110,6 +110,20 @@ def test_beats_back_after_a_listener_outage_record_nothing(real_redis: redis.Red
     assert kinds(real_redis, a) == ["created", "recovered"]
 
 
+def test_an_offline_beat_during_a_hold_neutralizes_and_ends_it(real_redis: redis.Redis) -> None:
+    store, mark = fast_store(real_redis), marker(real_redis)
+    a = services.add_account(store, "bye")
+    assert mark.step()
+    services.beat(store, a)
+    wait_for(lambda: gone_and_due(real_redis, a), 5, what="deadline passed")
+    wait_for(lambda: redis_ms(real_redis) > int(real_redis.hget(keys.ingest(), "mark")) + GAP, 5, what="a gap")
+    assert store.liveness.sweep() == [] and real_redis.hexists(keys.account(a.id), "held4")
+    store.liveness.beat(BeatRequest(a.id, a.zone, WINDOW, counter=redis_ms(real_redis), offline=True))
+    assert kinds(real_redis, a) == ["created", "recovered", "neutralized"]  # the customer said so: at once
+    assert not real_redis.hexists(keys.account(a.id), "held4")
+    assert real_redis.zscore(keys.deadlines(), keys.deadline_member(a.id, 4)) is None
+
+
 def test_a_beat_that_came_before_its_deadline_is_no_outage_however_late_it_is_written(
     real_redis: redis.Redis,
 ) -> None:
