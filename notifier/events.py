@@ -11,9 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hbdns.notices import TEST_EVENT
+
 NEUTRALIZED = "neutralized"
 RECOVERED = "recovered"
 IP_CHANGED = "ip_changed"
+TEST = TEST_EVENT  # written by `hbdns notify test`
 
 _CORE = ("type", "account", "fqdn", "at", "event_id")
 
