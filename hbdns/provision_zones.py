@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from hbdns import validate
 from hbdns.config import Settings
-from hbdns.model import STATIC_TYPES, StaticRecord, Zone
+from hbdns.model import STATIC_TYPES, StaticRecord, Zone, check_lang
 from hbdns.validate import Fields
 
 if TYPE_CHECKING:
@@ -89,6 +89,7 @@ class ZoneChanges:
     backup_mx_pref: int | None = None
     records: Sequence[Mapping[str, Any]] | None = None
     allow_private: bool | None = None
+    lang: str | None = None  # "" = HBDNS_NOTIFY_LANG
 
     def given(self) -> tuple[str, ...]:
         return tuple(f.name for f in fields(self) if getattr(self, f.name) is not None)
@@ -116,6 +117,8 @@ def _apply(f: Fields, zone: Zone, c: ZoneChanges) -> Zone:
         new["records"] = check_records(f, c.records, zone.apex)
     if c.allow_private is not None:
         new["allow_private"] = bool(c.allow_private)
+    if c.lang is not None:
+        new["lang"] = f.check("lang", check_lang, c.lang) or ""
     return replace(zone, **new)
 
 

@@ -28,6 +28,7 @@ def _prefs(args: argparse.Namespace) -> dict[str, Any]:
         "sms_min_outage": args.sms_min_outage,
         "quiet_hours": args.quiet_hours,
         "tz": args.tz,
+        "lang": args.lang,
     }
 
 
@@ -166,6 +167,8 @@ def account_log(store: Store, args: argparse.Namespace) -> int:
             detail = "first beat" if str(e.get("first")) == "1" else f"outage {duration(int(e.get('duration_ms', 0)))}"
         elif kind == "neutralized":
             detail = str(e.get("reason", ""))
+        elif kind == "test":
+            detail = "test message (hbdns notify test)"
         else:
             detail = str(e.get("plan", ""))
         mark = {"neutralized": "RED", "recovered": "BLUE", "ip_changed": "BLUE"}.get(kind, "")
@@ -190,6 +193,7 @@ def _add_account_options(p: argparse.ArgumentParser, *, creating: bool) -> None:
     p.add_argument("--sms-min-outage", type=int, help="seconds an outage must last before an SMS")
     p.add_argument("--quiet-hours", help="no SMS in this window, e.g. 22:00-07:00")
     p.add_argument("--tz", help="time zone for quiet hours and message times, e.g. Europe/Berlin")
+    p.add_argument("--lang", help='language of its messages: de or en ("" = the zone\'s, else HBDNS_NOTIFY_LANG)')
     if creating:
         p.add_argument("--plan", required=True, help="plan name (see README: heartbeat-c, setip-a, ...)")
     else:
