@@ -7,7 +7,10 @@
    lookup), the ceiling of a Python remote backend on this machine.
 2. Caches off (packet, query and negative caches 0): backend lookups/s, i.e. pdns' own
    ``backend-queries`` counter over the run, over HTTP and over the unix socket. Goals >= 3,000/s
-   (HTTP) and >= 15,000/s (unix).
+   (HTTP) and >= 15,000/s (unix). Over unix also reading a replica of the primary (a DNS node's own
+   Redis), runs alternating with the same backend reading the primary: the same-run reference.
+3. A replica's lag (:mod:`bench.replica`): how long an IP change takes to show on it, and on
+   pdns reading it.
 
 Half the accounts are live (reported address), half neutral; a fifth have MX. Queries are A, AAAA
 and MX over all 10k names in random order (so the 1 s caches keep refilling from the backend),
@@ -35,6 +38,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bench import replica as replica_part
 from bench.common import Metric
 from hbdns import config, keys
 from hbdns.connection import connect
@@ -210,8 +214,10 @@ def run(quick: bool) -> list[Metric]:
     WORK.mkdir(parents=True)
     deploy = deploy_settings()
     shipped = {k: v for k, v in deploy.items() if k in ("cache-ttl", "query-cache-ttl", "negquery-cache-ttl")}
-    # the backend reads Redis over its unix socket, as deploy recommends for a co-located Redis
-    rs = RedisServer(WORK / "redis", unix_socket=True).start()
+    # the backend reads Redis over its unix socket, as deploy recommends for a co-located Redis;
+    # a replica of it, as a DNS node's own Redis (issue 16), the same way
+    rs = RedisServer(WORK / "redis", unix_socket=True, extra=["repl-diskless-sync-delay 0"]).start()
+    replica = RedisServer(WORK / "replica", unix_socket=True, extra=[f"replicaof 127.0.0.1 {rs.port}"]).start()
     results: dict[str, Any] = {
         "accounts": ACCOUNTS,
         "shipped_settings": {k: deploy[k] for k in deploy if "cache" in k or "threads" in k},
@@ -219,8 +225,9 @@ def run(quick: bool) -> list[Metric]:
     }
     ratio_qps: dict[str, tuple[list[float], list[float]]] = {}
     ceilings: dict[str, list[float]] = {}
-    lookups: dict[str, list[float]] = {"http": [], "unix": [], "bind": []}
-    qps_off: dict[str, list[float]] = {"http": [], "unix": [], "bind": []}
+    lookups: dict[str, list[float]] = {"http": [], "unix": [], "replica": [], "bind": []}
+    qps_off: dict[str, list[float]] = {"http": [], "unix": [], "replica": [], "bind": []}
+    lag: list[Metric] = []
     try:
         r = connect(rs.url)
         names = populate(r, ACCOUNTS)
@@ -246,14 +253,30 @@ def run(quick: bool) -> list[Metric]:
                     bind_qps.append(dnsperf(bind.port, qfile, seconds))
                 ratio_qps[label] = (remote_qps, bind_qps)
                 ceilings[label] = ceiling_qps
-        # 2. caches off: backend lookups/s per transport (pdns' backend-queries counter)
-        for transport in ("http", "unix"):
-            with remote_pdns(f"nocache-{transport}", rs.unix_url, transport, CACHES_OFF) as pdns:
-                warm(pdns, queries["uniform"])
-                for _ in range(runs):
-                    lps, qps = measure_lookups(pdns, queries["uniform"], seconds)
-                    lookups[transport].append(lps)
-                    qps_off[transport].append(qps)
+        # 2. caches off: backend lookups/s per transport (pdns' backend-queries counter); over unix
+        #    also reading the replica, runs alternating with the primary
+        with remote_pdns("nocache-http", rs.unix_url, "http", CACHES_OFF) as pdns:
+            warm(pdns, queries["uniform"])
+            for _ in range(runs):
+                lps, qps = measure_lookups(pdns, queries["uniform"], seconds)
+                lookups["http"].append(lps)
+                qps_off["http"].append(qps)
+        replica_part.synced(rs, replica)
+        with (
+            remote_pdns("nocache-unix", rs.unix_url, "unix", CACHES_OFF) as pdns,
+            remote_pdns("nocache-replica", replica.unix_url, "unix", CACHES_OFF) as on_replica,
+        ):
+            for p in (pdns, on_replica):
+                warm(p, queries["uniform"])
+            for _ in range(runs):
+                for label, p in (("unix", pdns), ("replica", on_replica)):
+                    lps, qps = measure_lookups(p, queries["uniform"], seconds)
+                    lookups[label].append(lps)
+                    qps_off[label].append(qps)
+        # 3. a replica's lag: how long an IP change takes to show on a DNS node reading it
+        with remote_pdns("replica-node", replica.unix_url, "unix", shipped) as node:
+            warm(node, queries["zipf"])
+            lag = replica_part.measure(rs, replica, node, APEX, ACCOUNTS, quick)
         # same-run reference: pdns' own bind backend on the same records, caches off, same counter
         with bind_pdns(zonefile, CACHES_OFF) as bind:
             warm(bind, queries["uniform"])
@@ -262,6 +285,7 @@ def run(quick: bool) -> list[Metric]:
                 lookups["bind"].append(lps)
                 qps_off["bind"].append(qps)
     finally:
+        replica.stop()
         rs.stop()
 
     ratio_goal = 0.9
@@ -307,6 +331,8 @@ def run(quick: bool) -> list[Metric]:
                 extra={"dns_qps": qps_off[transport]},
             )
         )
+    metrics.append(replica_part.lookups_metric(lookups["replica"], lookups["unix"], qps_off["replica"]))
+    metrics.extend(lag)
     results["metrics"] = [m.to_dict() for m in metrics]
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "backend.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -366,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     t0 = time.monotonic()
     for m in run(args.quick):
+        if m.unit == "s":  # latencies: their spread is in the notes
+            print(f"{m.name}: {m.notes}")
+            continue
         ref = f" vs {m.reference_median:,.0f} (ratio {m.ratio:.2f})" if m.reference_median else ""
         print(f"{m.name}: median {m.median:,.0f} {m.unit}{ref}; goal {m.goal}: {'met' if m.met else 'MISSED'}")
         print(f"   samples {[round(s) for s in m.samples]}; {m.notes}")

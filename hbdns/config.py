@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
+from hbdns import connection
 from hbdns.logs import setup_logging
 
 PREFIX = "HBDNS_"
@@ -55,6 +56,15 @@ def _positive_float(raw: str) -> float:
     value = float(raw)
     if not value > 0:
         raise ValueError("must be a positive number")
+    return value
+
+
+def _negative_ttl(raw: str) -> int:
+    from hbdns.model import MAX_NEGATIVE_TTL
+
+    value = _positive_int(raw)
+    if value > MAX_NEGATIVE_TTL:
+        raise ValueError(f"must be at most {MAX_NEGATIVE_TTL} seconds")
     return value
 
 
@@ -146,9 +156,32 @@ def _url_or_empty(raw: str) -> str:
     return value
 
 
-def _setting(default: str, parse: Callable[[str], Any] = str) -> Any:
-    """Declare a setting: its default (as the environment would spell it) and its parser."""
-    return field(default=parse(default), metadata={"parse": parse, "raw_default": default})
+def _redis_url(raw: str) -> str:
+    return connection.check(raw.strip())
+
+
+def _optional_redis_url(raw: str) -> str:
+    return _redis_url(raw) if raw.strip() else ""
+
+
+def _wait_replicas(raw: str) -> int | None:
+    """``auto`` (None: 1 with a Sentinel URL, 0 otherwise) or a number of replicas >= 0."""
+    if raw.strip().lower() == "auto":
+        return None
+    value = int(raw)
+    if value < 0:
+        raise ValueError("expected auto or a number >= 0")
+    return value
+
+
+def _redacted(raw: str) -> str:
+    return repr(connection.redact(raw))
+
+
+def _setting(default: str, parse: Callable[[str], Any] = str, show: Callable[[str], str] = repr) -> Any:
+    """Declare a setting: its default (as the environment would spell it), its parser, and how a
+    refused value is shown in the error (URLs with passwords are redacted)."""
+    return field(default=parse(default), metadata={"parse": parse, "raw_default": default, "show": show})
 
 
 @dataclass(frozen=True)
@@ -156,7 +189,12 @@ class Settings:
     """All settings of all services; each service reads what it needs."""
 
     # Redis
-    redis_url: str = _setting("redis://127.0.0.1:6379/0")
+    redis_url: str = _setting("redis://127.0.0.1:6379/0", _redis_url, _redacted)
+    # The backend's own Redis (a replica on the DNS host); "" = redis_url
+    backend_redis_url: str = _setting("", _optional_redis_url, _redacted)
+    # Beat writes that recorded a transition wait (bounded) until this many replicas have them
+    redis_wait_replicas: int | None = _setting("auto", _wait_replicas)
+    redis_wait_timeout: float = _setting("0.1", _positive_float)
     log_level: str = _setting("INFO", _choice("debug", "info", "warning", "error"))
 
     # PowerDNS remote backend (private: only PowerDNS may reach it)
@@ -176,8 +214,13 @@ class Settings:
     heartbeat_max_skew: float = _setting("300", _positive_float)
     heartbeat_batch: int = _setting("256", _positive_int)
     heartbeat_pipeline: int = _setting("2", _positive_int)
-    heartbeat_source_rate: float = _setting("50", _positive_float)
-    heartbeat_source_burst: int = _setting("100", _positive_int)
+    heartbeat_source_rate: float = _setting("200", _positive_float)  # authenticated beats per source
+    heartbeat_source_burst: int = _setting("1000", _positive_int)
+    heartbeat_account_rate: float = _setting("2", _positive_float)  # authenticated beats per account
+    heartbeat_account_burst: int = _setting("20", _positive_int)
+    heartbeat_lookup_rate: float = _setting("20000", _positive_float)  # pre-auth budget: lookups/s
+    heartbeat_lookup_burst: int = _setting("100000", _positive_int)
+    heartbeat_unknown_ttl: float = _setting("2", _positive_float)
     metrics_host: str = _setting("127.0.0.1")
     metrics_port: int = _setting("9108", _port)
 
@@ -196,6 +239,14 @@ class Settings:
     update_authfail_account_burst: int = _setting("30", _positive_int)
     update_known_source_ttl: int = _setting("2592000", _positive_int)
     update_blocked_agents: tuple[str, ...] = _setting("", _list)
+    update_public_url: str = _setting("", _base_url)
+
+    # ACME DNS-01 (served by the update API under /acme-dns and /httpreq)
+    acme_value_ttl: int = _setting("3600", _positive_int)
+    acme_update_rate: float = _setting("6", _positive_float)  # per credential
+    acme_update_burst: int = _setting("10", _positive_int)
+    acme_authfail_rate: float = _setting("10", _positive_float)  # per source
+    acme_authfail_burst: int = _setting("20", _positive_int)
 
     # Admin API (hbdns-admin-api; private: its own loopback port by default)
     admin_api_host: str = _setting("127.0.0.1")
@@ -233,6 +284,7 @@ class Settings:
     default_hostmaster: str = _setting("hostmaster.example.net")
     default_backup_mx: str = _setting("")
     default_backup_mx_pref: int = _setting("50", _positive_int)
+    default_negative_ttl: int = _setting("15", _negative_ttl)
 
     # Notifier
     notify_consumer: str = _setting("")
@@ -268,7 +320,7 @@ class Settings:
     operator_name: str = _setting("hbdns")
     operator_support_url: str = _setting("", _url_or_empty)
     operator_signature: str = _setting("")
-    email_html: bool = _setting("true", _bool)
+    email_html: bool = _setting("false", _bool)
     sms_max_segments: int = _setting("1", _positive_int)
 
     # Backup MX flush on recovery (hbdns.mta_flush): ETRN targets, or postqueue for a local Postfix
@@ -279,6 +331,7 @@ class Settings:
     backup_mx_flush_backoff_max: float = _setting("30", _positive_float)
     backup_mx_flush_helo: str = _setting("", _hostname)
     backup_mx_flush_source: str = _setting("", _address_or_empty)
+    backup_mx_flush_again: float = _setting("2", _positive_float)  # second flush: record TTL + this
 
     # Backup MX lookup tables for Postfix (backup_mx): socketmap on TCP, or a unix socket when set
     backup_mx_map_host: str = _setting("127.0.0.1")
@@ -294,6 +347,18 @@ class Settings:
     neutral_host_max_connections: int = _setting("512", _positive_int)
     neutral_host_per_source: int = _setting("16", _positive_int)
     neutral_host_timeout: float = _setting("10", _positive_float)
+
+    def wait_replicas(self) -> int:
+        """Replicas a beat write that recorded a transition waits for (``auto``: 1 with Sentinel)."""
+        if self.redis_wait_replicas is not None:
+            return self.redis_wait_replicas
+        return 1 if connection.is_sentinel(self.redis_url) else 0
+
+    @property
+    def acme_dns_url(self) -> str:
+        """The acme-dns base URL ACME clients are given (``server_url``)."""
+        base = self.update_public_url or f"http://{self.update_host}:{self.update_port}"
+        return base + "/acme-dns"
 
     def plan_table(self) -> dict[str, Any]:
         """The plan table with this configuration's overrides applied."""
@@ -341,7 +406,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         try:
             values[f.name] = f.metadata["parse"](raw)
         except (ValueError, TypeError) as exc:
-            shown = "***" if is_secret(f.name) else repr(raw)
+            shown = "***" if is_secret(f.name) else f.metadata["show"](raw)
             raise ConfigError(f"{name}={shown}: {exc}") from None
     settings = Settings(**values)
     settings.plan_table()  # validate plan overrides now, not at first use

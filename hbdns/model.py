@@ -29,6 +29,12 @@ def check_lang(value: str) -> str:
         )
     return value
 
+# How long resolvers cache "no such name" / "no such record" (RFC 2308) for new zones: a new
+# account, or an account's first AAAA, shows through a caching resolver within it (README, "Names
+# and negative answers", has the measurement behind 15 s).
+DEFAULT_NEGATIVE_TTL = 15
+MAX_NEGATIVE_TTL = 86400
+
 
 def config_fingerprint(hb_key: bytes, plan: str, zone: str) -> str:
     """A short digest of what a heartbeat listener caches about an account (key, plan, zone).
@@ -62,7 +68,9 @@ class Zone:
     refresh: int = 3600
     retry: int = 600
     expire: int = 1209600
-    minimum: int = 60  # negative-answer TTL (RFC 2308)
+    # negative-answer TTL (RFC 2308). Resolvers cache a negative answer for min(soa_ttl, minimum),
+    # so provision_zones keeps soa_ttl >= minimum. Zones stored earlier keep their stored value.
+    minimum: int = DEFAULT_NEGATIVE_TTL
     soa_ttl: int = 60
     ns_ttl: int = 3600
     records: tuple[StaticRecord, ...] = ()
@@ -95,7 +103,7 @@ class Zone:
             refresh=int(h.get("refresh", 3600)),
             retry=int(h.get("retry", 600)),
             expire=int(h.get("expire", 1209600)),
-            minimum=int(h.get("minimum", 60)),
+            minimum=int(h.get("minimum", DEFAULT_NEGATIVE_TTL)),
             soa_ttl=int(h.get("soa_ttl", 60)),
             ns_ttl=int(h.get("ns_ttl", 3600)),
             records=tuple(StaticRecord(**r) for r in json.loads(h.get("records", "[]"))),
@@ -189,12 +197,28 @@ class Account:
     phones: tuple[str, ...] = ()
     webhook: str = ""
     prefs: NotifyPrefs = NotifyPrefs()
+    # Issue 18. Both read as off / none from hashes stored before they existed: no migration.
+    wildcard: bool = False  # *.<fqdn> answers what the account answers (never another's names)
+    ipv6_interface_id: str = ""  # fixed interface id ("::1a2b:3c4d:5e6f:7081"): AAAA = ip6lanprefix + it
+    # The users the backup MX accepts mail for (local parts, or whole addresses at one of the
+    # names), lowercase; empty: the backup MX verifies recipients with the customer's server.
+    mx_recipients: tuple[str, ...] = ()
     created: float = 0.0
     updated: float = 0.0
 
     @property
     def names(self) -> tuple[str, ...]:
         return (self.fqdn, *self.aliases)
+
+    @property
+    def wildcard_name(self) -> str:
+        return "*." + self.fqdn
+
+    @property
+    def index_names(self) -> tuple[str, ...]:
+        """Every name the name index maps to this account: its names, and ``*.<fqdn>`` while its
+        wildcard is on (the DNS backend finds the wildcard's answers through the index)."""
+        return (*self.names, self.wildcard_name) if self.wildcard else self.names
 
     def to_hash(self) -> dict[str, str]:
         return {
@@ -213,6 +237,10 @@ class Account:
             "phones": json.dumps(list(self.phones)),
             "webhook": self.webhook,
             "prefs": self.prefs.to_json(),
+            "wildcard": "1" if self.wildcard else "0",
+            "ipv6_interface_id": self.ipv6_interface_id,
+            # "" (not "[]") when empty: absent and empty both mean "verify" to backup_mx.maps
+            "mx_recipients": json.dumps(list(self.mx_recipients)) if self.mx_recipients else "",
             "created": repr(self.created),
             "updated": repr(self.updated),
         }
@@ -231,6 +259,8 @@ class Account:
             "ipv6": "",
             "fp": cfg["fp"],
             "last_beat": "0",
+            "zone": cfg["zone"],
+            "live": "",
             "plan": cfg["plan"],
             "neutral_ipv4": cfg["neutral_ipv4"],
             "neutral_ipv6": cfg["neutral_ipv6"],
@@ -255,6 +285,9 @@ class Account:
             phones=tuple(json.loads(h.get("phones", "[]"))),
             webhook=h.get("webhook", ""),
             prefs=NotifyPrefs.from_json(h.get("prefs")),
+            wildcard=h.get("wildcard", "0") == "1",
+            ipv6_interface_id=h.get("ipv6_interface_id", ""),
+            mx_recipients=tuple(json.loads(h.get("mx_recipients") or "[]")),
             created=float(h.get("created", 0)),
             updated=float(h.get("updated", 0)),
         )
@@ -274,20 +307,25 @@ class Account:
             "phones": list(self.phones),
             "webhook": self.webhook,
             "prefs": asdict(self.prefs),
+            "wildcard": self.wildcard,
+            "ipv6_interface_id": self.ipv6_interface_id,
+            "mx_recipients": list(self.mx_recipients),
             "has_password": bool(self.pw_hash),
             "created": self.created,
             "updated": self.updated,
         }
 
 
-# Hash fields written only by the liveness scripts.
-STATE_FIELDS = ("ipv4", "ipv6", "state", "since", "last_beat", "counter")
+# Hash fields written only by the liveness scripts. ``live``: the families recorded live ("", "4",
+# "6", "46"); ``lost4``/``lost6``: when that family last went (ms).
+STATE_FIELDS = ("ipv4", "ipv6", "state", "since", "last_beat", "counter", "live", "lost4", "lost6")
 
 
 @dataclass(frozen=True)
 class AccountState:
-    """Live data of an account. ``state`` is the recorded transition state ('live' or 'neutral');
-    the DNS answer itself follows the ``alive`` key, which is exact at the moment of expiry."""
+    """Live data of an account. ``state`` is the recorded transition state ('live' while any family
+    is, else 'neutral'); the DNS answer itself follows the per-family ``alive`` keys, which are
+    exact at the moment of expiry."""
 
     ipv4: str = ""
     ipv6: str = ""
@@ -295,6 +333,7 @@ class AccountState:
     since_ms: int = 0
     last_beat_ms: int = 0
     counter: int = 0
+    live: str = ""  # the families recorded live: "", "4", "6" or "46"
 
     @classmethod
     def from_hash(cls, h: Mapping[str, str]) -> AccountState:
@@ -305,4 +344,17 @@ class AccountState:
             since_ms=int(h.get("since", 0) or 0),
             last_beat_ms=int(h.get("last_beat", 0) or 0),
             counter=int(h.get("counter", 0) or 0),
+            live=recorded_live(h),
         )
+
+
+def recorded_live(h: Mapping[str, str]) -> str:
+    """The families an account hash records live (``recorded_live`` of hbdns/lua/lib.lua): its
+    ``live`` field, or for a hash of a version before per-family liveness, every family with an
+    address while its state is live."""
+    live = h.get("live")
+    if live is not None:
+        return live
+    if h.get("state") != "live":
+        return ""
+    return ("4" if h.get("ipv4") else "") + ("6" if h.get("ipv6") else "")

@@ -17,7 +17,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hbdns import validate
+from hbdns import ents, validate
+from hbdns.ipv6_prefix import interface_id
 from hbdns.model import Account, NotifyPrefs
 from hbdns.passwords import hash_password, new_password
 from hbdns.validate import Fields
@@ -26,8 +27,8 @@ if TYPE_CHECKING:
     from hbdns.store import AccountStatus, Store
 
 PREF_NAMES = tuple(f.name for f in fields(NotifyPrefs))
-# Fields whose change alters a DNS answer (names, TTL via the plan, neutral addresses, MX).
-DNS_FIELDS = ("fqdn", "aliases", "plan", "neutral_ipv4", "neutral_ipv6", "mx")
+# Fields whose change alters a DNS answer (names, TTL via the plan, neutral addresses, MX, wildcard).
+DNS_FIELDS = ("fqdn", "aliases", "plan", "neutral_ipv4", "neutral_ipv6", "mx", "wildcard")
 
 
 def merge_prefs(f: Fields, base: NotifyPrefs, changes: NotifyPrefs | Mapping[str, Any] | None) -> NotifyPrefs:
@@ -75,6 +76,31 @@ def check_aliases(f: Fields, aliases: Iterable[str], name: str | None, zone: str
     return tuple(out)
 
 
+MAX_RECIPIENTS = 10_000
+
+
+def check_recipients(f: Fields, items: Iterable[str], names: Sequence[str]) -> tuple[str, ...]:
+    """The backup MX's recipient list: local parts (``alice``: at every name of the account) or
+    whole addresses at one of ``names``; lowercased, de-duplicated, order kept."""
+    out: list[str] = []
+    for i, raw in enumerate(items):
+        text = str(raw).strip().lower()
+        where = f"mx_recipients.{i}"
+        if i >= MAX_RECIPIENTS:
+            f.add("mx_recipients", f"at most {MAX_RECIPIENTS} recipients")
+            break
+        local, at, domain = text.rpartition("@")
+        if not at:
+            local, domain = text, ""
+        if not validate.is_local_part(local):
+            f.add(where, f"{text[:80]!r} is not a local part or e-mail address")
+        elif domain and domain not in names:
+            f.add(where, f"{text[:80]!r} is not at a name of this account ({', '.join(names)})")
+        elif text not in out:
+            out.append(text)
+    return tuple(out)
+
+
 def _check_plan(f: Fields, store: Store, plan: str) -> None:
     if plan not in store.plans:
         f.add("plan", f"unknown plan {plan!r} (known: {', '.join(sorted(store.plans))})")
@@ -105,6 +131,9 @@ def build_account(
     phones: Iterable[str] = (),
     webhook: str = "",
     prefs: NotifyPrefs | Mapping[str, Any] | None = None,
+    wildcard: bool = False,
+    ipv6_interface_id: str = "",
+    mx_recipients: Iterable[str] = (),
 ) -> Account:
     """Check everything and build the account value (not stored yet; id 0). Raises
     :class:`~hbdns.validate.Invalid` naming every bad field."""
@@ -122,6 +151,8 @@ def build_account(
     mails, tels = _contacts(f, emails, phones)
     hook = _optional(f, "webhook", validate.url, webhook)
     notify = merge_prefs(f, NotifyPrefs(), prefs)
+    iid = _optional(f, "ipv6_interface_id", interface_id, ipv6_interface_id)
+    rcpts = check_recipients(f, mx_recipients, (name or "", *alias_names))
     f.done()
     assert name is not None and zone is not None
     return Account(
@@ -139,7 +170,16 @@ def build_account(
         phones=tels,
         webhook=hook,
         prefs=notify,
+        wildcard=bool(wildcard),
+        ipv6_interface_id=iid,
+        mx_recipients=rcpts,
     )
+
+
+def _purged(account: Account) -> list[str]:
+    """The names whose answers a new, changed or removed ``account`` alters: its names and the
+    names between them and the apex (empty non-terminals that appear or go with them)."""
+    return ents.with_enclosers(account.names, account.zone)
 
 
 @dataclass(frozen=True)
@@ -152,7 +192,7 @@ def create_account(store: Store, fqdn: str, plan: str, *, password: str | None =
     """Check, store and purge a new account (its names were NXDOMAIN in pdns' negative cache)."""
     generated = new_password() if password is None else None
     account = store.add_account(build_account(store, fqdn, plan, password=generated or password, **kw))
-    store.purge(account.names)
+    store.purge(_purged(account))
     return Created(account=account, password=generated)
 
 
@@ -169,6 +209,9 @@ class AccountChanges:
     phones: Sequence[str] | None = None
     webhook: str | None = None
     prefs: Mapping[str, Any] | None = None
+    wildcard: bool | None = None
+    ipv6_interface_id: str | None = None
+    mx_recipients: Sequence[str] | None = None
 
     def given(self) -> tuple[str, ...]:
         """The names of the fields this change sets."""
@@ -197,16 +240,24 @@ def change_account(store: Store, old: Account, changes: AccountChanges) -> Accou
     if changes.webhook is not None:
         new["webhook"] = _optional(f, "webhook", validate.url, changes.webhook)
     new["prefs"] = merge_prefs(f, old.prefs, changes.prefs)
+    if changes.wildcard is not None:
+        new["wildcard"] = bool(changes.wildcard)
+    if changes.ipv6_interface_id is not None:
+        new["ipv6_interface_id"] = _optional(f, "ipv6_interface_id", interface_id, changes.ipv6_interface_id)
+    if changes.mx_recipients is not None or "aliases" in new:
+        names = (old.fqdn, *new.get("aliases", old.aliases))
+        rcpts = changes.mx_recipients if changes.mx_recipients is not None else old.mx_recipients
+        new["mx_recipients"] = check_recipients(f, rcpts, names)
     f.done()
     account = store.save_account(old, replace(old, **new))
     if any(getattr(old, k) != getattr(account, k) for k in DNS_FIELDS):
-        store.purge(set(old.names) | set(account.names))
+        store.purge(set(_purged(old)) | set(_purged(account)))
     return account
 
 
 def remove_account(store: Store, account: Account) -> Account:
     removed = store.remove_account(account.id)
-    store.purge(removed.names)
+    store.purge(_purged(removed))
     return removed
 
 
@@ -239,7 +290,8 @@ def client_config(store: Store, account: Account, server: str = "") -> str:
 
 def status_dict(st: AccountStatus) -> dict[str, Any]:
     """An account with its state, as ``hbdns account show --json`` and the admin API show it. ``live``
-    is what DNS answers now (the ``alive`` key); ``recorded_state`` the last transition recorded."""
+    is what DNS answers now (any family's ``alive`` key; ``live_families`` which ones);
+    ``recorded_state`` the last transition recorded."""
     return {
         **st.account.public_dict(),
         "live": st.live,
@@ -250,6 +302,7 @@ def status_dict(st: AccountStatus) -> dict[str, Any]:
         "ipv4": st.state.ipv4,
         "ipv6": st.state.ipv6,
         "expires_in_ms": st.alive_ms,
+        "live_families": [f for f, ms in ((4, st.alive4_ms), (6, st.alive6_ms)) if ms > 0],
     }
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from hbdns import validate
 from hbdns.config import Settings
-from hbdns.model import STATIC_TYPES, StaticRecord, Zone, check_lang
+from hbdns.model import MAX_NEGATIVE_TTL, STATIC_TYPES, StaticRecord, Zone, check_lang
 from hbdns.validate import Fields
 
 if TYPE_CHECKING:
@@ -90,6 +90,7 @@ class ZoneChanges:
     records: Sequence[Mapping[str, Any]] | None = None
     allow_private: bool | None = None
     lang: str | None = None  # "" = HBDNS_NOTIFY_LANG
+    negative_ttl: int | None = None  # the SOA minimum: how long resolvers cache a negative answer
 
     def given(self) -> tuple[str, ...]:
         return tuple(f.name for f in fields(self) if getattr(self, f.name) is not None)
@@ -119,6 +120,13 @@ def _apply(f: Fields, zone: Zone, c: ZoneChanges) -> Zone:
         new["allow_private"] = bool(c.allow_private)
     if c.lang is not None:
         new["lang"] = f.check("lang", check_lang, c.lang) or ""
+    if c.negative_ttl is not None:
+        ttl = c.negative_ttl
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_NEGATIVE_TTL:
+            f.add("negative_ttl", f"negative TTL must be a whole number of seconds, 1 to {MAX_NEGATIVE_TTL}")
+        else:
+            # resolvers cache a negative answer for min(SOA TTL, minimum) (RFC 2308 section 5)
+            new.update(minimum=ttl, soa_ttl=max(zone.soa_ttl, ttl))
     return replace(zone, **new)
 
 
@@ -135,6 +143,8 @@ def build_zone(settings: Settings, apex: str, changes: ZoneChanges) -> Zone:
         backup_mx=settings.default_backup_mx,
         backup_mx_pref=settings.default_backup_mx_pref,
     )
+    if changes.negative_ttl is None:
+        changes = replace(changes, negative_ttl=settings.default_negative_ttl)
     zone = _apply(f, base, changes)
     f.done()
     return zone
@@ -166,5 +176,11 @@ def remove_zone(store: Store, apex: str, *, force: bool = False) -> list[Account
 
 
 def zone_dict(store: Store, zone: Zone) -> dict[str, Any]:
-    """A zone as the CLI's ``--json`` and the API show it: its fields, serial and account count."""
-    return {**asdict(zone), "serial": store.zone_serial(zone.apex), "accounts": store.count_accounts(zone.apex)}
+    """A zone as the CLI's ``--json`` and the API show it: its fields, its negative TTL (what
+    resolvers cache a negative answer for), serial and account count."""
+    return {
+        **asdict(zone),
+        "negative_ttl": min(zone.minimum, zone.soa_ttl),
+        "serial": store.zone_serial(zone.apex),
+        "accounts": store.count_accounts(zone.apex),
+    }

@@ -10,7 +10,11 @@ and the replies come back through redis-py's public connection API (``send_packe
 clients whose connections are not sockets (fakeredis), all work unchanged.
 
 Any connection error or timeout becomes :class:`ConnectionLost` (a ``redis.ConnectionError``); the
-connection is dropped and made again on the next send. Error replies are values, not exceptions.
+connection is dropped and made again on the next send, one attempt per send (the caller decides when
+to try again, instead of redis-py's retry backoff holding its loop). Error replies are values, not
+exceptions, except READONLY: the server was demoted to a replica (a failover), so it is a lost
+connection too. With a Sentinel client (:func:`hbdns.connection.connect`) every new connection asks
+Sentinel for the current primary, so the next send reaches the new one.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 
 class ConnectionLost(redis.ConnectionError):
@@ -47,11 +53,23 @@ class BatchConnection:
     """
 
     def __init__(self, client: redis.Redis) -> None:
+        self.client = client
         pool = client.connection_pool
-        self._factory = lambda: pool.connection_class(**pool.connection_kwargs)
+        kwargs = dict(pool.connection_kwargs, retry=Retry(NoBackoff(), 0))
+        cls = pool.connection_class
+        self._factory = lambda: cls(**kwargs)
         self.on_connect: list[Callable[[BatchConnection], object]] = []
         self._conn: Any = None
         self.inflight = 0  # replies sent for and not yet read
+        self.connects = 0  # connections made so far
+
+    @property
+    def address(self) -> str:
+        """Where the current connection goes (for logs), "" when not connected."""
+        conn = self._conn
+        if conn is None:
+            return ""
+        return getattr(conn, "path", "") or f"{getattr(conn, 'host', '')}:{getattr(conn, 'port', '')}"
 
     @property
     def connected(self) -> bool:
@@ -62,8 +80,23 @@ class BatchConnection:
         conn.connect()
         self._conn = conn
         self.inflight = 0
+        self.connects += 1
         for hook in self.on_connect:
             hook(self)
+
+    def twin(self) -> BatchConnection:
+        """Another connection made the same way (with Sentinel: to wherever it says the primary is)."""
+        return BatchConnection(self.client)
+
+    def ready(self) -> bool:
+        """Whether a reply in flight can be read without waiting."""
+        if self._conn is None or not self.inflight:
+            return False
+        try:
+            return bool(self._conn.can_read(timeout=0))
+        except (redis.RedisError, OSError, ValueError) as exc:
+            self.close()
+            raise ConnectionLost(f"{type(exc).__name__}: {exc}") from None
 
     def close(self) -> None:
         conn, self._conn, self.inflight = self._conn, None, 0
@@ -95,8 +128,13 @@ class BatchConnection:
             while len(out) < count:
                 try:
                     out.append(read())
+                except redis.exceptions.ReadOnlyError:
+                    raise  # demoted to a replica: the connection is of no use for writes any more
                 except redis.ResponseError as exc:  # an error reply, already consumed: a value
                     out.append(exc)
+        except redis.exceptions.ReadOnlyError as exc:
+            self.close()
+            raise ConnectionLost(f"READONLY (the server is a replica now): {exc}") from None
         except (redis.RedisError, OSError, ValueError) as exc:
             self.close()
             raise ConnectionLost(f"{type(exc).__name__}: {exc}") from None

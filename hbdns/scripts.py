@@ -131,5 +131,40 @@ NEUTRALIZE = load("neutralize", lib=True)  # one due account -> neutralized
 RECORD = load("record", lib=True)  # admin transitions (created, removed)
 LOOKUP = load("lookup")  # the DNS backend's account lookup (read-only)
 GCRA = load("gcra", lib=True)  # one rate-limit bucket (the update API)
+ACME_SET = load("acme_set", lib=True)  # one ACME DNS-01 value (hbdns.acme, the update API)
+ACME_TXT = load("acme_txt", lib=True)  # the live ACME DNS-01 values (the DNS backend, read-only)
+MIGRATE_ALIVE = load("migrate_alive", lib=True)  # hbdns migrate: alive_per_family, one account
+CLAIM_DUE = load("claim_due", lib=True)  # due members of a schedule zset, leased (the second flush)
+DONE_DUE = load("done_due")  # a claimed schedule member done, unless it was rescheduled meanwhile
 
-ALL: tuple[Script, ...] = (BEAT, DUE, NEUTRALIZE, RECORD, LOOKUP, GCRA)
+# the notifier's: on its own clock (ARGV), so none needs lib.lua
+NOTIFY_MARKER = load("notify_marker")  # a message's sent marker (notifier.leases.Markers)
+NOTIFY_HOLD = load("notify_hold")  # a failing receiver's hold and probes (notifier.leases.Holds)
+NOTIFY_OUTAGE = load("notify_outage")  # offline/recovery of one outage: moot, plain, merged (notifier.outage)
+NOTIFY_CLAIM = load("notify_claim")  # due queued notifications, leased to an owner (notifier.queue)
+NOTIFY_PUT = load("notify_put")  # a notification (re)queued by its owner
+NOTIFY_FINISH = load("notify_finish")  # a queued notification removed or dead-lettered by its owner
+NOTIFY_TAKEOVER = load("notify_takeover")  # dead owners' claimed notifications due at once
+NOTIFY_SMS_CLAIM = load("notify_sms_claim")  # due deferred SMS jobs, leased (notifier.sms)
+
+ALL: tuple[Script, ...] = (
+    BEAT,
+    DUE,
+    NEUTRALIZE,
+    RECORD,
+    LOOKUP,
+    GCRA,
+    ACME_SET,
+    ACME_TXT,
+    MIGRATE_ALIVE,
+    CLAIM_DUE,
+    DONE_DUE,
+    NOTIFY_MARKER,
+    NOTIFY_HOLD,
+    NOTIFY_OUTAGE,
+    NOTIFY_CLAIM,
+    NOTIFY_PUT,
+    NOTIFY_FINISH,
+    NOTIFY_TAKEOVER,
+    NOTIFY_SMS_CLAIM,
+)

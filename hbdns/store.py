@@ -9,6 +9,7 @@ whose answers a change alters from pdns' caches (:meth:`Store.purge`), so every 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from collections.abc import Iterable
@@ -17,13 +18,15 @@ from typing import Any
 
 import redis
 
-from hbdns import keys, notify_queue, validate
+from hbdns import acme_credentials, ents, keys, notify_queue, validate
 from hbdns.config import Settings
 from hbdns.liveness import Liveness
 from hbdns.model import Account, AccountState, Zone
 from hbdns.passwords import hash_password
 from hbdns.plans import Plan
 from hbdns.purge import Purger
+
+log = logging.getLogger(__name__)
 
 
 class StoreError(ValueError):
@@ -46,11 +49,24 @@ class Conflict(StoreError):
 class AccountStatus:
     account: Account
     state: AccountState
-    alive_ms: int  # remaining liveness in ms; 0 when neutral
+    alive_ms: int  # remaining liveness in ms of the longest-lived family; 0 when neutral
+    alive4_ms: int = 0  # of IPv4 (A)
+    alive6_ms: int = 0  # of IPv6 (AAAA)
 
     @property
     def live(self) -> bool:
         return self.alive_ms > 0
+
+
+def _alive_keys(account_id: int) -> tuple[str, str, str]:
+    return keys.alive(account_id, 4), keys.alive(account_id, 6), keys.alive_legacy(account_id)
+
+
+def _status(account: Account, h: dict[str, str], ttls: list[int]) -> AccountStatus:
+    """A status from the hash and the PTTLs of :func:`_alive_keys` (the legacy key: both families)."""
+    p4, p6, legacy = (max(int(t), 0) for t in ttls)
+    a4, a6 = max(p4, legacy), max(p6, legacy)
+    return AccountStatus(account, AccountState.from_hash(h), max(a4, a6), a4, a6)
 
 
 class Store:
@@ -132,7 +148,7 @@ class Store:
             raise Conflict(f"zone {apex} has {len(members)} account(s); remove them or use --force")
         for account_id in members:
             self.remove_account(account_id)
-        self.r.delete(keys.zone(apex), keys.zone_accounts(apex))
+        self.r.delete(keys.zone(apex), keys.zone_accounts(apex), keys.zone_ents(apex))
         self.r.srem(keys.zones(), apex)
 
     # --- accounts ---------------------------------------------------------------------------------
@@ -149,7 +165,7 @@ class Store:
         now = time.time()
         with self.r.pipeline() as pipe:
             pipe.watch(keys.names())
-            taken = [n for n in account.names if pipe.hexists(keys.names(), n)]
+            taken = [n for n in account.index_names if pipe.hexists(keys.names(), n)]
             if taken:
                 raise Conflict(f"{taken[0]} is taken by another account", _name_field(account, taken[0]))
             if not pipe.exists(keys.zone(account.zone)):
@@ -158,9 +174,10 @@ class Store:
             account = replace(account, id=account_id, created=now, updated=now)
             pipe.multi()
             pipe.hset(keys.account(account_id), mapping=account.new_hash(int(now * 1000)))
-            pipe.hset(keys.names(), mapping={n: str(account_id) for n in account.names})
+            pipe.hset(keys.names(), mapping={n: str(account_id) for n in account.index_names})
             pipe.sadd(keys.accounts(), account_id)
             pipe.sadd(keys.zone_accounts(account.zone), account_id)
+            ents.queue_change(pipe, account.zone, added=account.names)
             self.liveness.record(account_id, account.zone, account.fqdn, "created", {"plan": account.plan}, client=pipe)
             pipe.execute()
         return account
@@ -171,7 +188,7 @@ class Store:
         admin use: it does not WATCH the name index."""
         if not accounts:
             return []
-        names = [n for a in accounts for n in a.names]
+        names = [n for a in accounts for n in a.index_names]
         if len(set(names)) != len(names):
             raise StoreError("duplicate names in the batch")
         for i in range(0, len(names), 10000):
@@ -187,9 +204,10 @@ class Store:
             pipe = self.r.pipeline(transaction=False)
             for a in out[i : i + chunk]:
                 pipe.hset(keys.account(a.id), mapping=a.new_hash(since))
-                pipe.hset(keys.names(), mapping={n: str(a.id) for n in a.names})
+                pipe.hset(keys.names(), mapping={n: str(a.id) for n in a.index_names})
                 pipe.sadd(keys.accounts(), a.id)
                 pipe.sadd(keys.zone_accounts(a.zone), a.id)
+                ents.queue_change(pipe, a.zone, added=a.names)
                 self.liveness.record(a.id, a.zone, a.fqdn, "created", {"plan": a.plan}, bump_serial=False, client=pipe)
             pipe.execute()
         self.r.hincrby(keys.zone(out[0].zone), "serial", 1)
@@ -238,30 +256,35 @@ class Store:
         pipe = self.r.pipeline(transaction=False)
         for account_id in ids:
             pipe.hgetall(keys.account(account_id))
-            pipe.pttl(keys.alive(account_id))
+            for key in _alive_keys(account_id):
+                pipe.pttl(key)
         replies = pipe.execute()
         return [
-            AccountStatus(Account.from_hash(h), AccountState.from_hash(h), max(int(pttl), 0))
-            for h, pttl in zip(replies[::2], replies[1::2], strict=True)
-            if h.get("fqdn")
+            _status(Account.from_hash(replies[4 * i]), replies[4 * i], replies[4 * i + 1 : 4 * i + 4])
+            for i in range(len(ids))
+            if replies[4 * i].get("fqdn")
         ]
 
     def save_account(self, old: Account, new: Account) -> Account:
         """Write changed config fields (and the name index when aliases change)."""
         new = replace(new, updated=time.time())
-        removed = set(old.names) - set(new.names)
-        added = [n for n in new.names if n not in old.names]
+        removed = set(old.index_names) - set(new.index_names)
+        added = [n for n in new.index_names if n not in old.index_names]
         with self.r.pipeline() as pipe:
             pipe.watch(keys.names())
             for n in added:
                 if pipe.hexists(keys.names(), n):
                     raise Conflict(f"{n} is taken by another account", _name_field(new, n))
+            gone = sorted(set(old.names) - set(new.names))
             pipe.multi()
             pipe.hset(keys.account(new.id), mapping=new.to_hash())
             if removed:
                 pipe.hdel(keys.names(), *removed)
             if added:
                 pipe.hset(keys.names(), mapping={n: str(new.id) for n in added})
+            ents.queue_change(pipe, new.zone, added=set(new.names) - set(old.names), removed=gone)
+            if gone:
+                acme_credentials.queue_forget(pipe, self.r, new.id, gone)
             pipe.hincrby(keys.zone(new.zone), "serial", 1)
             pipe.execute()
         return new
@@ -280,11 +303,13 @@ class Store:
         pipe = self.r.pipeline()
         if badge:
             pipe.hdel(keys.badges(), badge)
-        pipe.hdel(keys.names(), *account.names)
+        pipe.hdel(keys.names(), *account.index_names)
+        ents.queue_change(pipe, account.zone, removed=account.names)
+        acme_credentials.queue_forget(pipe, self.r, account_id, list(account.names), everything=True)
         pipe.srem(keys.accounts(), account_id)
         pipe.srem(keys.zone_accounts(account.zone), account_id)
-        pipe.zrem(keys.deadlines(), account_id)
-        pipe.delete(keys.account(account_id), keys.alive(account_id))
+        pipe.zrem(keys.deadlines(), *(keys.deadline_member(account_id, f) for f in (0, *keys.FAMILIES)))
+        pipe.delete(keys.account(account_id), *_alive_keys(account_id))
         self.liveness.record(account_id, account.zone, account.fqdn, "removed", client=pipe)
         pipe.delete(keys.account_log(account_id))
         pipe.execute()
@@ -293,9 +318,10 @@ class Store:
     def status(self, account: Account) -> AccountStatus:
         pipe = self.r.pipeline(transaction=False)
         pipe.hgetall(keys.account(account.id))
-        pipe.pttl(keys.alive(account.id))
-        h, pttl = pipe.execute()
-        return AccountStatus(account, AccountState.from_hash(h), max(int(pttl), 0))
+        for key in _alive_keys(account.id):
+            pipe.pttl(key)
+        h, *ttls = pipe.execute()
+        return _status(account, h, ttls)
 
     def account_log(self, account_id: int, limit: int = 50) -> list[dict[str, Any]]:
         return [json.loads(x) for x in self.r.lrange(keys.account_log(account_id), 0, limit - 1)]
@@ -315,6 +341,23 @@ class Store:
             return notify_queue.retry_dead(self.r, ids)
         except KeyError as exc:
             raise NotFound(f"no dead letter {exc.args[0]!r}") from None
+
+
+def accounts_by_id(r: redis.Redis, ids: Iterable[int]) -> dict[int, Account]:
+    """The stored accounts of ``ids`` in one round trip (removed or unreadable ones left out), for
+    stream consumers that meet many ids at once."""
+    ordered = sorted({i for i in ids if i > 0})
+    pipe = r.pipeline(transaction=False)
+    for account_id in ordered:
+        pipe.hgetall(keys.account(account_id))
+    out = {}
+    for account_id, h in zip(ordered, pipe.execute(), strict=True):
+        if h.get("fqdn"):
+            try:
+                out[account_id] = Account.from_hash(h)
+            except (KeyError, ValueError):
+                log.error("unreadable account", extra={"account": account_id})
+    return out
 
 
 def _name_field(account: Account, name: str) -> str:

@@ -13,17 +13,23 @@ call (the shell backs off in between).
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import redis
 
 from hbdns import keys, scripts
-from hbdns.liveness import BEAT_ARGS_PER_BEAT, BEAT_KEYS_PER_BEAT, OK, BeatRequest, BeatResult, Liveness
+from hbdns.liveness import BEAT_ARGS_PER_BEAT, BEAT_KEYS_PER_BEAT, OK, BeatRequest, BeatResult, Liveness, beat_keys
 from hbdns.plans import Plan
 from hbdns.resp import BatchConnection, ConnectionLost, bulk
+from heartbeat_listener.held import HeldBeats
 from heartbeat_listener.protocol import AccountInfo, StoreUnavailable
+from heartbeat_listener.replication import ReplicaWait, reapply
+
+log = logging.getLogger(__name__)
 
 
 class RedisAccounts:
@@ -85,12 +91,14 @@ _UNREAD: Any = object()
 
 
 class _Ticket:
-    """A batch in flight: its EVALSHA (kept for a rerun after NOSCRIPT) and, once read, its reply."""
+    """A batch in flight: its beats, its EVALSHA (kept for a rerun after NOSCRIPT) and, once read,
+    its reply."""
 
-    __slots__ = ("count", "payload", "reply")
+    __slots__ = ("count", "payload", "reply", "reqs")
 
-    def __init__(self, count: int, payload: bytes) -> None:
-        self.count = count  # beats
+    def __init__(self, reqs: Sequence[BeatRequest], payload: bytes) -> None:
+        self.reqs = reqs
+        self.count = len(reqs)  # beats
         self.payload = payload
         self.reply: Any = _UNREAD
 
@@ -106,16 +114,41 @@ class RedisBeats:
     after it, loads the script and runs again, in their order, this batch and those of them that
     got NOSCRIPT too, so no beat is lost. Only if the script is gone again at once do that
     batch's beats come back as status ``noscript`` (counted as redis_down).
+
+    Durability across a failover (:mod:`heartbeat_listener.held`): the beats of a batch in flight
+    or unsent when the connection was lost are held, and with ``wait_replicas`` > 0 so are those
+    that recorded a transition, until a WAIT says that many replicas have them
+    (:class:`~heartbeat_listener.replication.ReplicaWait`, on a connection of its own). Held beats
+    run first on the next connection; the transitions they record there again (the old primary's
+    were lost) have their names purged through ``purge``.
     """
 
-    def __init__(self, conn: BatchConnection, liveness: Liveness, source: str = "beat") -> None:
+    def __init__(
+        self,
+        conn: BatchConnection,
+        liveness: Liveness,
+        source: str = "beat",
+        *,
+        wait_replicas: int = 0,
+        wait_timeout: float = 0.1,
+        purge: Callable[[Iterable[str]], None] | None = None,
+        held: HeldBeats | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.conn = conn
         self.liveness = liveness
         self.script = scripts.BEAT
+        self.purge = purge
+        self.held = held if held is not None else HeldBeats(clock=clock)
+        self.wait = ReplicaWait(conn, self.held, wait_replicas, wait_timeout, clock) if wait_replicas else None
         conn.on_connect.append(lambda c: c.roundtrip(self.script.load_command, 1))  # Redis may have restarted
-        self._pending: deque[_Ticket] = deque()  # submitted, reply not read yet, in order
+        conn.on_connect.append(self._on_connect)
+        self._pending: deque[_Ticket] = deque()  # sent, reply not read yet, in order
+        self._open: list[_Ticket] = []  # submitted, not collected yet
+        self.reapplied = 0  # held beats applied again after a reconnect
+        self.rerecorded = 0  # of those, how many recorded their transition again (it had been lost)
         # the batch's fixed keys and args (with the source), then its zones, then per beat:
-        #   KEYS acct alive log / ARGV id ip4 ip6 counter ttl offline fp
+        #   KEYS acct alive4 alive6 alive_legacy log / ARGV id ip4 ip6 counter ttl offline fp fams
         shared_keys, shared_args = liveness.beat_argv([], source)
         assert shared_args[-1] == "0", "beat_argv's fixed part must end with the zone count"
         self._shared_keys = b"".join(bulk(k.encode()) for k in shared_keys)
@@ -133,7 +166,7 @@ class RedisBeats:
         i = req.account_id
         parts = (
             req.fp,
-            bulk(keys.account(i).encode()) + bulk(keys.alive(i).encode()) + bulk(keys.account_log(i).encode()),
+            b"".join(bulk(k.encode()) for k in beat_keys(i)),
             bulk(b"%d" % i),
             bulk(req.fp.encode()),
         )
@@ -184,6 +217,7 @@ class RedisBeats:
                         ttls.get(req.expiry_ms) or self._ttl(req.expiry_ms),
                         on if req.offline else off,
                         parts[3],
+                        bulk_of(req.fams),
                     )
                 )
             )
@@ -210,10 +244,11 @@ class RedisBeats:
         try:
             self.conn.send(payload, 1)
         except ConnectionLost as exc:
-            self._pending.clear()
+            self._lost(reqs)
             raise StoreUnavailable(str(exc)) from None
-        ticket = _Ticket(len(reqs), payload)
+        ticket = _Ticket(reqs, payload)
         self._pending.append(ticket)
+        self._open.append(ticket)
         return ticket
 
     def collect(self, ticket: _Ticket) -> list[BeatResult]:
@@ -224,22 +259,54 @@ class RedisBeats:
             if scripts.is_noscript(reply):
                 reply = self._rerun(ticket)
         except ConnectionLost as exc:
-            self._pending.clear()
+            self._lost(())
             raise StoreUnavailable(str(exc)) from None
+        if ticket in self._open:
+            self._open.remove(ticket)
         if isinstance(reply, redis.ResponseError):
             # the script failed (or is gone again): nothing of this batch was applied
             status = "noscript" if scripts.is_noscript(reply) else "error"
             return [BeatResult(status, False, "", "", ())] * ticket.count
         if type(reply) is not list or len(reply) != ticket.count:
-            self.conn.close()
-            self._pending.clear()
+            self._lost(ticket.reqs)
             raise StoreUnavailable(f"beat script answered {reply!r:.200}")
         parse = self.liveness.beat_result
         # the script answers a bare 'ok' for an accepted beat that changed nothing: the shared OK
-        return [OK if r == "ok" else parse(r) for r in reply]
+        results = [OK if r == "ok" else parse(r) for r in reply]
+        wait = self.wait
+        if wait is not None:
+            if reply.count("ok") != len(reply):
+                self.held.add(
+                    req for req, res in zip(ticket.reqs, results, strict=True) if res is not OK and res.changed
+                )
+            wait.confirm()
+            wait.send()
+        return results
+
+    def confirm(self, block: bool = False) -> None:
+        """Take the answer of the WAIT in flight (``block``: and settle every held beat now)."""
+        if self.wait is not None:
+            self.wait.confirm(block)
+
+    def _lost(self, reqs: Sequence[BeatRequest]) -> None:
+        """The connection failed: hold ``reqs`` and every beat in flight, and close it (so that what
+        is in flight and what is pending stay the same: nothing unread is left on a connection)."""
+        self._forget_inflight()
+        self.held.add(reqs)  # after the batches in flight: they are older
+        self.conn.close()
+
+    def _forget_inflight(self) -> None:
+        """Hold every beat not collected yet; nothing is in flight any more."""
+        self.held.add(req for t in self._open for req in t.reqs)
+        self._open.clear()
+        self._pending.clear()
+        if self.wait is not None:
+            self.wait.reset()
 
     def _read(self, ticket: _Ticket) -> None:
         """Read replies in submission order up to ``ticket``'s."""
+        if ticket not in self._pending:  # sent on a connection that is gone
+            raise ConnectionLost("the batch's connection was lost")
         while self._pending:
             first = self._pending.popleft()
             first.reply = self.conn.read(1)[0]
@@ -258,6 +325,35 @@ class RedisBeats:
         for t, reply in zip(again, self.script.rerun(self.conn, [t.payload for t in again]), strict=True):
             t.reply = reply
         return ticket.reply
+
+    def _on_connect(self, conn: BatchConnection) -> None:
+        if self._pending or self._open:  # the last connection was closed under us
+            self._forget_inflight()
+        self._reapply(conn)
+
+    def _reapply(self, conn: BatchConnection) -> None:
+        if not self.held:
+            return
+        done = reapply(conn, self.held, self.encode, self.liveness.beat_result, self.wait)
+        self.reapplied += done.beats
+        self.rerecorded += done.rerecorded
+        if done.names and self.purge is not None:
+            self.purge(done.names)
+        log.warning(
+            "held beats applied again on a new connection",
+            extra={"beats": done.beats, "transitions_recorded_again": done.rerecorded, "redis": conn.address},
+        )
+
+    def counters(self) -> dict[str, float]:
+        """The durability counters, for the metrics endpoint."""
+        return {
+            "hbdns_heartbeat_held_beats": len(self.held),
+            "hbdns_heartbeat_held_dropped_total": self.held.dropped,
+            "hbdns_heartbeat_reapplied_total": self.reapplied,
+            "hbdns_heartbeat_rerecorded_total": self.rerecorded,
+            "hbdns_heartbeat_wait_timeouts_total": self.wait.timeouts if self.wait is not None else 0,
+            "hbdns_heartbeat_redis_connects_total": self.conn.connects,
+        }
 
     def beats(self, reqs: Sequence[BeatRequest]) -> list[BeatResult]:
         if not reqs:

@@ -14,6 +14,8 @@ attempt, and one probe per backoff step tries it. The backoff is the time since 
 clamped to [``notify_backoff``, ``notify_probe_max``] (Postfix's rule for its queue), so probes
 double their spacing up to the cap; a ``Retry-After`` is honoured up to the cap. A success ends
 the hold, and the waiting messages follow at once.
+
+The scripts: ``hbdns/lua/notify_marker.lua`` and ``notify_hold.lua`` (:mod:`hbdns.scripts`).
 """
 
 from __future__ import annotations
@@ -25,83 +27,10 @@ from typing import Any
 
 import redis
 
-from hbdns import keys
+from hbdns import keys, scripts
 
 GO, BUSY = "go", "busy"
 OPEN, DUE, PROBE = "open", "due", "probe"
-
-# --- Lua (KEYS/ARGV layout above each) --------------------------------------------------------------
-
-# KEYS: sent marker
-# ARGV 'claim': op token lease_ms allow_dead live_token... -> 'go' | 'busy' | 'done:<state>'
-# ARGV 'release': op token -> 1 if the marker was ours and is gone
-# ARGV 'set': op token state ttl_s -> 1 ('sent' always wins: a delivery is a fact; no state replaces it)
-LUA_MARKER = r"""
-local op, token = ARGV[1], ARGV[2]
-local v = redis.call('GET', KEYS[1])
-if op == 'claim' then
-  local function take()
-    redis.call('SET', KEYS[1], 'sending:' .. token, 'PX', ARGV[3])
-    return 'go'
-  end
-  if not v then return take() end
-  local owner = string.match(v, '^sending:(.*)$')
-  if owner then
-    if owner == token then return 'busy' end
-    for i = 5, #ARGV do
-      if ARGV[i] == owner then return 'busy' end
-    end
-    return take()
-  end
-  if v == 'dead' and ARGV[4] == '1' then return take() end
-  return 'done:' .. v
-elseif op == 'release' then
-  if v == 'sending:' .. token then return redis.call('DEL', KEYS[1]) end
-  return 0
-elseif op == 'set' then
-  if v == 'sent' and ARGV[3] ~= 'sent' then return 0 end
-  redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
-  return 1
-end
-return redis.error_reply('unknown op ' .. tostring(op))
-"""
-
-# KEYS: holds hash, queue ; times in ms in the hold (cjson keeps 14 digits), in s in the queue
-# ARGV 'check': op dest now_ms -> 'open' | 'due' (a probe may go now) | '<until_ms>' (held)
-# ARGV 'probe': op dest now_ms probe_until_ms -> 'probe' (you probe; held until probe_until) | '<until_ms>'
-# ARGV 'fail': op dest now_ms base_ms cap_ms retry_after_ms reason -> '<until_ms>' (the next probe)
-# ARGV 'ok': op dest now_ms window_end_ms -> ends the hold; queue jobs due before window_end are due now
-LUA_HOLD = r"""
-local op, dest, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local raw = redis.call('HGET', KEYS[1], dest)
-local h = raw and cjson.decode(raw)
-if op == 'ok' then
-  if not h then return 0 end
-  redis.call('HDEL', KEYS[1], dest)
-  local due = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. (now / 1000), tonumber(ARGV[4]) / 1000)
-  for _, id in ipairs(due) do redis.call('ZADD', KEYS[2], 'XX', now / 1000, id) end
-  return #due
-elseif op == 'check' or op == 'probe' then
-  if not h then return 'open' end
-  if now < h['until'] then return string.format('%d', h['until']) end
-  if op == 'check' then return 'due' end
-  h['until'] = tonumber(ARGV[4])
-  redis.call('HSET', KEYS[1], dest, cjson.encode(h))
-  return 'probe'
-elseif op == 'fail' then
-  local base, cap, ra = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-  if not h then h = {since = now, failures = 0} end
-  local delay = math.min(math.max(now - h['since'], base), cap)
-  delay = math.max(delay, math.min(ra, cap))
-  h['until'] = now + delay
-  h['failures'] = h['failures'] + 1
-  h['reason'] = ARGV[7]
-  h['last'] = now
-  redis.call('HSET', KEYS[1], dest, cjson.encode(h))
-  return string.format('%d', h['until'])
-end
-return redis.error_reply('unknown op ' .. tostring(op))
-"""
 
 
 def _ms(seconds: float) -> int:
@@ -115,7 +44,6 @@ class Markers:
         self.r = r
         self.lease_ms = int(lease * 1000)
         self.ttl = ttl
-        self._script = r.register_script(LUA_MARKER)
 
     def claim(self, items: Sequence[tuple[str, bool]], token: str, live: Iterable[str]) -> list[str]:
         """For each (message key, may take a dead marker): ``go``, ``busy`` or ``done:<state>``; one round trip."""
@@ -123,14 +51,14 @@ class Markers:
         pipe = self.r.pipeline(transaction=False)
         for key, allow_dead in items:
             args = ["claim", token, self.lease_ms, "1" if allow_dead else "0", *live_args]
-            self._script(keys=[keys.sent(key)], args=args, client=pipe)
+            scripts.NOTIFY_MARKER(pipe, [keys.sent(key)], args)
         return [str(x) for x in pipe.execute()]
 
     def release(self, key: str, token: str, pipe: redis.client.Pipeline) -> None:
-        self._script(keys=[keys.sent(key)], args=["release", token], client=pipe)
+        scripts.NOTIFY_MARKER(pipe, [keys.sent(key)], ["release", token])
 
     def set(self, key: str, token: str, state: str, pipe: redis.client.Pipeline) -> None:
-        self._script(keys=[keys.sent(key)], args=["set", token, state, self.ttl], client=pipe)
+        scripts.NOTIFY_MARKER(pipe, [keys.sent(key)], ["set", token, state, self.ttl])
 
 
 class Holds:
@@ -140,10 +68,11 @@ class Holds:
         self.r = r
         self.base = base
         self.cap = cap
-        self._script = r.register_script(LUA_HOLD)
 
     def _call(self, args: list[str | int], client: Any = None) -> Any:
-        return self._script(keys=[keys.notify_holds(), keys.notify_queue()], args=args, client=client)
+        return scripts.NOTIFY_HOLD(
+            self.r if client is None else client, [keys.notify_holds(), keys.notify_queue()], args
+        )
 
     def check(self, dests: Iterable[str], now: float) -> dict[str, str | float]:
         """Per destination: ``open``, ``due`` (held, but a probe may go now), or the time it is held until."""

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import redis
 
 from hbdns import config
-from hbdns.connection import connect
+from hbdns.connection import connect, redact
 from hbdns.loops import Loops
 from hbdns.migrations import legacy_notify_queue
 from hbdns.notices.render import Renderer
@@ -28,6 +28,7 @@ from notifier.counters import Counters
 from notifier.dispatch import Dispatcher
 from notifier.langs import ZoneLangs
 from notifier.messages import Composer
+from notifier.flush import flush_service
 from notifier.presence import Presence
 from notifier.sms import SmsScheduler
 from notifier.transports import build_transports
@@ -84,6 +85,7 @@ class Notifier:
         )
         self.dispatcher.not_before = self.sms.not_before
         self.dispatcher.rebuild = self.consumer.rebuild
+        self.flush = flush_service(settings, self.r, self.name)  # the recovery flush (its own group)
         self.loops = Loops()
         self._joined = False
         self._last_legacy = -LEGACY_EVERY
@@ -129,6 +131,8 @@ class Notifier:
         self.loops.start("liveness", self.liveness_step, LIVENESS_INTERVAL)  # each step joins first
         self.loops.start("consumer", self.consume_step)
         self.loops.start("scheduler", self.schedule_step, SCHEDULE_INTERVAL)
+        if self.flush is not None:
+            self.flush.start(self.loops)
         channels = {
             ch: ("log" if isinstance(t, LogTransport) else type(t).__name__) for ch, t in self.transports.items()
         }
@@ -139,6 +143,8 @@ class Notifier:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
+        if self.flush is not None:
+            self.flush.stop()
         self.loops.stop(timeout)
         self.dispatcher.close()
         log.info("notifier stopped", extra={"counters": self.counters.snapshot()})
@@ -150,11 +156,8 @@ class Notifier:
 
 
 def _safe_url(url: str) -> str:
-    """The Redis URL without a password."""
-    if "@" in url:
-        scheme, _, rest = url.partition("://")
-        return f"{scheme}://***@{rest.rpartition('@')[2]}"
-    return url
+    """The Redis URL without its passwords (a Sentinel URL may carry two)."""
+    return redact(url)
 
 
 def main(argv: list[str] | None = None) -> int:

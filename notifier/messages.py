@@ -2,8 +2,9 @@
 
 Pure functions (no Redis, no clock of their own) so the rules are tested directly:
 
-- levels per channel: ``outages`` = neutralized and recovered, ``all`` adds IP changes and the
-  first "online" of a new account, ``none`` mutes the channel;
+- levels per channel: ``outages`` = neutralized and recovered, and one address family lost or back
+  while the other stays live (e-mail and webhook only: an SMS is for the account being offline),
+  ``all`` adds IP changes and the first "online" of a new account, ``none`` mutes the channel;
 - SMS waits ``sms_min_outage`` seconds after the outage started (a blip that recovers sooner sends
   nothing) and never goes out in quiet hours: an outage still open when the window ends is sent then;
 - a recovery SMS only follows an outage SMS that was attempted (else it would announce an unknown outage);
@@ -32,7 +33,7 @@ from hbdns.notices import webhook
 from hbdns.notices.locale import zone as _zone
 from hbdns.notices.render import Renderer, Texts
 from notifier.counters import Counters
-from notifier.events import IP_CHANGED, NEUTRALIZED, RECOVERED, TEST, Event
+from notifier.events import FAMILY_BACK, FAMILY_LOST, IP_CHANGED, NEUTRALIZED, RECOVERED, TEST, Event
 
 EMAIL, SMS, WEBHOOK = "email", "sms", "webhook"
 CHANNELS = (EMAIL, SMS, WEBHOOK)
@@ -101,9 +102,9 @@ def wants(level: str, event: Event) -> bool:
     """Whether a channel at ``level`` (none|outages|all) reports ``event``."""
     if level == "none":
         return False
-    if event.type == NEUTRALIZED:
+    if event.type in (NEUTRALIZED, FAMILY_LOST):
         return True
-    if event.type == RECOVERED:
+    if event.type in (RECOVERED, FAMILY_BACK):
         return level == "all" if event.first else True
     if event.type == IP_CHANGED:
         return level == "all"
@@ -113,6 +114,8 @@ def wants(level: str, event: Event) -> bool:
 def sms_due(event: Event, account: Account) -> float | None:
     """When the deferred-SMS step should look at ``event`` (Unix s); None: no SMS for it."""
     if not account.phones or not wants(account.prefs.sms, event) or event.first or event.type == TEST:
+        return None
+    if event.type in (FAMILY_LOST, FAMILY_BACK):
         return None
     if event.type == NEUTRALIZED:
         return event.at_ms / 1000 + account.prefs.sms_min_outage

@@ -27,7 +27,7 @@ from typing import cast
 
 import redis
 
-from hbdns import keys
+from hbdns import keys, scripts
 from hbdns.model import Account, NotifyPrefs
 from notifier.dispatch import Dispatcher
 from notifier.events import IP_CHANGED, NEUTRALIZED, RECOVERED, Event
@@ -36,28 +36,20 @@ from notifier.outcomes import SENT
 
 log = logging.getLogger(__name__)
 
-# KEYS: zset ; ARGV: now lease_until limit -> members due by now, pushed to lease_until (a claim)
-LUA_CLAIM_DUE = r"""
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], m) end
-return due
-"""
-
 
 class DueQueue:
     """A zset of JSON jobs scored by due time. ``claim`` leases due jobs so two notifiers don't both run them;
-    a job whose runner died is due again when its lease ends."""
+    a job whose runner died is due again when its lease ends (the claim: ``hbdns/lua/notify_sms_claim.lua``)."""
 
     def __init__(self, r: redis.Redis, key: str) -> None:
         self.r = r
         self.key = key
-        self._claim = r.register_script(LUA_CLAIM_DUE)
 
     def add(self, member: str, due: float, *, nx: bool = True) -> None:
         self.r.zadd(self.key, {member: due}, nx=nx)
 
     def claim(self, now: float, lease: float, limit: int = 100) -> list[str]:
-        return [str(m) for m in self._claim(keys=[self.key], args=[repr(now), repr(now + lease), limit])]
+        return [str(m) for m in scripts.NOTIFY_SMS_CLAIM(self.r, [self.key], [repr(now), repr(now + lease), limit])]
 
     def reschedule(self, member: str, due: float) -> None:
         self.r.zadd(self.key, {member: due}, xx=True)

@@ -27,6 +27,11 @@ _JSON = "application/json"
 _FALSE = b'{"result":false}'
 
 
+def reads_from(settings: hbconfig.Settings) -> str:
+    """The Redis the backend reads: its own (a replica on the DNS host) or the shared one."""
+    return settings.backend_redis_url or settings.redis_url
+
+
 def backend_redis(url: str) -> redis.Redis:
     """The backend's Redis client: fail within ~1 s (before pdns' own timeout), one quick retry.
 
@@ -87,7 +92,7 @@ def create_app(config: Mapping[str, Any] | None = None, redis: redis.Redis | Non
     backend: Backend | None = app.config.get("HBDNS_BACKEND")
     if backend is None:
         settings = app.config.get("HBDNS_SETTINGS") or hbconfig.load()
-        client = redis if redis is not None else backend_redis(settings.redis_url)
+        client = redis if redis is not None else backend_redis(reads_from(settings))
         backend = Backend(client, settings.plan_table(), zone_max_age=float(app.config.get("HBDNS_ZONE_MAX_AGE", 1.0)))
     app.extensions["hbdns_backend"] = backend
     call = backend.call

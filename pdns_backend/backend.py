@@ -8,12 +8,11 @@ turn that into an HTTP 500 / a reply without ``result``, which pdns answers with
 A lookup takes the zone part of its answer from :class:`~pdns_backend.zones.ZoneCache` (at most
 ``zone_max_age`` old) and the account part from Redis, every time
 (:class:`~pdns_backend.accounts.AccountReader`: one round trip per batch of names), so the
-live/neutral decision is exact at the moment the ``alive`` key expires.
+live/neutral decision is exact, per address family, at the moment an ``alive`` key expires.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,10 +23,10 @@ import redis
 from hbdns import keys
 from hbdns.logs import RateLimitedLog
 from hbdns.plans import Plan
-from pdns_backend import answers
-from pdns_backend.accounts import AccountReader
+from pdns_backend import answers, implied
+from pdns_backend.accounts import AccountReader, account_keys
 from pdns_backend.health import Health
-from pdns_backend.zones import ZoneCache, ZoneEntry, find_apex, read_zones
+from pdns_backend.zones import ZoneCache, ZoneEntry, find_apex, read_ents, read_zones
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ class Backend:
         self.health = Health()
         self._errors = RateLimitedLog(log, 60.0)
         self.accounts = AccountReader(r)
-        self.zones = ZoneCache(self._load_zones, zone_max_age, clock)
+        self.zones = ZoneCache(self._load_zones, zone_max_age, clock, load_ents=lambda a: read_ents(r, a))
         self.methods: dict[str, Callable[[Params], Any]] = {
             "initialize": lambda _p: True,
             "lookup": self.lookup_params,
@@ -140,10 +139,12 @@ class Backend:
             if entry.view is not None and (q != apex or entry.apex_account):
                 ask.append(q)
         fetched: dict[str, Any] = {}
+        challenges: dict[str, list[str]] = {}
         failure: BackendError | None = None
         if ask:
             try:
                 fetched = dict(zip(ask, self.accounts.fetch(ask), strict=True))
+                challenges = implied.fetch_challenges(self.r, ask)  # ACME values: _acme-challenge.* only
                 self.health.ok()
             except redis.RedisError as exc:
                 self.health.failed(exc)
@@ -162,10 +163,8 @@ class Backend:
                 continue
             try:
                 raw = fetched.get(q)
-                account, live = (raw[:-1], int(raw[-1]) == 1) if raw else (None, False)
-                records = answers.name_records(q, entry.view, account, live, self.plans)
-                if qtype != "ANY":
-                    records = answers.select(records, qtype.upper())
+                account, live = (raw[:-1], int(raw[-1])) if raw else (None, 0)
+                records = implied.lookup_rows(q, qtype, entry, account, live, self.plans, challenges.get(q))
                 out.append(records or False)
             except Exception as exc:
                 self._errors.log(logging.ERROR, f"lookup:{type(exc).__name__}", "backend error", error=repr(exc))
@@ -208,15 +207,16 @@ class Backend:
         ids = sorted(int(i) for i in members)
         pipe = self.r.pipeline(transaction=False)
         for account_id in ids:
-            pipe.hmget(keys.account(account_id), [*answers.ACCOUNT_FIELDS, "aliases"])
-            pipe.exists(keys.alive(account_id))
+            pipe.hmget(keys.account(account_id), [*answers.ACCOUNT_FIELDS, "aliases", "wildcard"])
+            pipe.mget(account_keys(account_id)[1:])
         raw = pipe.execute()
         out = [*zone.apex_records, *zone.all_static()]
         for n in range(len(ids)):
-            fields, live = raw[2 * n], int(raw[2 * n + 1]) == 1
-            fqdn, aliases = fields[1], fields[-1]
+            fields, up = raw[2 * n], raw[2 * n + 1]
+            live = answers.live_mask(up[0] is not None or up[2] is not None, up[1] is not None or up[2] is not None)
+            fqdn, aliases, wildcard = fields[1], fields[-2], fields[-1]
             if fqdn is None:
                 continue
-            for name in (fqdn, *json.loads(aliases or "[]")):
-                out.extend(answers.account_records(name, zone, fields[:-1], live, self.plans))
-        return out
+            for name in implied.account_names(fqdn, aliases, wildcard):
+                out.extend(answers.account_records(name, zone, fields[:-2], live, self.plans))
+        return out + implied.listing_ents(zone, out)

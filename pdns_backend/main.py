@@ -22,7 +22,8 @@ from types import FrameType
 import waitress
 
 from hbdns import config
-from pdns_backend.app import backend_redis, create_app
+from hbdns.connection import redact
+from pdns_backend.app import backend_redis, create_app, reads_from
 from pdns_backend.backend import Backend
 from pdns_backend.unix import UnixServer
 
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = config.service_settings("hbdns-backend")
     # waitress warns "Task queue depth is N" whenever all threads are busy for a moment: normal here.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    backend = Backend(backend_redis(settings.redis_url), settings.plan_table())
+    backend = Backend(backend_redis(reads_from(settings)), settings.plan_table())
     app = create_app({"HBDNS_SETTINGS": settings, "HBDNS_BACKEND": backend})
     unix = UnixServer(settings.backend_socket, backend).start() if settings.backend_socket else None
     server = waitress.create_server(
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             "http": f"{settings.backend_host}:{server.effective_port}",
             "unix": settings.backend_socket or None,
             "threads": settings.backend_threads,
+            "redis": redact(reads_from(settings)),
         },
     )
     try:

@@ -3,6 +3,10 @@
 Zone configuration (SOA with its serial, NS, static records, neutral addresses) changes rarely and
 pdns asks for the apex on every query, so the backend keeps it for at most ``zone_max_age`` (1 s)
 instead of reading it per lookup. The account part of an answer is never held here.
+
+Each zone's empty non-terminals (:mod:`hbdns.ents`) are held here too: those above static records
+from the parsed view, those above account names from the zone's index, which is read again only
+when its revision changed, so a lookup never pays a round trip for them.
 """
 
 from __future__ import annotations
@@ -11,20 +15,23 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis
 
-from hbdns import keys
+from hbdns import ents, keys
 from hbdns.logs import RateLimitedLog
 from pdns_backend import answers
 
 log = logging.getLogger(__name__)
 
 
+STEP = 4  # items per zone in read_zones' flat list
+
+
 def read_zones(r: redis.Redis) -> list[Any]:
-    """Every listed zone as a flat ``[apex, ZONE_FIELDS values, account at apex (0/1), ...]``.
+    """Every listed zone as a flat ``[apex, ZONE_FIELDS values, account at apex (0/1), index revision, ...]``.
 
     Two round trips (the zone list, then one pipeline over it), once per ``max_age``: a zone removed
     in between reads as a gone hash (skipped), one added in between is seen at the next reload."""
@@ -35,11 +42,25 @@ def read_zones(r: redis.Redis) -> list[Any]:
     for apex in apexes:
         pipe.hmget(keys.zone(apex), list(answers.ZONE_FIELDS))
         pipe.hexists(keys.names(), apex)
+        pipe.hget(keys.zone_ents(apex), ents.REV_FIELD)
     replies = pipe.execute()
     flat: list[Any] = []
     for n, apex in enumerate(apexes):
-        flat += [apex, replies[2 * n], 1 if replies[2 * n + 1] else 0]
+        flat += [apex, replies[3 * n], 1 if replies[3 * n + 1] else 0, replies[3 * n + 2] or ""]
     return flat
+
+
+def read_ents(r: redis.Redis, apexes: list[str]) -> dict[str, frozenset[str]]:
+    """The non-terminal index of each zone in ``apexes``, one pipeline."""
+    pipe = r.pipeline(transaction=False)
+    for apex in apexes:
+        pipe.hgetall(keys.zone_ents(apex))
+    return {apex: ents.parse(raw) for apex, raw in zip(apexes, pipe.execute(), strict=True)}
+
+
+def static_ents(view: answers.ZoneView) -> frozenset[str]:
+    """The names between the zone's static records and its apex."""
+    return frozenset(ents.counts(view.static, view.apex))
 
 
 @dataclass(frozen=True)
@@ -47,6 +68,7 @@ class ZoneEntry:
     view: answers.ZoneView | None  # None: the zone's hash could not be parsed (its names SERVFAIL)
     serial: int
     apex_account: bool  # an account owns the apex name itself: apex lookups must ask Redis too
+    ents: frozenset[str] = frozenset()  # names that exist with nothing at them (NODATA, not NXDOMAIN)
 
 
 class ZoneCache:
@@ -57,10 +79,16 @@ class ZoneCache:
     """
 
     def __init__(
-        self, load: Callable[[], list[Any]], max_age: float = 1.0, clock: Callable[[], float] = time.monotonic
+        self,
+        load: Callable[[], list[Any]],
+        max_age: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        load_ents: Callable[[list[str]], dict[str, frozenset[str]]] | None = None,
     ):
         self._errors = RateLimitedLog(log, 60.0)
         self._load = load
+        self._load_ents = load_ents
+        self._ents: dict[str, tuple[str, frozenset[str]]] = {}  # apex -> (revision, index)
         self.max_age = max_age
         self._clock = clock
         self._lock = threading.Lock()
@@ -76,15 +104,30 @@ class ZoneCache:
                 self.store(self._load())
             return self._zones
 
+    def _account_ents(self, flat: list[Any]) -> dict[str, frozenset[str]]:
+        """Each zone's non-terminal index, read again only for zones whose revision changed."""
+        revs = {flat[i]: str(flat[i + 3]) for i in range(0, len(flat), STEP)}
+        stale = sorted(a for a, rev in revs.items() if self._ents.get(a, ("-", frozenset()))[0] != rev)
+        if stale and self._load_ents is not None:
+            fresh = self._load_ents(stale)
+            for apex in stale:
+                self._ents[apex] = (revs[apex], fresh.get(apex, frozenset()))
+        self._ents = {a: self._ents[a] for a in revs if a in self._ents}
+        return {a: v[1] for a, v in self._ents.items()}
+
     def store(self, flat: list[Any]) -> dict[str, ZoneEntry]:
         """Install a fresh reload (:func:`read_zones`' flat list); returns the new zone map."""
         now = self._clock()
         zones: dict[str, ZoneEntry] = {}
         raws: dict[str, tuple[str | None, ...]] = {}
-        for i in range(0, len(flat), 3):
+        account_ents = self._account_ents(flat)
+        for i in range(0, len(flat), STEP):
             apex, raw, apex_account = flat[i], tuple(flat[i + 1]), int(flat[i + 2]) == 1
+            index = account_ents.get(apex, frozenset())
             old = self._zones.get(apex)
             if old is not None and self._raw.get(apex) == raw:
+                if old.view is not None and old.ents != index | static_ents(old.view):
+                    old = replace(old, ents=index | static_ents(old.view))
                 zones[apex], raws[apex] = old, raw
                 continue
             try:
@@ -95,7 +138,7 @@ class ZoneCache:
                 continue
             if view is None:  # listed but its hash is gone (being removed)
                 continue
-            zones[apex], raws[apex] = ZoneEntry(view, view.serial, apex_account), raw
+            zones[apex], raws[apex] = ZoneEntry(view, view.serial, apex_account, index | static_ents(view)), raw
         self._zones, self._raw, self._loaded = zones, raws, now
         return zones
 

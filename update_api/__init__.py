@@ -9,4 +9,6 @@ Modules, by job: :mod:`~update_api.answers` (answer codes, HTTP status), :mod:`~
 (hostnames, addresses, the client's address behind proxies), :mod:`~update_api.ratelimit` (shared
 GCRA buckets in Redis), :mod:`~update_api.service` (authenticate, limit, apply one update; no Flask),
 :mod:`~update_api.app` (the Flask app factory), :mod:`~update_api.main` (the waitress process).
+The ACME DNS-01 APIs (acme-dns, lego's httpreq) live in :mod:`update_api.acme`, served by the same
+process on paths of their own (docs/acme.md).
 """

@@ -24,6 +24,8 @@ from werkzeug.exceptions import HTTPException
 
 from hbdns import validate
 from hbdns.logs import RateLimitedLog
+from update_api.acme import routes as acme_routes
+from update_api.acme.service import AcmeService
 from update_api.answers import Reply
 from update_api.parsing import UpdateRequest, client_address, trusted_networks
 from update_api.service import UpdateService
@@ -40,8 +42,9 @@ CHECKIP_LOG = "hbdns_checkip_log"
 bp = Blueprint("update", __name__)
 
 
-def create_app(service: UpdateService) -> Flask:
-    """The update API for ``service``; trusted proxies come from its settings."""
+def create_app(service: UpdateService, acme: AcmeService | None = None) -> Flask:
+    """The update API for ``service`` (and the ACME routes for ``acme``, by default one on the same
+    Redis, purger and limiter); trusted proxies come from its settings."""
     app = Flask(__name__)
     app.config.from_mapping(
         MAX_CONTENT_LENGTH=MAX_BODY,
@@ -49,7 +52,11 @@ def create_app(service: UpdateService) -> Flask:
     )
     app.extensions[EXTENSION] = service
     app.extensions[CHECKIP_LOG] = RateLimitedLog(log, 60.0)
+    app.extensions[acme_routes.EXTENSION] = acme or AcmeService(
+        service.settings, service.store.r, service.purger, service.limiter
+    )
     app.register_blueprint(bp)
+    app.register_blueprint(acme_routes.bp)
     redis_log = RateLimitedLog(log, 10.0)
 
     @app.errorhandler(HTTPException)

@@ -3,7 +3,9 @@
 Decisions worth knowing:
 
 - An update that names only one address family (``myip=<v4>``, ``myipv6=...``, ``preserve``) leaves
-  the other alone; the connection's address is used only when no address is named at all.
+  the other alone, and keeps only the families it names alive (liveness is per family: an update
+  naming only IPv4 lets a stale AAAA expire); the connection's address is used only when no address
+  is named at all.
 - Every address an update would publish, the connection's included, must be public unicast
   (:func:`hbdns.validate.address_class`); a zone may allow the others for labs
   (``allow_private``), except those no host can be reached at through DNS
@@ -13,6 +15,10 @@ Decisions worth knowing:
   address": a typo must not publish a wrong address for a backup-MX customer.
 - Proxy headers are believed only from ``HBDNS_UPDATE_TRUSTED_PROXIES``, and then only their
   right-most untrusted hop: the left part of ``X-Forwarded-For`` is whatever the client wrote.
+- ``ip6lanprefix`` (FRITZ!Box) sets the IPv6 address of an account with a fixed interface id to
+  prefix + id (:mod:`hbdns.ipv6_prefix`), in place of any IPv6 address in ``myip``/``myipv6``
+  (that is the router's own); accounts without an interface id ignore it. The result is judged
+  like any other address.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from hbdns import validate
+from hbdns.ipv6_prefix import combine
 from hbdns.model import Account
 
 MAX_HOSTNAMES = 20  # Dyn: more is ``numhost``
@@ -57,6 +64,16 @@ class Addresses:
     ipv4: str = ""  # "" = leave that family alone
     ipv6: str = ""
     from_source: bool = False  # no address was named: this is the connection's
+    preserved: str = ""  # families named with ``preserve`` ("4", "6", "46"; "?" for a bare myip)
+
+    def families(self) -> str:
+        """The families this update keeps alive (the beat script's ``fams``): those it names, an
+        address or ``preserve``; "" = let the script take those of the addresses (or, with none
+        named at all, the stored ones)."""
+        if not self.preserved or "?" in self.preserved:
+            return ""
+        named = set(self.preserved) | ({"4"} if self.ipv4 else set()) | ({"6"} if self.ipv6 else set())
+        return "".join(sorted(named))
 
     def shown(self) -> str:
         return ",".join(a for a in (self.ipv4, self.ipv6) if a)
@@ -101,22 +118,25 @@ def _publishable(addr: str, what: str = "") -> str:
     return addr
 
 
-def parse_addresses(params: Mapping[str, str], source: str | None) -> Addresses:
+def parse_addresses(params: Mapping[str, str], source: str | None, interface_id: str = "") -> Addresses:
     """Addresses to set from ``myip`` (one or a comma list of both families, either order),
-    ``myipv4`` and ``myipv6``; ``preserve`` names a family without changing it. When no address is
+    ``myipv4`` and ``myipv6``; ``preserve`` names a family without changing it. With the account's
+    ``interface_id``, ``ip6lanprefix`` names the IPv6 address (prefix + id). When no address is
     named at all, the connection's source address is used for its own family. Raises
     :class:`BadIP` for what no zone can publish; :meth:`Addresses.non_public` says what only a zone
     allowing private addresses can."""
     found: dict[int, str] = {}
     named = False
+    preserved = ""
 
     def add(value: str, family: int | None) -> None:
-        nonlocal named
+        nonlocal named, preserved
         value = value.strip()
         if not value:
             return
         named = True
         if value.lower() == "preserve":
+            preserved += str(family or "?")
             return
         try:
             fam, addr = validate.ip_any(value)
@@ -135,12 +155,19 @@ def parse_addresses(params: Mapping[str, str], source: str | None) -> Addresses:
         add(item, None)
     add(params.get("myipv4", ""), 4)
     add(params.get("myipv6", ""), 6)
+    prefix = params.get("ip6lanprefix", "").strip()
+    if prefix and interface_id:
+        try:
+            found[6] = _publishable(combine(prefix, interface_id), f"{prefix[:60]} + {interface_id}: ")
+        except ValueError as exc:
+            raise BadIP(str(exc)) from None
+        named = True
     if not named:
         if not source:
             raise BadIP("no address given and no usable source address")
         fam, addr = validate.ip_any(source)
         found[fam] = _publishable(addr, "no address given and the source ")
-    return Addresses(ipv4=found.get(4, ""), ipv6=found.get(6, ""), from_source=not named)
+    return Addresses(ipv4=found.get(4, ""), ipv6=found.get(6, ""), from_source=not named, preserved=preserved)
 
 
 def client_address(

@@ -131,7 +131,7 @@ class UpdateService:
         addrs = Addresses()
         if not offline:
             try:
-                addrs = parse_addresses(req.params, req.source)
+                addrs = parse_addresses(req.params, req.source, account.ipv6_interface_id)
             except BadIP as exc:
                 log.info("update refused: bad address", extra={"account": account.id, "reason": str(exc)})
                 return Reply.code("badip")
@@ -157,6 +157,7 @@ class UpdateService:
                 ipv6=addrs.ipv6,
                 offline=offline,
                 source="update",
+                fams=addrs.families(),
             )
         )
         if not result.accepted:  # the account was removed meanwhile

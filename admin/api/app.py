@@ -16,7 +16,7 @@ from flask_openapi3 import Info, OpenAPI
 from redis import RedisError
 from werkzeug.exceptions import HTTPException
 
-from admin.api import accounts, notifications, problems, zones
+from admin.api import accounts, acme, notifications, problems, zones
 from admin.api.auth import EXTENSION, authenticate
 from admin.api.problems import ApiProblem
 from admin.api.schemas import Problem
@@ -53,7 +53,7 @@ def create_app(service: AdminApi, *, validate_responses: bool = False) -> OpenAP
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY)
     app.extensions[EXTENSION] = service
     app.before_request(authenticate)
-    for bp in (zones.bp, accounts.bp, notifications.bp):
+    for bp in (zones.bp, accounts.bp, acme.bp, notifications.bp):
         app.register_api(bp)
     app.add_url_rule("/api/v1/openapi.json", "openapi_json", lambda: jsonify(app.api_doc))
     _errors(app)

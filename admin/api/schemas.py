@@ -84,6 +84,13 @@ class AccountQuery(BaseModel):
     limit: int = Field(100, ge=1, le=1000)
 
 
+RECIPIENTS = (
+    "the users the backup MX accepts mail for while the account is offline: local parts (at every "
+    "name of the account) or whole addresses at one of its names; empty: it verifies recipients with "
+    "the customer's server (docs/backup-mx.md)"
+)
+
+
 class AccountCreate(Body):
     fqdn: Hostname
     plan: str = Field(examples=["heartbeat-c"], description="plan name (README: heartbeat-a/b/c, setip-a, ...)")
@@ -92,10 +99,15 @@ class AccountCreate(Body):
     neutral_ipv4: str = Field("", description="address answered while neutral; empty: the zone's")
     neutral_ipv6: str = ""
     mx: bool = Field(False, description="publish MX <name> (and the zone's backup MX)")
+    mx_recipients: list[Text] = Field(default_factory=list, max_length=10_000, description=RECIPIENTS)
     emails: list[Text] = Field(default_factory=list, max_length=20)
     phones: list[Text] = Field(default_factory=list, max_length=20)
     webhook: Text = Field("", description="http(s) URL that receives signed JSON events")
     prefs: PrefsIn | None = None
+    wildcard: bool = Field(False, description="`*.<fqdn>` answers what the account answers")
+    ipv6_interface_id: str = Field(
+        "", description="fixed IPv6 interface id (lower 64 bits, `::1a2b:3c4d:5e6f:7081`): AAAA = ip6lanprefix + id"
+    )
 
 
 class AccountChange(Body):
@@ -106,10 +118,13 @@ class AccountChange(Body):
     neutral_ipv4: str | None = None
     neutral_ipv6: str | None = None
     mx: bool | None = None
+    mx_recipients: list[Text] | None = Field(None, max_length=10_000, description=RECIPIENTS)
     emails: list[Text] | None = Field(None, max_length=20)
     phones: list[Text] | None = Field(None, max_length=20)
     webhook: Text | None = None
     prefs: PrefsIn | None = None
+    wildcard: bool | None = None
+    ipv6_interface_id: str | None = Field(None, description='`""` = none')
 
 
 class PasswordSet(Body):
@@ -128,6 +143,7 @@ class StateOut(Out):
     ipv4: str
     ipv6: str
     expires_in_ms: int
+    live_families: list[int] = Field(description="the address families DNS answers live now: 4 (A), 6 (AAAA)")
 
 
 class AccountOut(StateOut):
@@ -136,10 +152,13 @@ class AccountOut(StateOut):
     neutral_ipv4: str
     neutral_ipv6: str
     mx: bool
+    mx_recipients: list[str] = Field(description=RECIPIENTS)
     emails: list[str]
     phones: list[str]
     webhook: str
     prefs: PrefsOut
+    wildcard: bool
+    ipv6_interface_id: str
     has_password: bool
     created: float
     updated: float
@@ -226,6 +245,9 @@ class ZoneFields(Body):
     records: list[RecordIn] | None = Field(None, max_length=500, description="static records (replaces all)")
     allow_private: bool | None = Field(None, description="labs only: let updates publish non-public addresses")
     lang: Text | None = Field(None, description="its accounts' message language, `de` or `en`; `` = the notifier's")
+    negative_ttl: int | None = Field(
+        None, description="seconds resolvers cache a negative answer (SOA minimum; default HBDNS_DEFAULT_NEGATIVE_TTL)"
+    )
 
 
 class ZoneChangeBody(ZoneFields):
@@ -255,6 +277,7 @@ class ZoneOut(Out):
     records: list[RecordOut]
     allow_private: bool
     lang: str = Field("", description="`` = the notifier's HBDNS_NOTIFY_LANG")
+    negative_ttl: int = Field(description="what resolvers cache a negative answer for: min(soa_ttl, minimum)")
     created: float
     updated: float
     serial: int
@@ -263,6 +286,42 @@ class ZoneOut(Out):
 
 class ZoneList(Out):
     items: list[ZoneOut]
+
+
+# --- ACME credentials ----------------------------------------------------------------------------
+
+
+class AcmeCredentialsRequest(Body):
+    name: Hostname | None = Field(None, description="the account's name or alias they are for; default its FQDN")
+
+
+class AcmeCredentialPath(BaseModel):
+    account: str = Field(description="account id or any of its names")
+    name: str = Field(description="the name whose credentials to revoke")
+
+
+class AcmeCredentialOut(Out):
+    username: str
+    name: str
+    fulldomain: str = Field(description="the challenge name: _acme-challenge.<name>")
+    created: float
+
+
+class AcmeCredentialList(Out):
+    items: list[AcmeCredentialOut]
+
+
+class AcmeCredentialsIssued(Out):
+    """Shown only in this answer: the key is stored as a digest."""
+
+    name: str
+    fulldomain: str
+    acme_dns: dict[str, dict[str, Any]] = Field(
+        description="name -> acme-dns account (username, password, subdomain, fulldomain, allowfrom, server_url): "
+        "the content of lego's ACME_DNS_STORAGE_PATH file and certbot's acmedns.json"
+    )
+    httpreq: dict[str, str] = Field(description="lego httpreq: endpoint, username, password")
+    acme_sh: dict[str, str] = Field(description="acme.sh dns_acmedns variables")
 
 
 # --- notifications and tokens --------------------------------------------------------------------

@@ -37,6 +37,7 @@ def _changes(args: argparse.Namespace) -> ZoneChanges:
         records=None if args.record is None else [parse_record(r) for r in args.record if r],
         allow_private=args.allow_private,
         lang=args.lang,
+        negative_ttl=args.negative_ttl,
     )
 
 
@@ -61,8 +62,9 @@ def zone_set(store: Store, args: argparse.Namespace) -> int:
     if zone is None:
         raise NotFound(f"no zone {args.apex}")
     zone = change_zone(store, zone, changes)
-    shown = ", ".join(f"{k}={getattr(zone, k)}" for k in changes.given())
-    emit(args, zone_dict(store, zone), f"zone {zone.apex}: {shown}")
+    data = zone_dict(store, zone)
+    shown = ", ".join(f"{k}={data[k]}" for k in changes.given())
+    emit(args, data, f"zone {zone.apex}: {shown}")
     return 0
 
 
@@ -119,6 +121,12 @@ def _zone_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backup-mx-pref", type=int)
     p.add_argument("--record", action="append", help="static record 'NAME TYPE CONTENT [TTL]' (repeatable)")
     p.add_argument("--lang", help='language of its accounts\' messages: de or en ("" = HBDNS_NOTIFY_LANG)')
+    p.add_argument(
+        "--negative-ttl",
+        type=int,
+        help="seconds resolvers cache 'no such name/record' (SOA minimum; default HBDNS_DEFAULT_NEGATIVE_TTL): "
+        "a new account or a first AAAA shows within it",
+    )
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:

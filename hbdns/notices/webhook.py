@@ -24,7 +24,9 @@ def body(event: EventLike, account: Account, *, subject: str, text: str, lang: s
         "text": text,
         "lang": lang,
     }
-    if event.type == "neutralized":
+    if event.get("family") and event.type != "ip_changed":
+        data["families"] = [int(f) for f in event.get("family").split(",")]
+    if event.type in ("neutralized", "family_lost"):
         data["reason"] = event.get("reason", "missed")
     elif event.type == "recovered":
         data["first"] = event.first

@@ -45,6 +45,9 @@ def module_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     )
     store.liveness.beat(BeatRequest(live.id, APEX, 3_600_000, ipv4="203.0.113.10", ipv6="2001:db8:10::10"))
     store.add_account(store.new_account("idle.example.com", "heartbeat-a", mx=True))
+    store.add_account(store.new_account("mail.office.example.com", "heartbeat-a"))  # office.: a non-terminal
+    store.add_account(store.new_account("wild.example.com", "heartbeat-a", mx=True, wildcard=True))
+    store.add_account(store.new_account("own.wild.example.com", "heartbeat-a"))  # below the wildcard
     r.close()
     yield server
     server.stop()
@@ -93,7 +96,7 @@ def test_answers_live_and_neutral_accounts(pdns: PdnsServer, tcp: bool) -> None:
     assert ans("alias.example.com.", "A") == {"203.0.113.10"}
     assert ans("idle.example.com.", "A") == {"192.0.2.1"}
     assert ans("idle.example.com.", "AAAA") == {"2001:db8::1"}
-    assert ans("idle.example.com.", "MX") == {"50 mx.backup.example.com."}
+    assert ans("idle.example.com.", "MX") == {"10 idle.example.com.", "50 mx.backup.example.com."}  # kept
     assert ans("mx.backup.example.com.", "A") == {"198.51.100.7"}
     assert ans("example.com.", "NS") == {"ns1.example.net.", "ns2.example.net."}
     soa = ans("example.com.", "SOA")
@@ -102,7 +105,7 @@ def test_answers_live_and_neutral_accounts(pdns: PdnsServer, tcp: bool) -> None:
 
 def test_ttls_follow_plan(pdns: PdnsServer) -> None:
     msg = pdns.query("live.example.com.", "A")
-    assert msg.answer[0].ttl == 5  # heartbeat-c
+    assert msg.answer[0].ttl == 3  # heartbeat-c
     msg = pdns.query("idle.example.com.", "A")
     assert msg.answer[0].ttl == 45  # heartbeat-a
 
@@ -129,7 +132,7 @@ def test_foreign_zone_is_refused(pdns: PdnsServer) -> None:
     assert pdns.query("host.example.org.", "A").rcode() == dns.rcode.REFUSED
 
 
-def test_neutral_and_backup_mx_only_after_alive_key_expires(pdns: PdnsServer, store: Store) -> None:
+def test_neutral_addresses_and_the_same_mx_set_after_alive_key_expires(pdns: PdnsServer, store: Store) -> None:
     name = unique(pdns, "expiring")
     acct = new_account(store, name, mx=True)
     res = store.liveness.beat(BeatRequest(acct.id, APEX, 2500, ipv4="203.0.113.50"))  # alive key PX 2500
@@ -138,7 +141,7 @@ def test_neutral_and_backup_mx_only_after_alive_key_expires(pdns: PdnsServer, st
     pdns.wait_answer(name, "MX", {f"10 {name}.", "50 mx.backup.example.com."}, timeout=10)
     # nothing runs: the key expires on the real Redis and the next lookup flips
     pdns.wait_answer(name, "A", {"192.0.2.1"}, timeout=15)
-    pdns.wait_answer(name, "MX", {"50 mx.backup.example.com."}, timeout=10)
+    pdns.wait_answer(name, "MX", {f"10 {name}.", "50 mx.backup.example.com."}, timeout=10)
     pdns.wait_answer(name, "AAAA", {"2001:db8::1"}, timeout=10)
     assert not store.r.exists(keys.alive(acct.id))
 
@@ -177,6 +180,23 @@ def test_new_zone_is_served_after_rediscover(pdns: PdnsServer, store: Store) -> 
     pdns.wait_answer(f"host.{apex}.", "A", {"192.0.2.77"}, timeout=10)
 
 
+@pytest.mark.parametrize("name", ["office.example.com.", "backup.example.com."])  # above an account, a record
+def test_empty_non_terminals_are_nodata_with_soa(pdns: PdnsServer, name: str) -> None:
+    for rdtype in ("A", "TXT", "ANY"):
+        msg = pdns.query(name, rdtype, tcp=rdtype == "ANY")  # pdns answers ANY over UDP truncated
+        assert (msg.rcode(), msg.answer) == (dns.rcode.NOERROR, []), (rdtype, msg)
+        assert [rrset.rdtype for rrset in msg.authority] == [dns.rdatatype.SOA]
+    assert pdns.query("x." + name, "A").rcode() == dns.rcode.NXDOMAIN
+
+
+def test_wildcard_answers_what_the_account_answers_and_nothing_that_exists(pdns: PdnsServer) -> None:
+    for name in ("www.wild.example.com.", "a.b.wild.example.com.", "WwW.Wild.example.com."):
+        assert answer_texts(pdns.query(name, "A"), name, "A") == {"192.0.2.1"}  # neutral, like wild.
+        assert answer_texts(pdns.query(name, "MX"), name, "MX") == {"50 mx.backup.example.com."}
+    assert answer_texts(pdns.query("own.wild.example.com.", "MX"), "own.wild.example.com.", "MX") == set()
+    assert pdns.query("x.own.wild.example.com.", "A").rcode() == dns.rcode.NXDOMAIN  # below another account
+
+
 def test_pdnsutil_check_zone_is_clean(pdns: PdnsServer) -> None:
     code, out = pdns.pdnsutil("check-zone", APEX)
     assert code == 0, out
@@ -201,9 +221,13 @@ def test_axfr_lists_the_records(pdns: PdnsServer) -> None:
         ("live.example.com.", "MX", "50 mx.backup.example.com."),
         ("alias.example.com.", "A", "203.0.113.10"),
         ("idle.example.com.", "A", "192.0.2.1"),
+        ("idle.example.com.", "MX", "10 idle.example.com."),
         ("idle.example.com.", "MX", "50 mx.backup.example.com."),
         ("mx.backup.example.com.", "A", "198.51.100.7"),
+        ("*.wild.example.com.", "A", "192.0.2.1"),
+        ("*.wild.example.com.", "MX", "50 mx.backup.example.com."),
     } <= records
+    assert not {n for n, *_ in records} & {"office.example.com.", "backup.example.com."}  # ENTs: implied
 
 
 @pytest.mark.parametrize("transport", ["http", "unix"])

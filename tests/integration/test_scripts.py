@@ -4,7 +4,8 @@ touching only the keys it is passed in KEYS (what Redis Cluster will demand).
 The KEYS check runs each script with a prelude that shadows ``redis.call``/``redis.pcall``: before a
 command runs, each of its key arguments (positions from Redis' own ``COMMAND`` table) must be one of
 KEYS, or the script fails. The scenarios drive the real callers (Liveness, the listener's writer,
-the backend's reader, the store) through every branch that touches a key.
+the backend's reader, the store; the notifier's dispatcher, queue, presence and SMS scheduler)
+through every branch that touches a key.
 """
 
 from __future__ import annotations
@@ -17,18 +18,29 @@ from typing import Any
 import pytest
 import redis
 
-from hbdns import keys, scripts
+from hbdns import acme, acme_credentials, config, keys, notify_queue, recovery_flush, scripts
 from hbdns.liveness import BeatRequest
-from hbdns.model import Account, Zone
+from hbdns.migrations import alive_per_family
+from hbdns.model import Account, NotifyPrefs, Zone
 from hbdns.ratelimit import Limit, RateLimiter
 from hbdns.resp import BatchConnection, encode_command
 from hbdns.store import Store
 from heartbeat_listener.redis_io import RedisBeats
+from notifier.channel import Transport, TransportError
+from notifier.main import Notifier
+from notifier.messages import Message
+from notifier.outcomes import DEAD, DEFERRED, DROPPED, DUPLICATE, QUEUED
 from pdns_backend.accounts import AccountReader
+from sweeper.sweeper import Sweeper
+from tests.support import services
+from tests.support.clock import Clock
 from tests.support.listener import ZONE
 from tests.support.servers import wait_for
 
 OTHER = "other.test"
+PHONE2 = "+491709876543"
+# the notifier's scripts get their scenario in a test of their own
+NOTIFIER = frozenset(s.name for s in scripts.ALL if s.name.startswith("notify_"))
 
 
 def now_ms() -> int:
@@ -191,6 +203,7 @@ def test_every_script_touches_only_its_keys(
     assert writer.beats([BeatRequest(account.id, ZONE, 60_000, counter=t + 3, offline=True)])[0].changed
     # expired but not swept: the next beat records the outage first
     lv.beats([BeatRequest(other.id, OTHER, 1, ipv4="203.0.113.8", counter=t + 3)])
+    real_redis.delete(keys.alive(other.id, 6))  # its IPv6 went too
     wait_for(lambda: not real_redis.exists(keys.alive(other.id)), 5, what="alive key expired")
     writer.beats([BeatRequest(other.id, OTHER, 60_000, ipv4="203.0.113.8", counter=t + 4)])
     assert [e["type"] for e in events(real_redis)[-2:]] == ["neutralized", "recovered"]
@@ -208,8 +221,156 @@ def test_every_script_touches_only_its_keys(
     store.remove_account(other.id)  # RECORD (removed)
     store.add_account(store.new_account(f"o.{OTHER}", "heartbeat-c"))
     reader.fetch([f"o.{OTHER}"])
+    # per family: a dual-stack account loses IPv6 to the sweeper (family_lost) and gets it back
+    dual = store.add_account(store.new_account(f"d.{ZONE}", "heartbeat-c"))
+    writer.beats([BeatRequest(dual.id, ZONE, 60_000, ipv4="203.0.113.20", counter=t + 10)])
+    writer.beats([BeatRequest(dual.id, ZONE, 1, ipv6="2001:db8::20", counter=t + 11)])
+    wait_for(lambda: not real_redis.exists(keys.alive(dual.id, 6)), 5, what="IPv6 alive key expired")
+    assert [(n.account_id, n.family, n.lost) for n in lv.sweep()] == [(dual.id, 6, True)]
+    writer.beats([BeatRequest(dual.id, ZONE, 60_000, ipv6="2001:db8::20", counter=t + 12)])
+    # ... and again, this time found by its next beat before any sweep (recorded at the deadline)
+    writer.beats([BeatRequest(dual.id, ZONE, 1, ipv6="2001:db8::20", counter=t + 13)])
+    wait_for(lambda: not real_redis.exists(keys.alive(dual.id, 6)), 5, what="IPv6 alive key expired")
+    lv.beats([BeatRequest(dual.id, ZONE, 60_000, source="update", fams="46")])  # dyndns2 'preserve' of both
+    kinds = [e["type"] for e in events(real_redis) if e["account"] == str(dual.id)]
+    assert kinds[-4:] == ["family_lost", "family_back", "family_lost", "family_back"], kinds
+    # an older writer's layout: the legacy key and plain member, swept as both families; migrated
+    real_redis.delete(keys.alive(dual.id, 4), keys.alive(dual.id, 6))
+    real_redis.set(keys.alive_legacy(dual.id), "1", px=1)
+    real_redis.zadd(keys.deadlines(), {str(dual.id): 1})
+    wait_for(lambda: not real_redis.exists(keys.alive_legacy(dual.id)), 5, what="legacy alive key expired")
+    assert [(n.family, n.lost) for n in lv.neutralize_if_due([(dual.id, 0)])] == [(0, False)]
+    real_redis.set(keys.alive_legacy(dual.id), "1", px=60_000)
+    real_redis.zadd(keys.deadlines(), {str(dual.id): now_ms() + 60_000})
+    real_redis.hdel(keys.account(dual.id), "live")
+    assert alive_per_family.apply(real_redis) >= 1
+    # the second flush's schedule: claimed (leased), done unless rescheduled meanwhile
+    recovery_flush.schedule(real_redis, {dual.id: 0, other.id: 0})
+    claimed = dict(recovery_flush.claim_due(real_redis, 60_000))
+    assert set(claimed) == {dual.id, other.id} and recovery_flush.claim_due(real_redis, 60_000) == []
+    recovery_flush.schedule(real_redis, {other.id: 5})
+    assert recovery_flush.done(real_redis, dual.id, claimed[dual.id])
+    assert not recovery_flush.done(real_redis, other.id, claimed[other.id])
     # a rate-limit bucket: allowed and taken, then refused
     limiter = RateLimiter(real_redis)
     assert limiter.check(keys.ratelimit("test", "x"), Limit(per_minute=1, burst=1)) == 0
     assert limiter.check(keys.ratelimit("test", "x"), Limit(per_minute=1, burst=1)) > 0
-    assert set(checked) == {s.name for s in scripts.ALL}, "a script without a scenario here"
+    # ACME DNS-01 values: set (kept, trimmed), refused (revoked credential, name moved), read
+    cred, _key = acme_credentials.make(real_redis, account.id, account.fqdn)
+    args = {"cred_key": keys.acme_credential(cred.id), "name": account.fqdn, "digest": cred.digest, "ttl_ms": 60_000}
+    for value in ("a" * 43, "b" * 43, "c" * 43):
+        assert acme.set_value(real_redis, account_id=account.id, value=value, **args) in (1, 2)
+    assert acme.set_value(real_redis, account_id=other.id, value="d" * 43, **args) == -1
+    assert acme.values(real_redis, [account.fqdn, f"o.{OTHER}"]) == [["b" * 43, "c" * 43], []]
+    assert set(checked) == {s.name for s in scripts.ALL} - NOTIFIER, "a script without a scenario here"
+
+
+class Receiver(Transport):
+    """A receiver the test switches: ``down`` fails it as a whole, ``refuse`` one recipient; keeps what it accepted."""
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self.down: TransportError | None = None
+        self.refuse: dict[str, TransportError] = {}
+        self.got: list[Message] = []
+
+    def notify(self, message: Message) -> None:
+        err = self.down or self.refuse.get(message.recipient)
+        if err is not None:
+            raise err
+        self.got.append(message)
+
+
+def _message(n: int, channel: str, recipient: str) -> Message:
+    return Message(channel, recipient, f"s{n}", f"t{n}", 1, "x.example.test", "ip_changed", f"{n}-0")
+
+
+def test_every_notifier_script_touches_only_its_keys(
+    checked: collections.Counter[str], real_redis: redis.Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the notifier's scripts run on its own clock (ARGV), not Redis': a frozen one ahead of Redis', so
+    # every deferred SMS is due and no step depends on how fast the test runs
+    clock = Clock(float(int(time.time()) + 600))  # whole seconds: the holds keep ms
+    env = services.env_for(redis_url, HBDNS_NOTIFY_BACKOFF="2", HBDNS_NOTIFY_CLAIM_IDLE="60")
+    store = Store(real_redis, config.load(env))
+    prefs = NotifyPrefs(webhook="none", sms_min_outage=0)
+    acct = services.add_account(store, "n", emails=["ops@example.org"], phones=[services.PHONE], prefs=prefs)
+    mail, sms, mail2 = Receiver("email"), Receiver("sms"), Receiver("email")
+    wiring: dict[str, dict[str, Transport]] = {"n1": {"email": mail, "sms": sms}, "n2": {"email": mail2}}
+    n1, n2 = (
+        Notifier(config.load({**env, "HBDNS_NOTIFY_CONSUMER": name}), r=real_redis, transports=t, clock=clock)
+        for name, t in wiring.items()
+    )
+
+    def drain() -> None:
+        while n1.consumer.step(block_ms=50):
+            pass
+
+    try:
+        n1.join()
+        # an outage while the relay is down: the offline e-mail queued, the relay held (marker, outage, hold, put)
+        mail.down = TransportError("connection refused", destination=True)
+        services.beat(store, acct)
+        sweeper = Sweeper(store.liveness)
+        wait_for(lambda: sweeper.step() or services.events(real_redis, "neutralized", acct.id), 10, what="outage")
+        drain()
+        start = clock.now
+        [(_, due)] = notify_queue.queued_jobs(real_redis)
+        assert due == start + 2 and notify_queue.stats(real_redis, start).holds["email"]["failures"] == 1
+        assert n1.sms.step() == 1  # the outage SMS, claimed from the deferred ones
+        # back online: the e-mail recovery (merged: its offline e-mail never went) waits for the relay;
+        # the SMS recovery goes plain
+        services.beat(store, acct, services.LONG)
+        drain()
+        assert len(notify_queue.queued_jobs(real_redis)) == 2
+        assert n1.sms.step() == 1
+        assert ["OFFLINE" in m.text for m in sms.got] == [True, False]
+        # an SMS refused once for its recipient: due again in 2 s, within the relay's probe window
+        sms.refuse[PHONE2] = TransportError("451 try later")
+        clock.now = start + 1
+        assert n1.dispatcher.send(_message(1, "sms", PHONE2)).status == QUEUED
+        # the relay answers: one probe, the offline e-mail moot, the recovery merged; the hold ends and
+        # what was due within the probe window is due now
+        mail.down = None
+        sms.refuse.clear()
+        clock.now = start + 2
+        assert n1.dispatcher.retry_step() == 2
+        [merged] = mail.got
+        assert "was offline for" in merged.subject and notify_queue.stats(real_redis, clock.now).holds == {}
+        [(_, due)] = notify_queue.queued_jobs(real_redis)
+        assert due == clock.now
+        assert n1.dispatcher.retry_step() == 1 and len(sms.got) == 3
+        # dead letters beyond the cap (dropped and counted), one retried from the dead letters
+        monkeypatch.setattr("notifier.queue.DEAD_LETTER_CAP", 1)
+        for n in (2, 3):
+            mail.refuse[f"u{n}@example.org"] = TransportError("550 no such user", permanent=True)
+        out = [n1.dispatcher.send(_message(n, "email", f"u{n}@example.org")) for n in (2, 3)]
+        assert [o.status for o in out] == [DEAD, DEAD] and real_redis.get(keys.notify_dead_dropped()) == "1"
+        mail.refuse.clear()
+        assert len(notify_queue.retry_dead(real_redis, None, now=clock.now)) == 1
+        real_redis.zadd(keys.notify_queue(), {"gone": clock.now})  # its job already removed
+        assert n1.dispatcher.retry_step() == 1 and mail.got[-1].recipient == "u3@example.org"
+        # a live notifier's send waits; once it is dead its send and its claimed jobs are taken over
+        n2.join()
+        n1.presence.beat()
+        a, b = _message(4, "email", "a@example.org"), _message(5, "email", "b@example.org")
+        assert n2.dispatcher.markers.claim([(a.key, False)], n2.presence.token, n2.presence.live()) == ["go"]
+        assert n1.dispatcher.send(a).status == DEFERRED
+        mail2.refuse[b.recipient] = TransportError("451 try later")
+        assert n2.dispatcher.send(b).status == QUEUED
+        clock.now += 2
+        assert len(n2.dispatcher.queue.claim(clock.now, 60, 10, n2.presence.token)) == 2  # then n2 dies
+        clock.now += 6
+        assert n1.liveness_step() == 2
+        assert n1.dispatcher.retry_step() == 2 and {m.recipient for m in mail.got[-2:]} == {a.recipient, b.recipient}
+        assert notify_queue.queued_jobs(real_redis) == [] and n1.dispatcher.send(a).status == DUPLICATE
+        # an offline message read after its outage ended is moot
+        [neut] = services.events(real_redis, "neutralized", acct.id)
+        stale = Message(
+            "email", "late@example.org", "s", "t", acct.id, acct.fqdn, "neutralized", "9-0", outage_ms=neut.at_ms
+        )
+        assert n1.dispatcher.send(stale).status == DROPPED
+    finally:
+        n1.stop()
+        n2.stop()
+    assert set(checked) >= NOTIFIER, f"a notifier script without a scenario here: {sorted(NOTIFIER - set(checked))}"

@@ -171,7 +171,8 @@ class RedisServer:
             raise RuntimeError("redis-server exited:\n" + (self.process.log_text() if self.process else ""))
         with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
             s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
+            reply = s.recv(16)
+            return reply.startswith(b"+PONG") or reply.startswith(b"-NOAUTH")  # up, with a requirepass
 
     def stop(self) -> None:
         if self.process:

@@ -89,7 +89,7 @@ def test_redis_down_fails_account_lookups_at_once_and_apex_within_max_age(
 
 def test_unchanged_zone_keeps_its_parsed_view() -> None:
     fields = ["1", '["ns1.example.net"]', "h.example.net", *[None] * 7, "192.0.2.1", "", "", "50"]
-    flat: list[object] = ["example.com", fields, 0]
+    flat: list[object] = ["example.com", fields, 0, ""]
     clock = Clock(1000.0)
     loads: list[int] = []
 
