@@ -49,7 +49,7 @@ def test_a_german_account_gets_german_mail_with_umlauts_intact(
     real_redis: redis.Redis, redis_url: str, smtp: SmtpSink, notifiers: Callable[..., Notifier], sweepers: Sweepers
 ) -> None:
     env = env_for(redis_url, smtp, HBDNS_SMTP_FROM="Beispiel Hosting <noc@example.net>",
-                  HBDNS_STATUS_PUBLIC_URL="https://status.example.net")  # fmt: skip
+                  HBDNS_STATUS_PUBLIC_URL="https://status.example.net", HBDNS_EMAIL_HTML="true")  # fmt: skip
     settings = config.load(env)
     store = Store(real_redis, settings)
     german_zone(store)  # the zone's language: the account sets none

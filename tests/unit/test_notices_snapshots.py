@@ -32,6 +32,7 @@ SETTINGS = config.load(
         "HBDNS_OPERATOR_SUPPORT_URL": "https://example.net/hilfe",
         "HBDNS_OPERATOR_SIGNATURE": "Beispiel Hosting GmbH\\nHauptstraße 1, 12345 Berlin",
         "HBDNS_STATUS_PUBLIC_URL": "https://status.example.net",
+        "HBDNS_EMAIL_HTML": "true",  # off by default; on here so the HTML templates are pinned too
     }
 )
 RENDERER = Renderer.from_settings(SETTINGS)

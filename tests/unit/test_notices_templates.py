@@ -21,6 +21,7 @@ AT = 1_714_564_803_000  # 2024-05-01T12:00:03Z
 def renderer(tmp: Path | None = None, **env: str) -> Renderer:
     if tmp is not None:
         env["HBDNS_TEMPLATES_DIR"] = str(tmp)
+    env.setdefault("HBDNS_EMAIL_HTML", "true")  # off by default; these tests check the HTML too
     return Renderer.from_settings(config.load(env))
 
 
@@ -159,26 +160,26 @@ def test_a_broken_override_is_refused_at_start_with_file_and_line(
 
 
 def test_a_new_set_needs_every_part_and_a_sample(tmp_path: Path) -> None:
-    override(tmp_path, "family_lost/sample.json", '{"type": "family_lost", "variants": [{"fields": {"family": "6"}}]}')
+    override(tmp_path, "lost_family/sample.json", '{"type": "lost_family", "variants": [{"fields": {"family": "6"}}]}')
     for lang in ("de", "en"):
-        override(tmp_path, f"family_lost/{lang}/subject.txt", "{{ name }} lost {{ families | join(', ') }}\n")
-        override(tmp_path, f"family_lost/{lang}/body.txt", "{{ subject }}.\n")
-    with pytest.raises(TemplateProblem, match=r"family_lost/de/sms\.txt: missing"):
+        override(tmp_path, f"lost_family/{lang}/subject.txt", "{{ name }} lost {{ families | join(', ') }}\n")
+        override(tmp_path, f"lost_family/{lang}/body.txt", "{{ subject }}.\n")
+    with pytest.raises(TemplateProblem, match=r"lost_family/de/sms\.txt: missing"):
         renderer(tmp_path)
     for lang in ("de", "en"):
-        override(tmp_path, f"family_lost/{lang}/sms.txt", "{{ operator.name }}: {{ subject }}\n")
+        override(tmp_path, f"lost_family/{lang}/sms.txt", "{{ operator.name }}: {{ subject }}\n")
     r = renderer(tmp_path)
-    event = SampleEvent("2-0", "family_lost", "home.dyn.example.net", AT, {"family": "6"})
+    event = SampleEvent("2-0", "lost_family", "home.dyn.example.net", AT, {"family": "6"})
     assert r.texts(event, sample_account(), "en").short == "hbdns: home.dyn.example.net lost IPv6"
-    override(tmp_path, "family_lost/sample.json", "[1]")
-    with pytest.raises(TemplateProblem, match=r"family_lost/sample.json: unreadable sample"):
+    override(tmp_path, "lost_family/sample.json", "[1]")
+    with pytest.raises(TemplateProblem, match=r"lost_family/sample.json: unreadable sample"):
         renderer(tmp_path)
 
 
 def test_an_unknown_event_type_takes_the_other_set() -> None:
     r = renderer()
-    event = SampleEvent("3-0", "family_back", "home.dyn.example.net", AT, {})
-    assert r.texts(event, sample_account(), "en").subject == "home.dyn.example.net: family_back"
+    event = SampleEvent("3-0", "carrier_notice", "home.dyn.example.net", AT, {})
+    assert r.texts(event, sample_account(), "en").subject == "home.dyn.example.net: carrier_notice"
     assert r.catalog.pick("recovered", first=True) == "recovered_first"
     assert r.catalog.pick("recovered", merged=True) == "recovered_merged"
 
