@@ -29,6 +29,7 @@ def check_lang(value: str) -> str:
         )
     return value
 
+
 # How long resolvers cache "no such name" / "no such record" (RFC 2308) for new zones: a new
 # account, or an account's first AAAA, shows through a caching resolver within it (README, "Names
 # and negative answers", has the measurement behind 15 s).

@@ -26,9 +26,9 @@ from notifier.channel import LogTransport, Transport
 from notifier.consumer import Consumer, default_consumer_name
 from notifier.counters import Counters
 from notifier.dispatch import Dispatcher
+from notifier.flush import flush_service
 from notifier.langs import ZoneLangs
 from notifier.messages import Composer
-from notifier.flush import flush_service
 from notifier.presence import Presence
 from notifier.sms import SmsScheduler
 from notifier.transports import build_transports
