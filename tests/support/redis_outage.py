@@ -122,7 +122,7 @@ class OutageRig:
         names = {a.fqdn for a in accounts}
         with self.smtp.lock:
             subjects = [m.subject for m in self.smtp.mails]
-        return sum(1 for s in subjects if any(f" {n} " in f"{s} " for n in names))
+        return sum(1 for s in subjects if names.intersection(s.replace(":", " ").split()))
 
     def outage(self, seconds: float, stopper: Account) -> OutageFigures:
         """One Redis SIGKILL of ``seconds`` with ``stopper`` stopping at the kill."""
