@@ -113,9 +113,9 @@ def reapply(
     chunk: int = 256,
 ) -> Reapplied:
     """The held beats, oldest first, each with its age, in script calls of ``chunk`` beats, on a new
-    connection before anything else goes over it. Those the server already had (a replay, no news) or refuses are
-    forgotten; those that recorded a transition again stay held until a WAIT confirms them (at once
-    when ``wait`` is None: there is nothing to wait for)."""
+    connection before anything else goes over it. Those the server already had (a replay, no news)
+    or refuses are forgotten; those that recorded a transition again stay held until a WAIT
+    confirms them (at once when ``wait`` is None: there is nothing to wait for)."""
     aged = held.aged()
     reqs = [req for req, _ in aged]
     ages = [age for _, age in aged]
