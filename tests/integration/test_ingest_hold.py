@@ -48,21 +48,38 @@ def gone_and_due(r: redis.Redis, a: Account) -> bool:
     return not r.exists(keys.alive(a.id, 4)) and d is not None and d <= redis_ms(r)
 
 
+def silence(r: redis.Redis) -> None:
+    """Wait until the listeners' silence is an ingest outage (no mark for longer than the gap)."""
+    wait_for(lambda: redis_ms(r) > int(r.hget(keys.ingest(), "mark")) + GAP, 5, what="an ingest outage")
+
+
+def held_account(r: redis.Redis, store: Store, mark: IngestMark, name: str) -> tuple[Account, int]:
+    """An account whose deadline fell while the listeners were silent, held by the sweeper; and
+    that deadline."""
+    a = services.add_account(store, name)
+    assert mark.step()
+    services.beat(store, a)
+    wait_for(lambda: gone_and_due(r, a), 5, what="deadline passed")
+    deadline = int(r.zscore(keys.deadlines(), keys.deadline_member(a.id, 4)))
+    silence(r)
+    assert store.liveness.sweep() == [] and kinds(r, a) == ["created", "recovered"]
+    assert r.hget(keys.account(a.id), "held4") == str(deadline)  # kept; the member moved on
+    assert int(r.zscore(keys.deadlines(), keys.deadline_member(a.id, 4))) > deadline
+    return a, deadline
+
+
+def healthy_again(mark: IngestMark) -> None:
+    mark._next = 0.0
+    assert mark.step()  # the outage is closed
+
+
 def test_a_deadline_in_an_outage_is_held_for_a_healthy_window_then_recorded_at_its_time(
     real_redis: redis.Redis,
 ) -> None:
     store, mark = fast_store(real_redis), marker(real_redis)
-    a = services.add_account(store, "held")
-    assert mark.step()
-    services.beat(store, a)
     # the listeners stop marking (ingest down); the account's deadline falls in the silence
-    wait_for(lambda: gone_and_due(real_redis, a), 5, what="deadline passed")
-    deadline = int(real_redis.zscore(keys.deadlines(), keys.deadline_member(a.id, 4)))
-    wait_for(lambda: redis_ms(real_redis) > int(real_redis.hget(keys.ingest(), "mark")) + GAP, 5, what="a gap")
-    assert store.liveness.sweep() == [] and kinds(real_redis, a) == ["created", "recovered"]
-    assert real_redis.hget(keys.account(a.id), "held4") == str(deadline)
-    mark._next = 0.0
-    assert mark.step()  # ingest is back: the outage is closed
+    a, deadline = held_account(real_redis, store, mark, "held")
+    healthy_again(mark)
     back = int(real_redis.hget(keys.ingest(), "mark"))
 
     def swept() -> bool:
@@ -80,9 +97,9 @@ def test_a_deadline_after_a_healthy_window_is_not_held(real_redis: redis.Redis) 
     store, mark = fast_store(real_redis), marker(real_redis)
     a = services.add_account(store, "real")
     assert mark.step()
-    wait_for(lambda: redis_ms(real_redis) > int(real_redis.hget(keys.ingest(), "mark")) + GAP, 5, what="a gap")
-    mark._next = 0.0
-    assert mark.step() and real_redis.hget(keys.ingest(), "gaps")  # an outage, closed
+    silence(real_redis)
+    healthy_again(mark)
+    assert real_redis.hget(keys.ingest(), "gaps")  # an outage, closed
     services.beat(store, a)  # after it: this window was healthy all along
 
     def swept() -> bool:
@@ -97,14 +114,8 @@ def test_beats_back_after_a_listener_outage_record_nothing(real_redis: redis.Red
     """Redis stayed up, every listener was down: the deadline is held, and the next beat (with
     ingest back) keeps the account live with no neutralized/recovered pair."""
     store, mark = fast_store(real_redis), marker(real_redis)
-    a = services.add_account(store, "quiet")
-    assert mark.step()
-    services.beat(store, a)
-    wait_for(lambda: gone_and_due(real_redis, a), 5, what="deadline passed")
-    wait_for(lambda: redis_ms(real_redis) > int(real_redis.hget(keys.ingest(), "mark")) + GAP, 5, what="a gap")
-    assert store.liveness.sweep() == []
-    mark._next = 0.0
-    assert mark.step()
+    a, _ = held_account(real_redis, store, mark, "quiet")
+    healthy_again(mark)
     assert services.beat(store, a).changed  # DNS answered neutral meanwhile: purge
     assert real_redis.exists(keys.alive(a.id, 4)) and not real_redis.hexists(keys.account(a.id), "held4")
     assert kinds(real_redis, a) == ["created", "recovered"]
@@ -112,12 +123,7 @@ def test_beats_back_after_a_listener_outage_record_nothing(real_redis: redis.Red
 
 def test_an_offline_beat_during_a_hold_neutralizes_and_ends_it(real_redis: redis.Redis) -> None:
     store, mark = fast_store(real_redis), marker(real_redis)
-    a = services.add_account(store, "bye")
-    assert mark.step()
-    services.beat(store, a)
-    wait_for(lambda: gone_and_due(real_redis, a), 5, what="deadline passed")
-    wait_for(lambda: redis_ms(real_redis) > int(real_redis.hget(keys.ingest(), "mark")) + GAP, 5, what="a gap")
-    assert store.liveness.sweep() == [] and real_redis.hexists(keys.account(a.id), "held4")
+    a, _ = held_account(real_redis, store, mark, "bye")
     store.liveness.beat(BeatRequest(a.id, a.zone, WINDOW, counter=redis_ms(real_redis), offline=True))
     assert kinds(real_redis, a) == ["created", "recovered", "neutralized"]  # the customer said so: at once
     assert not real_redis.hexists(keys.account(a.id), "held4")
@@ -169,10 +175,9 @@ def test_hbdns_status_shows_ingest_health(real_redis: redis.Redis, capsys: pytes
     assert mark.step()
     text, data = status()
     assert "ingest: healthy, last listener mark 0s ago" in text and data["down"] is False
-    wait_for(lambda: redis_ms(real_redis) > int(real_redis.hget(keys.ingest(), "mark")) + GAP, 5, what="a gap")
+    silence(real_redis)
     text, data = status()
     assert "ingest: DOWN" in text and "held" in text and data["down"] is True
-    mark._next = 0.0
-    assert mark.step()
+    healthy_again(mark)
     text, data = status()
     assert "ingest: healthy" in text and "last outage" in text and len(data["outages"]) == 1  # type: ignore[arg-type]
