@@ -145,14 +145,14 @@ class OutageRig:
 
         wait_for(stopper_gone, WINDOW + 20, interval=0.1, what="the stopped account neutralized")
         neutralized_after = time.monotonic() - t_up
-        wait_for(lambda: self.mails_about([stopper]) > stopper_mails_before, 20, what="the offline e-mail")
         # held deadlines are released together, one window after ingest was back (the stopper's among
         # them): a false transition would have been recorded with it; a few seconds more for stragglers
         settle = time.monotonic() + 3.0
-        while time.monotonic() < settle:
-            time.sleep(0.2)
+        wait_for(lambda: self.mails_about([stopper]) > stopper_mails_before, 20, what="the offline e-mail")
         self.fleet.resume(stopper.id)
         wait_for(lambda: self.mails_about([stopper]) >= stopper_mails_before + 2, 20, what="the back online e-mail")
+        while time.monotonic() < settle:
+            time.sleep(0.1)
         wait_for(self._mails_settled, 20, what="every notification sent")
         t_end = time.monotonic()
         return self._figures(seconds, stopper, before, mails_before, stopper_mails_before, reapplied_before,
