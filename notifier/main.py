@@ -16,14 +16,17 @@ import time
 from collections.abc import Callable
 
 import redis
+from prometheus_client import CollectorRegistry
 
 from hbdns import config
+from hbdns import metrics as prom
 from hbdns.connection import connect, redact
 from hbdns.loops import Loops
 from hbdns.migrations import legacy_notify_queue
 from notifier.channel import LogTransport, Transport
-from notifier.consumer import Consumer, default_consumer_name
+from notifier.consumer import GROUP, Consumer, default_consumer_name
 from notifier.dispatch import Dispatcher
+from notifier.metrics import NotifierMetrics, QueueCollector
 from notifier.presence import Presence
 from notifier.sms import SmsScheduler
 from notifier.transports import build_transports
@@ -46,6 +49,7 @@ class Notifier:
         r: redis.Redis | None = None,
         transports: dict[str, Transport] | None = None,
         clock: Callable[[], float] = time.time,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         if settings.notify_liveness < 2 * LIVENESS_INTERVAL:
             raise ValueError(
@@ -57,14 +61,19 @@ class Notifier:
         self.clock = clock
         self.presence = Presence(self.r, self.name, ttl=settings.notify_liveness, clock=clock)
         self.transports = transports if transports is not None else build_transports(settings)
-        self.dispatcher = Dispatcher(self.r, self.transports, settings, presence=self.presence, clock=clock)
+        self.registry = registry if registry is not None else prom.new_registry()
+        self.metrics = NotifierMetrics(self.registry)
+        self.registry.register(QueueCollector(self.r, GROUP))
+        self.dispatcher = Dispatcher(
+            self.r, self.transports, settings, presence=self.presence, clock=clock, metrics=self.metrics
+        )
         self.sms = SmsScheduler(self.r, self.dispatcher, lease=settings.notify_liveness, clock=clock)
         self.consumer = Consumer(
             self.r, self.dispatcher, self.sms, name=self.name, claim_idle=settings.notify_claim_idle
         )
         self.dispatcher.not_before = self.sms.not_before
         self.dispatcher.rebuild = self.consumer.rebuild
-        self.loops = Loops()
+        self.loops = Loops(on_error=prom.LoopErrors(self.registry, "hbdns_notifier"))
         self._joined = False
         self._last_legacy = -LEGACY_EVERY
 
@@ -140,7 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"hbdns-notifier: {exc}", file=sys.stderr)
         return 2
-    return notifier.loops.serve(notifier.start, notifier.stop)
+    endpoint = prom.serve(notifier.registry, settings.notifier_metrics_addr, "notifier")
+    try:
+        return notifier.loops.serve(notifier.start, notifier.stop)
+    finally:
+        prom.stop(endpoint)
 
 
 if __name__ == "__main__":
