@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.exposition import start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.process_collector import ProcessCollector
@@ -31,7 +31,11 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 
 def new_registry() -> CollectorRegistry:
-    """A service's registry, with the process' CPU, memory and open files (``process_*``)."""
+    """A service's registry, with the process' CPU, memory and open files (``process_*``).
+
+    Counters then export no ``*_created`` series (a process-wide switch of prometheus_client, set
+    from ``main()``): a gauge per labelled counter that dashboards and alerts here never read."""
+    disable_created_metrics()
     registry = CollectorRegistry(auto_describe=True)
     ProcessCollector(registry=registry)
     return registry
