@@ -100,7 +100,10 @@ class QueueCollector(Collector):
                 max(0.0, -st.next_due_s) if st.queued else 0.0,
             ),
             "hbdns_notifier_in_flight": ("Queued messages a notifier is sending right now.", st.in_flight),
-            "hbdns_notifier_dead_letters": ("Dead letters stored (hbdns notify dead; retry or drop them).", st.dead),
+            "hbdns_notifier_dead_letters": (
+                "Dead letters stored (hbdns notify dead-letters lists them).",
+                st.dead,
+            ),
             "hbdns_notifier_held_destinations": (
                 "Destinations held after failures (probed with backoff).",
                 len(st.holds),
