@@ -333,6 +333,7 @@ class Settings:
     backup_mx_flush_backoff_max: float = _setting("30", _positive_float)
     backup_mx_flush_helo: str = _setting("", _hostname)
     backup_mx_flush_source: str = _setting("", _address_or_empty)
+    backup_mx_flush_again: float = _setting("2", _positive_float)  # second flush: record TTL + this
 
     # Backup MX lookup tables for Postfix (backup_mx): socketmap on TCP, or a unix socket when set
     backup_mx_map_host: str = _setting("127.0.0.1")

@@ -138,8 +138,8 @@ def authenticate(
             continue
         kept.append(cand)
         keys.append(mac_key)
-        # in BeatRequest's field order (account_id zone expiry_ms ipv4 ipv6 counter offline source fp;
-        # the tests pin it): tuple.__new__ skips the NamedTuple's Python-level __new__ (batch.py)
+        # in BeatRequest's field order (account_id zone expiry_ms ipv4 ipv6 counter offline source fp
+        # fams; the tests pin it): tuple.__new__ skips the NamedTuple's Python-level __new__ (batch.py)
         fields = (
             account_id,
             info.zone,
@@ -150,6 +150,7 @@ def authenticate(
             beat.flags & offline_flag != 0,
             "beat",
             info.fp,
+            "",  # the family is the address's
         )
         requests.append(new(BeatRequest, fields))
     return Authenticated(
