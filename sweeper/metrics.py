@@ -1,14 +1,13 @@
 """The sweeper's Prometheus metrics: transitions it recorded, its sweeps, and at scrape time the
 accounts live and neutral, the due deadlines not yet recorded and how late the oldest is.
 
-The account counts come from what every transition already keeps exact, with no SCAN: an account
-is in the ``deadlines`` sorted set exactly while its recorded state is live (the beat script adds
-it as it records ``recovered``, the neutralize script and an offline beat remove it as they record
-``neutralized``), and ``accounts`` holds every id. So, at Redis ``TIME`` ``now``:
-
-- live: deadline still ahead (``ZCOUNT deadlines (now +inf``): DNS answers the real address;
-- backlog: deadline passed but ``neutralized`` not recorded yet (DNS already answers neutral);
-- neutral: every other account (``SCARD accounts`` minus live).
+No SCAN: the account counts come from ``keys.stats()`` field ``live``, the accounts recorded live,
+which the transition scripts keep as a state crosses ``live`` (``hbdns/lua/lib.lua``), and
+``SCARD accounts`` for all of them. A database written before that count existed has none until
+``hbdns migrate`` (step ``live_count``) counted it: until then ``hbdns_accounts`` is not exported
+and ``hbdns_accounts_counted`` is 0. The backlog reads the ``deadlines`` set at Redis ``TIME``:
+members (one per account and address family) whose deadline passed without the transition
+recorded yet (DNS already answers neutral for that family).
 
 Several sweepers each export the same values (alert on ``max``).
 """
@@ -30,18 +29,24 @@ from hbdns.metrics import LATENCY_BUCKETS
 log = logging.getLogger(__name__)
 
 
-def liveness_counts(r: redis.Redis) -> dict[str, float]:
-    """Accounts live/neutral, the sweep backlog and lag (seconds), from Redis' clock and the key schema."""
+def liveness_counts(r: redis.Redis) -> dict[str, float | None]:
+    """Accounts live/neutral (None: not counted yet), the sweep backlog and lag (seconds)."""
     secs, micros = r.time()
     now_ms = int(secs) * 1000 + int(micros) // 1000
     pipe = r.pipeline(transaction=False)
-    pipe.zcount(keys.deadlines(), f"({now_ms}", "+inf")
-    pipe.zcount(keys.deadlines(), "-inf", now_ms)
+    pipe.hget(keys.stats(), "live")
     pipe.scard(keys.accounts())
+    pipe.zcount(keys.deadlines(), "-inf", now_ms)
     pipe.zrange(keys.deadlines(), 0, 0, withscores=True)
-    live, backlog, total, oldest = pipe.execute()
+    live, total, backlog, oldest = pipe.execute()
     lag = max(0.0, (now_ms - float(oldest[0][1])) / 1000) if oldest and backlog else 0.0
-    return {"live": int(live), "neutral": max(0, int(total) - int(live)), "backlog": int(backlog), "lag": lag}
+    counted = live is not None
+    return {
+        "live": int(live) if counted else None,
+        "neutral": max(0, int(total) - int(live)) if counted else None,
+        "backlog": int(backlog),
+        "lag": lag,
+    }
 
 
 class LivenessCollector(Collector):
@@ -64,14 +69,21 @@ class LivenessCollector(Collector):
             return
         up.add_metric([], 1)
         yield up
-        accounts = GaugeMetricFamily(
-            "hbdns_accounts", "Accounts by state: live (deadline ahead) or neutral.", labels=["state"]
-        )
-        accounts.add_metric(["live"], c["live"])
-        accounts.add_metric(["neutral"], c["neutral"])
-        yield accounts
+        counted = c["live"] is not None
         yield GaugeMetricFamily(
-            "hbdns_sweep_backlog", "Deadlines passed whose neutralized transition is not recorded yet.", c["backlog"]
+            "hbdns_accounts_counted", "1 once the live count exists (else run hbdns migrate).", int(counted)
+        )
+        if counted:
+            accounts = GaugeMetricFamily(
+                "hbdns_accounts", "Accounts by recorded state: live or neutral.", labels=["state"]
+            )
+            accounts.add_metric(["live"], c["live"] or 0)
+            accounts.add_metric(["neutral"], c["neutral"] or 0)
+            yield accounts
+        yield GaugeMetricFamily(
+            "hbdns_sweep_backlog",
+            "Deadlines (per account and family) passed without their transition recorded yet.",
+            c["backlog"],
         )
         yield GaugeMetricFamily(
             "hbdns_sweep_lag_seconds", "How long ago the oldest unrecorded deadline passed (0: none).", c["lag"]

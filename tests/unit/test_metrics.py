@@ -70,7 +70,8 @@ def test_the_endpoint_serves_its_registry_and_a_taken_port_is_logged(caplog: pyt
         assert "cannot open the metrics port" in caplog.text
     finally:
         endpoint.stop()
-    with socket.socket() as s:  # stopped: the port is free again
+    with socket.socket() as s:  # stopped: the port is free again (a scrape's TIME_WAIT aside)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", endpoint.port))
 
 

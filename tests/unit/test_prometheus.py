@@ -153,6 +153,7 @@ def exported_names() -> set[str]:
     """Every sample name the services export, from their registries built here on fakeredis."""
     r = fakeredis.FakeRedis(decode_responses=True)
     r.xgroup_create(keys.events(), GROUP, id="0", mkstream=True)
+    r.hset(keys.stats(), "live", 0)  # a counted database (hbdns_accounts)
     settings = config.load({})
     purger = Purger([], "")
     registries: list[CollectorRegistry] = []

@@ -53,8 +53,9 @@ def test_sweeper_counts_transitions_and_reads_live_neutral_backlog_and_lag(fake_
     registry.register(LivenessCollector(fake_redis))
     wait_for(lambda: liveness_counts(fake_redis)["lag"] > 0.01, 5, what="the short deadline passing")
     m = scrape(registry)
-    assert m['hbdns_accounts{state="live"}'] == 1  # the long one; the due one answers neutral already
-    assert m['hbdns_accounts{state="neutral"}'] == 2
+    assert m["hbdns_accounts_counted"] == 1  # a new database counts from its first account
+    assert m['hbdns_accounts{state="live"}'] == 2  # as recorded: the due one until the sweep records it
+    assert m['hbdns_accounts{state="neutral"}'] == 1
     assert m["hbdns_sweep_backlog"] == 1 and m["hbdns_sweep_lag_seconds"] > 0
     assert m["hbdns_sweeper_redis_up"] == 1
 
@@ -65,9 +66,24 @@ def test_sweeper_counts_transitions_and_reads_live_neutral_backlog_and_lag(fake_
     assert abs(m["hbdns_sweeper_last_sweep_timestamp_seconds"] - time.time()) < 60
     assert m["hbdns_sweep_backlog"] == 0 and m["hbdns_sweep_lag_seconds"] == 0
     assert m['hbdns_accounts{state="live"}'] == 1 and m['hbdns_accounts{state="neutral"}'] == 2
-    store.remove_account(live.id)  # a removed account leaves both counts
+    store.liveness.beat(BeatRequest(account_id=due.id, zone=ZONE, expiry_ms=600_000, ipv4="198.51.100.8"))
+    assert scrape(registry)['hbdns_accounts{state="live"}'] == 2  # recovered
+    store.liveness.beat(BeatRequest(account_id=due.id, zone=ZONE, expiry_ms=600_000, offline=True))
+    assert scrape(registry)['hbdns_accounts{state="live"}'] == 1  # the offline beat
+    store.remove_account(live.id)  # a removed live account leaves both counts
     m = scrape(registry)
     assert m['hbdns_accounts{state="live"}'] == 0 and m['hbdns_accounts{state="neutral"}'] == 2
+
+
+def test_accounts_are_not_exported_before_the_count_exists(fake_redis: redis.Redis) -> None:
+    store = _store(fake_redis)
+    store.add_account(store.new_account(f"a.{ZONE}", "heartbeat-c"))
+    fake_redis.delete(keys.stats())  # a database of the version before the count
+    registry = CollectorRegistry()
+    registry.register(LivenessCollector(fake_redis))
+    m = scrape(registry)
+    assert m["hbdns_accounts_counted"] == 0 and not any(k.startswith("hbdns_accounts{") for k in m)
+    assert m["hbdns_sweep_backlog"] == 0
 
 
 def test_sweeper_liveness_counts_report_redis_down() -> None:
