@@ -93,6 +93,8 @@ class Stack:
         assert result.returncode == 0, result.stderr
         apex = zone_cmd[2]
         wait_for(lambda: self.query(apex, "SOA").rcode() == 0, 60, what="pdns answering the zone")
+        for service in ("listener", *METRICS_SETTINGS):  # every service up (each serves /metrics first)
+            wait_for(lambda s=service: self.metrics(s), 60, what=f"{service} metrics")
         return self
 
     def stop(self) -> None:
