@@ -160,6 +160,13 @@ def _base_url(raw: str) -> str:
     return value
 
 
+def _url_or_empty(raw: str) -> str:
+    value = raw.strip()
+    if value and not value.startswith(("https://", "http://", "mailto:")):
+        raise ValueError("expected an https://, http:// or mailto: URL, or empty")
+    return value
+
+
 def _redis_url(raw: str) -> str:
     return connection.check(raw.strip())
 
@@ -324,6 +331,14 @@ class Settings:
     sms_token: str = _setting("")
     webhook_secret: str = _setting("")
     http_timeout: float = _setting("5", _positive_float)
+    # What the messages say and how (hbdns.notices): the operator's templates, name and language
+    templates_dir: str = _setting("")
+    notify_lang: str = _setting("en", _choice("de", "en"))
+    operator_name: str = _setting("hbdns")
+    operator_support_url: str = _setting("", _url_or_empty)
+    operator_signature: str = _setting("")
+    email_html: bool = _setting("false", _bool)
+    sms_max_segments: int = _setting("1", _positive_int)
 
     # Backup MX flush on recovery (hbdns.mta_flush): ETRN targets, or postqueue for a local Postfix
     backup_mx_flush: tuple[str, ...] = _setting("", _flush_targets)

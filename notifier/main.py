@@ -23,11 +23,15 @@ from hbdns import metrics as prom
 from hbdns.connection import connect, redact
 from hbdns.loops import Loops
 from hbdns.migrations import legacy_notify_queue
+from hbdns.notices.render import Renderer
 from notifier.channel import LogTransport, Transport
 from notifier.consumer import GROUP, Consumer, default_consumer_name
+from notifier.counters import Counters
 from notifier.dispatch import Dispatcher
 from notifier.flush import flush_service
-from notifier.metrics import NotifierMetrics, QueueCollector
+from notifier.langs import ZoneLangs
+from notifier.messages import Composer
+from notifier.metrics import CountersCollector, NotifierMetrics, QueueCollector
 from notifier.presence import Presence
 from notifier.sms import SmsScheduler
 from notifier.transports import build_transports
@@ -49,6 +53,7 @@ class Notifier:
         *,
         r: redis.Redis | None = None,
         transports: dict[str, Transport] | None = None,
+        renderer: Renderer | None = None,
         clock: Callable[[], float] = time.time,
         registry: CollectorRegistry | None = None,
     ) -> None:
@@ -57,20 +62,36 @@ class Notifier:
                 f"HBDNS_NOTIFY_LIVENESS must be at least {2 * LIVENESS_INTERVAL:g} s (refreshed every second)"
             )
         self.settings = settings
+        # the templates are checked now: a broken override stops the notifier here, not at the first outage
+        self.renderer = renderer if renderer is not None else Renderer.from_settings(settings)
+        for warning in self.renderer.warnings:
+            log.warning(f"templates: {warning}")
         self.r = r if r is not None else connect(settings.redis_url)
         self.name = settings.notify_consumer or default_consumer_name()
         self.clock = clock
         self.presence = Presence(self.r, self.name, ttl=settings.notify_liveness, clock=clock)
-        self.transports = transports if transports is not None else build_transports(settings)
+        self.counters = Counters()  # the SMS counts (notifier.counters), exported with the metrics
+        self.transports = transports if transports is not None else build_transports(settings, self.counters)
+        self.composer = Composer(
+            self.renderer, zone_lang=ZoneLangs(self.r), sms_segments=settings.sms_max_segments, counters=self.counters
+        )
         self.registry = registry if registry is not None else prom.new_registry()
         self.metrics = NotifierMetrics(self.registry)
         self.registry.register(QueueCollector(self.r, GROUP))
+        self.registry.register(CountersCollector(self.counters))
         self.dispatcher = Dispatcher(
             self.r, self.transports, settings, presence=self.presence, clock=clock, metrics=self.metrics
         )
-        self.sms = SmsScheduler(self.r, self.dispatcher, lease=settings.notify_liveness, clock=clock)
+        self.sms = SmsScheduler(
+            self.r, self.dispatcher, composer=self.composer, lease=settings.notify_liveness, clock=clock
+        )
         self.consumer = Consumer(
-            self.r, self.dispatcher, self.sms, name=self.name, claim_idle=settings.notify_claim_idle
+            self.r,
+            self.dispatcher,
+            self.sms,
+            composer=self.composer,
+            name=self.name,
+            claim_idle=settings.notify_claim_idle,
         )
         self.dispatcher.not_before = self.sms.not_before
         self.dispatcher.rebuild = self.consumer.rebuild
@@ -136,6 +157,7 @@ class Notifier:
             self.flush.stop()
         self.loops.stop(timeout)
         self.dispatcher.close()
+        log.info("notifier stopped", extra={"counters": self.counters.snapshot()})
         if self._joined:
             try:
                 self.presence.leave()
@@ -151,7 +173,7 @@ def _safe_url(url: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     settings = config.service_settings("hbdns-notifier")
     try:
-        notifier = Notifier(settings)  # validates the SMS body template now, not at the first outage
+        notifier = Notifier(settings)  # checks the templates and the SMS body now, not at the first outage
     except (ValueError, OSError) as exc:
         print(f"hbdns-notifier: {exc}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from hbdns import keys, notify_queue
+from notifier.counters import Counters
 from notifier.outcomes import Outcome
 
 log = logging.getLogger(__name__)
@@ -127,3 +128,38 @@ class QueueCollector(Collector):
             lag = g.get("lag")
             if lag is not None:  # Redis cannot tell after entries were deleted from the stream
                 yield GaugeMetricFamily("hbdns_notifier_stream_lag", "Transitions no notifier has read yet.", lag)
+
+
+class CountersCollector(Collector):
+    """The notifier's SMS counts (:mod:`notifier.counters`): sent, their segments (what the gateway
+    bills), sent by number of segments, and texts cut to ``HBDNS_SMS_MAX_SEGMENTS``."""
+
+    def __init__(self, counters: Counters) -> None:
+        self.counters = counters
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # by-segment children appear as they are counted
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self.counters.snapshot()
+        yield CounterMetricFamily(
+            "hbdns_notifier_sms_sent_total", "SMS the gateway accepted.", value=counts.get("sms_sent_total", 0)
+        )
+        yield CounterMetricFamily(
+            "hbdns_notifier_sms_segments_total",
+            "Segments of the SMS sent (what the gateway bills).",
+            value=counts.get("sms_segments_total", 0),
+        )
+        yield CounterMetricFamily(
+            "hbdns_notifier_sms_cut_total",
+            "SMS texts cut to HBDNS_SMS_MAX_SEGMENTS when built.",
+            value=counts.get("sms_cut_total", 0),
+        )
+        by = CounterMetricFamily(
+            "hbdns_notifier_sms_sent_by_segments_total", "SMS sent, by their number of segments.", labels=["segments"]
+        )
+        prefix = "sms_sent_segments_"
+        for name, n in counts.items():
+            if name.startswith(prefix):
+                by.add_metric([name.removeprefix(prefix)], n)
+        yield by
