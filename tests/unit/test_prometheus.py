@@ -22,7 +22,8 @@ from hbdns import metrics as prom
 from hbdns.purge import Purger
 from heartbeat_listener.metrics import _HELP, Metrics
 from notifier.consumer import GROUP
-from notifier.metrics import NotifierMetrics, QueueCollector
+from notifier.counters import Counters
+from notifier.metrics import CountersCollector, NotifierMetrics, QueueCollector
 from pdns_backend.metrics import BackendMetrics
 from sweeper.metrics import LivenessCollector, SweeperMetrics
 from update_api.app import create_app as update_app
@@ -170,6 +171,7 @@ def exported_names() -> set[str]:
     reg = registry()
     NotifierMetrics(reg)
     reg.register(QueueCollector(r, GROUP))
+    reg.register(CountersCollector(Counters()))
     prom.LoopErrors(reg, "hbdns_notifier")
     update_app(UpdateService(settings, r, purger), registry=registry())
     admin_app(AdminApi.build(settings, r, purger), registry=registry())

@@ -20,9 +20,10 @@ from hbdns.purge import Purger
 from hbdns.store import Store
 from notifier.channel import Transport, TransportError
 from notifier.consumer import GROUP
+from notifier.counters import Counters
 from notifier.dispatch import Dispatcher
 from notifier.messages import Message
-from notifier.metrics import NotifierMetrics, QueueCollector, event_ms
+from notifier.metrics import CountersCollector, NotifierMetrics, QueueCollector, event_ms
 from notifier.presence import Presence
 from sweeper.metrics import LivenessCollector, SweeperMetrics, liveness_counts
 from sweeper.sweeper import Sweeper
@@ -142,6 +143,23 @@ def test_notifier_counts_outcomes_delivery_delay_and_reads_the_queue(fake_redis:
     assert 119 <= m["hbdns_notifier_queue_oldest_seconds"] < 180
     assert 29 <= m["hbdns_notifier_queue_overdue_seconds"] < 90
     assert m["hbdns_notifier_stream_pending"] == 0 and m["hbdns_notifier_stream_lag"] == 1
+
+
+def test_the_sms_counts_are_exported() -> None:
+    counters = Counters()
+    registry = CollectorRegistry()
+    registry.register(CountersCollector(counters))
+    assert scrape(registry)["hbdns_notifier_sms_sent_total"] == 0
+    for segments in (1, 1, 3):
+        counters.inc("sms_sent_total")
+        counters.inc("sms_segments_total", segments)
+        counters.inc(f"sms_sent_segments_{segments}")
+    counters.inc("sms_cut_total")
+    m = scrape(registry)
+    assert m["hbdns_notifier_sms_sent_total"] == 3 and m["hbdns_notifier_sms_segments_total"] == 5
+    assert m['hbdns_notifier_sms_sent_by_segments_total{segments="1"}'] == 2
+    assert m['hbdns_notifier_sms_sent_by_segments_total{segments="3"}'] == 1
+    assert m["hbdns_notifier_sms_cut_total"] == 1
 
 
 def test_event_time_is_read_from_the_stream_id() -> None:
