@@ -148,6 +148,7 @@ class Liveness:
             keys.events(),
             keys.account_log(account_id),
             keys.zone(zone),
+            keys.stats(),
             keys.ingest(),
         ]
 
@@ -159,7 +160,7 @@ class Liveness:
         the script's call layout. Each zone of the batch is passed once, in order of appearance.
         ``ages``: per beat, how many ms ago it was received (None: all just now)."""
         zones = list(dict.fromkeys(req.zone for req in reqs))
-        keys_ = [keys.deadlines(), keys.events(), keys.ingest(), *(keys.zone(z) for z in zones)]
+        keys_ = [keys.deadlines(), keys.events(), keys.stats(), keys.ingest(), *(keys.zone(z) for z in zones)]
         args = [str(self.max_skew_ms), str(self.events_maxlen), str(self.log_size), source, str(len(zones)), *zones]
         for i, req in enumerate(reqs):
             keys_ += beat_keys(req.account_id)
@@ -266,4 +267,5 @@ class Liveness:
         args += [str(self.events_maxlen), str(self.log_size)]
         for k, v in (extra or {}).items():
             args += [k, v]
-        return scripts.RECORD(client or self.r, [keys.events(), keys.account_log(account_id), keys.zone(zone)], args)
+        keys_ = [keys.events(), keys.account_log(account_id), keys.zone(zone), keys.stats(), keys.account(account_id)]
+        return scripts.RECORD(client or self.r, keys_, args)
