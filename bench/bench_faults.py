@@ -22,8 +22,9 @@ accepted beats/s of the customer and of the neighbours (goal: every beat, 0 neut
 listener's CPU. Plus the listener's CPU per datagram by kind (bench/listener_stage_costs.py) and the
 cost of an account lookup, the figures behind the pre-authentication design (docs/protocol.md).
 
-Other faults of issue 14 (Redis restarts) are separate sections of this module.
-Run: ``python -m bench.bench_faults [--quick] [--only notifier|listener]``; results in
+Section ``redis`` (bench/faults_redis.py, the scenario of tests/integration/test_redis_outage.py):
+Redis SIGKILLed for 10 s and for 60 s under 150 beating accounts, restarted from its AOF.
+Run: ``python -m bench.bench_faults [--quick] [--only notifier|listener|redis]``; results in
 bench/out/faults.json (``--only``: bench/out/faults-<sections>.json).
 """
 
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Metric
+from bench.faults_redis import redis_section
 from hbdns.connection import connect
 from tests.support.notify_faults import Figures, notifier_killed, transport_outage
 from tests.support.servers import RedisServer
@@ -263,7 +265,11 @@ def _listener_metrics(
     ]
 
 
-SECTIONS: dict[str, Callable[[Path, bool], list[Metric]]] = {"notifier": notifier_section, "listener": listener_section}
+SECTIONS: dict[str, Callable[[Path, bool], list[Metric]]] = {
+    "notifier": notifier_section,
+    "listener": listener_section,
+    "redis": redis_section,
+}
 
 
 def run(quick: bool = False, only: list[str] | None = None) -> list[Metric]:

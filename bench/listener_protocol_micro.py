@@ -97,6 +97,9 @@ def measure_shell(beats: int, batch: int, repeats: int, accounts: int = 20_000) 
         def collect(self, count: int) -> list[object]:
             return [OK] * count
 
+        def hold(self, reqs: list[object]) -> None:
+            pass
+
     server = open_socket("127.0.0.1", 0)
     listener = UdpListener(
         [server], lambda ids: {}, Writer(), metrics=Metrics(), limiter=SourceLimiter(1e9, 1_000_000),  # type: ignore[arg-type]

@@ -68,6 +68,9 @@ def shell_costs(count: int = 2000, repeats: int = 5) -> dict[str, float]:
         def collect(self, n: int) -> list[object]:
             return [OK] * n
 
+        def hold(self, reqs: list[object]) -> None:
+            pass
+
     customer = AccountInfo(KEY, 15000, "dyn.test", "fp")
     rng = random.Random(14)
     out: dict[str, list[float]] = {k: [] for k in KINDS}

@@ -77,6 +77,14 @@ def parse_deadline_member(member: str | bytes) -> tuple[int, int]:
     return int(head), int(fam) if sep else 0
 
 
+def ingest() -> str:
+    """HASH of ingest health, written by the heartbeat listeners with Redis' clock (Unix ms):
+    ``mark`` (the last time a listener could store beats), ``gap_ms`` (a longer silence is an ingest
+    outage) and ``gaps`` (JSON ``[[from, to], ...]``, the recent outages, oldest first). The sweeper
+    holds back deadlines whose window overlaps one (hbdns/lua/lib.lua ``ingest_hold``)."""
+    return f"{PREFIX}:ingest"
+
+
 def flush_due() -> str:
     """ZSET account id -> when the account's backup MX queues are to be flushed once more (Unix ms):
     the second flush after a recovery, for senders behind caching resolvers (notifier/flush.py)."""

@@ -10,7 +10,9 @@ record, a dyndns2 update the families it names; each family has its own ``alive`
   back) / ``family_back`` (another one) / ``ip_changed``, bump the zone's SOA serial. An ``offline``
   beat neutralizes every family at once.
 - :meth:`Liveness.sweep` finds families whose deadline passed (Redis ``TIME`` is the one clock) and
-  records them ``family_lost``, or ``neutralized`` when no family is left;
+  records them ``family_lost``, or ``neutralized`` when no family is left, unless the deadline's
+  window overlaps an outage of our own ingest (the listeners mark ``keys.ingest()``): such a
+  deadline is held until ingest has been healthy for one whole window of the account's plan;
   :meth:`Liveness.neutralize_if_due` is the same idempotent step (used when a keyspace ``expired``
   hint arrives early). The deadline is removed in the same script that records the transition, so
   two sweepers never record one transition twice.
@@ -23,7 +25,7 @@ capped log (for ``hbdns account log``). The backend never reads ``state``: it an
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -32,10 +34,10 @@ import redis
 from hbdns import keys, scripts
 
 # The beat script's call layout (see hbdns/lua/beat.lua): per beat 5 KEYS (acct alive4 alive6
-# alive_legacy log) and 8 ARGV (id ipv4 ipv6 counter ttl_ms offline fp fams); per batch the
-# deadlines and events keys, the batch's zones once each, and 5 ARGV + one per zone.
+# alive_legacy log) and 9 ARGV (id ipv4 ipv6 counter ttl_ms offline fp fams age_ms); per batch the
+# deadlines, events and ingest keys, the batch's zones once each, and 5 ARGV + one per zone.
 BEAT_KEYS_PER_BEAT = 5
-BEAT_ARGS_PER_BEAT = 8
+BEAT_ARGS_PER_BEAT = 9
 
 
 def beat_keys(account_id: int) -> tuple[str, ...]:
@@ -123,11 +125,17 @@ class Liveness:
         max_skew_ms: int = 300_000,
         events_maxlen: int = 100_000,
         log_size: int = 200,
+        windows: Mapping[str, int] | None = None,
     ) -> None:
         self.r = r
         self.max_skew_ms = max_skew_ms
         self.events_maxlen = events_maxlen
         self.log_size = log_size
+        # plan name -> its window (ms): how long ingest must have been healthy before a deadline held
+        # back by an ingest outage is acted on; a plan not listed gets the longest one
+        self.windows = dict(windows or {})
+        self.longest_window = max(self.windows.values(), default=0)
+        self.held = 0  # deadlines held back so far because their window overlaps an ingest outage
 
     @staticmethod
     def _account_keys(account_id: int, zone: str) -> list[str]:
@@ -141,16 +149,20 @@ class Liveness:
             keys.account_log(account_id),
             keys.zone(zone),
             keys.stats(),
+            keys.ingest(),
         ]
 
-    def beat_argv(self, reqs: Sequence[BeatRequest], source: str = "beat") -> tuple[list[str], list[str]]:
+    def beat_argv(
+        self, reqs: Sequence[BeatRequest], source: str = "beat", ages: Sequence[int] | None = None
+    ) -> tuple[list[str], list[str]]:
         """KEYS and ARGV of the beat script for a batch from one ``source`` (the requests' own
         ``source`` is not read here: :meth:`beats` splits a mixed batch): the one place that spells
-        the script's call layout. Each zone of the batch is passed once, in order of appearance."""
+        the script's call layout. Each zone of the batch is passed once, in order of appearance.
+        ``ages``: per beat, how many ms ago it was received (None: all just now)."""
         zones = list(dict.fromkeys(req.zone for req in reqs))
-        keys_ = [keys.deadlines(), keys.events(), keys.stats(), *(keys.zone(z) for z in zones)]
+        keys_ = [keys.deadlines(), keys.events(), keys.stats(), keys.ingest(), *(keys.zone(z) for z in zones)]
         args = [str(self.max_skew_ms), str(self.events_maxlen), str(self.log_size), source, str(len(zones)), *zones]
-        for req in reqs:
+        for i, req in enumerate(reqs):
             keys_ += beat_keys(req.account_id)
             args += [
                 str(req.account_id),
@@ -161,6 +173,7 @@ class Liveness:
                 "1" if req.offline else "0",
                 req.fp,
                 req.fams,
+                str(ages[i]) if ages is not None and ages[i] > 0 else "",
             ]
         return keys_, args
 
@@ -215,19 +228,22 @@ class Liveness:
             return []
         pipe = self.r.pipeline(transaction=False)
         for account_id, _ in todo:
-            pipe.hget(keys.account(account_id), "zone")
-        zones = [_s(z) if z is not None else "" for z in pipe.execute()]
+            pipe.hmget(keys.account(account_id), "zone", "plan")
+        found = [(_s(z) if z is not None else "", _s(p) if p is not None else "") for z, p in pipe.execute()]
         pipe = self.r.pipeline(transaction=False)
-        for (account_id, family), zone in zip(todo, zones, strict=True):
+        for (account_id, family), (zone, plan) in zip(todo, found, strict=True):
+            window = self.windows.get(plan, self.longest_window)
             scripts.NEUTRALIZE(
                 pipe,
                 self._account_keys(account_id, zone),
-                [str(account_id), str(family or ""), str(self.events_maxlen), str(self.log_size)],
+                [str(account_id), str(family or ""), str(self.events_maxlen), str(self.log_size), str(window)],
             )
         out = []
         for (account_id, family), raw in zip(todo, pipe.execute(), strict=True):
             status, fqdn, aliases = (_s(x) for x in raw)
-            if status in ("neutralized", "lost"):
+            if status == "held":
+                self.held += 1
+            elif status in ("neutralized", "lost"):
                 out.append(Neutralized(account_id, _names(fqdn, aliases), family, status == "lost"))
         return out
 

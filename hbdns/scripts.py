@@ -137,6 +137,7 @@ MIGRATE_ALIVE = load("migrate_alive", lib=True)  # hbdns migrate: alive_per_fami
 MIGRATE_LIVE_COUNT = load("migrate_live_count")  # hbdns migrate: live_count, every account at once
 CLAIM_DUE = load("claim_due", lib=True)  # due members of a schedule zset, leased (the second flush)
 DONE_DUE = load("done_due")  # a claimed schedule member done, unless it was rescheduled meanwhile
+INGEST_MARK = load("ingest_mark", lib=True)  # a listener can store beats now (heartbeat_listener.ingest)
 
 # the notifier's: on its own clock (ARGV), so none needs lib.lua
 NOTIFY_MARKER = load("notify_marker")  # a message's sent marker (notifier.leases.Markers)
@@ -161,6 +162,7 @@ ALL: tuple[Script, ...] = (
     MIGRATE_LIVE_COUNT,
     CLAIM_DUE,
     DONE_DUE,
+    INGEST_MARK,
     NOTIFY_MARKER,
     NOTIFY_HOLD,
     NOTIFY_OUTAGE,

@@ -88,6 +88,7 @@ class Store:
             max_skew_ms=int(settings.heartbeat_max_skew * 1000),
             events_maxlen=settings.events_maxlen,
             log_size=settings.account_log_size,
+            windows={name: p.expiry_ms for name, p in self.plans.items()},
         )
 
     def purge(self, names: Iterable[str]) -> None:

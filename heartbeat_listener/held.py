@@ -10,9 +10,12 @@ second time), so the writer keeps, per account, the newest beat whose outcome it
 - every beat of a batch in flight or unsent when the connection was lost.
 
 On the next connection (to whichever server is primary then) they run first, in the order they
-were kept. Bounded: at most ``max_size`` accounts (the oldest go first, counted in ``dropped``),
-none older than ``max_age`` seconds (by then a lost transition has long been re-recorded by the
-account's next beat, or its counter is out of the replay window).
+were kept, each with its age (how long ago it was kept): the beat script counts it from then, so a
+beat that came before its deadline is no outage however late it is written, and a beat kept long
+ago keeps its account live only as long as it would have. Bounded: at most ``max_size`` accounts
+(the oldest go first, counted in ``dropped``), none older than ``max_age`` seconds (by then a lost
+transition has long been re-recorded by the account's next beat, or its counter is out of the
+replay window).
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ class HeldBeats:
         for req in reqs:
             kept = beats.pop(req.account_id, None)
             if kept is not None and kept[0].counter is not None and (req.counter or 0) < kept[0].counter:
-                req = kept[0]
+                beats[req.account_id] = kept  # the newer one stays, with its own time
+                continue
             beats[req.account_id] = (req, now)
         self._prune(now)
 
@@ -66,6 +70,12 @@ class HeldBeats:
         """Every kept beat, oldest first."""
         self._prune(self.clock())
         return [req for req, _ in self._beats.values()]
+
+    def aged(self) -> list[tuple[BeatRequest, int]]:
+        """Every kept beat with how long ago it was kept (ms), oldest first."""
+        now = self.clock()
+        self._prune(now)
+        return [(req, int((now - at) * 1000)) for req, at in self._beats.values()]
 
     def snapshot(self) -> dict[int, BeatRequest]:
         """What a ``WAIT`` sent now covers: the beats kept so far."""

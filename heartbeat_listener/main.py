@@ -24,6 +24,7 @@ from hbdns.liveness import Liveness
 from hbdns.logs import RateLimitedLog
 from hbdns.purge import Purger
 from heartbeat_listener.accounts import AccountCache, StoreUnavailable
+from heartbeat_listener.ingest import IngestMark
 from heartbeat_listener.metrics import Metrics, checks_collector, kernel_drops, socket_inodes
 from heartbeat_listener.preauth import IdCeiling, PreAuth
 from heartbeat_listener.recent import RecentBeats
@@ -140,6 +141,12 @@ def main(argv: list[str] | None = None) -> int:
         recent=recent,
     )
 
+    # the ingest mark (sweeper and beat script hold back deadlines of our own outages), on the
+    # loop's short-timeout connection
+    plans = settings.plan_table()
+    marker = IngestMark(sequence, lambda: listener.storing, keep_ms=max(p.expiry_ms for p in plans.values()))
+    metrics.collectors.append(lambda: {"hbdns_heartbeat_ingest_marks_total": marker.marks})
+
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -163,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         while not stopping:
             try:
                 listener.step(0.25)
+                marker.step()
             except Exception as exc:  # a bug must cost one batch, not the service
                 crash_log.log(logging.ERROR, "step", "listener step failed", error=repr(exc))
         listener.flush()

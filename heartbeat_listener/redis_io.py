@@ -148,7 +148,7 @@ class RedisBeats:
         self.reapplied = 0  # held beats applied again after a reconnect
         self.rerecorded = 0  # of those, how many recorded their transition again (it had been lost)
         # the batch's fixed keys and args (with the source), then its zones, then per beat:
-        #   KEYS acct alive4 alive6 alive_legacy log / ARGV id ip4 ip6 counter ttl offline fp fams
+        #   KEYS acct alive4 alive6 alive_legacy log / ARGV id ip4 ip6 counter ttl offline fp fams age
         shared_keys, shared_args = liveness.beat_argv([], source)
         assert shared_args[-1] == "0", "beat_argv's fixed part must end with the zone count"
         self._shared_keys = b"".join(bulk(k.encode()) for k in shared_keys)
@@ -191,15 +191,17 @@ class RedisBeats:
             b = self._bulks[value] = bulk(value.encode())
         return b
 
-    def encode(self, reqs: Sequence[BeatRequest]) -> bytes:
-        """The EVALSHA command for a batch, byte for byte what redis-py would send."""
+    def encode(self, reqs: Sequence[BeatRequest], ages: Sequence[int] | None = None) -> bytes:
+        """The EVALSHA command for a batch, byte for byte what redis-py would send. ``ages``: per
+        beat, ms since it was received (held beats applied late), as in ``Liveness.beat_argv``."""
         keyparts: list[bytes] = []
         argparts: list[bytes] = []
         zones: dict[str, tuple[bytes, bytes]] = {}
         accounts, parts_of, bulk_of, ttls = self._accounts, self._account_parts, self._bulk, self._ttls
         known_zones, zone_parts = self._zones, self._zone_parts
         on, off = b"$1\r\n1\r\n", b"$1\r\n0\r\n"
-        for req in reqs:
+        empty = b"$0\r\n\r\n"
+        for i, req in enumerate(reqs):
             parts = accounts.get(req.account_id)
             if parts is None or parts[0] != req.fp:
                 parts = parts_of(req)
@@ -218,6 +220,7 @@ class RedisBeats:
                         on if req.offline else off,
                         parts[3],
                         bulk_of(req.fams),
+                        empty if ages is None or ages[i] <= 0 else bulk(b"%d" % ages[i]),
                     )
                 )
             )
@@ -250,6 +253,11 @@ class RedisBeats:
         self._pending.append(ticket)
         self._open.append(ticket)
         return ticket
+
+    def hold(self, reqs: Sequence[BeatRequest]) -> None:
+        """Keep authenticated beats that cannot be sent now (the shell is pausing before it tries
+        Redis again): they run first on the next connection, with their age."""
+        self.held.add(reqs)
 
     def collect(self, ticket: _Ticket) -> list[BeatResult]:
         try:

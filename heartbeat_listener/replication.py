@@ -107,22 +107,24 @@ class Reapplied(NamedTuple):
 def reapply(
     conn: BatchConnection,
     held: HeldBeats,
-    encode: Callable[[Sequence[BeatRequest]], bytes],
+    encode: Callable[[Sequence[BeatRequest], Sequence[int]], bytes],
     parse: Callable[[Any], BeatResult],
     wait: ReplicaWait | None,
     chunk: int = 256,
 ) -> Reapplied:
-    """The held beats, oldest first, in script calls of ``chunk`` beats, on a new connection before
-    anything else goes over it. Those the server already had (a replay, no news) or refuses are
-    forgotten; those that recorded a transition again stay held until a WAIT confirms them (at once
-    when ``wait`` is None: there is nothing to wait for)."""
-    reqs = held.beats()
+    """The held beats, oldest first, each with its age, in script calls of ``chunk`` beats, on a new
+    connection before anything else goes over it. Those the server already had (a replay, no news)
+    or refuses are forgotten; those that recorded a transition again stay held until a WAIT
+    confirms them (at once when ``wait`` is None: there is nothing to wait for)."""
+    aged = held.aged()
+    reqs = [req for req, _ in aged]
+    ages = [age for _, age in aged]
     done, rerecorded = 0, 0
     names: list[str] = []
     applied: dict[int, BeatRequest] = {}
     for i in range(0, len(reqs), chunk):
         part = reqs[i : i + chunk]
-        reply = conn.roundtrip(encode(part), 1)[0]
+        reply = conn.roundtrip(encode(part, ages[i : i + chunk]), 1)[0]
         if type(reply) is not list or len(reply) != len(part):
             continue  # not applied: they stay held for the next connection
         settled = {}

@@ -15,7 +15,10 @@ which accounts not cached are looked up, ``recent`` drops authentic copies the l
 knows the verdict of and holds the per-account limit, ``limiter`` the per-source one.
 
 While Redis is failing, datagrams are still drained and counted as ``redis_down``; Redis is tried
-again after a backoff that doubles up to ``backoff_max``.
+again after a pause that doubles up to ``backoff_max``. Meanwhile the beats of accounts in the
+cache are verified and held (:mod:`heartbeat_listener.held`), the newest per account, and written
+with their age on the next connection; :attr:`UdpListener.storing` says whether this listener is
+(as far as it knows) able to store beats, for the ingest mark (:mod:`heartbeat_listener.ingest`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import logging
 import select
 import socket
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
@@ -39,7 +42,7 @@ from heartbeat_listener.metrics import Metrics
 from heartbeat_listener.preauth import PreAuth
 from heartbeat_listener.recent import RecentBeats
 from heartbeat_listener.sources import SourceLimiter
-from heartbeat_listener.verify import Checks, authenticate_all, screen
+from heartbeat_listener.verify import Checks, authenticate, authenticate_all, screen
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,8 @@ class PipelinedWriter(Protocol):
     def submit(self, reqs: Sequence[BeatRequest]) -> Any: ...
 
     def collect(self, ticket: Any) -> list[BeatResult]: ...
+
+    def hold(self, reqs: Sequence[BeatRequest]) -> None: ...
 
 
 def open_socket(host: str, port: int, *, v6only: bool = True, rcvbuf: int = RCVBUF) -> socket.socket:
@@ -213,9 +218,8 @@ class UdpListener:
             again, self._requeue = tuple(self._requeue), []
         if not screened.candidates and not again:
             return Decisions(counts=screened.counts, rejects=screened.rejects)
-        if now < self._down_until:
-            d = dropped(self._all(again, screened), "")
-            return Decisions(counts=d.counts, rejects=d.rejects)  # still backing off: not a new failure
+        if now < self._down_until:  # still pausing: not a new failure
+            return self._hold(self._all(again, screened), now)
         checks = Checks(
             preauth=self.preauth,
             recent=self.recent,
@@ -239,6 +243,30 @@ class UdpListener:
             self._inflight.append((replace(auth, counts={}, rejects=()), ticket))
         self._redis_ok()
         return Decisions(counts=auth.counts, rejects=auth.rejects)
+
+    def _hold(self, screened: Screened, now: float) -> Decisions:
+        """While Redis is away: beats of cached accounts verified and held for the next connection
+        (nothing is looked up, no lookup budget charged); all counted as redis_down."""
+        checks = Checks(recent=self.recent, limiter=self.limiter, window_ms=self.max_skew_ms, now=now,
+                        now_ms=self.wall_ms())  # fmt: skip
+        auth = authenticate(
+            screened.candidates,
+            self.cache,
+            fresh=False,
+            counts=screened.counts,
+            rejects=screened.rejects,
+            checks=checks,
+        )
+        if auth.requests:
+            self.writer.hold(auth.requests)
+        counts: Counter[str] = Counter(auth.counts)
+        counts["redis_down"] += len(auth.candidates) + len(auth.retry)
+        return Decisions(counts=counts, rejects=auth.rejects)
+
+    @property
+    def storing(self) -> bool:
+        """Not pausing after a Redis failure: beats that come now are sent to Redis."""
+        return self.clock() >= self._down_until
 
     @staticmethod
     def _all(again: tuple[Candidate, ...], screened: Screened) -> Screened:

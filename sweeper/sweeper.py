@@ -3,8 +3,10 @@
 Every ``HBDNS_SWEEP_INTERVAL`` the sweeper asks Redis for due deadlines and runs the idempotent
 neutralize script on them, so two sweepers never record one transition twice. After any downtime
 (of Redis or of the sweeper) its next step catches up on everything that fell due meanwhile, and
-records each transition at its deadline, not at the sweep. Keyspace hints (``sweeper.hints``) only
-make the same step happen earlier.
+records each transition at its deadline, not at the sweep; deadlines whose window overlaps an
+outage of our own ingest are held back until ingest was healthy for a whole window
+(docs/scaling.md, "Outages of our own"). Keyspace hints (``sweeper.hints``) only make the same
+step happen earlier.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from collections.abc import Sequence
 
 from hbdns.liveness import Liveness, Neutralized
+from hbdns.logs import RateLimitedLog
 from hbdns.purge import Purger
 from sweeper.metrics import SweeperMetrics
 
@@ -53,11 +56,12 @@ class Sweeper:
         self.purger = purger
         self.batch = batch
         self.max_batches = max_batches
+        self._held_log = RateLimitedLog(log, 10.0)
 
     def step(self) -> int:
         """Neutralize everything due now (in batches of ``batch``); returns how many were neutralized."""
         started = time.perf_counter()
-        total = 0
+        total, held = 0, self.liveness.held
         for _ in range(self.max_batches):
             ids = self.liveness.due(self.batch)
             if not ids:
@@ -67,6 +71,11 @@ class Sweeper:
             total += len(done)
             if len(ids) < self.batch:
                 break
+        if self.liveness.held > held:
+            self._held_log.log(
+                logging.WARNING, "held", "deadlines held back: ingest was down in their window",
+                count=self.liveness.held - held, held_total=self.liveness.held,
+            )  # fmt: skip
         if self.metrics is not None:
             self.metrics.swept(time.perf_counter() - started)
         return total

@@ -1,18 +1,21 @@
 """``hbdns status``, and the live/neutral view of one account that ``account show`` prints too.
 
 "live" is what DNS answers now (the account's ``alive`` keys, per address family); the recorded
-state is what the sweeper last wrote, and lags by up to a sweep interval.
+state is what the sweeper last wrote, and lags by up to a sweep interval. The ingest line says
+whether the listeners can store beats (their mark in ``keys.ingest()``, on Redis' clock) and when
+the last ingest outage was: deadlines that fell in one are held back (docs/scaling.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from typing import Any
 
 from admin.cli.notify import LETTER_COLUMNS, letter_rows, queue_summary
 from admin.cli.output import duration, emit, table, ts
-from hbdns import notify_queue, provision, validate
+from hbdns import keys, notify_queue, provision, validate
 from hbdns.model import Account
 from hbdns.store import Store
 
@@ -36,6 +39,25 @@ def status_dict(store: Store, account: Account) -> dict[str, Any]:
     return provision.status_dict(store.status(account))
 
 
+def ingest_summary(store: Store) -> tuple[dict[str, Any], str]:
+    """The listeners' ingest health as JSON and as the line ``hbdns status`` prints."""
+    mark, gap, gaps = store.r.hmget(keys.ingest(), "mark", "gap_ms", "gaps")
+    if mark is None:
+        return {"tracked": False}, "ingest: not tracked (no heartbeat listener has marked it)"
+    sec, usec = store.r.time()
+    age = int(sec) * 1000 + int(usec) // 1000 - int(mark)
+    down = age > int(gap or 2000)
+    outages = json.loads(gaps or "[]")
+    data = {"tracked": True, "down": down, "last_mark_s": round(age / 1000, 1), "outages": outages}
+    text = f"ingest: {'DOWN' if down else 'healthy'}, last listener mark {duration(age)} ago"
+    if down:
+        text += ": deadlines falling now are held until the listeners are back for a whole window"
+    if outages:
+        start, end = outages[-1]
+        text += f"; last outage {ts(start, ms=True)} for {duration(end - start)}"
+    return data, text
+
+
 def status(store: Store, args: argparse.Namespace) -> int:
     accounts = store.list_accounts(validate.hostname(args.zone) if args.zone else None)
     now_ms = int(time.time() * 1000)
@@ -56,12 +78,13 @@ def status(store: Store, args: argparse.Namespace) -> int:
     text = table(rows, ["fqdn", "plan", "state", "since", "last_beat", "ipv4", "ipv6"])
     live = sum(1 for d in data if d["live"])
     text += f"\n\n{live} live, {len(data) - live} neutral"
+    ingest, ingest_text = ingest_summary(store)
     queue, queue_text = queue_summary(store)
-    text += "\n\n" + queue_text
+    text += "\n\n" + ingest_text + "\n" + queue_text
     if dead:
         text += f"\n\nfailed notifications (newest first, {len(dead)} shown; hbdns notify retry ID):\n"
         text += table(letter_rows(dead), LETTER_COLUMNS)
-    emit(args, {"accounts": data, "notifications": queue, "dead_letters": dead}, text)
+    emit(args, {"accounts": data, "ingest": ingest, "notifications": queue, "dead_letters": dead}, text)
     return 0
 
 

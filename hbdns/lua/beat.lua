@@ -3,9 +3,10 @@
 -- listener's hand-encoded EVALSHA (heartbeat_listener/redis_io.py); Liveness.beat_argv spells the
 -- layout once.
 --
--- KEYS: deadlines events stats zone_1 .. zone_m, then per beat: acct alive4 alive6 alive_legacy log
+-- KEYS: deadlines events stats ingest zone_1 .. zone_m, then per beat: acct alive4 alive6 alive_legacy
+--       log
 -- ARGV: max_skew_ms maxlen logcap source m zone_name_1 .. zone_name_m,
---       then per beat: id ipv4 ipv6 counter ttl_ms offline fp fams
+--       then per beat: id ipv4 ipv6 counter ttl_ms offline fp fams age_ms
 --   The zones are those of the batch's accounts, each once per batch rather than once per beat.
 --   counter: '' = no replay check (dyndns2 updates). offline: '1' neutralizes at once (every family).
 --   fp: the account's config fingerprint the caller authenticated with ('' = not checked); when it
@@ -14,6 +15,8 @@
 --   refused the same way (the caller's view of it is stale).
 --   fams: the address families this beat keeps alive ('4', '6', '46'); '' = those of the addresses
 --   sent (a beat: the family it arrived over), or with none sent those with a stored address.
+--   age_ms: how long ago the listener received the beat ('' = just now): a beat held while Redis
+--   was away and written on reconnect lives that much shorter, and counts from when it came.
 -- Returns per beat: 'ok' (accepted with the address(es) sent, DNS answer unchanged), 'rekey', or
 --   {status, changed, old_ipv4, old_ipv6, fqdn, aliases_json}, status ok offline replay stale gone.
 --
@@ -22,16 +25,19 @@
 -- while any is. First family back: 'recovered'; another one back: 'family_back'; a family found
 -- expired before the sweeper got to it is recorded first, at its deadline ('family_lost', or
 -- 'neutralized' for the last one). The legacy alive key of older writers counts for both families.
+-- Not an outage, though, when the beat came before that deadline and was only written late, or when
+-- the deadline is one of our own outages (held by the sweeper, or its window overlaps an ingest
+-- outage: lib.lua ingest_hold): the family simply stays live.
 --
 -- The fast path (live, same address) is HMGET, HSET, PEXPIRE, ZADD and the bare string 'ok': a
 -- table reply per beat would cost Redis more than any one of those commands.
 
-local dl, ev = KEYS[1], KEYS[2]
+local dl, ev, ingest = KEYS[1], KEYS[2], KEYS[4]
 stats_key = KEYS[3]
 local skew, maxlen, logcap, source = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
 local nzones = tonumber(ARGV[5])
 local zone_key = {}
-for i = 1, nzones do zone_key[ARGV[5 + i]] = KEYS[3 + i] end
+for i = 1, nzones do zone_key[ARGV[5 + i]] = KEYS[4 + i] end
 local now, sec = clock()
 local nows = string.format('%d', now)
 local FAMS = {'4', '6'}
@@ -44,7 +50,12 @@ local function with(set, f)
   return set .. '6'
 end
 
-local function beat(acct, a4, a6, legacy, log, id, ip4, ip6, counter, ttl, offline, fp, fams)
+local function beat(acct, a4, a6, legacy, log, id, ip4, ip6, counter, ttl, offline, fp, fams, age)
+  local window, recv = ttl, now
+  if age ~= '' then  -- received a while ago (held while Redis was away)
+    recv = now - tonumber(age)
+    ttl = math.max(1, ttl - tonumber(age))
+  end
   local cur = redis.call('HMGET', acct, 'fqdn', 'state', 'counter', 'ipv4', 'ipv6', 'fp', 'last_beat', 'zone',
                          'live')
   local fqdn = cur[1]
@@ -128,18 +139,27 @@ local function beat(acct, a4, a6, legacy, log, id, ip4, ip6, counter, ttl, offli
         if not legacy_up then
           local m = id .. ':' .. f
           local d = tonumber(redis.call('ZSCORE', dl, m) or redis.call('ZSCORE', dl, id) or now)
-          redis.call('ZREM', dl, m)
-          live = without(live, f)
-          lost_at[f] = d
-          redis.call('HSET', acct, 'lost' .. f, string.format('%d', d))
-          if live == '' then
-            redis.call('HSET', acct, 'state', 'neutral', 'since', string.format('%d', d))
-            state_moved(state, 'neutral')
-            state = 'neutral'
-            emit(ev, log, maxlen, logcap, 'neutralized', id, fqdn, d, {'reason', 'missed', 'family', f})
-            since = d
+          if recv <= d and d <= now or redis.call('HEXISTS', acct, 'held' .. f) == 1
+             or ingest_hold(ingest, d, window, now) > 0 then
+            -- not an outage of the customer's: it stays live (this beat's families refreshed below)
+            if has(want, f) then
+              redis.call('HDEL', acct, 'held' .. f, 'held')
+              changed = 1  -- the key was gone: DNS answered neutral
+            end
           else
-            emit(ev, log, maxlen, logcap, 'family_lost', id, fqdn, d, {'reason', 'missed', 'family', f})
+            redis.call('ZREM', dl, m)
+            live = without(live, f)
+            lost_at[f] = d
+            redis.call('HSET', acct, 'lost' .. f, string.format('%d', d))
+            if live == '' then
+              redis.call('HSET', acct, 'state', 'neutral', 'since', string.format('%d', d))
+              state_moved(state, 'neutral')
+              state = 'neutral'
+              emit(ev, log, maxlen, logcap, 'neutralized', id, fqdn, d, {'reason', 'missed', 'family', f})
+              since = d
+            else
+              emit(ev, log, maxlen, logcap, 'family_lost', id, fqdn, d, {'reason', 'missed', 'family', f})
+            end
           end
         end
       end
@@ -148,6 +168,7 @@ local function beat(acct, a4, a6, legacy, log, id, ip4, ip6, counter, ttl, offli
   if offline == '1' then
     redis.call('DEL', a4, a6, legacy)
     redis.call('ZREM', dl, id, id .. ':4', id .. ':6')
+    redis.call('HDEL', acct, 'held4', 'held6', 'held')
     state_moved(state, 'neutral')
     if live ~= '' then
       redis.call('HSET', acct, 'state', 'neutral', 'since', nows, 'live', '', 'lost4', nows, 'lost6', nows)
@@ -205,10 +226,10 @@ local function beat(acct, a4, a6, legacy, log, id, ip4, ip6, counter, ttl, offli
 end
 
 local out = {}
-local k0, a0 = 3 + nzones, 5 + nzones
+local k0, a0 = 4 + nzones, 5 + nzones
 for i = 0, (#KEYS - k0) / 5 - 1 do
-  local k, a = k0 + 1 + 5 * i, a0 + 1 + 8 * i
+  local k, a = k0 + 1 + 5 * i, a0 + 1 + 9 * i
   out[i + 1] = beat(KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], ARGV[a], ARGV[a + 1], ARGV[a + 2],
-                    ARGV[a + 3], tonumber(ARGV[a + 4]), ARGV[a + 5], ARGV[a + 6], ARGV[a + 7])
+                    ARGV[a + 3], tonumber(ARGV[a + 4]), ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8])
 end
 return out

@@ -65,3 +65,24 @@ local function family_list(set)
   if set == '46' then return '4,6' end
   return set
 end
+
+-- Our own outages are not the customers': a deadline whose window (the w ms before deadline d)
+-- overlaps an ingest outage (no listener could store beats: Redis or every listener was down) is
+-- held back until ingest has been healthy for one whole window. The listeners mark the ``ingest``
+-- hash with Redis' clock (hbdns/lua/ingest_mark.lua); a silence longer than its gap_ms is an outage:
+-- a closed one in ``gaps`` ([from, to]: the last mark before, the first after), or the one going on
+-- now (since ``mark``). Returns 0 (not held: the deadline passed while ingest was healthy, or ingest
+-- is not tracked because no listener ever marked) or when to look at the deadline again (Unix ms).
+local function ingest_hold(ingest, d, w, now)
+  local h = redis.call('HMGET', ingest, 'mark', 'gap_ms', 'gaps')
+  local mark = tonumber(h[1] or '')
+  if not mark then return 0 end
+  local again = 0
+  if now - mark > (tonumber(h[2] or '') or 2000) and d > mark then
+    again = now + w  -- going on: not back yet, look again one window later
+  end
+  for _, g in ipairs(cjson.decode(h[3] or '[]')) do
+    if g[1] < d and g[2] > d - w and g[2] + w > again then again = g[2] + w end
+  end
+  return again
+end

@@ -1,14 +1,20 @@
 -- One due deadline member -> the family it stands for neutralized, if its deadline passed and its
 -- alive key is gone; idempotent, so two sweepers (or a sweeper and a keyspace hint) never record one
 -- transition twice: the member is removed in the same step that records it.
--- KEYS: acct alive4 alive6 alive_legacy deadlines events log zone stats ; ARGV: id family maxlen logcap
+-- KEYS: acct alive4 alive6 alive_legacy deadlines events log zone stats ingest
+-- ARGV: id family maxlen logcap window_ms
 --   family: '4' or '6' (member '<id>:<family>'), or '' for the plain '<id>' member of older writers,
---   which stands for both families.
+--   which stands for both families. window_ms: the account's plan window (misses x interval + grace).
 -- Records 'family_lost' while another family stays live, 'neutralized' when none is left (its
 -- 'family' field: the family or families that went last).
--- Returns {status, fqdn, aliases_json}, status none notdue alive gone already neutralized lost.
+-- A deadline whose window overlaps an ingest outage (lib.lua ingest_hold) is held instead: the
+-- member moves to when ingest will have been healthy for a whole window, the deadline it had is kept
+-- in the account's 'held<family>' field (the transition is recorded at that time, if it comes to
+-- one; a beat meanwhile clears it).
+-- Returns {status, fqdn, aliases_json}, status none notdue alive held gone already neutralized lost.
 local acct, a4, a6, legacy, dl, ev, log, zone = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local id, fam, maxlen, logcap = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local ingest = KEYS[10]
+local id, fam, maxlen, logcap, window = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 stats_key = KEYS[9]
 local alive = {['4'] = a4, ['6'] = a6}
 local now, sec = clock()
@@ -20,13 +26,23 @@ d = tonumber(d)
 if d > now then return {'notdue', '', ''} end
 local pttl = redis.call('PTTL', legacy)
 if fam ~= '' then pttl = math.max(pttl, redis.call('PTTL', alive[fam])) end
+local held = 'held' .. fam
 if pttl > 0 then
   redis.call('ZADD', dl, now + pttl, member)
+  redis.call('HDEL', acct, held)
   return {'alive', '', ''}
 end
+local again = ingest_hold(ingest, d, window, now)
+if again > 0 and redis.call('EXISTS', acct) == 1 then
+  redis.call('ZADD', dl, again, member)
+  redis.call('HSETNX', acct, held, string.format('%d', d))
+  return {'held', '', ''}
+end
 redis.call('ZREM', dl, member)
-local cur = redis.call('HMGET', acct, 'fqdn', 'state', 'aliases', 'live', 'ipv4', 'ipv6')
+local cur = redis.call('HMGET', acct, 'fqdn', 'state', 'aliases', 'live', 'ipv4', 'ipv6', held)
 if not cur[1] then return {'gone', '', ''} end
+d = tonumber(cur[7] or '') or d  -- held: the deadline it had
+redis.call('HDEL', acct, held)
 local live = recorded_live(cur[2], cur[4], cur[5], cur[6])
 local gone = ''
 for _, f in ipairs({'4', '6'}) do

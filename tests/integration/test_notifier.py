@@ -306,6 +306,9 @@ def test_notifier_killed_between_read_and_ack_delivers_after_restart(
     sweepers(settings)
     first = spawn("notifier", tmp_path, "first", env)
     procs.append(first)
+    # running and idle first: on a busy machine a notifier still starting would read the beat's
+    # events in the same batch as the outage, and they would wait with it unacknowledged
+    wait_for(lambda: settled(real_redis), 30, what="the notifier idle")
     beat(store, acct)
     assert smtp.held.wait(20), first.log_text()
     [neut] = events(real_redis, "neutralized", acct.id)

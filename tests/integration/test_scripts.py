@@ -11,6 +11,7 @@ through every branch that touches a key.
 from __future__ import annotations
 
 import collections
+import json
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -25,6 +26,7 @@ from hbdns.model import Account, NotifyPrefs, Zone
 from hbdns.ratelimit import Limit, RateLimiter
 from hbdns.resp import BatchConnection, encode_command
 from hbdns.store import Store
+from heartbeat_listener.ingest import IngestMark
 from heartbeat_listener.redis_io import RedisBeats
 from notifier.channel import Transport, TransportError
 from notifier.main import Notifier
@@ -45,6 +47,11 @@ NOTIFIER = frozenset(s.name for s in scripts.ALL if s.name.startswith("notify_")
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def redis_ms(r: redis.Redis) -> int:
+    sec, usec = r.time()
+    return sec * 1000 + usec // 1000
 
 
 def events(r: redis.Redis) -> list[dict[str, str]]:
@@ -266,6 +273,22 @@ def test_every_script_touches_only_its_keys(
         assert acme.set_value(real_redis, account_id=account.id, value=value, **args) in (1, 2)
     assert acme.set_value(real_redis, account_id=other.id, value="d" * 43, **args) == -1
     assert acme.values(real_redis, [account.fqdn, f"o.{OTHER}"]) == [["b" * 43, "c" * 43], []]
+    # ingest health: a mark, an outage going on (the deadline that falls in it is held), the outage
+    # closed by the next mark, a beat of the held account (no outage recorded), a held beat's age
+    marker = IngestMark(real_redis, lambda: True, keep_ms=60_000, every=0.0, gap_ms=100)
+    assert marker.step()
+    held = store.add_account(store.new_account(f"held.{ZONE}", "heartbeat-c"))
+    writer.beats([BeatRequest(held.id, ZONE, 1, ipv4="203.0.113.30", counter=t + 20)])
+    mark = int(real_redis.hget(keys.ingest(), "mark"))
+    wait_for(lambda: redis_ms(real_redis) > mark + 150, 5, what="an ingest silence")
+    assert lv.sweep() == [] and real_redis.hexists(keys.account(held.id), "held4")
+    assert marker.step() and len(json.loads(real_redis.hget(keys.ingest(), "gaps"))) == 1
+    before = len(events(real_redis))
+    writer.held.add([BeatRequest(held.id, ZONE, 60_000, ipv4="203.0.113.30", counter=t + 21)])
+    writer.conn.close()  # the held beat runs on the next connection, with its age
+    writer.beats([BeatRequest(account.id, ZONE, 60_000, ipv4="203.0.113.7", counter=t + 22)])
+    assert len(events(real_redis)) == before and not real_redis.hexists(keys.account(held.id), "held4")
+    assert real_redis.exists(keys.alive(held.id, 4))
     assert set(checked) == {s.name for s in scripts.ALL} - NOTIFIER, "a script without a scenario here"
 
 

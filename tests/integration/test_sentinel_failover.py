@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import itertools
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import dns.rcode
 import pytest
 
 from hbdns import config, keys, scripts
@@ -20,9 +18,10 @@ from hbdns.connection import connect
 from hbdns.model import Zone
 from hbdns.store import Store
 from sweeper.main import SweeperService
+from tests.support.dns_probe import Prober
 from tests.support.fleet import Beater, Fleet
 from tests.support.listener import Listener, now_ms
-from tests.support.pdns import PdnsServer, answer_texts
+from tests.support.pdns import PdnsServer
 from tests.support.sentinel import SentinelGroup, cached, fresh_group, noscripts, started_group
 from tests.support.servers import wait_for
 
@@ -35,37 +34,6 @@ fresh = pytest.fixture(fresh_group)
 
 def add_zone(store: Store) -> None:
     store.add_zone(Zone(ZONE, (f"ns1.{ZONE}",), f"hostmaster.{ZONE}", NEUTRAL))
-
-
-class Prober(threading.Thread):
-    """Asks pdns for every account's A record in turn, as fast as it answers (one query at a time)."""
-
-    def __init__(self, pdns: PdnsServer, names: list[str]) -> None:
-        super().__init__(name="prober", daemon=True)
-        self.pdns = pdns
-        self.names = names
-        self.seen: list[tuple[float, str, str, frozenset[str]]] = []  # (when, name, rcode, A rdata)
-        self.timeouts = 0
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        i = 0
-        while not self._halt.is_set():
-            name = self.names[i % len(self.names)]
-            i += 1
-            try:
-                msg = self.pdns.query(name, "A", timeout=2.0)
-            except Exception:
-                self.timeouts += 1
-                continue
-            self.seen.append(
-                (time.monotonic(), name, dns.rcode.to_text(msg.rcode()), frozenset(answer_texts(msg, name, "A")))
-            )
-            time.sleep(0.002)
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(10)
 
 
 def _chain_holds(acked: list[str], recorded: list[str]) -> bool:

@@ -48,6 +48,7 @@ class Fleet:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fleet", daemon=True)
         self._lock = threading.Lock()
+        self._t0 = time.monotonic()  # set again when the thread starts
 
     def start(self) -> Fleet:
         self._thread.start()
@@ -64,13 +65,21 @@ class Fleet:
                 if b.account_id == account_id:
                     b.stopped = True
 
+    def resume(self, account_id: int) -> None:
+        """That account beats again (on its phase: no burst of the beats it missed)."""
+        with self._lock:
+            for b in self.beaters:
+                if b.account_id == account_id:
+                    b.beats = max(b.beats, int((time.monotonic() - self._t0 - b.phase) // self.interval) + 1)
+                    b.stopped = False
+
     def acked_by(self, account_id: int) -> list[Sent]:
         with self._lock:
             return sorted((s for s in self.acked if s.account_id == account_id), key=lambda s: s.counter)
 
     def _run(self) -> None:
         sel = selectors.DefaultSelector()
-        start = time.monotonic()
+        start = self._t0 = time.monotonic()
         last_counter: dict[int, int] = {}
         try:
             while not self._stop.is_set():

@@ -28,6 +28,7 @@ def test_global_keys() -> None:
     assert keys.notify_retry() == "hbdns:notify:retry"
     assert keys.ratelimit("auth", "192.0.2.7") == "hbdns:rl:auth:192.0.2.7"
     assert keys.flush_due() == "hbdns:flush:due"
+    assert keys.ingest() == "hbdns:ingest"
     assert keys.flush_counts() == "hbdns:flush:counts"
     assert keys.migrations() == "hbdns:migrations"
 

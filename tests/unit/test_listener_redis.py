@@ -41,10 +41,19 @@ def test_beat_batch_is_what_redis_py_would_send(reqs: list[BeatRequest], fake_re
 def test_each_zone_of_a_batch_is_passed_once(fake_redis: redis.Redis) -> None:
     lv = Liveness(fake_redis)
     k, a = lv.beat_argv(_REQS)
-    assert k[:3] == [keys.deadlines(), keys.events(), keys.stats()]
-    assert k[3:5] == [keys.zone(ZONE), keys.zone("a.b.example")]
+    assert k[:4] == [keys.deadlines(), keys.events(), keys.stats(), keys.ingest()]
+    assert k[4:6] == [keys.zone(ZONE), keys.zone("a.b.example")]
     assert a[4:7] == ["2", ZONE, "a.b.example"]
-    assert k[5:10] == [keys.account(7), keys.alive(7, 4), keys.alive(7, 6), keys.alive_legacy(7), keys.account_log(7)]
+    assert k[6:11] == [keys.account(7), keys.alive(7, 4), keys.alive(7, 6), keys.alive_legacy(7), keys.account_log(7)]
+
+
+@pytest.mark.parametrize("ages", [[0, 0, 0, 0], [1500, 0, 70_000, 1]])
+def test_held_beats_carry_their_age_as_redis_py_would_send_it(ages: list[int], fake_redis: redis.Redis) -> None:
+    lv = Liveness(fake_redis)
+    k, a = lv.beat_argv(_REQS, ages=ages)
+    assert a[7 + 8 :: 9] == [str(x) if x else "" for x in ages]  # each beat's last argument
+    expected = redis_py_packed("EVALSHA", scripts.BEAT.sha, len(k), *k, *a)
+    assert RedisBeats(BatchConnection(fake_redis), lv).encode(_REQS, ages) == expected
 
 
 def test_lookup_batch_is_what_redis_py_would_send(fake_redis: redis.Redis) -> None:

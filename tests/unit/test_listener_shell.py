@@ -12,7 +12,7 @@ from hbdns_client import wire
 
 from hbdns.liveness import OK, REKEY, BeatRequest, BeatResult
 from heartbeat_listener.metrics import Metrics
-from heartbeat_listener.protocol import AccountInfo, PreAuth, RecentBeats
+from heartbeat_listener.protocol import AccountInfo, PreAuth, RecentBeats, StoreUnavailable
 from heartbeat_listener.server import UdpListener, open_socket
 
 KEY = bytes(range(32))
@@ -25,6 +25,7 @@ class RecordingWriter:
     def __init__(self) -> None:
         self.submitted: list[list[BeatRequest]] = []
         self.collected: list[int] = []
+        self.held: list[BeatRequest] = []
 
     def submit(self, reqs: Sequence[BeatRequest]) -> int:
         self.submitted.append(list(reqs))
@@ -33,6 +34,9 @@ class RecordingWriter:
     def collect(self, ticket: int) -> list[BeatResult]:
         self.collected.append(ticket)
         return [OK] * len(self.submitted[ticket])
+
+    def hold(self, reqs: Sequence[BeatRequest]) -> None:
+        self.held.extend(reqs)
 
 
 @pytest.fixture
@@ -177,5 +181,39 @@ def test_a_beat_refused_as_rekey_is_run_again_and_not_taken_for_its_own_copy(ser
         assert [r[0].counter for r in writer.submitted] == [NOW_MS, NOW_MS + 1, NOW_MS + 1]
         assert len(lookups) == 2  # the rerun's fresh lookup did not need the (spent) budget
         assert listener.metrics.packets["accepted"] == 2 and listener.metrics.packets["replay"] == 0
+    finally:
+        client.close()
+
+
+class DownWriter(RecordingWriter):
+    """Redis is away: every submit fails."""
+
+    def submit(self, reqs: Sequence[BeatRequest]) -> int:
+        raise StoreUnavailable("connection refused")
+
+
+def test_while_pausing_after_a_redis_failure_cached_beats_are_held_not_dropped(server: socket.socket) -> None:
+    writer = DownWriter()
+    metrics = Metrics()
+    t = [100.0]
+    listener = UdpListener(
+        [server], lambda ids: {i: AccountInfo(KEY, 15000, "dyn.test", "fp") for i in ids}, writer,
+        metrics=metrics, backoff_max=0.5, clock=lambda: t[0], wall_ms=lambda: NOW_MS,
+    )  # fmt: skip
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    try:
+        _send(server, [1], client)
+        assert _readable(server) and listener.step(1.0) == 1  # the account is cached; its batch fails
+        assert metrics.packets["redis_down"] == 1 and not listener.storing
+        _send(server, [2, 3], client)  # within the pause: verified with the cache and held
+        assert _readable(server) and listener.step(1.0) == 2
+        assert [q.counter for q in writer.held] == [NOW_MS + 2, NOW_MS + 3]
+        assert metrics.packets["redis_down"] == 3
+        client.sendto(wire.encode_beat(7, NOW_MS + 4, bytes(32), 0), server.getsockname())  # a forged MAC
+        assert _readable(server) and listener.step(1.0) == 1
+        assert len(writer.held) == 2 and metrics.packets["redis_down"] == 4  # not held (no lookup to check it)
+        t[0] += 0.5
+        assert listener.storing  # the pause is over: the next batch tries Redis again
     finally:
         client.close()
