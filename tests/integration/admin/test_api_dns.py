@@ -115,5 +115,5 @@ def test_the_process_stops_cleanly_on_sigterm_and_logs_no_secrets(
     assert admin_api.process.proc.wait(10) == 0
     log = admin_api.log_text()
     assert "admin API listening" in log and "admin API stopped" in log and "account created" in log
-    for secret in (token.split("_")[2], made["heartbeat_key"], made["update_password"]):
+    for secret in (token.split("_", 2)[2], made["heartbeat_key"], made["update_password"]):
         assert secret not in log
