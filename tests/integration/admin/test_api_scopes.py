@@ -50,7 +50,7 @@ def test_revoked_expired_and_orphaned_tokens_stop_working(api: ApiClient, world:
 
 def test_only_the_digest_of_a_token_is_stored(api: ApiClient, real_redis: redis.Redis) -> None:
     token = api.token(Scope("admin"), label="billing")
-    secret = token.split("_")[2]
+    secret = token.split("_", 2)[2]
     dump = json.dumps(snapshot(real_redis))
     assert secret not in dump and "billing" in dump
     status, body, _ = api.call("GET", "/api/v1/token", token)
