@@ -259,7 +259,11 @@ class Settings:
     sweeper_roles: tuple[str, ...] = _setting("sweep,hints", _subset("sweep", "hints"))
     sweep_interval: float = _setting("0.5", _positive_float)
     sweep_batch: int = _setting("1000", _positive_int)
+    # the events stream: entries every consumer group acknowledged are trimmed beyond events_maxlen;
+    # past events_hard_cap the oldest go anyway, counted and alarmed (hbdns/event_trim.py)
     events_maxlen: int = _setting("100000", _positive_int)
+    events_hard_cap: int = _setting("5000000", _positive_int)
+    events_trim_interval: float = _setting("1", _positive_float)
     account_log_size: int = _setting("200", _positive_int)
 
     # Plans: JSON object merged over the built-in table, e.g. {"setip-c": {"interval": 60}}
@@ -389,6 +393,11 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(f"{name}={shown}: {exc}") from None
     settings = Settings(**values)
     settings.plan_table()  # validate plan overrides now, not at first use
+    if settings.events_hard_cap < settings.events_maxlen:
+        raise ConfigError(
+            f"HBDNS_EVENTS_HARD_CAP={settings.events_hard_cap}: must not be below HBDNS_EVENTS_MAXLEN"
+            f" ({settings.events_maxlen})"
+        )
     return settings
 
 

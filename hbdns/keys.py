@@ -56,6 +56,13 @@ def events() -> str:
     return f"{PREFIX}:events"
 
 
+def events_trim() -> str:
+    """HASH of what trimming the ``events`` stream removed (hbdns/event_trim.py): ``removed`` (entries
+    every group had acknowledged), ``capped`` (removed at the hard cap), ``unread`` (of those, entries
+    some group had not acknowledged) and ``unread:<group>``, ``last_cap_ms``, ``last_unread_ms``."""
+    return f"{PREFIX}:events:trim"
+
+
 def dead_letters() -> str:
     """LIST of notifications that failed permanently, newest first (JSON)."""
     return f"{PREFIX}:deadletter"

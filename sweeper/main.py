@@ -1,7 +1,8 @@
 """``hbdns-sweeper``: records ``neutralized`` when an account's deadline passes, one loop per role.
 
 Roles (``HBDNS_SWEEPER_ROLES``, default both): ``sweep`` runs :class:`~sweeper.sweeper.Sweeper` every
-``HBDNS_SWEEP_INTERVAL`` (the clock: nothing is missed), ``hints`` runs the keyspace-hint subscriber
+``HBDNS_SWEEP_INTERVAL`` (the clock: nothing is missed) and trims the events stream below what every
+consumer group acknowledged (:mod:`hbdns.event_trim`), ``hints`` runs the keyspace-hint subscriber
 (earlier, never required). Any number of sweeper processes is safe: each transition is recorded once.
 DNS does not wait for this service (the backend answers neutral as soon as the ``alive`` key is
 gone); the transition it records is what the notifier turns into messages, and its purges drop the
@@ -17,6 +18,7 @@ import redis
 
 from hbdns import config
 from hbdns.connection import connect
+from hbdns.event_trim import EventTrimmer
 from hbdns.loops import Loops
 from hbdns.purge import Purger
 from hbdns.store import Store
@@ -39,6 +41,7 @@ class SweeperService:
         self.purger = Purger(settings.pdns_api_urls, settings.pdns_api_key, settings.pdns_api_timeout)
         self.sweeper = Sweeper(self.liveness, self.purger, batch=settings.sweep_batch)
         self.hints = HintSubscriber(self.r, self.liveness, self.purger)
+        self.trimmer = EventTrimmer(self.r, keep=settings.events_maxlen, cap=settings.events_hard_cap)
         self.loops = Loops()
 
     def hints_step(self) -> int:
@@ -48,6 +51,7 @@ class SweeperService:
         self.purger.start()
         if "sweep" in self.roles:
             self.loops.start("sweep", self.sweeper.step, self.settings.sweep_interval)
+            self.loops.start("trim", self.trimmer.step, self.settings.events_trim_interval)
         if "hints" in self.roles:
             self.loops.start("hints", self.hints_step)
         log.info("sweeper started", extra={"roles": list(self.roles), "interval": self.settings.sweep_interval})

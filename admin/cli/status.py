@@ -13,6 +13,7 @@ from typing import Any
 from admin.cli.notify import LETTER_COLUMNS, letter_rows, queue_summary
 from admin.cli.output import duration, emit, table, ts
 from hbdns import notify_queue, provision, validate
+from hbdns.event_trim import stream_status
 from hbdns.model import Account
 from hbdns.store import Store
 
@@ -58,11 +59,28 @@ def status(store: Store, args: argparse.Namespace) -> int:
     text += f"\n\n{live} live, {len(data) - live} neutral"
     queue, queue_text = queue_summary(store)
     text += "\n\n" + queue_text
+    stream, stream_text = stream_summary(store)
+    text += "\n" + stream_text
     if dead:
         text += f"\n\nfailed notifications (newest first, {len(dead)} shown; hbdns notify retry ID):\n"
         text += table(letter_rows(dead), LETTER_COLUMNS)
-    emit(args, {"accounts": data, "notifications": queue, "dead_letters": dead}, text)
+    emit(args, {"accounts": data, "notifications": queue, "events": stream, "dead_letters": dead}, text)
     return 0
+
+
+def stream_summary(store: Store) -> tuple[dict[str, Any], str]:
+    """The events stream: its length, each consumer group's lag, and the hard-cap alarm if it fired."""
+    st = stream_status(store.r)
+    parts = [f"{g['name']} lag {'?' if g['lag'] is None else g['lag']}, {g['pending']} pending" for g in st["groups"]]
+    text = f"events stream: {st['length']} entries" + (f" ({'; '.join(parts)})" if parts else ", no consumer group")
+    if st["capped"]:
+        text += f"\nevents stream reached its hard cap: {st['capped']} entries removed"
+        text += f", last at {ts(st['last_cap_ms'], ms=True)}"
+    if st["unread"]:
+        by = ", ".join(f"{g} {n}" for g, n in sorted(st["unread_by_group"].items()))
+        text += f"\nALARM: {st['unread']} events removed before every consumer read them ({by})"
+        text += f", last at {ts(st['last_unread_ms'], ms=True)}"
+    return st, text
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:

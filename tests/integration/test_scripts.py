@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from hbdns import acme, acme_credentials, config, keys, notify_queue, scripts
+from hbdns.event_trim import EventTrimmer
 from hbdns.liveness import BeatRequest
 from hbdns.model import Account, NotifyPrefs, Zone
 from hbdns.ratelimit import Limit, RateLimiter
@@ -230,6 +231,10 @@ def test_every_script_touches_only_its_keys(
         assert acme.set_value(real_redis, account_id=account.id, value=value, **args) in (1, 2)
     assert acme.set_value(real_redis, account_id=other.id, value="d" * 43, **args) == -1
     assert acme.values(real_redis, [account.fqdn, f"o.{OTHER}"]) == [["b" * 43, "c" * 43], []]
+    # the events stream's trim: read entries, one still pending, then the hard cap
+    real_redis.xgroup_create(keys.events(), "t", id="0")
+    real_redis.xreadgroup("t", "c", {keys.events(): ">"}, count=2)
+    assert EventTrimmer(real_redis, keep=1, cap=3).step().capped > 0
     assert set(checked) == {s.name for s in scripts.ALL} - NOTIFIER, "a script without a scenario here"
 
 
