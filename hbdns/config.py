@@ -207,8 +207,13 @@ class Settings:
     heartbeat_max_skew: float = _setting("300", _positive_float)
     heartbeat_batch: int = _setting("256", _positive_int)
     heartbeat_pipeline: int = _setting("2", _positive_int)
-    heartbeat_source_rate: float = _setting("50", _positive_float)
-    heartbeat_source_burst: int = _setting("100", _positive_int)
+    heartbeat_source_rate: float = _setting("200", _positive_float)  # authenticated beats per source
+    heartbeat_source_burst: int = _setting("1000", _positive_int)
+    heartbeat_account_rate: float = _setting("2", _positive_float)  # authenticated beats per account
+    heartbeat_account_burst: int = _setting("20", _positive_int)
+    heartbeat_lookup_rate: float = _setting("20000", _positive_float)  # pre-auth budget: lookups/s
+    heartbeat_lookup_burst: int = _setting("100000", _positive_int)
+    heartbeat_unknown_ttl: float = _setting("2", _positive_float)
     metrics_host: str = _setting("127.0.0.1")
     metrics_port: int = _setting("9108", _port)
 
@@ -315,6 +320,7 @@ class Settings:
     backup_mx_flush_backoff_max: float = _setting("30", _positive_float)
     backup_mx_flush_helo: str = _setting("", _hostname)
     backup_mx_flush_source: str = _setting("", _address_or_empty)
+    backup_mx_flush_again: float = _setting("2", _positive_float)  # second flush: record TTL + this
 
     # Backup MX lookup tables for Postfix (backup_mx): socketmap on TCP, or a unix socket when set
     backup_mx_map_host: str = _setting("127.0.0.1")

@@ -24,6 +24,7 @@ from hbdns.migrations import legacy_notify_queue
 from notifier.channel import LogTransport, Transport
 from notifier.consumer import Consumer, default_consumer_name
 from notifier.dispatch import Dispatcher
+from notifier.flush import flush_service
 from notifier.presence import Presence
 from notifier.sms import SmsScheduler
 from notifier.transports import build_transports
@@ -64,6 +65,7 @@ class Notifier:
         )
         self.dispatcher.not_before = self.sms.not_before
         self.dispatcher.rebuild = self.consumer.rebuild
+        self.flush = flush_service(settings, self.r, self.name)  # the recovery flush (its own group)
         self.loops = Loops()
         self._joined = False
         self._last_legacy = -LEGACY_EVERY
@@ -109,6 +111,8 @@ class Notifier:
         self.loops.start("liveness", self.liveness_step, LIVENESS_INTERVAL)  # each step joins first
         self.loops.start("consumer", self.consume_step)
         self.loops.start("scheduler", self.schedule_step, SCHEDULE_INTERVAL)
+        if self.flush is not None:
+            self.flush.start(self.loops)
         channels = {
             ch: ("log" if isinstance(t, LogTransport) else type(t).__name__) for ch, t in self.transports.items()
         }
@@ -119,6 +123,8 @@ class Notifier:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
+        if self.flush is not None:
+            self.flush.stop()
         self.loops.stop(timeout)
         self.dispatcher.close()
         if self._joined:

@@ -2,8 +2,9 @@
 
 Pure functions (no Redis, no clock of their own) so the rules are tested directly:
 
-- levels per channel: ``outages`` = neutralized and recovered, ``all`` adds IP changes and the
-  first "online" of a new account, ``none`` mutes the channel;
+- levels per channel: ``outages`` = neutralized and recovered, and one address family lost or back
+  while the other stays live (e-mail and webhook only: an SMS is for the account being offline),
+  ``all`` adds IP changes and the first "online" of a new account, ``none`` mutes the channel;
 - SMS waits ``sms_min_outage`` seconds after the outage started (a blip that recovers sooner sends
   nothing) and never goes out in quiet hours: an outage still open when the window ends is sent then;
 - a recovery SMS only follows an outage SMS that was attempted (else it would announce an unknown outage);
@@ -23,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from hbdns import notify_queue
 from hbdns.model import Account, parse_quiet_hours
-from notifier.events import IP_CHANGED, NEUTRALIZED, RECOVERED, Event
+from notifier.events import FAMILY_BACK, FAMILY_LOST, IP_CHANGED, NEUTRALIZED, RECOVERED, Event
 
 EMAIL, SMS, WEBHOOK = "email", "sms", "webhook"
 CHANNELS = (EMAIL, SMS, WEBHOOK)
@@ -90,9 +91,9 @@ def wants(level: str, event: Event) -> bool:
     """Whether a channel at ``level`` (none|outages|all) reports ``event``."""
     if level == "none":
         return False
-    if event.type == NEUTRALIZED:
+    if event.type in (NEUTRALIZED, FAMILY_LOST):
         return True
-    if event.type == RECOVERED:
+    if event.type in (RECOVERED, FAMILY_BACK):
         return level == "all" if event.first else True
     if event.type == IP_CHANGED:
         return level == "all"
@@ -102,6 +103,8 @@ def wants(level: str, event: Event) -> bool:
 def sms_due(event: Event, account: Account) -> float | None:
     """When the deferred-SMS step should look at ``event`` (Unix s); None: no SMS for it."""
     if not account.phones or not wants(account.prefs.sms, event) or event.first:
+        return None
+    if event.type in (FAMILY_LOST, FAMILY_BACK):
         return None
     if event.type == NEUTRALIZED:
         return event.at_ms / 1000 + account.prefs.sms_min_outage
@@ -174,8 +177,9 @@ def _texts(event: Event, account: Account) -> tuple[str, str, str]:
     if event.type == NEUTRALIZED:
         reason = _reason(event, account)
         subject = f"hbdns: {name} is offline (neutralized)"
+        went = f" ({event.families} gone, no address family left)" if event.families else ""
         text = (
-            f"{name} was neutralized at {when}.\n"
+            f"{name} was neutralized at {when}{went}.\n"
             f"Reason: {reason}.\n\n"
             f"Until it reports again, DNS answers {name} with the neutral address, so no traffic reaches "
             f"whoever holds the old IP address now" + (" and mail for it goes to the backup MX." if account.mx else ".")
@@ -189,11 +193,33 @@ def _texts(event: Event, account: Account) -> tuple[str, str, str]:
         duration = fmt_duration(int(event.get("duration_ms", "0") or 0))
         since = fmt_time(int(event.get("neutral_since", "0") or 0), tz)
         subject = f"hbdns: {name} is back online after {duration}"
+        over = f", over {event.families}" if event.families else ""
         text = (
-            f"{name} is back online since {when} ({event.get('source', 'beat')}).\n"
+            f"{name} is back online since {when} ({event.get('source', 'beat')}{over}).\n"
             f"The outage lasted {duration}: neutralized since {since}."
         )
         sms = f"hbdns: {name} back ONLINE at {when} after an outage of {duration}."
+    elif event.type == FAMILY_LOST:
+        fam = event.families
+        subject = f"hbdns: {name} lost {fam} (neutralized)"
+        text = (
+            f"The {fam} address of {name} was neutralized at {when}: no heartbeat or update over {fam} "
+            f"arrived in time (plan {account.plan}).\n\n"
+            f"DNS answers the neutral {fam} address for {name} until it reports over {fam} again; "
+            f"{name} stays live over its other address family."
+        )
+        sms = f"hbdns: {name} lost {fam} at {when}."
+    elif event.type == FAMILY_BACK and event.first:
+        fam = event.families
+        subject = f"hbdns: {name} is online over {fam} too"
+        text = f"{name} is live over {fam} too: first report over {fam} at {when} ({event.get('source', 'beat')})."
+        sms = f"hbdns: {name} online over {fam} since {when}."
+    elif event.type == FAMILY_BACK:
+        fam = event.families
+        duration = fmt_duration(int(event.get("duration_ms", "0") or 0))
+        subject = f"hbdns: {name} is back on {fam} after {duration}"
+        text = f"{name} is live over {fam} again since {when} ({event.get('source', 'beat')}), after {duration}."
+        sms = f"hbdns: {name} back on {fam} at {when}."
     elif event.type == IP_CHANGED:
         family = event.get("family", "4")
         old = event.get("old") or "(none)"
@@ -236,7 +262,9 @@ def webhook_body(event: Event, account: Account, text: str, *, merged: bool = Fa
         "at_ms": event.at_ms,
         "text": text,
     }
-    if event.type == NEUTRALIZED:
+    if event.get("family") and event.type != IP_CHANGED:
+        data["families"] = [int(f) for f in event.get("family").split(",")]
+    if event.type in (NEUTRALIZED, FAMILY_LOST):
         data["reason"] = event.get("reason", "missed")
     elif event.type == RECOVERED:
         data["first"] = event.first

@@ -8,7 +8,7 @@ turn that into an HTTP 500 / a reply without ``result``, which pdns answers with
 A lookup takes the zone part of its answer from :class:`~pdns_backend.zones.ZoneCache` (at most
 ``zone_max_age`` old) and the account part from Redis, every time
 (:class:`~pdns_backend.accounts.AccountReader`: one round trip per batch of names), so the
-live/neutral decision is exact at the moment the ``alive`` key expires.
+live/neutral decision is exact, per address family, at the moment an ``alive`` key expires.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from hbdns import keys
 from hbdns.logs import RateLimitedLog
 from hbdns.plans import Plan
 from pdns_backend import answers, implied
-from pdns_backend.accounts import AccountReader
+from pdns_backend.accounts import AccountReader, account_keys
 from pdns_backend.health import Health
 from pdns_backend.zones import ZoneCache, ZoneEntry, find_apex, read_ents, read_zones
 
@@ -163,7 +163,7 @@ class Backend:
                 continue
             try:
                 raw = fetched.get(q)
-                account, live = (raw[:-1], int(raw[-1]) == 1) if raw else (None, False)
+                account, live = (raw[:-1], int(raw[-1])) if raw else (None, 0)
                 records = implied.lookup_rows(q, qtype, entry, account, live, self.plans, challenges.get(q))
                 out.append(records or False)
             except Exception as exc:
@@ -208,11 +208,12 @@ class Backend:
         pipe = self.r.pipeline(transaction=False)
         for account_id in ids:
             pipe.hmget(keys.account(account_id), [*answers.ACCOUNT_FIELDS, "aliases", "wildcard"])
-            pipe.exists(keys.alive(account_id))
+            pipe.mget(account_keys(account_id)[1:])
         raw = pipe.execute()
         out = [*zone.apex_records, *zone.all_static()]
         for n in range(len(ids)):
-            fields, live = raw[2 * n], int(raw[2 * n + 1]) == 1
+            fields, up = raw[2 * n], raw[2 * n + 1]
+            live = answers.live_mask(up[0] is not None or up[2] is not None, up[1] is not None or up[2] is not None)
             fqdn, aliases, wildcard = fields[1], fields[-2], fields[-1]
             if fqdn is None:
                 continue

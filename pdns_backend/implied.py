@@ -61,7 +61,7 @@ def lookup_rows(
     qtype: str,
     entry: ZoneEntry,
     account: Sequence[str | None] | None,
-    live: bool,
+    live: int,
     plans: Mapping[str, Plan],
     challenge: list[str] | None,
 ) -> list[Record]:

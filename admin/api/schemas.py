@@ -82,6 +82,13 @@ class AccountQuery(BaseModel):
     limit: int = Field(100, ge=1, le=1000)
 
 
+RECIPIENTS = (
+    "the users the backup MX accepts mail for while the account is offline: local parts (at every "
+    "name of the account) or whole addresses at one of its names; empty: it verifies recipients with "
+    "the customer's server (docs/backup-mx.md)"
+)
+
+
 class AccountCreate(Body):
     fqdn: Hostname
     plan: str = Field(examples=["heartbeat-c"], description="plan name (README: heartbeat-a/b/c, setip-a, ...)")
@@ -90,6 +97,7 @@ class AccountCreate(Body):
     neutral_ipv4: str = Field("", description="address answered while neutral; empty: the zone's")
     neutral_ipv6: str = ""
     mx: bool = Field(False, description="publish MX <name> (and the zone's backup MX)")
+    mx_recipients: list[Text] = Field(default_factory=list, max_length=10_000, description=RECIPIENTS)
     emails: list[Text] = Field(default_factory=list, max_length=20)
     phones: list[Text] = Field(default_factory=list, max_length=20)
     webhook: Text = Field("", description="http(s) URL that receives signed JSON events")
@@ -108,6 +116,7 @@ class AccountChange(Body):
     neutral_ipv4: str | None = None
     neutral_ipv6: str | None = None
     mx: bool | None = None
+    mx_recipients: list[Text] | None = Field(None, max_length=10_000, description=RECIPIENTS)
     emails: list[Text] | None = Field(None, max_length=20)
     phones: list[Text] | None = Field(None, max_length=20)
     webhook: Text | None = None
@@ -132,6 +141,7 @@ class StateOut(Out):
     ipv4: str
     ipv6: str
     expires_in_ms: int
+    live_families: list[int] = Field(description="the address families DNS answers live now: 4 (A), 6 (AAAA)")
 
 
 class AccountOut(StateOut):
@@ -140,6 +150,7 @@ class AccountOut(StateOut):
     neutral_ipv4: str
     neutral_ipv6: str
     mx: bool
+    mx_recipients: list[str] = Field(description=RECIPIENTS)
     emails: list[str]
     phones: list[str]
     webhook: str

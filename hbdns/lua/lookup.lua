@@ -2,12 +2,14 @@
 -- step, so the live/neutral decision is exact at the moment the alive key expires. Read-only, so it
 -- keeps working while Redis refuses writes at maxmemory.
 --
--- KEYS: names, then for each name that has a candidate id: acct alive (of that id)
+-- KEYS: names, then for each name that has a candidate id: acct alive4 alive6 alive_legacy (of that id)
 -- ARGV: per name: name id ('' = no candidate: no keys passed for it)
 --   The caller keeps name -> id from earlier answers; the name index decides here whether it holds.
 -- Returns per name: false (no account has the name), the name's current id as a string (the
 --   candidate was missing or stale: ask again with it), or the account's fields in
---   pdns_backend.answers.ACCOUNT_FIELDS order followed by 1/0 for its alive key.
+--   pdns_backend.answers.ACCOUNT_FIELDS order followed by which families are live: 1 (IPv4) + 2
+--   (IPv6), from one MGET of the family keys and the legacy key (live for both, while older writers
+--   run; see hbdns/keys.py).
 local out = {}
 local k = 1
 for i = 1, #ARGV, 2 do
@@ -16,13 +18,18 @@ for i = 1, #ARGV, 2 do
   if cand == '' then
     out[#out + 1] = id or false
   else
-    local acct, alive = KEYS[k + 1], KEYS[k + 2]
-    k = k + 2
+    local acct = KEYS[k + 1]
+    local up = k + 2
+    k = k + 4
     if id ~= cand then
       out[#out + 1] = id or false
     else
       local a = redis.call('HMGET', acct, 'plan', 'fqdn', 'ipv4', 'ipv6', 'neutral_ipv4', 'neutral_ipv6', 'mx')
-      a[#a + 1] = redis.call('EXISTS', alive)
+      local v = redis.call('MGET', KEYS[up], KEYS[up + 1], KEYS[up + 2])
+      local mask = 0
+      if v[1] or v[3] then mask = 1 end
+      if v[2] or v[3] then mask = mask + 2 end
+      a[#a + 1] = mask
       out[#out + 1] = a
     end
   end

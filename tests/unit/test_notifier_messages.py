@@ -214,3 +214,31 @@ def test_event_round_trip() -> None:
     fields = {"type": "neutralized", "account": "7", "fqdn": "h.example.test", "at": "123", "reason": "missed"}
     e = Event.from_fields("5-0", fields)
     assert (e.type, e.account, e.at_ms, e.get("reason")) == ("neutralized", 7, 123, "missed")
+
+
+def test_one_family_lost_and_back_is_told_by_e_mail_and_webhook_not_sms() -> None:
+    a = account(mx=True)
+    lost = Event("5-0", "family_lost", 7, "host.example.test", AT, {"family": "4", "reason": "missed"})
+    back = Event("6-0", "family_back", 7, "host.example.test", AT + 65_000, {"family": "4", "duration_ms": "65000"})
+    for event in (lost, back):
+        assert wants("outages", event) and not wants("none", event)
+        assert sms_due(event, a) is None  # an SMS is for the account being offline
+    mails = [m for m in immediate_messages(lost, a) if m.channel == EMAIL]
+    assert len(mails) == 2
+    assert mails[0].subject == "hbdns: host.example.test lost IPv4 (neutralized)"
+    assert "The IPv4 address of host.example.test was neutralized" in mails[0].text
+    assert "stays live over its other address family" in mails[0].text
+    [hook] = [m for m in immediate_messages(lost, a) if m.channel == WEBHOOK]
+    assert json.loads(hook.body)["families"] == [4] and json.loads(hook.body)["event"] == "family_lost"
+    [mail, _] = [m for m in immediate_messages(back, a) if m.channel == EMAIL]
+    assert mail.subject == "hbdns: host.example.test is back on IPv4 after 1 min 5 s"
+
+
+def test_neutralized_and_recovered_say_which_family() -> None:
+    a = account()
+    gone = Event("5-0", "neutralized", 7, "host.example.test", AT, {"family": "4,6", "reason": "missed"})
+    [mail, *_] = immediate_messages(gone, a)
+    assert "(IPv4 and IPv6 gone, no address family left)" in mail.text
+    back = Event("6-0", "recovered", 7, "host.example.test", AT, {"family": "6", "duration_ms": "1000"})
+    [mail, *_] = immediate_messages(back, a)
+    assert "(beat, over IPv6)" in mail.text
