@@ -85,6 +85,30 @@ def _subset(*allowed: str) -> Callable[[str], tuple[str, ...]]:
     return parse
 
 
+def _subset_or_none(*allowed: str) -> Callable[[str], tuple[str, ...]]:
+    """A comma list of ``allowed`` names; empty (or ``none``) turns the feature off."""
+    parse = _subset(*allowed)
+
+    def parse_or_none(raw: str) -> tuple[str, ...]:
+        return () if raw.strip().lower() in ("", "none") else parse(raw)
+
+    return parse_or_none
+
+
+def _share(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value <= 1:
+        raise ValueError("must be a share in (0, 1], e.g. 0.25")
+    return value
+
+
+def _url_or_empty(raw: str) -> str:
+    value = raw.strip()
+    if value and not value.startswith(("https://", "http://")):
+        raise ValueError("expected an http(s) URL")
+    return value
+
+
 def _networks(raw: str) -> tuple[str, ...]:
     items = _list(raw)
     for item in items:
@@ -270,6 +294,16 @@ class Settings:
     events_hard_cap: int = _setting("5000000", _positive_int)
     events_trim_interval: float = _setting("1", _positive_float)
     account_log_size: int = _setting("200", _positive_int)
+
+    # Mass outages (hbdns/mass.py): a share of a scope's live heartbeat accounts silent within one
+    # window holds the customers' outage messages for mass_hold seconds and alarms the operator
+    mass_scopes: tuple[str, ...] = _setting("zone,system", _subset_or_none("zone", "system"))
+    mass_share: float = _setting("0.25", _share)
+    mass_min_accounts: int = _setting("100", _positive_int)
+    mass_window: float = _setting("60", _positive_float)
+    mass_hold: float = _setting("900", _positive_float)
+    operator_emails: tuple[str, ...] = _setting("", _list)
+    operator_webhook: str = _setting("", _url_or_empty)
 
     # Plans: JSON object merged over the built-in table, e.g. {"setip-c": {"interval": 60}}
     plans: str = _setting("", _json_object)

@@ -25,6 +25,7 @@ from notifier.channel import LogTransport, Transport
 from notifier.consumer import Consumer, default_consumer_name
 from notifier.dispatch import Dispatcher
 from notifier.flush import flush_service
+from notifier.mass_hold import MassHold
 from notifier.presence import Presence
 from notifier.sms import SmsScheduler
 from notifier.transports import build_transports
@@ -60,8 +61,9 @@ class Notifier:
         self.transports = transports if transports is not None else build_transports(settings)
         self.dispatcher = Dispatcher(self.r, self.transports, settings, presence=self.presence, clock=clock)
         self.sms = SmsScheduler(self.r, self.dispatcher, lease=settings.notify_liveness, clock=clock)
+        self.mass = MassHold(self.r, self.dispatcher, self.sms, settings, lease=settings.notify_liveness, clock=clock)
         self.consumer = Consumer(
-            self.r, self.dispatcher, self.sms, name=self.name, claim_idle=settings.notify_claim_idle
+            self.r, self.dispatcher, self.sms, name=self.name, claim_idle=settings.notify_claim_idle, mass=self.mass
         )
         self.dispatcher.not_before = self.sms.not_before
         self.dispatcher.rebuild = self.consumer.rebuild
@@ -91,7 +93,7 @@ class Notifier:
             moved = legacy_notify_queue.apply(self.r)
             if moved:
                 log.warning("moved retries of an older version into the queue", extra={"count": moved})
-        return self.dispatcher.retry_step() + self.sms.step()
+        return self.dispatcher.retry_step() + self.sms.step() + self.mass.step()
 
     def liveness_step(self) -> int:
         """Refresh this process's liveness; take over what dead (or stuck) notifiers left."""

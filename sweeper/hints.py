@@ -17,6 +17,7 @@ import redis
 from hbdns import keys
 from hbdns.liveness import Liveness, Neutralized
 from hbdns.purge import Purger
+from sweeper.mass_watch import MassWatch
 from sweeper.sweeper import after_neutralized
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,19 @@ class HintSubscriber:
     """Listens to ``expired`` events of ``alive`` keys (each names an account and family); redis
     must run with ``notify-keyspace-events Ex``."""
 
-    def __init__(self, r: redis.Redis, liveness: Liveness, purger: Purger | None = None, *, max_batch: int = 1000):
+    def __init__(
+        self,
+        r: redis.Redis,
+        liveness: Liveness,
+        purger: Purger | None = None,
+        *,
+        max_batch: int = 1000,
+        watch: MassWatch | None = None,
+    ):
         self.r = r
         self.liveness = liveness
         self.purger = purger
+        self.watch = watch  # sees each batch before it is neutralized (mass outages)
         self.max_batch = max_batch
         self.channel = expired_channel(int(r.connection_pool.connection_kwargs.get("db", 0) or 0))
         self._pubsub: Any = None
@@ -76,8 +86,10 @@ class HintSubscriber:
         done: list[Neutralized] = []
         if catch_up:
             self.subscriptions += 1
-            done += self.liveness.sweep()
+            ids = [*self.liveness.due(), *ids]
         if ids:
+            if self.watch is not None:
+                self.watch.observe(ids)
             done += self.liveness.neutralize_if_due(ids)
         after_neutralized(done, self.purger, "hint")
         return len(done)

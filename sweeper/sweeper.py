@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from hbdns.liveness import Liveness, Neutralized
 from hbdns.purge import Purger
+from sweeper.mass_watch import MassWatch
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,20 @@ def after_neutralized(done: Sequence[Neutralized], purger: Purger | None, via: s
 class Sweeper:
     """Neutralizes due accounts in batches; ``step`` is what the ``sweep`` loop runs."""
 
-    def __init__(self, liveness: Liveness, purger: Purger | None = None, *, batch: int = 1000, max_batches: int = 100):
+    def __init__(
+        self,
+        liveness: Liveness,
+        purger: Purger | None = None,
+        *,
+        batch: int = 1000,
+        max_batches: int = 100,
+        watch: MassWatch | None = None,
+    ):
         self.liveness = liveness
         self.purger = purger
         self.batch = batch
         self.max_batches = max_batches
+        self.watch = watch  # sees each batch before it is neutralized (mass outages)
 
     def step(self) -> int:
         """Neutralize everything due now (in batches of ``batch``); returns how many were neutralized."""
@@ -46,6 +56,8 @@ class Sweeper:
             ids = self.liveness.due(self.batch)
             if not ids:
                 break
+            if self.watch is not None:
+                self.watch.observe(ids)
             done = self.liveness.neutralize_if_due(ids)
             after_neutralized(done, self.purger, "sweep")
             total += len(done)

@@ -13,14 +13,16 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
 import redis
 
-from hbdns import acme, acme_credentials, config, keys, notify_queue, recovery_flush, scripts
+from hbdns import acme, acme_credentials, config, keys, mass, notify_queue, recovery_flush, scripts
 from hbdns.event_trim import EventTrimmer
 from hbdns.liveness import BeatRequest
+from hbdns.mass import MassEvent
 from hbdns.migrations import alive_per_family
 from hbdns.model import Account, NotifyPrefs, Zone
 from hbdns.ratelimit import Limit, RateLimiter
@@ -267,6 +269,16 @@ def test_every_script_touches_only_its_keys(
     real_redis.xgroup_create(keys.events(), "t", id="0")
     real_redis.xreadgroup("t", "c", {keys.events(): ">"}, count=2)
     assert EventTrimmer(real_redis, keep=1, cap=3).step().capped > 0
+    # a mass outage: started (twice: once, while it holds), its hold over (twice: once)
+    event, mk = MassEvent(mass.SYSTEM, 1, 0, 2, 5, 10), [keys.mass_events(), keys.events()]
+    over = replace(event, over=True)
+    for op, ev, now, want in (
+        ("start", event, 1, 1),
+        ("start", event, 1, 0),
+        ("over", over, 3, 1),
+        ("over", over, 3, 0),
+    ):
+        assert scripts.MASS_MARK(real_redis, mk, [op, ev.scope, ev.to_json(), now]) == want
     assert set(checked) == {s.name for s in scripts.ALL} - NOTIFIER, "a script without a scenario here"
 
 
