@@ -95,6 +95,13 @@ def _subset_or_none(*allowed: str) -> Callable[[str], tuple[str, ...]]:
     return parse_or_none
 
 
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0:
+        raise ValueError("must be a number >= 0")
+    return value
+
+
 def _share(raw: str) -> float:
     value = float(raw)
     if not 0 < value <= 1:
@@ -327,6 +334,8 @@ class Settings:
     notify_claim_idle: float = _setting("60", _positive_float)
     notify_workers: int = _setting("8", _positive_int)
     notify_sent_ttl: int = _setting("604800", _positive_int)
+    notify_email_rate: float = _setting("50", _non_negative_float)  # messages/s for all notifiers, 0: no limit
+    notify_sms_rate: float = _setting("10", _non_negative_float)
     smtp_host: str = _setting("")
     smtp_port: int = _setting("25", _port)
     smtp_security: str = _setting("none", _choice("none", "starttls", "tls"))

@@ -114,7 +114,7 @@ class MassHold:
             if job is not None:
                 sms_jobs[job[0]] = job[1]
             told += 1
-        outcomes = self.dispatcher.send_all(messages)
+        outcomes = self.dispatcher.send_all(messages, bulk=True)
         pipe = self.r.pipeline(transaction=False)
         if sms_jobs:
             pipe.zadd(self.sms.jobs.key, sms_jobs, nx=True)
