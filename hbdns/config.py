@@ -309,6 +309,7 @@ class Settings:
     mass_min_accounts: int = _setting("100", _positive_int)
     mass_window: float = _setting("60", _positive_float)
     mass_hold: float = _setting("900", _positive_float)
+    mass_settle: float = _setting("10", _non_negative_float)  # outage messages wait this long first
     operator_emails: tuple[str, ...] = _setting("", _list)
     operator_webhook: str = _setting("", _url_or_empty)
 

@@ -197,6 +197,10 @@ class Consumer:
                 if how == HOLD:
                     held[event.to_json()] = mass_event.hold_until_ms / 1000
                 continue
+            settle = self.mass.settle_until(event) if self.mass is not None else None
+            if settle is not None:
+                held[event.to_json()] = settle
+                continue
             try:
                 messages.extend(immediate_messages(event, account))
                 job = self.sms.job(event, account)

@@ -6,7 +6,11 @@ For each event the consumer reads, :func:`verdict` says, from the mass events th
   event: no message now; the event waits in ``keys.mass_held`` until the hold ends;
 - ``mute``: the recovery (``recovered``/``family_back``) of such an outage before the hold ended:
   no message at all (the customer never heard of the outage, and the held one becomes moot);
-- otherwise the usual messages.
+- otherwise the usual messages, but an outage message waits ``HBDNS_MASS_SETTLE`` seconds after
+  the outage began (in the same zset): a mass outage's accounts go silent over their beat interval
+  and the share must be crossed first, so without this its first accounts would be told at once.
+  If the account is back by then, the recovery goes out merged ("was offline from .. to .."); if
+  the outage turned out to be part of a mass outage, it waits for that hold.
 
 :meth:`MassHold.step` (the scheduler loop) decides each held event when its hold is over, with the
 account's state then: still down since that outage, the usual offline messages (and SMS job) go
@@ -84,20 +88,32 @@ class MassHold:
         self.jobs = DueQueue(r, keys.mass_held())
         self.emails = settings.operator_emails
         self.webhook = settings.operator_webhook
+        self.settle = settings.mass_settle if settings.mass_scopes else 0.0
 
     def load(self) -> dict[str, MassEvent]:
         return mass.load(self.r)
 
     # --- held events --------------------------------------------------------------------------------
 
+    def settle_until(self, event: Event) -> float | None:
+        """When an outage message not (yet) part of a mass outage may go (``HBDNS_MASS_SETTLE`` after
+        the outage began: a mass outage is recognised before its first messages); None: now."""
+        if not self.settle or event.type not in (NEUTRALIZED, FAMILY_LOST) or event.get("reason", "missed") != "missed":
+            return None
+        until = event.at_ms / 1000 + self.settle
+        return until if until > self.clock() else None
+
     def step(self, limit: int = 200) -> int:
-        """Decide the held events whose hold is over; returns how many messages went out."""
+        """Decide the held events that are due; returns how many messages went out."""
         now = self.clock()
         members = self.jobs.claim(now, self.lease, limit)
         if not members:
             return 0
-        messages: list[Message] = []
+        masses = self.load()
+        fresh: list[Message] = []
+        backlog: list[Message] = []
         sms_jobs: dict[str, float] = {}
+        later: dict[str, float] = {}
         pipe = self.r.pipeline(transaction=False)
         for member in members:
             pipe.hgetall(keys.account(Event.from_json(member).account))
@@ -108,20 +124,29 @@ class MassHold:
             if not h.get("fqdn") or not still_down(event, h):
                 back += 1
                 continue
+            ev = mass.covering(masses, h.get("zone", ""), event.at_ms)
+            if ev is not None and ev.holding(int(now * 1000)):  # settled into a mass outage: its hold
+                later[member] = ev.hold_until_ms / 1000
+                continue
             account = Account.from_hash(h)
-            messages += immediate_messages(event, account)
+            (fresh if ev is None else backlog).extend(immediate_messages(event, account))
             job = self.sms.job(event, account)
             if job is not None:
                 sms_jobs[job[0]] = job[1]
             told += 1
-        outcomes = self.dispatcher.send_all(messages, bulk=True)
+        sent = len(self.dispatcher.send_all(fresh)) + len(self.dispatcher.send_all(backlog, bulk=True))
         pipe = self.r.pipeline(transaction=False)
         if sms_jobs:
             pipe.zadd(self.sms.jobs.key, sms_jobs, nx=True)
-        pipe.zrem(self.jobs.key, *members)
+        if later:
+            pipe.zadd(self.jobs.key, later, xx=True)
+        done = [m for m in members if m not in later]
+        if done:
+            pipe.zrem(self.jobs.key, *done)
         pipe.execute()
-        log.info("held outage messages decided", extra={"still_down": told, "back": back})
-        return len(outcomes)
+        if told or back:
+            log.info("held outage messages decided", extra={"still_down": told, "back": back})
+        return sent
 
     # --- the operator -------------------------------------------------------------------------------
 

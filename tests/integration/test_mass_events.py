@@ -112,3 +112,50 @@ def test_a_zone_of_its_own_is_a_scope(real_redis: redis.Redis, redis_url: str, s
     wait_for(lambda: _silent(real_redis, accts), 10, what="all silent")
     assert sweeper.sweeper.step() == 6
     assert list(mass.load(real_redis)) == [mass.zone_scope(ZONE)]
+
+
+def test_outage_messages_settle_so_the_first_of_a_mass_outage_are_held_too(
+    real_redis: redis.Redis, redis_url: str, smtp: SmtpSink
+) -> None:
+    settings = _settings(redis_url, smtp, HBDNS_MASS_SETTLE="3", HBDNS_MASS_HOLD="30")
+    store = Store(real_redis, settings)
+    accts = [add_account(store, f"w{i}", emails=[f"w{i}@example.org"]) for i in range(10)]
+    sweeper, notifier = SweeperService(settings, r=real_redis), Notifier(settings, r=real_redis)
+    for a in accts[3:]:
+        beat(store, a, LONG)
+    for a in accts[:3]:  # the first wave: 3 of 10, no mass outage yet
+        beat(store, a)
+    sweeper.watch.census_step()
+    wait_for(lambda: _silent(real_redis, accts[:3]), 10, what="first wave silent")
+    assert sweeper.sweeper.step() == 3 and mass.load(real_redis) == {}
+    _drain(notifier)
+    assert real_redis.zcard(keys.mass_held()) == 3  # settling, not sent
+    for a in accts[3:6]:  # the second wave makes it one
+        beat(store, a, 1)
+    wait_for(lambda: _silent(real_redis, accts[3:6]), 10, what="second wave silent")
+    assert sweeper.sweeper.step() == 3 and list(mass.load(real_redis)) == [mass.SYSTEM]
+    _drain(notifier)
+    wait_for(lambda: smtp.mails_for(NOC), 10, what="the operator's alarm")
+    time.sleep(3.5)  # past the first wave's settle time: it joins the hold instead of going out
+    notifier.schedule_step()
+    assert all(not smtp.mails_for(f"w{i}@example.org") for i in range(10))
+    assert real_redis.zcard(keys.mass_held()) == 6
+
+
+def test_a_lone_outage_message_goes_after_the_settle_time(
+    real_redis: redis.Redis, redis_url: str, smtp: SmtpSink
+) -> None:
+    settings = _settings(redis_url, smtp, HBDNS_MASS_SETTLE="1")
+    store = Store(real_redis, settings)
+    acct = add_account(store, "lone", emails=["lone@example.org"])
+    sweeper, notifier = SweeperService(settings, r=real_redis), Notifier(settings, r=real_redis)
+    beat(store, acct)
+    sweeper.watch.census_step()
+    wait_for(lambda: _silent(real_redis, [acct]), 10, what="silent")
+    assert sweeper.sweeper.step() == 1
+    _drain(notifier)
+    assert not smtp.mails_for("lone@example.org")
+    [neut] = events(real_redis, "neutralized", acct.id)
+    wait_for(lambda: notifier.schedule_step() or smtp.mails_for("lone@example.org"), 10, what="offline e-mail")
+    [mail] = smtp.mails_for("lone@example.org")
+    assert "offline" in mail.subject and mail.received >= neut.at_ms / 1000 + 1
