@@ -16,8 +16,10 @@ from hbdns import config, keys
 from hbdns.event_trim import EventTrimmer, stream_status
 from hbdns.liveness import Liveness
 from sweeper.main import SweeperService
+from tests.integration.test_notifier_migrate import load
 from tests.support.servers import wait_for
 from tests.support.services import env_for
+from tests.support.sinks import HttpSink
 
 STREAM = keys.events()
 NOTIFIER, FLUSH = "hbdns-notifier", "hbdns-mta-flush"  # the names do not matter: every group counts
@@ -145,3 +147,17 @@ def test_hbdns_status_shows_the_lag_and_the_alarm(real_redis: redis.Redis, capsy
     assert f"ALARM: 20 events removed before every consumer read them ({NOTIFIER} 20)" in out
     assert main(["--json", "status"], redis_client=real_redis) == 0
     assert json.loads(capsys.readouterr().out)["events"]["unread"] == 20
+
+
+def test_a_database_of_the_version_before_keeps_every_unread_entry(real_redis: redis.Redis, http: HttpSink) -> None:
+    """Upgrade: the stream and group the notifier before this change wrote (the v1 fixture, whose
+    writers capped at write time), then events of this version's writers, trimmed: the group's
+    position is respected, what it read goes, what it has not read stays."""
+    load(real_redis, http)
+    old = real_redis.xlen(STREAM)
+    lv = Liveness(real_redis)
+    new = [lv.record(900 + i, "example.test", f"n{i}.example.test", "created") for i in range(5)]
+    res = EventTrimmer(real_redis, keep=0, cap=1_000_000).step()
+    assert (res.removed, res.unread) == (old, 0)
+    assert [i for i, _ in real_redis.xrange(STREAM)] == new
+    assert [f["fqdn"] for _, f in _read(real_redis, NOTIFIER, 10)] == [f"n{i}.example.test" for i in range(5)]
