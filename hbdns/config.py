@@ -109,7 +109,7 @@ def _share(raw: str) -> float:
     return value
 
 
-def _url_or_empty(raw: str) -> str:
+def _http_url_or_empty(raw: str) -> str:
     value = raw.strip()
     if value and not value.startswith(("https://", "http://")):
         raise ValueError("expected an http(s) URL")
@@ -177,6 +177,13 @@ def _base_url(raw: str) -> str:
     value = raw.strip().rstrip("/")
     if value and not (value.startswith(("https://", "http://")) and len(value.split("/")) == 3):
         raise ValueError("expected a base URL like https://status.example.net (no path)")
+    return value
+
+
+def _url_or_empty(raw: str) -> str:
+    value = raw.strip()
+    if value and not value.startswith(("https://", "http://", "mailto:")):
+        raise ValueError("expected an https://, http:// or mailto: URL, or empty")
     return value
 
 
@@ -311,7 +318,7 @@ class Settings:
     mass_hold: float = _setting("900", _positive_float)
     mass_settle: float = _setting("10", _non_negative_float)  # outage messages wait this long first
     operator_emails: tuple[str, ...] = _setting("", _list)
-    operator_webhook: str = _setting("", _url_or_empty)
+    operator_webhook: str = _setting("", _http_url_or_empty)
 
     # Plans: JSON object merged over the built-in table, e.g. {"setip-c": {"interval": 60}}
     plans: str = _setting("", _json_object)
@@ -355,6 +362,14 @@ class Settings:
     sms_token: str = _setting("")
     webhook_secret: str = _setting("")
     http_timeout: float = _setting("5", _positive_float)
+    # What the messages say and how (hbdns.notices): the operator's templates, name and language
+    templates_dir: str = _setting("")
+    notify_lang: str = _setting("en", _choice("de", "en"))
+    operator_name: str = _setting("hbdns")
+    operator_support_url: str = _setting("", _url_or_empty)
+    operator_signature: str = _setting("")
+    email_html: bool = _setting("false", _bool)
+    sms_max_segments: int = _setting("1", _positive_int)
 
     # Backup MX flush on recovery (hbdns.mta_flush): ETRN targets, or postqueue for a local Postfix
     backup_mx_flush: tuple[str, ...] = _setting("", _flush_targets)

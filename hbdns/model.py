@@ -18,6 +18,17 @@ from typing import Any
 from hbdns import validate
 
 STATIC_TYPES = ("A", "AAAA", "CNAME", "MX", "TXT", "NS", "SRV", "CAA")
+LANGUAGES = ("de", "en")  # of the notifications (hbdns.notices); "" = the default (zone, then setting)
+
+
+def check_lang(value: str) -> str:
+    """A message language, or "" for the default."""
+    if value not in ("", *LANGUAGES):
+        raise validate.ValidationError(
+            f"language {value!r} must be one of {', '.join(LANGUAGES)} (or empty: the default)"
+        )
+    return value
+
 
 # How long resolvers cache "no such name" / "no such record" (RFC 2308) for new zones: a new
 # account, or an account's first AAAA, shows through a caching resolver within it (README, "Names
@@ -67,6 +78,9 @@ class Zone:
     # Labs only: let updates publish non-public addresses (loopback, RFC 1918, documentation, ...).
     # Zones stored before the field existed read as False, the safe default: no migration needed.
     allow_private: bool = False
+    # Language of its accounts' notifications unless an account sets its own; "" = HBDNS_NOTIFY_LANG.
+    # Zones stored before the field existed read as "": no migration needed.
+    lang: str = ""
     created: float = 0.0
     updated: float = 0.0
 
@@ -95,6 +109,7 @@ class Zone:
             ns_ttl=int(h.get("ns_ttl", 3600)),
             records=tuple(StaticRecord(**r) for r in json.loads(h.get("records", "[]"))),
             allow_private=h.get("allow_private", "0") == "1",
+            lang=h.get("lang", ""),
             created=float(h.get("created", 0)),
             updated=float(h.get("updated", 0)),
         )
@@ -110,6 +125,8 @@ class NotifyPrefs:
     ``outages`` = neutralized and recovered; ``all`` adds every IP change. SMS has a minimum outage
     length (shorter blips send none) and optional quiet hours ("22:00-07:00", local to ``tz``) during
     which outage SMS wait until the window ends and go out then if the outage is still open.
+    ``lang`` is the messages' language; "" (also for prefs stored before the field existed: no
+    migration needed) means the zone's, and without one ``HBDNS_NOTIFY_LANG``.
     """
 
     email: str = "outages"
@@ -118,6 +135,7 @@ class NotifyPrefs:
     sms_min_outage: int = 60
     quiet_hours: str = ""
     tz: str = "UTC"
+    lang: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -138,6 +156,7 @@ class NotifyPrefs:
             raise validate.ValidationError("sms minimum outage must be >= 0 seconds")
         if self.quiet_hours:
             parse_quiet_hours(self.quiet_hours)
+        check_lang(self.lang)
         try:
             from zoneinfo import ZoneInfo
 

@@ -11,9 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hbdns.notices import TEST_EVENT
+
 NEUTRALIZED = "neutralized"
 RECOVERED = "recovered"
 IP_CHANGED = "ip_changed"
+TEST = TEST_EVENT  # written by `hbdns notify test`
 FAMILY_LOST = "family_lost"  # one address family neutralized, another still live
 FAMILY_BACK = "family_back"  # one came back while another was live
 

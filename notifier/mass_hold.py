@@ -17,7 +17,8 @@ account's state then: still down since that outage, the usual offline messages (
 out now, one per recipient; back meanwhile, nothing. A recovery after the hold then goes plain (or
 merged, if it came before the held event was decided: notifier/outage.py). ``mass_started`` and
 ``mass_hold_over`` events become messages to the operator (``HBDNS_OPERATOR_EMAILS``,
-``HBDNS_OPERATOR_WEBHOOK``), sent, retried and deduplicated like any other.
+``HBDNS_OPERATOR_WEBHOOK``), sent, retried and deduplicated like any other. They are the
+operator's, in English, not the customers' templates (hbdns/notices).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import cast
 
 import redis
@@ -36,7 +38,7 @@ from hbdns.mass import HOLD_OVER, STARTED, MassEvent
 from hbdns.model import Account
 from notifier.dispatch import Dispatcher
 from notifier.events import FAMILY_BACK, FAMILY_LOST, NEUTRALIZED, RECOVERED, Event
-from notifier.messages import EMAIL, WEBHOOK, Message, fmt_time, immediate_messages
+from notifier.messages import EMAIL, WEBHOOK, Composer, Message
 from notifier.sms import DueQueue, SmsScheduler
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,10 @@ def still_down(event: Event, h: Mapping[str, str]) -> bool:
     )
 
 
+def _utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class MassHold:
     def __init__(
         self,
@@ -77,12 +83,14 @@ class MassHold:
         sms: SmsScheduler,
         settings: Settings,
         *,
+        composer: Composer,
         lease: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.r = r
         self.dispatcher = dispatcher
         self.sms = sms
+        self.composer = composer
         self.lease = lease
         self.clock = clock
         self.jobs = DueQueue(r, keys.mass_held())
@@ -129,7 +137,7 @@ class MassHold:
                 later[member] = ev.hold_until_ms / 1000
                 continue
             account = Account.from_hash(h)
-            (fresh if ev is None else backlog).extend(immediate_messages(event, account))
+            (fresh if ev is None else backlog).extend(self.composer.immediate(event, account))
             job = self.sms.job(event, account)
             if job is not None:
                 sms_jobs[job[0]] = job[1]
@@ -154,8 +162,8 @@ class MassHold:
         """The operator's e-mails and webhook for a ``mass_started`` or ``mass_hold_over`` event."""
         scope = event.get("scope")
         silent, of = event.get("silent"), event.get("of")
-        until = fmt_time(int(event.get("hold_until_ms", "0") or 0), "UTC")
-        since = fmt_time(int(event.get("started_ms", "0") or 0), "UTC")
+        until = _utc(int(event.get("hold_until_ms", "0") or 0))
+        since = _utc(int(event.get("started_ms", "0") or 0))
         if event.type == STARTED:
             subject = f"hbdns ALARM: mass outage in {scope}: {silent} of {of} heartbeat accounts silent"
             text = (

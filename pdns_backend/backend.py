@@ -26,7 +26,7 @@ from hbdns.plans import Plan
 from pdns_backend import answers, implied
 from pdns_backend.accounts import AccountReader, account_keys
 from pdns_backend.health import Health
-from pdns_backend.zones import ZoneCache, ZoneEntry, find_apex, read_ents, read_zones
+from pdns_backend.zones import ZoneCache, ZoneEntry, find_apex, read_ents, read_zones, static_ents
 
 log = logging.getLogger(__name__)
 
@@ -164,12 +164,31 @@ class Backend:
             try:
                 raw = fetched.get(q)
                 account, live = (raw[:-1], int(raw[-1])) if raw else (None, 0)
-                records = implied.lookup_rows(q, qtype, entry, account, live, self.plans, challenges.get(q))
+                records = implied.lookup_rows(
+                    q, qtype, entry, account, live, self.plans, challenges.get(q), self._still_ent(entry)
+                )
                 out.append(records or False)
             except Exception as exc:
                 self._errors.log(logging.ERROR, f"lookup:{type(exc).__name__}", "backend error", error=repr(exc))
                 out.append(BackendError("internal error in lookup"))
         return out
+
+    def _still_ent(self, entry: ZoneEntry) -> Callable[[str], bool]:
+        """Whether a name of the cached ENT index still has a name below it, read now (one HGET,
+        only for names that answer nothing else). Names above static records come with the zone's
+        own hash; a failed read keeps the cached answer."""
+        view = entry.view
+        apex = view.apex if view is not None else ""
+
+        def check(name: str) -> bool:
+            if view is not None and name in static_ents(view):
+                return True
+            try:
+                return int(self.r.hget(keys.zone_ents(apex), name) or 0) > 0
+            except (redis.RedisError, ValueError):
+                return True
+
+        return check
 
     def all_domains(self) -> list[dict[str, Any]]:
         """Every zone, read now; pdns' zone cache serves exactly these (errors raise: [] would empty it)."""

@@ -57,6 +57,7 @@ class PrefsIn(Body):
     sms_min_outage: int | None = Field(None, description="seconds an outage must last before an SMS (>= 0)")
     quiet_hours: Text | None = Field(None, description="no SMS in this local window, e.g. `22:00-07:00`; `` = none")
     tz: Text | None = Field(None, description="IANA time zone of quiet hours and message times, e.g. Europe/Berlin")
+    lang: Text | None = Field(None, description="language of the messages: `de` or `en`; `` = the zone's default")
 
 
 class PrefsOut(Out):
@@ -66,6 +67,7 @@ class PrefsOut(Out):
     sms_min_outage: int
     quiet_hours: str
     tz: str
+    lang: str = Field("", description="`` = the zone's language, else the notifier's HBDNS_NOTIFY_LANG")
 
 
 # --- accounts ----------------------------------------------------------------------------------
@@ -185,7 +187,8 @@ class PasswordOut(Out):
 
 
 class EventOut(BaseModel):
-    """One transition: created, recovered, neutralized, ip_changed (with its own extra fields)."""
+    """One transition: created, recovered, neutralized, ip_changed (with its own extra fields), or a
+    ``test`` written by ``hbdns notify test``."""
 
     model_config = ConfigDict(extra="allow")
     type: str
@@ -241,6 +244,7 @@ class ZoneFields(Body):
     backup_mx_pref: int | None = None
     records: list[RecordIn] | None = Field(None, max_length=500, description="static records (replaces all)")
     allow_private: bool | None = Field(None, description="labs only: let updates publish non-public addresses")
+    lang: Text | None = Field(None, description="its accounts' message language, `de` or `en`; `` = the notifier's")
     negative_ttl: int | None = Field(
         None, description="seconds resolvers cache a negative answer (SOA minimum; default HBDNS_DEFAULT_NEGATIVE_TTL)"
     )
@@ -272,6 +276,7 @@ class ZoneOut(Out):
     ns_ttl: int
     records: list[RecordOut]
     allow_private: bool
+    lang: str = Field("", description="`` = the notifier's HBDNS_NOTIFY_LANG")
     negative_ttl: int = Field(description="what resolvers cache a negative answer for: min(soa_ttl, minimum)")
     created: float
     updated: float

@@ -30,6 +30,7 @@ def _prefs(args: argparse.Namespace) -> dict[str, Any]:
         "sms_min_outage": args.sms_min_outage,
         "quiet_hours": args.quiet_hours,
         "tz": args.tz,
+        "lang": args.lang,
     }
 
 
@@ -227,6 +228,8 @@ def account_log(store: Store, args: argparse.Namespace) -> int:
             detail = f"{e.get('why', '')}: " + ", ".join(
                 f"{r.get('target')} {r.get('outcome')}" for r in e.get("results", [])[:4]
             )
+        elif kind == "test":
+            detail = "test message (hbdns notify test)"
         else:
             detail = str(e.get("plan", ""))
         if kind == "recovered" and _families(e):
@@ -265,6 +268,7 @@ def _add_account_options(p: argparse.ArgumentParser, *, creating: bool) -> None:
     p.add_argument("--sms-min-outage", type=int, help="seconds an outage must last before an SMS")
     p.add_argument("--quiet-hours", help="no SMS in this window, e.g. 22:00-07:00")
     p.add_argument("--tz", help="time zone for quiet hours and message times, e.g. Europe/Berlin")
+    p.add_argument("--lang", help='language of its messages: de or en ("" = the zone\'s, else HBDNS_NOTIFY_LANG)')
     wc = p.add_mutually_exclusive_group()
     wc.add_argument(
         "--wildcard", dest="wildcard", action="store_true", default=None, help="*.<name> answers what <name> does"
