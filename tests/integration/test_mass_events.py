@@ -159,3 +159,19 @@ def test_a_lone_outage_message_goes_after_the_settle_time(
     wait_for(lambda: notifier.schedule_step() or smtp.mails_for("lone@example.org"), 10, what="offline e-mail")
     [mail] = smtp.mails_for("lone@example.org")
     assert "offline" in mail.subject and mail.received >= neut.at_ms / 1000 + 1
+
+
+def test_a_sweeper_behind_still_recognises_it_before_the_first_transition(
+    real_redis: redis.Redis, redis_url: str, smtp: SmtpSink
+) -> None:
+    settings = _settings(redis_url, smtp, HBDNS_SWEEP_BATCH="2")  # 2 per batch: the rest waits, due
+    store = Store(real_redis, settings)
+    accts = [add_account(store, f"b{i}") for i in range(8)]
+    sweeper = SweeperService(settings, r=real_redis)
+    for a in accts:
+        beat(store, a)
+    sweeper.watch.census_step()
+    wait_for(lambda: _silent(real_redis, accts), 10, what="all silent")
+    assert sweeper.sweeper.step() == 8
+    types = [e.type for e in events(real_redis)]
+    assert types.index(mass.STARTED) < types.index("neutralized")  # at the first batch of 2
