@@ -152,6 +152,17 @@ def _flush_targets(raw: str) -> tuple[str, ...]:
     return tuple(str(t) for t in parse_targets(_list(raw)))
 
 
+def _metrics_addr(raw: str) -> str:
+    """A service's metrics address, ``host:port`` or ``[v6]:port`` (an IP, not a name), or empty (off)."""
+    from hbdns.metrics import parse_addr
+
+    where = parse_addr(raw)
+    if where is None:
+        return ""
+    host, port = where
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip().lower()
@@ -233,6 +244,7 @@ class Settings:
     backend_port: int = _setting("8053", _port)
     backend_threads: int = _setting("4", _positive_int)
     backend_socket: str = _setting("")
+    backend_metrics_addr: str = _setting("127.0.0.1:9109", _metrics_addr)
     # PowerDNS HTTP API for cache purges (comma list: several pdns instances allowed)
     pdns_api_urls: tuple[str, ...] = _setting("", _list)
     pdns_api_key: str = _setting("")
@@ -271,6 +283,7 @@ class Settings:
     update_known_source_ttl: int = _setting("2592000", _positive_int)
     update_blocked_agents: tuple[str, ...] = _setting("", _list)
     update_public_url: str = _setting("", _base_url)
+    update_metrics_addr: str = _setting("127.0.0.1:9110", _metrics_addr)
 
     # ACME DNS-01 (served by the update API under /acme-dns and /httpreq)
     acme_value_ttl: int = _setting("3600", _positive_int)
@@ -287,6 +300,7 @@ class Settings:
     admin_api_burst: int = _setting("100", _positive_int)
     admin_api_authfail_rate: float = _setting("10", _positive_float)  # bad tokens per minute, per source
     admin_api_authfail_burst: int = _setting("20", _positive_int)
+    admin_api_metrics_addr: str = _setting("127.0.0.1:9113", _metrics_addr)
 
     # Customer status page (hbdns-status-page; public behind the provider's TLS proxy)
     status_host: str = _setting("127.0.0.1")
@@ -297,6 +311,7 @@ class Settings:
     status_cookie_secure: bool = _setting("true", _bool)
     status_session_ttl: int = _setting("28800", _positive_int)
     status_poll_interval: float = _setting("3", _positive_float)
+    status_metrics_addr: str = _setting("127.0.0.1:9114", _metrics_addr)
 
     # Liveness sweeper (hbdns-sweeper)
     sweeper_roles: tuple[str, ...] = _setting("sweep,hints", _subset("sweep", "hints"))
@@ -308,6 +323,7 @@ class Settings:
     events_hard_cap: int = _setting("5000000", _positive_int)
     events_trim_interval: float = _setting("1", _positive_float)
     account_log_size: int = _setting("200", _positive_int)
+    sweeper_metrics_addr: str = _setting("127.0.0.1:9111", _metrics_addr)
 
     # Mass outages (hbdns/mass.py): a share of a scope's live heartbeat accounts silent within one
     # window holds the customers' outage messages for mass_hold seconds and alarms the operator
@@ -344,6 +360,7 @@ class Settings:
     notify_sent_ttl: int = _setting("604800", _positive_int)
     notify_email_rate: float = _setting("50", _non_negative_float)  # messages/s for all notifiers, 0: no limit
     notify_sms_rate: float = _setting("10", _non_negative_float)
+    notifier_metrics_addr: str = _setting("127.0.0.1:9112", _metrics_addr)
     smtp_host: str = _setting("")
     smtp_port: int = _setting("25", _port)
     smtp_security: str = _setting("none", _choice("none", "starttls", "tls"))

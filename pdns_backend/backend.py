@@ -26,6 +26,7 @@ from hbdns.plans import Plan
 from pdns_backend import answers, implied
 from pdns_backend.accounts import AccountReader, account_keys
 from pdns_backend.health import Health
+from pdns_backend.metrics import BackendMetrics
 from pdns_backend.zones import ZoneCache, ZoneEntry, find_apex, read_ents, read_zones, static_ents
 
 log = logging.getLogger(__name__)
@@ -48,10 +49,13 @@ class Backend:
         *,
         zone_max_age: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        metrics: BackendMetrics | None = None,
     ) -> None:
         self.r = r
         self.plans = dict(plans)
-        self.health = Health()
+        self.metrics = metrics if metrics is not None else BackendMetrics()
+        self.health = Health(on_failure=self.metrics.redis_errors.inc)
+        self.metrics.watch_redis(lambda: self.health.down_since is not None)
         self._errors = RateLimitedLog(log, 60.0)
         self.accounts = AccountReader(r)
         self.zones = ZoneCache(self._load_zones, zone_max_age, clock, load_ents=lambda a: read_ents(r, a))
@@ -72,18 +76,28 @@ class Backend:
         fn = self.methods.get(method)
         if fn is None:
             return False
+        counted = method != "lookup"  # lookups are counted by result in lookup_batch
         try:
-            return fn(params)
+            result = fn(params)
         except BackendError:
+            if counted:
+                self.metrics.calls.labels(method=method, result="error").inc()
             raise
         except redis.RedisError as exc:
             self.health.failed(exc)
+            if counted:
+                self.metrics.calls.labels(method=method, result="error").inc()
             raise BackendError(f"redis: {type(exc).__name__}") from exc
         except Exception as exc:
             self._errors.log(
                 logging.ERROR, f"{method}:{type(exc).__name__}", "backend error", method=method, error=repr(exc)
             )
+            if counted:
+                self.metrics.calls.labels(method=method, result="error").inc()
             raise BackendError(f"internal error in {method}") from exc
+        if counted:
+            self.metrics.calls.labels(method=method, result="ok").inc()
+        return result
 
     def ping(self) -> bool:
         """True when Redis answers (the ``/ping`` health check)."""
@@ -118,14 +132,24 @@ class Backend:
         Each item is a result (records or False) or a :class:`BackendError` for that lookup alone.
         The unix transport batches the calls that arrive together from pdns' distributor threads.
         """
+        started = time.perf_counter()
+        out, results = self._lookup_batch(queries)
+        m = self.metrics
+        for result in results:
+            m.lookups[result].inc()
+        m.lookup_seconds.observe(time.perf_counter() - started)
+        return out
+
+    def _lookup_batch(self, queries: Sequence[tuple[str, str]]) -> tuple[list[Any], list[str]]:
+        """:meth:`lookup_batch`'s answers, and each one's result for the metrics."""
         try:
             zones = self.zones.get()
         except redis.RedisError as exc:
             self.health.failed(exc)
-            return [BackendError(f"redis: {type(exc).__name__}")] * len(queries)
+            return [BackendError(f"redis: {type(exc).__name__}")] * len(queries), ["error"] * len(queries)
         except Exception as exc:
             self._errors.log(logging.ERROR, f"zones:{type(exc).__name__}", "zone load failed", error=repr(exc))
-            return [BackendError("internal error loading zones")] * len(queries)
+            return [BackendError("internal error loading zones")] * len(queries), ["error"] * len(queries)
         plans: list[tuple[str, str, ZoneEntry] | None] = []
         ask: list[str] = []
         for qname, qtype in queries:
@@ -150,16 +174,20 @@ class Backend:
                 self.health.failed(exc)
                 failure = BackendError(f"redis: {type(exc).__name__}")
         out: list[Any] = []
+        results: list[str] = []
         for plan in plans:
             if plan is None:
                 out.append(False)
+                results.append("empty")
                 continue
             q, qtype, entry = plan
             if entry.view is None:
                 out.append(BackendError("zone data unusable"))
+                results.append("error")
                 continue
             if failure is not None and q in ask:
                 out.append(failure)
+                results.append("error")
                 continue
             try:
                 raw = fetched.get(q)
@@ -168,10 +196,12 @@ class Backend:
                     q, qtype, entry, account, live, self.plans, challenges.get(q), self._still_ent(entry)
                 )
                 out.append(records or False)
+                results.append(("zone" if account is None else "live" if live else "neutral") if records else "empty")
             except Exception as exc:
                 self._errors.log(logging.ERROR, f"lookup:{type(exc).__name__}", "backend error", error=repr(exc))
                 out.append(BackendError("internal error in lookup"))
-        return out
+                results.append("error")
+        return out, results
 
     def _still_ent(self, entry: ZoneEntry) -> Callable[[str], bool]:
         """Whether a name of the cached ENT index still has a name below it, read now (one HGET,

@@ -18,6 +18,7 @@ from hbdns import keys
 from hbdns.liveness import Liveness, Neutralized
 from hbdns.purge import Purger
 from sweeper.mass_watch import MassWatch
+from sweeper.metrics import SweeperMetrics
 from sweeper.sweeper import after_neutralized
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,10 @@ class HintSubscriber:
         *,
         max_batch: int = 1000,
         watch: MassWatch | None = None,
+        metrics: SweeperMetrics | None = None,
     ):
         self.r = r
+        self.metrics = metrics
         self.liveness = liveness
         self.purger = purger
         self.watch = watch  # sees each batch before it is neutralized (mass outages)
@@ -91,5 +94,5 @@ class HintSubscriber:
             if self.watch is not None:
                 self.watch.observe(ids)
             done += self.liveness.neutralize_if_due(ids)
-        after_neutralized(done, self.purger, "hint")
+        after_neutralized(done, self.purger, "hint", self.metrics)
         return len(done)

@@ -16,8 +16,10 @@ import logging
 import sys
 
 import redis
+from prometheus_client import CollectorRegistry
 
 from hbdns import config
+from hbdns import metrics as prom
 from hbdns.connection import connect
 from hbdns.event_trim import EventTrimmer
 from hbdns.loops import Loops
@@ -25,6 +27,7 @@ from hbdns.purge import Purger
 from hbdns.store import Store
 from sweeper.hints import HintSubscriber
 from sweeper.mass_watch import MassWatch
+from sweeper.metrics import LivenessCollector, SweeperMetrics
 from sweeper.sweeper import Sweeper
 
 log = logging.getLogger("sweeper")
@@ -36,18 +39,25 @@ MASS_INTERVAL = 1.0  # seconds between looks at mass outages' holds (and censuse
 class SweeperService:
     """The loops of one sweeper process, wired from settings (built in ``main()`` or by a test)."""
 
-    def __init__(self, settings: config.Settings, *, r: redis.Redis | None = None) -> None:
+    def __init__(
+        self, settings: config.Settings, *, r: redis.Redis | None = None, registry: CollectorRegistry | None = None
+    ) -> None:
         self.settings = settings
         self.roles = settings.sweeper_roles
         self.r = r if r is not None else connect(settings.redis_url)
         store = Store(self.r, settings)
         self.liveness = store.liveness
         self.purger = Purger(settings.pdns_api_urls, settings.pdns_api_key, settings.pdns_api_timeout)
+        self.registry = registry if registry is not None else prom.new_registry()
+        self.metrics = SweeperMetrics(self.registry)
+        self.registry.register(LivenessCollector(self.r))
         self.watch = MassWatch(self.r, settings, store.plans)
-        self.sweeper = Sweeper(self.liveness, self.purger, batch=settings.sweep_batch, watch=self.watch)
-        self.hints = HintSubscriber(self.r, self.liveness, self.purger, watch=self.watch)
+        self.sweeper = Sweeper(
+            self.liveness, self.purger, batch=settings.sweep_batch, metrics=self.metrics, watch=self.watch
+        )
+        self.hints = HintSubscriber(self.r, self.liveness, self.purger, metrics=self.metrics, watch=self.watch)
         self.trimmer = EventTrimmer(self.r, keep=settings.events_maxlen, cap=settings.events_hard_cap)
-        self.loops = Loops()
+        self.loops = Loops(on_error=prom.LoopErrors(self.registry, "hbdns_sweeper"))
 
     def hints_step(self) -> int:
         return self.hints.step(timeout=HINT_WAIT)
@@ -73,7 +83,11 @@ class SweeperService:
 def main(argv: list[str] | None = None) -> int:
     settings = config.service_settings("hbdns-sweeper")
     service = SweeperService(settings)
-    return service.loops.serve(service.start, service.stop)
+    endpoint = prom.serve(service.registry, settings.sweeper_metrics_addr, "sweeper")
+    try:
+        return service.loops.serve(service.start, service.stop)
+    finally:
+        prom.stop(endpoint)
 
 
 if __name__ == "__main__":
