@@ -23,7 +23,15 @@ from typing import Any
 from bench.common import Metric
 
 OUT = Path(__file__).resolve().parent / "out"
-MODULES = ["bench_system", "bench_listener", "bench_backend", "bench_notifier", "bench_faults", "bench_mail"]
+MODULES = [
+    "bench_system",
+    "bench_listener",
+    "bench_backend",
+    "bench_notifier",
+    "bench_faults",
+    "bench_mail",
+    "bench_mass",
+]
 
 
 def _machine() -> dict[str, Any]:

@@ -85,6 +85,37 @@ def _subset(*allowed: str) -> Callable[[str], tuple[str, ...]]:
     return parse
 
 
+def _subset_or_none(*allowed: str) -> Callable[[str], tuple[str, ...]]:
+    """A comma list of ``allowed`` names; empty (or ``none``) turns the feature off."""
+    parse = _subset(*allowed)
+
+    def parse_or_none(raw: str) -> tuple[str, ...]:
+        return () if raw.strip().lower() in ("", "none") else parse(raw)
+
+    return parse_or_none
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0:
+        raise ValueError("must be a number >= 0")
+    return value
+
+
+def _share(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value <= 1:
+        raise ValueError("must be a share in (0, 1], e.g. 0.25")
+    return value
+
+
+def _http_url_or_empty(raw: str) -> str:
+    value = raw.strip()
+    if value and not value.startswith(("https://", "http://")):
+        raise ValueError("expected an http(s) URL")
+    return value
+
+
 def _networks(raw: str) -> tuple[str, ...]:
     items = _list(raw)
     for item in items:
@@ -286,9 +317,24 @@ class Settings:
     sweeper_roles: tuple[str, ...] = _setting("sweep,hints", _subset("sweep", "hints"))
     sweep_interval: float = _setting("0.5", _positive_float)
     sweep_batch: int = _setting("1000", _positive_int)
+    # the events stream: entries every consumer group acknowledged are trimmed beyond events_maxlen;
+    # past events_hard_cap the oldest go anyway, counted and alarmed (hbdns/event_trim.py)
     events_maxlen: int = _setting("100000", _positive_int)
+    events_hard_cap: int = _setting("5000000", _positive_int)
+    events_trim_interval: float = _setting("1", _positive_float)
     account_log_size: int = _setting("200", _positive_int)
     sweeper_metrics_addr: str = _setting("127.0.0.1:9111", _metrics_addr)
+
+    # Mass outages (hbdns/mass.py): a share of a scope's live heartbeat accounts silent within one
+    # window holds the customers' outage messages for mass_hold seconds and alarms the operator
+    mass_scopes: tuple[str, ...] = _setting("zone,system", _subset_or_none("zone", "system"))
+    mass_share: float = _setting("0.25", _share)
+    mass_min_accounts: int = _setting("100", _positive_int)
+    mass_window: float = _setting("60", _positive_float)
+    mass_hold: float = _setting("900", _positive_float)
+    mass_settle: float = _setting("10", _non_negative_float)  # outage messages wait this long first
+    operator_emails: tuple[str, ...] = _setting("", _list)
+    operator_webhook: str = _setting("", _http_url_or_empty)
 
     # Plans: JSON object merged over the built-in table, e.g. {"setip-c": {"interval": 60}}
     plans: str = _setting("", _json_object)
@@ -312,6 +358,8 @@ class Settings:
     notify_claim_idle: float = _setting("60", _positive_float)
     notify_workers: int = _setting("8", _positive_int)
     notify_sent_ttl: int = _setting("604800", _positive_int)
+    notify_email_rate: float = _setting("50", _non_negative_float)  # messages/s for all notifiers, 0: no limit
+    notify_sms_rate: float = _setting("10", _non_negative_float)
     notifier_metrics_addr: str = _setting("127.0.0.1:9112", _metrics_addr)
     smtp_host: str = _setting("")
     smtp_port: int = _setting("25", _port)
@@ -427,6 +475,11 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(f"{name}={shown}: {exc}") from None
     settings = Settings(**values)
     settings.plan_table()  # validate plan overrides now, not at first use
+    if settings.events_hard_cap < settings.events_maxlen:
+        raise ConfigError(
+            f"HBDNS_EVENTS_HARD_CAP={settings.events_hard_cap}: must not be below HBDNS_EVENTS_MAXLEN"
+            f" ({settings.events_maxlen})"
+        )
     return settings
 
 

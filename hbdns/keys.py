@@ -106,6 +106,33 @@ def events() -> str:
     return f"{PREFIX}:events"
 
 
+def events_trim() -> str:
+    """HASH of what trimming the ``events`` stream removed (hbdns/event_trim.py): ``removed`` (entries
+    every group had acknowledged), ``capped`` (removed at the hard cap), ``unread`` (of those, entries
+    some group had not acknowledged) and ``unread:<group>``, ``last_cap_ms``, ``last_unread_ms``."""
+    return f"{PREFIX}:events:trim"
+
+
+def mass_events() -> str:
+    """HASH scope (``system``, ``zone:<apex>``) -> JSON of its latest mass outage (hbdns/mass.py)."""
+    return f"{PREFIX}:mass:events"
+
+
+def mass_silent(scope: str) -> str:
+    """ZSET account id -> when the sweeper found it silent (Unix ms): the mass-outage window of ``scope``."""
+    return f"{PREFIX}:mass:silent:{scope}"
+
+
+def mass_census() -> str:
+    """HASH scope -> live heartbeat accounts at the last census, and ``@at`` -> its time (Unix ms)."""
+    return f"{PREFIX}:mass:census"
+
+
+def mass_held() -> str:
+    """ZSET event JSON -> hold end (Unix s): outage events whose messages a mass outage holds."""
+    return f"{PREFIX}:mass:held"
+
+
 def dead_letters() -> str:
     """LIST of notifications that failed permanently, newest first (JSON)."""
     return f"{PREFIX}:deadletter"

@@ -129,6 +129,8 @@ BEAT = load("beat", lib=True)  # a batch of beats/updates (hbdns.liveness, the U
 DUE = load("due", lib=True)  # due deadlines (the sweeper)
 NEUTRALIZE = load("neutralize", lib=True)  # one due account -> neutralized
 RECORD = load("record", lib=True)  # admin transitions (created, removed)
+EVENTS_TRIM = load("events_trim")  # ack-aware trim of the events stream, hard cap counted (hbdns.event_trim)
+MASS_MARK = load("mass_mark")  # a mass outage's start or hold end, once (sweeper.mass_watch)
 LOOKUP = load("lookup")  # the DNS backend's account lookup (read-only)
 GCRA = load("gcra", lib=True)  # one rate-limit bucket (the update API)
 ACME_SET = load("acme_set", lib=True)  # one ACME DNS-01 value (hbdns.acme, the update API)
@@ -154,6 +156,8 @@ ALL: tuple[Script, ...] = (
     DUE,
     NEUTRALIZE,
     RECORD,
+    EVENTS_TRIM,
+    MASS_MARK,
     LOOKUP,
     GCRA,
     ACME_SET,

@@ -20,9 +20,11 @@ from typing import Any, cast
 import redis
 
 from hbdns import keys
+from hbdns.mass import OPERATOR_EVENTS
 from hbdns.model import Account
 from notifier.dispatch import Dispatcher
 from notifier.events import Event
+from notifier.mass_hold import HOLD, MassHold, verdict
 from notifier.messages import SMS, Composer, Message
 from notifier.presence import Presence
 from notifier.sms import SmsScheduler
@@ -53,11 +55,13 @@ class Consumer:
         name: str,
         claim_idle: float = 60.0,
         batch: int = 200,
+        mass: MassHold | None = None,
     ) -> None:
         self.r = r
         self.dispatcher = dispatcher
         self.sms = sms
         self.composer = composer
+        self.mass = mass  # mass outages: holds and mutes customers' outage messages, alarms the operator
         self.name = name
         self.claim_idle_ms = int(claim_idle * 1000)
         self.batch = batch
@@ -179,12 +183,26 @@ class Consumer:
                 except (ValueError, TypeError):
                     log.error("skipping unreadable event", extra={"event_id": str(entry_id)})
         accounts = self._accounts({e.account for e in events})
+        masses = self.mass.load() if self.mass is not None else {}
         messages: list[Message] = []
         sms_jobs: dict[str, float] = {}
+        held: dict[str, float] = {}
         for event in events:
+            if event.type in OPERATOR_EVENTS:
+                messages += self.mass.operator_messages(event) if self.mass is not None else []
+                continue
             account = accounts.get(event.account)
             if account is None:
                 continue  # removed meanwhile: nobody left to tell
+            how, mass_event = verdict(event, account, masses)
+            if mass_event is not None:
+                if how == HOLD:
+                    held[event.to_json()] = mass_event.hold_until_ms / 1000
+                continue
+            settle = self.mass.settle_until(event) if self.mass is not None else None
+            if settle is not None:
+                held[event.to_json()] = settle
+                continue
             try:
                 messages.extend(self.composer.immediate(event, account))
                 job = self.sms.job(event, account)
@@ -197,6 +215,8 @@ class Consumer:
         pipe = self.r.pipeline(transaction=False)
         if sms_jobs:
             pipe.zadd(self.sms.jobs.key, sms_jobs, nx=True)  # NX: a redelivery keeps a rescheduled time
+        if held:
+            pipe.zadd(keys.mass_held(), held, nx=True)
         pipe.xack(self.stream, GROUP, *[entry_id for entry_id, _ in entries])
         pipe.execute()
         return len(entries)

@@ -6,8 +6,9 @@ For each message (a first attempt, or a job from the queue), in this order:
    one being sent by a live notifier is looked at again shortly;
 2. an outage's offline or recovery message asks :mod:`notifier.outage` whether it is moot, goes
    plain, or goes in its merged form;
-3. its receiver may be held (failing as a whole): then it waits in the queue without an attempt,
-   and one message per receiver probes it;
+3. its channel may be over its sending rate (:mod:`notifier.pacing`; backlogs below fresh
+   messages), and its receiver may be held (failing as a whole): then it waits in the queue
+   without an attempt (one message per held receiver probes it);
 4. one transport attempt, and its outcome is written at once (not at the end of the batch, so a
    crash re-sends only the messages that were really in flight).
 
@@ -22,6 +23,7 @@ is then sent, queued or dead-lettered in Redis.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +46,7 @@ from notifier.outcomes import (
     Recorder,
     message_fields,
 )
+from notifier.pacing import Pacer
 from notifier.presence import Presence
 from notifier.queue import Queue
 
@@ -93,6 +96,9 @@ class Dispatcher:
         # set by the notifier: when SMS may not go out now (quiet hours), and building a legacy job's message
         self.not_before: Callable[[Sequence[Message]], dict[int, float]] | None = None
         self.rebuild: Callable[[dict[str, str]], Message | None] | None = None
+        self.pacer = Pacer(r, settings)
+        self._paced = 0  # messages of this batch that wait for the sending rate
+        self._paced_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=settings.notify_workers, thread_name_prefix="send")
 
     def close(self) -> None:
@@ -106,9 +112,10 @@ class Dispatcher:
     def send(self, message: Message) -> Outcome:
         return self.deliver([Item(message)])[0]
 
-    def send_all(self, messages: Sequence[Message]) -> list[Outcome]:
-        """First attempts at ``messages``; returns when each is sent, queued, moot or dead-lettered."""
-        return self.deliver([Item(m) for m in messages])
+    def send_all(self, messages: Sequence[Message], *, bulk: bool = False) -> list[Outcome]:
+        """First attempts at ``messages``; returns when each is sent, queued, moot or dead-lettered.
+        ``bulk``: a backlog (paced below fresh messages, :mod:`notifier.pacing`)."""
+        return self.deliver([Item(m, bulk=bulk) for m in messages])
 
     # --- one batch ----------------------------------------------------------------------------------
 
@@ -117,6 +124,7 @@ class Dispatcher:
         round trip each; each message's outcome is written as soon as it is known."""
         if not items:
             return []
+        self._paced = 0
         now = self.clock()
         out: dict[int, Outcome] = {}
         if self.not_before is not None:
@@ -193,6 +201,13 @@ class Dispatcher:
                 return Outcome(m, DEFERRED, "waiting for the offline message in flight")
             if answer == MERGED:
                 m, merged = m.as_merged(), True
+        wait = self.pacer.wait(m, bulk=item.bulk or item.job is not None)
+        if wait > 0:
+            # spread what waits over the rate, so the next looks find room instead of spinning
+            with self._paced_lock:
+                self._paced += 1
+                due = self.clock() + wait + self._paced * self.pacer.spacing(m)
+            return self.record.requeue(item, m, due, "sending rate (HBDNS_NOTIFY_*_RATE)", attempted=False)
         gate = gates.enter(dest)
         if isinstance(gate, float):
             return self.record.requeue(item, m, gate, f"{dest} is held after failures", attempted=False)

@@ -30,6 +30,7 @@ from notifier.counters import Counters
 from notifier.dispatch import Dispatcher
 from notifier.flush import flush_service
 from notifier.langs import ZoneLangs
+from notifier.mass_hold import MassHold
 from notifier.messages import Composer
 from notifier.metrics import CountersCollector, NotifierMetrics, QueueCollector
 from notifier.presence import Presence
@@ -85,6 +86,15 @@ class Notifier:
         self.sms = SmsScheduler(
             self.r, self.dispatcher, composer=self.composer, lease=settings.notify_liveness, clock=clock
         )
+        self.mass = MassHold(
+            self.r,
+            self.dispatcher,
+            self.sms,
+            settings,
+            composer=self.composer,
+            lease=settings.notify_liveness,
+            clock=clock,
+        )
         self.consumer = Consumer(
             self.r,
             self.dispatcher,
@@ -92,6 +102,7 @@ class Notifier:
             composer=self.composer,
             name=self.name,
             claim_idle=settings.notify_claim_idle,
+            mass=self.mass,
         )
         self.dispatcher.not_before = self.sms.not_before
         self.dispatcher.rebuild = self.consumer.rebuild
@@ -121,7 +132,7 @@ class Notifier:
             moved = legacy_notify_queue.apply(self.r)
             if moved:
                 log.warning("moved retries of an older version into the queue", extra={"count": moved})
-        return self.dispatcher.retry_step() + self.sms.step()
+        return self.dispatcher.retry_step() + self.sms.step() + self.mass.step()
 
     def liveness_step(self) -> int:
         """Refresh this process's liveness; take over what dead (or stuck) notifiers left."""

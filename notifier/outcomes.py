@@ -34,6 +34,7 @@ DEFERRED, DROPPED = "deferred", "moot"
 class Item:
     message: Message
     job: Job | None = None  # None: the first attempt
+    bulk: bool = False  # part of a backlog (a mass outage's held messages): paced below fresh ones
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import redis
 from hbdns import keys
 from hbdns.liveness import Liveness, Neutralized
 from hbdns.purge import Purger
+from sweeper.mass_watch import MassWatch
 from sweeper.metrics import SweeperMetrics
 from sweeper.sweeper import after_neutralized
 
@@ -38,12 +39,14 @@ class HintSubscriber:
         purger: Purger | None = None,
         *,
         max_batch: int = 1000,
+        watch: MassWatch | None = None,
         metrics: SweeperMetrics | None = None,
     ):
         self.r = r
         self.metrics = metrics
         self.liveness = liveness
         self.purger = purger
+        self.watch = watch  # sees each batch before it is neutralized (mass outages)
         self.max_batch = max_batch
         self.channel = expired_channel(int(r.connection_pool.connection_kwargs.get("db", 0) or 0))
         self._pubsub: Any = None
@@ -86,8 +89,10 @@ class HintSubscriber:
         done: list[Neutralized] = []
         if catch_up:
             self.subscriptions += 1
-            done += self.liveness.sweep()
+            ids = [*self.liveness.due(), *ids]
         if ids:
+            if self.watch is not None:
+                self.watch.observe(ids)
             done += self.liveness.neutralize_if_due(ids)
         after_neutralized(done, self.purger, "hint", self.metrics)
         return len(done)

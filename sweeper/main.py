@@ -1,7 +1,9 @@
 """``hbdns-sweeper``: records ``neutralized`` when an account's deadline passes, one loop per role.
 
 Roles (``HBDNS_SWEEPER_ROLES``, default both): ``sweep`` runs :class:`~sweeper.sweeper.Sweeper` every
-``HBDNS_SWEEP_INTERVAL`` (the clock: nothing is missed), ``hints`` runs the keyspace-hint subscriber
+``HBDNS_SWEEP_INTERVAL`` (the clock: nothing is missed) and trims the events stream below what every
+consumer group acknowledged (:mod:`hbdns.event_trim`) and watches for mass outages
+(:mod:`sweeper.mass_watch`), ``hints`` runs the keyspace-hint subscriber
 (earlier, never required). Any number of sweeper processes is safe: each transition is recorded once.
 DNS does not wait for this service (the backend answers neutral as soon as the ``alive`` key is
 gone); the transition it records is what the notifier turns into messages, and its purges drop the
@@ -19,16 +21,19 @@ from prometheus_client import CollectorRegistry
 from hbdns import config
 from hbdns import metrics as prom
 from hbdns.connection import connect
+from hbdns.event_trim import EventTrimmer
 from hbdns.loops import Loops
 from hbdns.purge import Purger
 from hbdns.store import Store
 from sweeper.hints import HintSubscriber
+from sweeper.mass_watch import MassWatch
 from sweeper.metrics import LivenessCollector, SweeperMetrics
 from sweeper.sweeper import Sweeper
 
 log = logging.getLogger("sweeper")
 
 HINT_WAIT = 1.0  # seconds one hints step waits for events (also how soon it sees the stop flag)
+MASS_INTERVAL = 1.0  # seconds between looks at mass outages' holds (and censuses, every 30 s)
 
 
 class SweeperService:
@@ -40,13 +45,18 @@ class SweeperService:
         self.settings = settings
         self.roles = settings.sweeper_roles
         self.r = r if r is not None else connect(settings.redis_url)
-        self.liveness = Store(self.r, settings).liveness
+        store = Store(self.r, settings)
+        self.liveness = store.liveness
         self.purger = Purger(settings.pdns_api_urls, settings.pdns_api_key, settings.pdns_api_timeout)
         self.registry = registry if registry is not None else prom.new_registry()
         self.metrics = SweeperMetrics(self.registry)
         self.registry.register(LivenessCollector(self.r))
-        self.sweeper = Sweeper(self.liveness, self.purger, batch=settings.sweep_batch, metrics=self.metrics)
-        self.hints = HintSubscriber(self.r, self.liveness, self.purger, metrics=self.metrics)
+        self.watch = MassWatch(self.r, settings, store.plans)
+        self.sweeper = Sweeper(
+            self.liveness, self.purger, batch=settings.sweep_batch, metrics=self.metrics, watch=self.watch
+        )
+        self.hints = HintSubscriber(self.r, self.liveness, self.purger, metrics=self.metrics, watch=self.watch)
+        self.trimmer = EventTrimmer(self.r, keep=settings.events_maxlen, cap=settings.events_hard_cap)
         self.loops = Loops(on_error=prom.LoopErrors(self.registry, "hbdns_sweeper"))
 
     def hints_step(self) -> int:
@@ -56,6 +66,9 @@ class SweeperService:
         self.purger.start()
         if "sweep" in self.roles:
             self.loops.start("sweep", self.sweeper.step, self.settings.sweep_interval)
+            self.loops.start("trim", self.trimmer.step, self.settings.events_trim_interval)
+            if self.watch.enabled:
+                self.loops.start("mass", self.watch.step, MASS_INTERVAL)
         if "hints" in self.roles:
             self.loops.start("hints", self.hints_step)
         log.info("sweeper started", extra={"roles": list(self.roles), "interval": self.settings.sweep_interval})

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from hbdns.liveness import Liveness, Neutralized
 from hbdns.logs import RateLimitedLog
 from hbdns.purge import Purger
+from sweeper.mass_watch import MassWatch
 from sweeper.metrics import SweeperMetrics
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class Sweeper:
         *,
         batch: int = 1000,
         max_batches: int = 100,
+        watch: MassWatch | None = None,
         metrics: SweeperMetrics | None = None,
     ):
         self.liveness = liveness
@@ -57,6 +59,7 @@ class Sweeper:
         self.batch = batch
         self.max_batches = max_batches
         self._held_log = RateLimitedLog(log, 10.0)
+        self.watch = watch  # sees each batch before it is neutralized (mass outages)
 
     def step(self) -> int:
         """Neutralize everything due now (in batches of ``batch``); returns how many were neutralized."""
@@ -66,6 +69,8 @@ class Sweeper:
             ids = self.liveness.due(self.batch)
             if not ids:
                 break
+            if self.watch is not None:
+                self.watch.observe(ids)
             done = self.liveness.neutralize_if_due(ids)
             after_neutralized(done, self.purger, "sweep", self.metrics)
             total += len(done)

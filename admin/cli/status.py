@@ -11,13 +11,17 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict
 from typing import Any
 
 from admin.cli.notify import LETTER_COLUMNS, letter_rows, queue_summary
 from admin.cli.output import duration, emit, table, ts
-from hbdns import keys, notify_queue, provision, validate
+from hbdns import keys, mass, notify_queue, provision, validate
+from hbdns.event_trim import stream_status
 from hbdns.model import Account
 from hbdns.store import Store
+
+RECENT_MS = 86_400_000  # a mass outage whose hold ended within this long is still shown
 
 
 def account_text(store: Store, account: Account) -> str:
@@ -81,11 +85,64 @@ def status(store: Store, args: argparse.Namespace) -> int:
     ingest, ingest_text = ingest_summary(store)
     queue, queue_text = queue_summary(store)
     text += "\n\n" + ingest_text + "\n" + queue_text
+    stream, stream_text = stream_summary(store)
+    text += "\n" + stream_text
+    masses, mass_text = mass_summary(store)
+    text = (mass_text + "\n\n" + text) if mass_text else text
     if dead:
         text += f"\n\nfailed notifications (newest first, {len(dead)} shown; hbdns notify retry ID):\n"
         text += table(letter_rows(dead), LETTER_COLUMNS)
-    emit(args, {"accounts": data, "ingest": ingest, "notifications": queue, "dead_letters": dead}, text)
+    emit(
+        args,
+        {
+            "accounts": data,
+            "ingest": ingest,
+            "notifications": queue,
+            "events": stream,
+            "mass_outages": masses,
+            "dead_letters": dead,
+        },
+        text,
+    )
     return 0
+
+
+def mass_summary(store: Store) -> tuple[list[dict[str, Any]], str]:
+    """Mass outages: one in progress first (its customers' messages are held), then the last ones."""
+    now_ms = int(time.time() * 1000)
+    events = sorted(mass.load(store.r).values(), key=lambda e: -e.started_ms)
+    held = int(store.r.zcard(keys.mass_held()))
+    lines = []
+    for e in events:
+        if e.holding(now_ms):
+            lines.append(
+                f"MASS OUTAGE in {e.scope}: {e.silent} of {e.of} heartbeat accounts silent since "
+                f"{ts(e.started_ms, ms=True)}; customers' outage messages held until {ts(e.hold_until_ms, ms=True)}"
+                f" ({held} held)"
+            )
+        elif now_ms - e.hold_until_ms < RECENT_MS:
+            back = f", {e.recovered} back, {e.still_down} still down" if e.over else ""
+            lines.append(
+                f"mass outage in {e.scope} at {ts(e.started_ms, ms=True)}: {e.silent} of {e.of} silent; "
+                f"hold over at {ts(e.hold_until_ms, ms=True)}{back}"
+            )
+    data = [{**asdict(e), "holding": e.holding(now_ms)} for e in events]
+    return data, "\n".join(lines)
+
+
+def stream_summary(store: Store) -> tuple[dict[str, Any], str]:
+    """The events stream: its length, each consumer group's lag, and the hard-cap alarm if it fired."""
+    st = stream_status(store.r)
+    parts = [f"{g['name']} lag {'?' if g['lag'] is None else g['lag']}, {g['pending']} pending" for g in st["groups"]]
+    text = f"events stream: {st['length']} entries" + (f" ({'; '.join(parts)})" if parts else ", no consumer group")
+    if st["capped"]:
+        text += f"\nevents stream reached its hard cap: {st['capped']} entries removed"
+        text += f", last at {ts(st['last_cap_ms'], ms=True)}"
+    if st["unread"]:
+        by = ", ".join(f"{g} {n}" for g, n in sorted(st["unread_by_group"].items()))
+        text += f"\nALARM: {st['unread']} events removed before every consumer read them ({by})"
+        text += f", last at {ts(st['last_unread_ms'], ms=True)}"
+    return st, text
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -18,8 +18,11 @@ end
 
 -- A transition: appended to the events stream (for the notifier) and to the account's capped log
 -- (for `hbdns account log`), in the same format for every writer. extra: flat {field, value, ...}.
+-- The stream is not capped here: a cap at write time removes entries no consumer group has read.
+-- The sweeper trims it below what every group acknowledged (events_trim.lua); `maxlen` is no longer
+-- read, and stays in the callers' layouts so that they are unchanged.
 local function emit(ev, log, maxlen, logcap, kind, id, fqdn, at, extra)
-  local args = {'XADD', ev, 'MAXLEN', '~', maxlen, '*', 'type', kind, 'account', id,
+  local args = {'XADD', ev, '*', 'type', kind, 'account', id,
                 'fqdn', fqdn, 'at', string.format('%d', at)}
   local entry = {type = kind, account = tonumber(id), fqdn = fqdn, at = at}
   for i = 1, #extra, 2 do

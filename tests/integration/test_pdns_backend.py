@@ -311,3 +311,16 @@ def test_pdns_factory_fixture(pdns_factory: Callable[..., PdnsServer], real_redi
         assert answer_texts(pdns.query("fixture.example.com.", "A"), "fixture.example.com.", "A") == {"192.0.2.1"}
         assert set(pdns.writer_env) == {"HBDNS_PDNS_API_URLS", "HBDNS_PDNS_API_KEY"}
         assert pdns.purge("fixture.example.com") >= 0
+
+
+def test_a_zone_purge_shows_every_change_below_it_at_once(pdns: PdnsServer, store: Store) -> None:
+    names = [unique(pdns, f"zonepurge{i}") for i in range(3)]
+    accts = [new_account(store, name) for name in names]
+    for name in names:
+        pdns.wait_answer(name, "A", {"192.0.2.1"})
+    for i, acct in enumerate(accts):
+        store.liveness.beat(BeatRequest(acct.id, APEX, 60_000, ipv4=f"203.0.113.{80 + i}"))
+    purger = Purger([pdns.writer_env["HBDNS_PDNS_API_URLS"]], pdns.writer_env["HBDNS_PDNS_API_KEY"])
+    assert purger.flush_now(APEX)  # one call for the zone (what a burst of changes in it sends)
+    for i, name in enumerate(names):
+        assert answer_texts(pdns.query(name, "A"), name, "A") == {f"203.0.113.{80 + i}"}

@@ -14,13 +14,16 @@ import collections
 import json
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
 import redis
 
-from hbdns import acme, acme_credentials, config, keys, notify_queue, recovery_flush, scripts
+from hbdns import acme, acme_credentials, config, keys, mass, notify_queue, recovery_flush, scripts
+from hbdns.event_trim import EventTrimmer
 from hbdns.liveness import BeatRequest
+from hbdns.mass import MassEvent
 from hbdns.migrations import alive_per_family, live_count
 from hbdns.model import Account, NotifyPrefs, Zone
 from hbdns.ratelimit import Limit, RateLimiter
@@ -289,6 +292,20 @@ def test_every_script_touches_only_its_keys(
     writer.beats([BeatRequest(account.id, ZONE, 60_000, ipv4="203.0.113.7", counter=t + 22)])
     assert len(events(real_redis)) == before and not real_redis.hexists(keys.account(held.id), "held4")
     assert real_redis.exists(keys.alive(held.id, 4))
+    # the events stream's trim: read entries, one still pending, then the hard cap
+    real_redis.xgroup_create(keys.events(), "t", id="0")
+    real_redis.xreadgroup("t", "c", {keys.events(): ">"}, count=2)
+    assert EventTrimmer(real_redis, keep=1, cap=3).step().capped > 0
+    # a mass outage: started (twice: once, while it holds), its hold over (twice: once)
+    event, mk = MassEvent(mass.SYSTEM, 1, 0, 2, 5, 10), [keys.mass_events(), keys.events()]
+    over = replace(event, over=True)
+    for op, ev, now, want in (
+        ("start", event, 1, 1),
+        ("start", event, 1, 0),
+        ("over", over, 3, 1),
+        ("over", over, 3, 0),
+    ):
+        assert scripts.MASS_MARK(real_redis, mk, [op, ev.scope, ev.to_json(), now]) == want
     assert set(checked) == {s.name for s in scripts.ALL} - NOTIFIER, "a script without a scenario here"
 
 

@@ -46,7 +46,7 @@ def test_both_roles_by_default_and_neutralized_names_are_purged(
     store = Store(real_redis, settings)
     acct = add_account(store, "purged", aliases=["www-purged.example.test"])
     s = sweepers(settings)
-    assert s.loops.names == ["sweep", "hints"]
+    assert s.loops.names == ["sweep", "trim", "mass", "hints"]
     wait_for(lambda: _subscribers(real_redis, s.hints.channel) == 1, 10, what="hints subscribed")
     beat(store, acct)
     [neut] = wait_for(lambda: events(real_redis, "neutralized", acct.id), 10, what="neutralized")
@@ -62,7 +62,7 @@ def test_sweep_role_alone_runs_no_subscriber(real_redis: redis.Redis, redis_url:
     store = Store(real_redis, settings)
     acct = add_account(store, "sweeponly")
     s = sweepers(settings)
-    assert s.loops.names == ["sweep"]
+    assert s.loops.names == ["sweep", "trim", "mass"]
     beat(store, acct)
     wait_for(lambda: events(real_redis, "neutralized", acct.id), 10, what="neutralized by the sweep")
     assert _subscribers(real_redis, s.hints.channel) == 0 and s.hints.subscriptions == 0
@@ -97,7 +97,7 @@ def test_the_process_warns_of_the_removed_roles_setting_and_stops_on_sigterm(
     assert proc.proc.wait(15) == 0
     lines = [json.loads(line) for line in proc.log_text().splitlines() if line.startswith("{")]
     [stopping] = [line for line in lines if line["message"] == "stopping"]
-    assert stopping["service"] == "hbdns-sweeper" and stopping["loops"] == ["sweep", "hints"]
+    assert stopping["service"] == "hbdns-sweeper" and stopping["loops"] == ["sweep", "trim", "mass", "hints"]
 
 
 def test_a_bad_role_stops_the_process_naming_the_variable(redis_url: str) -> None:

@@ -40,6 +40,7 @@ def env_for(redis_url: str, smtp: SmtpSink | None = None, sms: HttpSink | None =
         "HBDNS_SMTP_TIMEOUT": "20",
         "HBDNS_WEBHOOK_SECRET": "whsec-test",
         "HBDNS_LOG_LEVEL": "info",
+        "HBDNS_MASS_SETTLE": "0",  # outage messages at once (tests/integration/test_mass_events.py sets it)
     }
     if smtp is not None:
         env.update(HBDNS_SMTP_HOST="127.0.0.1", HBDNS_SMTP_PORT=str(smtp.port))
