@@ -26,6 +26,7 @@ import redis
 
 from hbdns import keys, scripts
 from hbdns.resp import BatchConnection, ConnectionLost, bulk
+from pdns_backend.tracking import Tracker
 
 _EMPTY = b"$0\r\n\r\n"
 _Parts = tuple[str, bytes, bytes]  # an account id, the KEYS and the ARGV of its name
@@ -36,7 +37,11 @@ class _ThreadConn(threading.local):
 
 
 class AccountReader:
-    """``fetch(names)``: per name None (no account) or its ``ACCOUNT_FIELDS`` values + alive (0/1).
+    """``fetch(names)``: per name None (no account) or its ``ACCOUNT_FIELDS`` values, alive (0/1),
+    the account id and the alive key's PTTL in ms (-1: none), as ``hbdns/lua/lookup.lua`` returns.
+
+    With a ``tracker`` (:class:`~pdns_backend.tracking.Tracker`) every connection has Redis track
+    the keys it reads, set up on each connect and again when the invalidation connection changed.
 
     Thread-safe: each thread has its own connection; the shared name map is a dict whose single
     operations the GIL keeps atomic (a lost update costs one round trip, never a wrong answer).
@@ -44,8 +49,9 @@ class AccountReader:
 
     PASSES = 3  # calls per lookup at most: an id that keeps changing between them fails it (SERVFAIL)
 
-    def __init__(self, r: redis.Redis, max_names: int = 500_000) -> None:
+    def __init__(self, r: redis.Redis, max_names: int = 500_000, tracker: Tracker | None = None) -> None:
         self.r = r
+        self.tracker = tracker
         self.script = scripts.LOOKUP
         self.max_names = max_names  # names remembered; the map starts afresh when full
         self._names_key = bulk(keys.names().encode())
@@ -61,6 +67,8 @@ class AccountReader:
         conn = self._local.conn
         if conn is None:
             conn = self._local.conn = BatchConnection(self.r)
+            if self.tracker is not None:
+                conn.on_connect.append(self.tracker.attach)
         return conn
 
     def fetch(self, names: list[str]) -> list[Any]:
@@ -134,6 +142,8 @@ class AccountReader:
         payload = self.encode(names, learnt)
         conn = self.connection()
         try:
+            if self.tracker is not None:
+                self.tracker.ensure(conn)  # on a connection that may have died with its server
             reply = self.script.call(conn, payload)
         except ConnectionLost:  # e.g. Redis restarted: once more on a new connection
             reply = self.script.call(conn, payload)

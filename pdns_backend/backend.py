@@ -6,9 +6,11 @@ turn that into an HTTP 500 / a reply without ``result``, which pdns answers with
 ``false`` instead would be cached as NXDOMAIN by pdns and by resolvers.
 
 A lookup takes the zone part of its answer from :class:`~pdns_backend.zones.ZoneCache` (at most
-``zone_max_age`` old) and the account part from Redis, every time
+``zone_max_age`` old) and the account part from Redis
 (:class:`~pdns_backend.accounts.AccountReader`: one round trip per batch of names), so the
-live/neutral decision is exact at the moment the ``alive`` key expires.
+live/neutral decision is exact at the moment the ``alive`` key expires. With ``cache_entries`` the
+transports' :meth:`Backend.lookup_bodies` answers from an in-process cache of replies that Redis
+keeps true (:mod:`pdns_backend.cached`): no round trip for an answer Redis has not changed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -25,12 +27,41 @@ from hbdns.logs import RateLimitedLog
 from hbdns.plans import Plan
 from pdns_backend import answers, implied
 from pdns_backend.accounts import AccountReader
+from pdns_backend.answer_cache import AnswerCache
+from pdns_backend.answers import result_json
+from pdns_backend.cached import CachedLookups
 from pdns_backend.health import Health
+from pdns_backend.tracking import Tracker
 from pdns_backend.zones import ZoneCache, ZoneEntry, find_apex, read_ents, read_zones
 
 log = logging.getLogger(__name__)
 
 Params = Mapping[str, Any]
+
+
+ACCOUNT_LEN = len(answers.ACCOUNT_FIELDS)
+
+
+class Read(NamedTuple):
+    """What one lookup's answer was made from: enough to make it again with less liveness, and to
+    tell when it stops being true (:mod:`pdns_backend.cached`)."""
+
+    q: str  # normalised qname
+    qtype: str
+    apex: str
+    entry: ZoneEntry
+    account: Sequence[str | None] | None  # ACCOUNT_FIELDS values, None: no account at q
+    live: int  # 1: the alive key exists
+    account_id: int  # -1: no account
+    ttls: tuple[int, ...]  # per liveness bit, the alive key's PTTL in ms (-1: not live, no expiry)
+
+
+def _read(q: str, qtype: str, apex: str, entry: ZoneEntry, raw: Sequence[Any] | None) -> Read:
+    """A :class:`Read` from the lookup script's reply for ``q`` (hbdns/lua/lookup.lua)."""
+    if not raw:
+        return Read(q, qtype, apex, entry, None, 0, -1, ())
+    n = ACCOUNT_LEN
+    return Read(q, qtype, apex, entry, raw[:n], int(raw[n]), int(raw[n + 1]), tuple(int(t) for t in raw[n + 2 :]))
 
 
 class BackendError(Exception):
@@ -48,12 +79,20 @@ class Backend:
         *,
         zone_max_age: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        cache_entries: int = 0,
     ) -> None:
         self.r = r
         self.plans = dict(plans)
         self.health = Health()
         self._errors = RateLimitedLog(log, 60.0)
-        self.accounts = AccountReader(r)
+        # the answer cache (0: none): its entries are dropped by Redis' client tracking
+        self.cache: AnswerCache | None = None
+        self.tracker: Tracker | None = None
+        self.cached: CachedLookups | None = None
+        if cache_entries > 0:
+            self.cache = AnswerCache(cache_entries)
+            self.tracker = Tracker(r, self.cache.invalidate)
+        self.accounts = AccountReader(r, tracker=self.tracker)
         self.zones = ZoneCache(self._load_zones, zone_max_age, clock, load_ents=lambda a: read_ents(r, a))
         self.methods: dict[str, Callable[[Params], Any]] = {
             "initialize": lambda _p: True,
@@ -64,6 +103,8 @@ class Backend:
             "getDomainMetadata": lambda _p: [],
             "list": lambda p: self.list_zone(str(p.get("zonename", ""))),
         }
+        if self.cache is not None and self.tracker is not None:
+            self.cached = CachedLookups(self, self.cache, self.tracker)
 
     # --- dispatch ---------------------------------------------------------------------------------
 
@@ -84,6 +125,20 @@ class Backend:
                 logging.ERROR, f"{method}:{type(exc).__name__}", "backend error", method=method, error=repr(exc)
             )
             raise BackendError(f"internal error in {method}") from exc
+
+    def stats(self) -> dict[str, Any]:
+        """The answer cache's counters (:class:`~pdns_backend.answer_cache.CacheStats`), its size and
+        how many invalidation connections it has opened; None without a cache (``GET /stats``)."""
+        if self.cache is None or self.tracker is None:
+            return {"answer_cache": None}
+        return {
+            "answer_cache": {
+                **self.cache.stats.as_dict(),
+                "entries": len(self.cache),
+                "max_entries": self.cache.max_entries,
+                "tracking_connects": self.tracker.connects,
+            }
+        }
 
     def ping(self) -> bool:
         """True when Redis answers (the ``/ping`` health check)."""
@@ -120,13 +175,34 @@ class Backend:
         """
         try:
             zones = self.zones.get()
-        except redis.RedisError as exc:
-            self.health.failed(exc)
-            return [BackendError(f"redis: {type(exc).__name__}")] * len(queries)
         except Exception as exc:
-            self._errors.log(logging.ERROR, f"zones:{type(exc).__name__}", "zone load failed", error=repr(exc))
-            return [BackendError("internal error loading zones")] * len(queries)
-        plans: list[tuple[str, str, ZoneEntry] | None] = []
+            return [self.zone_failure(exc)] * len(queries)
+        return [result for result, _read in self.lookup_reads(queries, zones)]
+
+    def lookup_bodies(self, queries: Sequence[tuple[str, str]]) -> list[bytes | BackendError]:
+        """Replies ready to send (``{"result": ...}``, no newline) for several lookups: from the
+        answer cache when there is one (:mod:`pdns_backend.cached`), else as :meth:`lookup_batch`."""
+        try:
+            if self.cached is not None:
+                return self.cached.bodies(queries)
+            return [r if isinstance(r, BackendError) else result_json(r).encode() for r in self.lookup_batch(queries)]
+        except Exception as exc:
+            self._errors.log(logging.ERROR, f"lookup:{type(exc).__name__}", "backend error", error=repr(exc))
+            return [BackendError("internal error in lookup")] * len(queries)
+
+    def zone_failure(self, exc: Exception) -> BackendError:
+        if isinstance(exc, redis.RedisError):
+            self.health.failed(exc)
+            return BackendError(f"redis: {type(exc).__name__}")
+        self._errors.log(logging.ERROR, f"zones:{type(exc).__name__}", "zone load failed", error=repr(exc))
+        return BackendError("internal error loading zones")
+
+    def lookup_reads(
+        self, queries: Sequence[tuple[str, str]], zones: Mapping[str, ZoneEntry]
+    ) -> list[tuple[Any, Read | None]]:
+        """(result or BackendError, what it was read from) per query; the :class:`Read` is None
+        for an answer the cache must not keep (a failure, an ACME challenge, a name in no zone)."""
+        plans: list[tuple[str, str, str, ZoneEntry] | None] = []
         ask: list[str] = []
         for qname, qtype in queries:
             q = answers.normalise(qname)
@@ -135,7 +211,7 @@ class Backend:
                 plans.append(None)
                 continue
             entry = zones[apex]
-            plans.append((q, qtype, entry))
+            plans.append((q, qtype, apex, entry))
             if entry.view is not None and (q != apex or entry.apex_account):
                 ask.append(q)
         fetched: dict[str, Any] = {}
@@ -149,27 +225,31 @@ class Backend:
             except redis.RedisError as exc:
                 self.health.failed(exc)
                 failure = BackendError(f"redis: {type(exc).__name__}")
-        out: list[Any] = []
+        out: list[tuple[Any, Read | None]] = []
         for plan in plans:
             if plan is None:
-                out.append(False)
+                out.append((False, None))
                 continue
-            q, qtype, entry = plan
+            q, qtype, apex, entry = plan
             if entry.view is None:
-                out.append(BackendError("zone data unusable"))
+                out.append((BackendError("zone data unusable"), None))
                 continue
             if failure is not None and q in ask:
-                out.append(failure)
+                out.append((failure, None))
                 continue
             try:
-                raw = fetched.get(q)
-                account, live = (raw[:-1], int(raw[-1]) == 1) if raw else (None, False)
-                records = implied.lookup_rows(q, qtype, entry, account, live, self.plans, challenges.get(q))
-                out.append(records or False)
+                read = _read(q, qtype, apex, entry, fetched.get(q))
+                records = self.records(read, read.live, challenges.get(q))
+                out.append((records or False, None if implied.is_challenge(q) else read))
             except Exception as exc:
                 self._errors.log(logging.ERROR, f"lookup:{type(exc).__name__}", "backend error", error=repr(exc))
-                out.append(BackendError("internal error in lookup"))
+                out.append((BackendError("internal error in lookup"), None))
         return out
+
+    def records(self, read: Read, live: int, challenge: list[str] | None = None) -> list[answers.Record]:
+        """The records of one lookup from what it read, with ``live`` as its liveness (the answer
+        cache asks again with less of it once an alive key's time is up)."""
+        return implied.lookup_rows(read.q, read.qtype, read.entry, read.account, live == 1, self.plans, challenge)
 
     def all_domains(self) -> list[dict[str, Any]]:
         """Every zone, read now; pdns' zone cache serves exactly these (errors raise: [] would empty it)."""

@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = config.service_settings("hbdns-backend")
     # waitress warns "Task queue depth is N" whenever all threads are busy for a moment: normal here.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    backend = Backend(backend_redis(reads_from(settings)), settings.plan_table())
+    backend = Backend(
+        backend_redis(reads_from(settings)), settings.plan_table(), cache_entries=settings.backend_cache_entries
+    )
     app = create_app({"HBDNS_SETTINGS": settings, "HBDNS_BACKEND": backend})
     unix = UnixServer(settings.backend_socket, backend).start() if settings.backend_socket else None
     server = waitress.create_server(

@@ -7,7 +7,10 @@
 --   The caller keeps name -> id from earlier answers; the name index decides here whether it holds.
 -- Returns per name: false (no account has the name), the name's current id as a string (the
 --   candidate was missing or stale: ask again with it), or the account's fields in
---   pdns_backend.answers.ACCOUNT_FIELDS order followed by 1/0 for its alive key.
+--   pdns_backend.answers.ACCOUNT_FIELDS order followed by 1/0 for its alive key, the id, and the
+--   alive key's remaining life in ms (PTTL; -1: not live or no expiry). The last two are for the
+--   backend's answer cache (pdns_backend/answer_cache.py): the keys read here are tracked for
+--   invalidation, and a cached live answer is not served past that moment.
 local out = {}
 local k = 1
 for i = 1, #ARGV, 2 do
@@ -22,7 +25,10 @@ for i = 1, #ARGV, 2 do
       out[#out + 1] = id or false
     else
       local a = redis.call('HMGET', acct, 'plan', 'fqdn', 'ipv4', 'ipv6', 'neutral_ipv4', 'neutral_ipv6', 'mx')
-      a[#a + 1] = redis.call('EXISTS', alive)
+      local ttl = redis.call('PTTL', alive)
+      a[#a + 1] = ttl == -2 and 0 or 1
+      a[#a + 1] = id
+      a[#a + 1] = ttl >= 0 and ttl or -1
       out[#out + 1] = a
     end
   end

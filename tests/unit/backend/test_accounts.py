@@ -17,7 +17,9 @@ from pdns_backend.answers import ACCOUNT_FIELDS
 def fields(raw: list[object] | None) -> dict[str, object] | None:
     if raw is None:
         return None
-    return {**dict(zip(ACCOUNT_FIELDS, raw[:-1], strict=True)), "alive": raw[-1]}
+    n = len(ACCOUNT_FIELDS)
+    assert len(raw) == n + 3
+    return {**dict(zip(ACCOUNT_FIELDS, raw[:n], strict=True)), "alive": raw[n], "id": raw[n + 1], "pttl": raw[n + 2]}
 
 
 def test_fields_and_liveness_per_name_in_order(store: Store, r: redis.Redis) -> None:
@@ -30,6 +32,9 @@ def test_fields_and_liveness_per_name_in_order(store: Store, r: redis.Redis) -> 
     assert (got[0]["fqdn"], got[0]["ipv4"], got[0]["alive"]) == ("live.example.com", "203.0.113.5", 1)
     assert got[1] is None
     assert (got[2]["plan"], got[2]["mx"], got[2]["alive"]) == ("setip-c", "1", 0)
+    # the answer cache's part: the account id, and how long the alive key lives (-1: not live)
+    assert got[0]["id"] == str(live.id) and 0 < int(got[0]["pttl"]) <= 60_000  # type: ignore[call-overload]
+    assert got[2]["pttl"] == -1
     assert len(reader) == 2  # names without an account are not remembered
 
 
@@ -70,6 +75,8 @@ def test_a_corrupt_name_index_entry_is_no_account(store: Store, r: redis.Redis) 
     assert fields(AccountReader(r).fetch(["ghost.example.com"])[0]) == {
         **dict.fromkeys(ACCOUNT_FIELDS),
         "alive": 0,
+        "id": "999",
+        "pttl": -1,
     }
 
 
