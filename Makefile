@@ -23,7 +23,8 @@ venv: $(STAMP)
 # Install Debian's packages when a binary is missing: apt only runs on a machine that lacks them.
 # Postfix is preseeded to "No configuration": no /etc/postfix/main.cf is written and nothing is
 # started (the mail tests run instances of their own from their own config dirs, in a namespace).
-# pdns' bind backend serves the static zone of the phase-1 mail scenario.
+# pdns' bind backend serves the static zone of the phase-1 mail scenario; pdns-recursor is the
+# caching resolver of the phase-2 one (it starts nothing either: the scenario runs its own).
 # chromium and chromium-driver are for the status page's browser test (tests/e2e/test_admin_surfaces.py).
 # pebble (ACME test server), lego (ACME client) and pdns-recursor (a caching resolver) are for the
 # DNS-01 and resolver tests (tests/e2e/test_acme.py, tests/e2e/test_resolver.py); openssl makes
@@ -41,6 +42,7 @@ sysdeps:
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	ls /usr/lib/*/pdns/libbindbackend.so >/dev/null 2>&1 || missing="$$missing pdns-backend-bind"; \
 	[ -x /usr/sbin/postfix ] || missing="$$missing postfix"; \
+	[ -x /usr/sbin/pdns_recursor ] || missing="$$missing pdns-recursor"; \
 	command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || [ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
 	command -v pebble >/dev/null || [ -x /usr/bin/pebble ] || missing="$$missing pebble"; \

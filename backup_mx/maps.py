@@ -28,8 +28,8 @@ import redis
 from backup_mx import socketmap
 from hbdns import keys, validate
 
-# Account hash field with the recipient list. Nothing in the product writes it yet (phase 2 adds
-# it to hbdns.model.Account, the CLI and the docs); absent means "verify".
+# Account hash field with the recipient list (hbdns.model.Account.mx_recipients); absent or empty
+# means "verify".
 RECIPIENTS_FIELD = "mx_recipients"
 _FIELDS = ("fqdn", "mx", RECIPIENTS_FIELD)
 
@@ -87,7 +87,7 @@ def parse_recipients(raw: str | None) -> tuple[str, ...] | None:
         return None
     if not isinstance(items, list):
         return None
-    return tuple(str(x).strip().lower() for x in items if str(x).strip())
+    return tuple(str(x).strip().lower() for x in items if str(x).strip()) or None
 
 
 def recipient_action(local: str, domain: str, recipients: tuple[str, ...] | None) -> str:

@@ -3,11 +3,12 @@
 Set-up: a real redis-server (with deploy/redis.conf, as production), 100k heartbeat accounts, the
 listener as a subprocess (``python -m heartbeat_listener.main``), and a load generator in another
 process that sends pre-computed valid beats from 64 loopback source addresses, 32 per sendmmsg(2)
-call (ctypes) so that its own CPU, which shares the machine's cores, is mostly the kernel's
-per-packet work. The generator keeps the listener's socket queue filled but not
-overflowing (it watches ``rx_queue`` in /proc/net/udp), so the listener never idles and the kernel
-should drop nothing; any kernel drop is still counted (/proc/net/udp ``drops`` of the listener's
-sockets and /proc/net/snmp ``RcvbufErrors``) and not blamed on the listener.
+call (ctypes, :class:`tests.support.udpflood.Sendmmsg`, shared with the junk flood) so that its
+own CPU, which shares the machine's cores, is mostly the kernel's per-packet work. The generator
+keeps the listener's socket queue filled but not overflowing (it watches ``rx_queue`` in
+/proc/net/udp), so the listener never idles and the kernel should drop nothing; any kernel drop is
+still counted (/proc/net/udp ``drops`` of the listener's sockets and /proc/net/snmp
+``RcvbufErrors``) and not blamed on the listener.
 
 Per run, counted from the listener and Redis, never from sends:
 - stored beats/s = accepted beats (listener metrics, cross-checked with Redis' EVALSHA call count)
@@ -55,6 +56,7 @@ from hbdns.model import Account, Zone
 from hbdns.store import Store
 from heartbeat_listener.metrics import parse_metrics
 from tests.support.servers import Process, RedisServer, free_port, wait_for, which
+from tests.support.udpflood import Sendmmsg
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -85,64 +87,6 @@ def _rx_queue(port: int) -> int:
     return total
 
 
-class _Sendmmsg:
-    """Linux sendmmsg(2) through ctypes: the load generator sends ``CHUNK`` pre-built beats per
-    system call, so its own CPU per beat (which shares the machine's cores with the listener and
-    Redis) is mostly the kernel's per-packet work. Bench-only: the listener uses the stdlib."""
-
-    CHUNK = 32
-
-    def __init__(self) -> None:
-        import ctypes
-
-        class IoVec(ctypes.Structure):
-            _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
-
-        class MsgHdr(ctypes.Structure):
-            _fields_ = [
-                ("msg_name", ctypes.c_void_p),
-                ("msg_namelen", ctypes.c_uint32),
-                ("msg_iov", ctypes.POINTER(IoVec)),
-                ("msg_iovlen", ctypes.c_size_t),
-                ("msg_control", ctypes.c_void_p),
-                ("msg_controllen", ctypes.c_size_t),
-                ("msg_flags", ctypes.c_int),
-            ]
-
-        class MMsgHdr(ctypes.Structure):
-            _fields_ = [("msg_hdr", MsgHdr), ("msg_len", ctypes.c_uint)]
-
-        self.ctypes, self.IoVec, self.MMsgHdr = ctypes, IoVec, MMsgHdr
-        self.libc = ctypes.CDLL(None, use_errno=True)
-        self.libc.sendmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int]
-
-    def prepare(self, packets: list[bytes]) -> Any:
-        """Messages for ``packets`` (one buffer; kept alive by the returned tuple)."""
-        ct = self.ctypes
-        size = len(packets[0])
-        buf = ct.create_string_buffer(b"".join(packets))
-        iovs = (self.IoVec * len(packets))()
-        msgs = (self.MMsgHdr * len(packets))()
-        base = ct.addressof(buf)
-        for i in range(len(packets)):
-            iovs[i].iov_base = base + i * size
-            iovs[i].iov_len = size
-            msgs[i].msg_hdr.msg_iov = ct.pointer(iovs[i])
-            msgs[i].msg_hdr.msg_iovlen = 1
-        return (msgs, len(packets), buf, iovs)
-
-    def send(self, fd: int, prepared: Any) -> int:
-        msgs, count = prepared[0], prepared[1]
-        base, size = self.ctypes.addressof(msgs), self.ctypes.sizeof(self.MMsgHdr)
-        sent = 0
-        while sent < count:
-            n = self.libc.sendmmsg(fd, base + sent * size, count - sent, 0)
-            if n < 0:
-                raise OSError(self.ctypes.get_errno(), "sendmmsg failed")
-            sent += n
-        return sent
-
-
 def sender_main(args: argparse.Namespace) -> int:
     records = Path(args.accounts).read_bytes()
     accounts = [struct.unpack_from(">I32s", records, off) for off in range(0, len(records), 36)]
@@ -154,7 +98,7 @@ def sender_main(args: argparse.Namespace) -> int:
         s.connect(("127.0.0.1", args.port))
         socks.append(s)
     ask_every = max(0, args.reply_every)  # 0: no beat asks; 1: every beat; k: one beat in k (spread)
-    mmsg = _Sendmmsg()
+    mmsg = Sendmmsg()
     chunk = mmsg.CHUNK
     # an account always sends from the same source address (chunk k of the account list -> source k % 64)
     rounds = []

@@ -105,9 +105,10 @@ class Bench:
     @staticmethod
     def _arm(pipe: Any, account_id: int, deadline_ms: int, now_ms: int) -> None:
         """What a beat leaves behind: state live, alive key expiring at the deadline, the deadline."""
-        pipe.hset(keys.account(account_id), mapping={"state": "live", "since": str(now_ms), "ipv4": "198.51.100.1"})
-        pipe.set(keys.alive(account_id), "1", pxat=deadline_ms)
-        pipe.zadd(keys.deadlines(), {str(account_id): deadline_ms})
+        live = {"state": "live", "live": "4", "since": str(now_ms), "ipv4": "198.51.100.1"}
+        pipe.hset(keys.account(account_id), mapping=live)
+        pipe.set(keys.alive(account_id, 4), "1", pxat=deadline_ms)
+        pipe.zadd(keys.deadlines(), {keys.deadline_member(account_id, 4): deadline_ms})
 
     def _env(self, **settings: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HBDNS_")}

@@ -156,6 +156,13 @@ def _base_url(raw: str) -> str:
     return value
 
 
+def _url_or_empty(raw: str) -> str:
+    value = raw.strip()
+    if value and not value.startswith(("https://", "http://", "mailto:")):
+        raise ValueError("expected an https://, http:// or mailto: URL, or empty")
+    return value
+
+
 def _redis_url(raw: str) -> str:
     return connection.check(raw.strip())
 
@@ -216,8 +223,13 @@ class Settings:
     heartbeat_max_skew: float = _setting("300", _positive_float)
     heartbeat_batch: int = _setting("256", _positive_int)
     heartbeat_pipeline: int = _setting("2", _positive_int)
-    heartbeat_source_rate: float = _setting("50", _positive_float)
-    heartbeat_source_burst: int = _setting("100", _positive_int)
+    heartbeat_source_rate: float = _setting("200", _positive_float)  # authenticated beats per source
+    heartbeat_source_burst: int = _setting("1000", _positive_int)
+    heartbeat_account_rate: float = _setting("2", _positive_float)  # authenticated beats per account
+    heartbeat_account_burst: int = _setting("20", _positive_int)
+    heartbeat_lookup_rate: float = _setting("20000", _positive_float)  # pre-auth budget: lookups/s
+    heartbeat_lookup_burst: int = _setting("100000", _positive_int)
+    heartbeat_unknown_ttl: float = _setting("2", _positive_float)
     metrics_host: str = _setting("127.0.0.1")
     metrics_port: int = _setting("9108", _port)
 
@@ -311,6 +323,14 @@ class Settings:
     sms_token: str = _setting("")
     webhook_secret: str = _setting("")
     http_timeout: float = _setting("5", _positive_float)
+    # What the messages say and how (hbdns.notices): the operator's templates, name and language
+    templates_dir: str = _setting("")
+    notify_lang: str = _setting("en", _choice("de", "en"))
+    operator_name: str = _setting("hbdns")
+    operator_support_url: str = _setting("", _url_or_empty)
+    operator_signature: str = _setting("")
+    email_html: bool = _setting("false", _bool)
+    sms_max_segments: int = _setting("1", _positive_int)
 
     # Backup MX flush on recovery (hbdns.mta_flush): ETRN targets, or postqueue for a local Postfix
     backup_mx_flush: tuple[str, ...] = _setting("", _flush_targets)
@@ -320,6 +340,7 @@ class Settings:
     backup_mx_flush_backoff_max: float = _setting("30", _positive_float)
     backup_mx_flush_helo: str = _setting("", _hostname)
     backup_mx_flush_source: str = _setting("", _address_or_empty)
+    backup_mx_flush_again: float = _setting("2", _positive_float)  # second flush: record TTL + this
 
     # Backup MX lookup tables for Postfix (backup_mx): socketmap on TCP, or a unix socket when set
     backup_mx_map_host: str = _setting("127.0.0.1")

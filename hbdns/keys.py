@@ -47,8 +47,42 @@ def account_seq() -> str:
 
 
 def deadlines() -> str:
-    """ZSET account id -> liveness deadline (Unix ms, Redis clock); the sweeper's work list."""
+    """ZSET of liveness deadlines (Unix ms, Redis clock), one member per account and address family
+    (:func:`deadline_member`); the sweeper's work list."""
     return f"{PREFIX}:deadlines"
+
+
+def deadline_member(account_id: int, family: int) -> str:
+    """``<id>:4`` / ``<id>:6``: the deadline of one family. ``family`` 0 is the plain ``<id>`` that
+    versions before per-family liveness wrote (read as both families until ``hbdns migrate``)."""
+    return f"{account_id}:{family}" if family else str(account_id)
+
+
+def parse_deadline_member(member: str | bytes) -> tuple[int, int]:
+    """(account id, family) of a deadline member; family 0 for a plain (legacy) one. ValueError
+    for anything else."""
+    if isinstance(member, bytes):
+        member = member.decode("utf-8", "replace")
+    head, sep, fam = member.partition(":")
+    if not head.isdigit() or (sep and fam not in ("4", "6")):
+        raise ValueError(f"not a deadline member: {member!r}")
+    return int(head), int(fam) if sep else 0
+
+
+def flush_due() -> str:
+    """ZSET account id -> when the account's backup MX queues are to be flushed once more (Unix ms):
+    the second flush after a recovery, for senders behind caching resolvers (notifier/flush.py)."""
+    return f"{PREFIX}:flush:due"
+
+
+def flush_counts() -> str:
+    """HASH ``<target> <outcome>`` -> how many flush requests ended so (all processes)."""
+    return f"{PREFIX}:flush:counts"
+
+
+def migrations() -> str:
+    """HASH step name -> JSON of its last run (``hbdns migrate --status``)."""
+    return f"{PREFIX}:migrations"
 
 
 def events() -> str:
@@ -126,11 +160,6 @@ def notify_owners() -> str:
     return f"{PREFIX}:{{notify}}:owners"
 
 
-def migrations() -> str:
-    """HASH migration step name -> JSON of its last run (``hbdns migrate``)."""
-    return f"{PREFIX}:migrations"
-
-
 def ratelimit(scope: str, subject: str) -> str:
     """Counter for a rate limit (e.g. failed dyndns2 logins per source address)."""
     return f"{PREFIX}:rl:{scope}:{subject}"
@@ -206,8 +235,21 @@ def account(account_id: int) -> str:
     return f"{PREFIX}:acct:{{a:{account_id}}}"
 
 
-def alive(account_id: int) -> str:
-    """STRING with a TTL: exists exactly while the account is live. Expiry neutralizes."""
+FAMILIES = (4, 6)
+
+
+def alive(account_id: int, family: int = 4) -> str:
+    """STRING with a TTL: exists exactly while the account's address of ``family`` (4: A, 6: AAAA)
+    is live, refreshed by beats over that family and updates naming it. Expiry neutralizes it."""
+    if family not in FAMILIES:
+        raise ValueError(f"no address family {family!r}")
+    return f"{PREFIX}:alive{family}:{{a:{account_id}}}"
+
+
+def alive_legacy(account_id: int) -> str:
+    """The one ``alive`` key per account of versions before per-family liveness. Still read (as
+    "both families live") while old writers run; ``hbdns migrate`` copies its TTL onto the family
+    keys, and it then expires on its own."""
     return f"{PREFIX}:alive:{{a:{account_id}}}"
 
 
@@ -227,15 +269,16 @@ def notify_outage(account_id: int) -> str:
     return f"{PREFIX}:notify:outage:{{a:{account_id}}}"
 
 
-_ALIVE_RE = re.compile(r"^" + re.escape(PREFIX) + r":alive:\{a:(\d+)\}$")
+_ALIVE_RE = re.compile(r"^" + re.escape(PREFIX) + r":alive([46]?):\{a:(\d+)\}$")
 
 
-def parse_alive(key: str | bytes) -> int | None:
-    """The account id of an ``alive`` key (for keyspace ``expired`` events), else None."""
+def parse_alive(key: str | bytes) -> tuple[int, int] | None:
+    """(account id, family) of an ``alive`` key (for keyspace ``expired`` events; family 0 for the
+    legacy key), else None."""
     if isinstance(key, bytes):
         key = key.decode("utf-8", "replace")
     m = _ALIVE_RE.match(key)
-    return int(m.group(1)) if m else None
+    return (int(m.group(2)), int(m.group(1) or 0)) if m else None
 
 
 _ACCOUNT_TAG_RE = re.compile(r"\{a:(\d+)\}")

@@ -1,18 +1,23 @@
 """State transitions, each one atomic Lua script on Redis, shared by every writer.
 The scripts themselves are in ``hbdns/lua/`` (:mod:`hbdns.scripts`); this module is their Python side.
 
+Liveness is per address family: a beat over IPv4 keeps the A record live, one over IPv6 the AAAA
+record, a dyndns2 update the families it names; each family has its own ``alive`` key and deadline.
+
 - :meth:`Liveness.beat` is what a heartbeat or a dyndns2 update does: replay check (counter strictly
-  greater than the last accepted one, within the skew window of Redis' clock), refresh the ``alive``
-  key and the deadline in one step, change the address, record ``recovered``/``ip_changed``, bump
-  the zone's SOA serial. An ``offline`` beat neutralizes at once.
-- :meth:`Liveness.sweep` finds accounts whose deadline passed (Redis ``TIME`` is the one clock) and
-  neutralizes them; :meth:`Liveness.neutralize_if_due` is the same idempotent step for one account
-  (used when a keyspace ``expired`` hint arrives early). The deadline is removed in the same script
-  that records the transition, so two sweepers never record one transition twice.
+  greater than the last accepted one, within the skew window of Redis' clock), refresh the family's
+  ``alive`` key and deadline in one step, change the address, record ``recovered`` (the first family
+  back) / ``family_back`` (another one) / ``ip_changed``, bump the zone's SOA serial. An ``offline``
+  beat neutralizes every family at once.
+- :meth:`Liveness.sweep` finds families whose deadline passed (Redis ``TIME`` is the one clock) and
+  records them ``family_lost``, or ``neutralized`` when no family is left;
+  :meth:`Liveness.neutralize_if_due` is the same idempotent step (used when a keyspace ``expired``
+  hint arrives early). The deadline is removed in the same script that records the transition, so
+  two sweepers never record one transition twice.
 
 Every transition is appended to the ``events`` stream (for the notifier) and to the account's
 capped log (for ``hbdns account log``). The backend never reads ``state``: it answers from the
-``alive`` key, which Redis expires exactly, so DNS flips even if no sweeper runs.
+``alive`` keys, which Redis expires exactly, so DNS flips even if no sweeper runs.
 """
 
 from __future__ import annotations
@@ -26,11 +31,22 @@ import redis
 
 from hbdns import keys, scripts
 
-# The beat script's call layout (see hbdns/lua/beat.lua): per beat 3 KEYS (acct alive log) and 7
-# ARGV (id ipv4 ipv6 counter ttl_ms offline fp); per batch the deadlines and events keys, the
-# batch's zones once each, and 5 ARGV + one per zone.
-BEAT_KEYS_PER_BEAT = 3
-BEAT_ARGS_PER_BEAT = 7
+# The beat script's call layout (see hbdns/lua/beat.lua): per beat 5 KEYS (acct alive4 alive6
+# alive_legacy log) and 8 ARGV (id ipv4 ipv6 counter ttl_ms offline fp fams); per batch the
+# deadlines and events keys, the batch's zones once each, and 5 ARGV + one per zone.
+BEAT_KEYS_PER_BEAT = 5
+BEAT_ARGS_PER_BEAT = 8
+
+
+def beat_keys(account_id: int) -> tuple[str, ...]:
+    """The beat script's KEYS of one beat, in order (the listener encodes them once per account)."""
+    return (
+        keys.account(account_id),
+        keys.alive(account_id, 4),
+        keys.alive(account_id, 6),
+        keys.alive_legacy(account_id),
+        keys.account_log(account_id),
+    )
 
 
 @dataclass(frozen=True)
@@ -69,12 +85,18 @@ class BeatRequest(NamedTuple):
     offline: bool = False
     source: str = "beat"
     fp: str = ""  # the config fingerprint the caller authenticated with; "" = not checked
+    fams: str = ""  # families kept alive ("4", "6", "46"); "" = those of the addresses sent
 
 
 @dataclass(frozen=True)
 class Neutralized:
+    """A family (or the account) the sweeper found gone: ``lost`` while another family stays
+    live, else the account was neutralized."""
+
     account_id: int
     names: tuple[str, ...]
+    family: int = 0  # 4 or 6; 0: the legacy deadline of both families
+    lost: bool = False
 
 
 def _names(fqdn: str, aliases: str) -> tuple[str, ...]:
@@ -111,7 +133,9 @@ class Liveness:
     def _account_keys(account_id: int, zone: str) -> list[str]:
         return [
             keys.account(account_id),
-            keys.alive(account_id),
+            keys.alive(account_id, 4),
+            keys.alive(account_id, 6),
+            keys.alive_legacy(account_id),
             keys.deadlines(),
             keys.events(),
             keys.account_log(account_id),
@@ -126,7 +150,7 @@ class Liveness:
         keys_ = [keys.deadlines(), keys.events(), *(keys.zone(z) for z in zones)]
         args = [str(self.max_skew_ms), str(self.events_maxlen), str(self.log_size), source, str(len(zones)), *zones]
         for req in reqs:
-            keys_ += [keys.account(req.account_id), keys.alive(req.account_id), keys.account_log(req.account_id)]
+            keys_ += beat_keys(req.account_id)
             args += [
                 str(req.account_id),
                 req.ipv4,
@@ -135,6 +159,7 @@ class Liveness:
                 str(int(req.expiry_ms)),
                 "1" if req.offline else "0",
                 req.fp,
+                req.fams,
             ]
         return keys_, args
 
@@ -165,30 +190,44 @@ class Liveness:
             i = j
         return out
 
-    def due(self, limit: int = 1000) -> list[int]:
-        return [int(_s(x)) for x in scripts.DUE(self.r, [keys.deadlines()], [limit])]
+    def due(self, limit: int = 1000) -> list[tuple[int, int]]:
+        """Due deadline members as (account id, family; 0 for a legacy one), oldest first."""
+        out = []
+        for raw in scripts.DUE(self.r, [keys.deadlines()], [limit]):
+            try:
+                out.append(keys.parse_deadline_member(_s(raw)))
+            except ValueError:
+                self.r.zrem(keys.deadlines(), raw)  # not ours: it would block the sweep for good
+        return out
 
-    def neutralize_if_due(self, account_ids: Iterable[int]) -> list[Neutralized]:
-        """Neutralize those of ``account_ids`` whose deadline passed; idempotent and race-free."""
-        ids = list(account_ids)
-        if not ids:
+    def neutralize_if_due(self, members: Iterable[tuple[int, int] | int]) -> list[Neutralized]:
+        """Neutralize those deadline members (account id, family) whose deadline passed; a bare id
+        stands for both families. Idempotent and race-free."""
+        todo: list[tuple[int, int]] = []
+        for m in members:
+            if isinstance(m, int):
+                todo += [(m, 4), (m, 6), (m, 0)]
+            else:
+                todo.append(m)
+        todo = list(dict.fromkeys(todo))
+        if not todo:
             return []
         pipe = self.r.pipeline(transaction=False)
-        for account_id in ids:
+        for account_id, _ in todo:
             pipe.hget(keys.account(account_id), "zone")
         zones = [_s(z) if z is not None else "" for z in pipe.execute()]
         pipe = self.r.pipeline(transaction=False)
-        for account_id, zone in zip(ids, zones, strict=True):
+        for (account_id, family), zone in zip(todo, zones, strict=True):
             scripts.NEUTRALIZE(
                 pipe,
                 self._account_keys(account_id, zone),
-                [str(account_id), str(self.events_maxlen), str(self.log_size)],
+                [str(account_id), str(family or ""), str(self.events_maxlen), str(self.log_size)],
             )
         out = []
-        for account_id, raw in zip(ids, pipe.execute(), strict=True):
+        for (account_id, family), raw in zip(todo, pipe.execute(), strict=True):
             status, fqdn, aliases = (_s(x) for x in raw)
-            if status == "neutralized":
-                out.append(Neutralized(account_id, _names(fqdn, aliases)))
+            if status in ("neutralized", "lost"):
+                out.append(Neutralized(account_id, _names(fqdn, aliases), family, status == "lost"))
         return out
 
     def sweep(self, limit: int = 1000) -> list[Neutralized]:

@@ -18,6 +18,17 @@ from typing import Any
 from hbdns import validate
 
 STATIC_TYPES = ("A", "AAAA", "CNAME", "MX", "TXT", "NS", "SRV", "CAA")
+LANGUAGES = ("de", "en")  # of the notifications (hbdns.notices); "" = the default (zone, then setting)
+
+
+def check_lang(value: str) -> str:
+    """A message language, or "" for the default."""
+    if value not in ("", *LANGUAGES):
+        raise validate.ValidationError(
+            f"language {value!r} must be one of {', '.join(LANGUAGES)} (or empty: the default)"
+        )
+    return value
+
 
 # How long resolvers cache "no such name" / "no such record" (RFC 2308) for new zones: a new
 # account, or an account's first AAAA, shows through a caching resolver within it (README, "Names
@@ -67,6 +78,9 @@ class Zone:
     # Labs only: let updates publish non-public addresses (loopback, RFC 1918, documentation, ...).
     # Zones stored before the field existed read as False, the safe default: no migration needed.
     allow_private: bool = False
+    # Language of its accounts' notifications unless an account sets its own; "" = HBDNS_NOTIFY_LANG.
+    # Zones stored before the field existed read as "": no migration needed.
+    lang: str = ""
     created: float = 0.0
     updated: float = 0.0
 
@@ -95,6 +109,7 @@ class Zone:
             ns_ttl=int(h.get("ns_ttl", 3600)),
             records=tuple(StaticRecord(**r) for r in json.loads(h.get("records", "[]"))),
             allow_private=h.get("allow_private", "0") == "1",
+            lang=h.get("lang", ""),
             created=float(h.get("created", 0)),
             updated=float(h.get("updated", 0)),
         )
@@ -110,6 +125,8 @@ class NotifyPrefs:
     ``outages`` = neutralized and recovered; ``all`` adds every IP change. SMS has a minimum outage
     length (shorter blips send none) and optional quiet hours ("22:00-07:00", local to ``tz``) during
     which outage SMS wait until the window ends and go out then if the outage is still open.
+    ``lang`` is the messages' language; "" (also for prefs stored before the field existed: no
+    migration needed) means the zone's, and without one ``HBDNS_NOTIFY_LANG``.
     """
 
     email: str = "outages"
@@ -118,6 +135,7 @@ class NotifyPrefs:
     sms_min_outage: int = 60
     quiet_hours: str = ""
     tz: str = "UTC"
+    lang: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -138,6 +156,7 @@ class NotifyPrefs:
             raise validate.ValidationError("sms minimum outage must be >= 0 seconds")
         if self.quiet_hours:
             parse_quiet_hours(self.quiet_hours)
+        check_lang(self.lang)
         try:
             from zoneinfo import ZoneInfo
 
@@ -182,6 +201,9 @@ class Account:
     # Issue 18. Both read as off / none from hashes stored before they existed: no migration.
     wildcard: bool = False  # *.<fqdn> answers what the account answers (never another's names)
     ipv6_interface_id: str = ""  # fixed interface id ("::1a2b:3c4d:5e6f:7081"): AAAA = ip6lanprefix + it
+    # The users the backup MX accepts mail for (local parts, or whole addresses at one of the
+    # names), lowercase; empty: the backup MX verifies recipients with the customer's server.
+    mx_recipients: tuple[str, ...] = ()
     created: float = 0.0
     updated: float = 0.0
 
@@ -218,6 +240,8 @@ class Account:
             "prefs": self.prefs.to_json(),
             "wildcard": "1" if self.wildcard else "0",
             "ipv6_interface_id": self.ipv6_interface_id,
+            # "" (not "[]") when empty: absent and empty both mean "verify" to backup_mx.maps
+            "mx_recipients": json.dumps(list(self.mx_recipients)) if self.mx_recipients else "",
             "created": repr(self.created),
             "updated": repr(self.updated),
         }
@@ -236,6 +260,8 @@ class Account:
             "ipv6": "",
             "fp": cfg["fp"],
             "last_beat": "0",
+            "zone": cfg["zone"],
+            "live": "",
             "plan": cfg["plan"],
             "neutral_ipv4": cfg["neutral_ipv4"],
             "neutral_ipv6": cfg["neutral_ipv6"],
@@ -262,6 +288,7 @@ class Account:
             prefs=NotifyPrefs.from_json(h.get("prefs")),
             wildcard=h.get("wildcard", "0") == "1",
             ipv6_interface_id=h.get("ipv6_interface_id", ""),
+            mx_recipients=tuple(json.loads(h.get("mx_recipients") or "[]")),
             created=float(h.get("created", 0)),
             updated=float(h.get("updated", 0)),
         )
@@ -283,20 +310,23 @@ class Account:
             "prefs": asdict(self.prefs),
             "wildcard": self.wildcard,
             "ipv6_interface_id": self.ipv6_interface_id,
+            "mx_recipients": list(self.mx_recipients),
             "has_password": bool(self.pw_hash),
             "created": self.created,
             "updated": self.updated,
         }
 
 
-# Hash fields written only by the liveness scripts.
-STATE_FIELDS = ("ipv4", "ipv6", "state", "since", "last_beat", "counter")
+# Hash fields written only by the liveness scripts. ``live``: the families recorded live ("", "4",
+# "6", "46"); ``lost4``/``lost6``: when that family last went (ms).
+STATE_FIELDS = ("ipv4", "ipv6", "state", "since", "last_beat", "counter", "live", "lost4", "lost6")
 
 
 @dataclass(frozen=True)
 class AccountState:
-    """Live data of an account. ``state`` is the recorded transition state ('live' or 'neutral');
-    the DNS answer itself follows the ``alive`` key, which is exact at the moment of expiry."""
+    """Live data of an account. ``state`` is the recorded transition state ('live' while any family
+    is, else 'neutral'); the DNS answer itself follows the per-family ``alive`` keys, which are
+    exact at the moment of expiry."""
 
     ipv4: str = ""
     ipv6: str = ""
@@ -304,6 +334,7 @@ class AccountState:
     since_ms: int = 0
     last_beat_ms: int = 0
     counter: int = 0
+    live: str = ""  # the families recorded live: "", "4", "6" or "46"
 
     @classmethod
     def from_hash(cls, h: Mapping[str, str]) -> AccountState:
@@ -314,4 +345,17 @@ class AccountState:
             since_ms=int(h.get("since", 0) or 0),
             last_beat_ms=int(h.get("last_beat", 0) or 0),
             counter=int(h.get("counter", 0) or 0),
+            live=recorded_live(h),
         )
+
+
+def recorded_live(h: Mapping[str, str]) -> str:
+    """The families an account hash records live (``recorded_live`` of hbdns/lua/lib.lua): its
+    ``live`` field, or for a hash of a version before per-family liveness, every family with an
+    address while its state is live."""
+    live = h.get("live")
+    if live is not None:
+        return live
+    if h.get("state") != "live":
+        return ""
+    return ("4" if h.get("ipv4") else "") + ("6" if h.get("ipv6") else "")

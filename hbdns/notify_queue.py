@@ -154,3 +154,31 @@ def retry_dead(r: redis.Redis, ids: list[str] | None, now: float | None = None) 
         pipe.execute()
         moved.append(letter_id)
     return moved
+
+
+def delivery(r: redis.Redis, message_keys: list[str]) -> dict[str, tuple[str, str]]:
+    """Where each message (by idempotency key) is: ``sent``, ``dead`` (with the reason), ``moot``,
+    ``sending``, ``queued`` (with the last error, e.g. a hold or quiet hours) or ``waiting`` (no
+    notifier has taken it yet); one round trip. ``hbdns notify test`` follows its messages with it."""
+    pipe = r.pipeline(transaction=False)
+    for key in message_keys:
+        pipe.get(keys.sent(key))
+        pipe.hget(keys.notify_jobs(), key)
+        pipe.hget(keys.notify_dead(), key)
+    replies = pipe.execute()
+    out: dict[str, tuple[str, str]] = {}
+    for i, key in enumerate(message_keys):
+        marker, job, letter = replies[3 * i : 3 * i + 3]
+        if marker == "sent":
+            out[key] = ("sent", "")
+        elif marker == "dead" or (letter and not job):
+            out[key] = ("dead", str(json.loads(letter).get("reason", "")) if letter else "")
+        elif marker == "moot":
+            out[key] = ("moot", "")
+        elif job:
+            out[key] = ("queued", Job.from_json(job).error)
+        elif marker:
+            out[key] = ("sending", "")
+        else:
+            out[key] = ("waiting", "")
+    return out

@@ -76,6 +76,31 @@ def check_aliases(f: Fields, aliases: Iterable[str], name: str | None, zone: str
     return tuple(out)
 
 
+MAX_RECIPIENTS = 10_000
+
+
+def check_recipients(f: Fields, items: Iterable[str], names: Sequence[str]) -> tuple[str, ...]:
+    """The backup MX's recipient list: local parts (``alice``: at every name of the account) or
+    whole addresses at one of ``names``; lowercased, de-duplicated, order kept."""
+    out: list[str] = []
+    for i, raw in enumerate(items):
+        text = str(raw).strip().lower()
+        where = f"mx_recipients.{i}"
+        if i >= MAX_RECIPIENTS:
+            f.add("mx_recipients", f"at most {MAX_RECIPIENTS} recipients")
+            break
+        local, at, domain = text.rpartition("@")
+        if not at:
+            local, domain = text, ""
+        if not validate.is_local_part(local):
+            f.add(where, f"{text[:80]!r} is not a local part or e-mail address")
+        elif domain and domain not in names:
+            f.add(where, f"{text[:80]!r} is not at a name of this account ({', '.join(names)})")
+        elif text not in out:
+            out.append(text)
+    return tuple(out)
+
+
 def _check_plan(f: Fields, store: Store, plan: str) -> None:
     if plan not in store.plans:
         f.add("plan", f"unknown plan {plan!r} (known: {', '.join(sorted(store.plans))})")
@@ -108,6 +133,7 @@ def build_account(
     prefs: NotifyPrefs | Mapping[str, Any] | None = None,
     wildcard: bool = False,
     ipv6_interface_id: str = "",
+    mx_recipients: Iterable[str] = (),
 ) -> Account:
     """Check everything and build the account value (not stored yet; id 0). Raises
     :class:`~hbdns.validate.Invalid` naming every bad field."""
@@ -126,6 +152,7 @@ def build_account(
     hook = _optional(f, "webhook", validate.url, webhook)
     notify = merge_prefs(f, NotifyPrefs(), prefs)
     iid = _optional(f, "ipv6_interface_id", interface_id, ipv6_interface_id)
+    rcpts = check_recipients(f, mx_recipients, (name or "", *alias_names))
     f.done()
     assert name is not None and zone is not None
     return Account(
@@ -145,6 +172,7 @@ def build_account(
         prefs=notify,
         wildcard=bool(wildcard),
         ipv6_interface_id=iid,
+        mx_recipients=rcpts,
     )
 
 
@@ -183,6 +211,7 @@ class AccountChanges:
     prefs: Mapping[str, Any] | None = None
     wildcard: bool | None = None
     ipv6_interface_id: str | None = None
+    mx_recipients: Sequence[str] | None = None
 
     def given(self) -> tuple[str, ...]:
         """The names of the fields this change sets."""
@@ -215,6 +244,10 @@ def change_account(store: Store, old: Account, changes: AccountChanges) -> Accou
         new["wildcard"] = bool(changes.wildcard)
     if changes.ipv6_interface_id is not None:
         new["ipv6_interface_id"] = _optional(f, "ipv6_interface_id", interface_id, changes.ipv6_interface_id)
+    if changes.mx_recipients is not None or "aliases" in new:
+        names = (old.fqdn, *new.get("aliases", old.aliases))
+        rcpts = changes.mx_recipients if changes.mx_recipients is not None else old.mx_recipients
+        new["mx_recipients"] = check_recipients(f, rcpts, names)
     f.done()
     account = store.save_account(old, replace(old, **new))
     if any(getattr(old, k) != getattr(account, k) for k in DNS_FIELDS):
@@ -257,7 +290,8 @@ def client_config(store: Store, account: Account, server: str = "") -> str:
 
 def status_dict(st: AccountStatus) -> dict[str, Any]:
     """An account with its state, as ``hbdns account show --json`` and the admin API show it. ``live``
-    is what DNS answers now (the ``alive`` key); ``recorded_state`` the last transition recorded."""
+    is what DNS answers now (any family's ``alive`` key; ``live_families`` which ones);
+    ``recorded_state`` the last transition recorded."""
     return {
         **st.account.public_dict(),
         "live": st.live,
@@ -268,6 +302,7 @@ def status_dict(st: AccountStatus) -> dict[str, Any]:
         "ipv4": st.state.ipv4,
         "ipv6": st.state.ipv6,
         "expires_in_ms": st.alive_ms,
+        "live_families": [f for f, ms in ((4, st.alive4_ms), (6, st.alive6_ms)) if ms > 0],
     }
 
 

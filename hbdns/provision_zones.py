@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from hbdns import validate
 from hbdns.config import Settings
-from hbdns.model import MAX_NEGATIVE_TTL, STATIC_TYPES, StaticRecord, Zone
+from hbdns.model import MAX_NEGATIVE_TTL, STATIC_TYPES, StaticRecord, Zone, check_lang
 from hbdns.validate import Fields
 
 if TYPE_CHECKING:
@@ -89,6 +89,7 @@ class ZoneChanges:
     backup_mx_pref: int | None = None
     records: Sequence[Mapping[str, Any]] | None = None
     allow_private: bool | None = None
+    lang: str | None = None  # "" = HBDNS_NOTIFY_LANG
     negative_ttl: int | None = None  # the SOA minimum: how long resolvers cache a negative answer
 
     def given(self) -> tuple[str, ...]:
@@ -117,6 +118,8 @@ def _apply(f: Fields, zone: Zone, c: ZoneChanges) -> Zone:
         new["records"] = check_records(f, c.records, zone.apex)
     if c.allow_private is not None:
         new["allow_private"] = bool(c.allow_private)
+    if c.lang is not None:
+        new["lang"] = f.check("lang", check_lang, c.lang) or ""
     if c.negative_ttl is not None:
         ttl = c.negative_ttl
         if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_NEGATIVE_TTL:

@@ -133,6 +133,9 @@ LOOKUP = load("lookup")  # the DNS backend's account lookup (read-only)
 GCRA = load("gcra", lib=True)  # one rate-limit bucket (the update API)
 ACME_SET = load("acme_set", lib=True)  # one ACME DNS-01 value (hbdns.acme, the update API)
 ACME_TXT = load("acme_txt", lib=True)  # the live ACME DNS-01 values (the DNS backend, read-only)
+MIGRATE_ALIVE = load("migrate_alive", lib=True)  # hbdns migrate: alive_per_family, one account
+CLAIM_DUE = load("claim_due", lib=True)  # due members of a schedule zset, leased (the second flush)
+DONE_DUE = load("done_due")  # a claimed schedule member done, unless it was rescheduled meanwhile
 
 # the notifier's: on its own clock (ARGV), so none needs lib.lua
 NOTIFY_MARKER = load("notify_marker")  # a message's sent marker (notifier.leases.Markers)
@@ -153,6 +156,9 @@ ALL: tuple[Script, ...] = (
     GCRA,
     ACME_SET,
     ACME_TXT,
+    MIGRATE_ALIVE,
+    CLAIM_DUE,
+    DONE_DUE,
     NOTIFY_MARKER,
     NOTIFY_HOLD,
     NOTIFY_OUTAGE,

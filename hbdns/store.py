@@ -9,6 +9,7 @@ whose answers a change alters from pdns' caches (:meth:`Store.purge`), so every 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from collections.abc import Iterable
@@ -24,6 +25,8 @@ from hbdns.model import Account, AccountState, Zone
 from hbdns.passwords import hash_password
 from hbdns.plans import Plan
 from hbdns.purge import Purger
+
+log = logging.getLogger(__name__)
 
 
 class StoreError(ValueError):
@@ -46,11 +49,24 @@ class Conflict(StoreError):
 class AccountStatus:
     account: Account
     state: AccountState
-    alive_ms: int  # remaining liveness in ms; 0 when neutral
+    alive_ms: int  # remaining liveness in ms of the longest-lived family; 0 when neutral
+    alive4_ms: int = 0  # of IPv4 (A)
+    alive6_ms: int = 0  # of IPv6 (AAAA)
 
     @property
     def live(self) -> bool:
         return self.alive_ms > 0
+
+
+def _alive_keys(account_id: int) -> tuple[str, str, str]:
+    return keys.alive(account_id, 4), keys.alive(account_id, 6), keys.alive_legacy(account_id)
+
+
+def _status(account: Account, h: dict[str, str], ttls: list[int]) -> AccountStatus:
+    """A status from the hash and the PTTLs of :func:`_alive_keys` (the legacy key: both families)."""
+    p4, p6, legacy = (max(int(t), 0) for t in ttls)
+    a4, a6 = max(p4, legacy), max(p6, legacy)
+    return AccountStatus(account, AccountState.from_hash(h), max(a4, a6), a4, a6)
 
 
 class Store:
@@ -240,12 +256,13 @@ class Store:
         pipe = self.r.pipeline(transaction=False)
         for account_id in ids:
             pipe.hgetall(keys.account(account_id))
-            pipe.pttl(keys.alive(account_id))
+            for key in _alive_keys(account_id):
+                pipe.pttl(key)
         replies = pipe.execute()
         return [
-            AccountStatus(Account.from_hash(h), AccountState.from_hash(h), max(int(pttl), 0))
-            for h, pttl in zip(replies[::2], replies[1::2], strict=True)
-            if h.get("fqdn")
+            _status(Account.from_hash(replies[4 * i]), replies[4 * i], replies[4 * i + 1 : 4 * i + 4])
+            for i in range(len(ids))
+            if replies[4 * i].get("fqdn")
         ]
 
     def save_account(self, old: Account, new: Account) -> Account:
@@ -291,8 +308,8 @@ class Store:
         acme_credentials.queue_forget(pipe, self.r, account_id, list(account.names), everything=True)
         pipe.srem(keys.accounts(), account_id)
         pipe.srem(keys.zone_accounts(account.zone), account_id)
-        pipe.zrem(keys.deadlines(), account_id)
-        pipe.delete(keys.account(account_id), keys.alive(account_id))
+        pipe.zrem(keys.deadlines(), *(keys.deadline_member(account_id, f) for f in (0, *keys.FAMILIES)))
+        pipe.delete(keys.account(account_id), *_alive_keys(account_id))
         self.liveness.record(account_id, account.zone, account.fqdn, "removed", client=pipe)
         pipe.delete(keys.account_log(account_id))
         pipe.execute()
@@ -301,9 +318,10 @@ class Store:
     def status(self, account: Account) -> AccountStatus:
         pipe = self.r.pipeline(transaction=False)
         pipe.hgetall(keys.account(account.id))
-        pipe.pttl(keys.alive(account.id))
-        h, pttl = pipe.execute()
-        return AccountStatus(account, AccountState.from_hash(h), max(int(pttl), 0))
+        for key in _alive_keys(account.id):
+            pipe.pttl(key)
+        h, *ttls = pipe.execute()
+        return _status(account, h, ttls)
 
     def account_log(self, account_id: int, limit: int = 50) -> list[dict[str, Any]]:
         return [json.loads(x) for x in self.r.lrange(keys.account_log(account_id), 0, limit - 1)]
@@ -323,6 +341,23 @@ class Store:
             return notify_queue.retry_dead(self.r, ids)
         except KeyError as exc:
             raise NotFound(f"no dead letter {exc.args[0]!r}") from None
+
+
+def accounts_by_id(r: redis.Redis, ids: Iterable[int]) -> dict[int, Account]:
+    """The stored accounts of ``ids`` in one round trip (removed or unreadable ones left out), for
+    stream consumers that meet many ids at once."""
+    ordered = sorted({i for i in ids if i > 0})
+    pipe = r.pipeline(transaction=False)
+    for account_id in ordered:
+        pipe.hgetall(keys.account(account_id))
+    out = {}
+    for account_id, h in zip(ordered, pipe.execute(), strict=True):
+        if h.get("fqdn"):
+            try:
+                out[account_id] = Account.from_hash(h)
+            except (KeyError, ValueError):
+                log.error("unreadable account", extra={"account": account_id})
+    return out
 
 
 def _name_field(account: Account, name: str) -> str:

@@ -177,6 +177,11 @@ def address_class(value: str) -> str:
     return found or ("" if addr in _V6_GLOBAL_UNICAST else "reserved")
 
 
+def is_local_part(text: str) -> bool:
+    """An e-mail address's local part as hbdns takes one (dot-atom, at most 64 characters)."""
+    return 0 < len(text) <= 64 and bool(_EMAIL_LOCAL.match(text)) and ".." not in text and not text.startswith(".")
+
+
 def email(value: str) -> str:
     text = value.strip()
     local, sep, domain = text.rpartition("@")

@@ -31,7 +31,9 @@ RESULTS = (
     "long",
     "version",
     "flags",
-    "rate_limited",
+    "rate_limited",  # per source address, authenticated beats only
+    "account_rate_limited",  # per account, authenticated beats only
+    "preauth_budget",  # an account not cached, not looked up: the global lookup budget was spent
     "unknown_account",
     "bad_account",
     "bad_mac",

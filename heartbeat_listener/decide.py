@@ -6,7 +6,9 @@ listener's clock and window, so an honest client can follow the server's clock a
 its next beat. A stale beat is answered only the first time (:class:`StaleReplies`); a replay (a
 counter not above the last accepted one) never is. A beat the script refused as ``rekey``
 (authenticated with a cached key/plan that changed since) is evicted from the cache and handed back
-for one more pass with fresh data.
+for one more pass with fresh data. Every verdict is also told to
+:class:`~heartbeat_listener.recent.RecentBeats`, so that copies of the beat are decided without
+Redis from then on.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from hbdns_client import wire
 from hbdns.liveness import OK, BeatResult
 from heartbeat_listener.accounts import StoreUnavailable
 from heartbeat_listener.batch import GOOD, Address, Authenticated, Candidate, Change, Decisions, Reject, Screened
+from heartbeat_listener.recent import RecentBeats
 
 DEFAULT_WINDOW_MS = 300_000  # HBDNS_HEARTBEAT_MAX_SKEW's default
 
@@ -75,9 +78,11 @@ def conclude(
     now_ms: int,
     window_ms: int = DEFAULT_WINDOW_MS,
     stale: StaleReplies | None = None,
+    recent: RecentBeats | None = None,
 ) -> Decisions:
     """``results`` are the beat script's, index-aligned with ``auth.requests``; ``now_ms`` the
-    listener's clock (Unix ms) for CLOCK_SKEW answers; ``stale`` None answers every stale beat."""
+    listener's clock (Unix ms) for CLOCK_SKEW answers; ``stale`` None answers every stale beat;
+    ``recent`` (if given) learns each verdict."""
     if len(results) != len(auth.requests):
         raise StoreUnavailable(f"{len(results)} results for {len(auth.requests)} beats")
     counts: Counter[str] = Counter(auth.counts)
@@ -90,15 +95,24 @@ def conclude(
     accepted = 0
     encode_reply, want_reply, status_ok = wire.encode_reply, wire.FLAG_REPLY, wire.STATUS_OK
     cached = auth.cached or (False,) * len(results)
+    memory = recent.get if recent is not None else None
     for cand, key, res, from_cache in zip(auth.candidates, auth.keys, results, cached, strict=True):
         if res is OK:  # the common case, kept short: accepted, nothing changed
             accepted += 1
             beat = cand.beat
+            if memory is not None:  # RecentBeats.judged(..., "ok", ...), inlined: once per beat
+                r = memory(beat.account_id)
+                if r is not None and beat.counter > r.floor:
+                    r.floor = beat.counter
+                    if beat.counter > r.low:
+                        r.low = beat.counter
             if beat.flags & want_reply:
                 replies.append((encode_reply(beat, status_ok, cand.ip, key), cand.addr))
             continue
         beat, addr, ip, _v6 = cand
         status = res.status
+        if recent is not None:
+            recent.judged(beat.account_id, beat.counter, status, now_ms)
         if status in ("rekey", "gone"):
             evict.append(beat.account_id)
             if status == "rekey" and from_cache:

@@ -12,14 +12,20 @@ import logging
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from types import FrameType
 
-from hbdns import config
+import redis
+
+from hbdns import config, keys
 from hbdns.connection import connect
 from hbdns.liveness import Liveness
 from hbdns.logs import RateLimitedLog
 from hbdns.purge import Purger
-from heartbeat_listener.metrics import Metrics, MetricsServer, kernel_drops, socket_inodes
+from heartbeat_listener.accounts import AccountCache, StoreUnavailable
+from heartbeat_listener.metrics import Metrics, MetricsServer, checks_collector, kernel_drops, socket_inodes
+from heartbeat_listener.preauth import IdCeiling, PreAuth
+from heartbeat_listener.recent import RecentBeats
 from heartbeat_listener.redis_io import BatchConnection, RedisAccounts, RedisBeats
 from heartbeat_listener.server import UdpListener, open_socket
 from heartbeat_listener.sources import SourceLimiter
@@ -48,6 +54,22 @@ def open_sockets(settings: config.Settings) -> list[socket.socket]:
                 extra={"address": settings.heartbeat_host6, "error": str(exc)},
             )
     return socks
+
+
+def sequence_reader(client: redis.Redis) -> Callable[[], int | None]:
+    """Reads the account id sequence (:class:`~heartbeat_listener.preauth.IdCeiling`): one GET."""
+
+    def read() -> int | None:
+        try:
+            value = client.get(keys.account_seq())
+        except redis.RedisError as exc:
+            raise StoreUnavailable(str(exc)) from None
+        try:
+            return int(value) if value is not None else None
+        except (TypeError, ValueError):
+            return None  # not a counter: don't filter ids by it
+
+    return read
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,6 +114,17 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         log.error("cannot open metrics port", extra={"port": settings.metrics_port, "error": str(exc)})
         return 1
+    # a connection of its own with short timeouts: it is read from the loop, at most a few times a second
+    sequence = connect(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    preauth = PreAuth(
+        lookup_rate=settings.heartbeat_lookup_rate,
+        lookup_burst=settings.heartbeat_lookup_burst,
+        unknown_ttl=settings.heartbeat_unknown_ttl,
+        ceiling=IdCeiling(sequence_reader(sequence)),
+    )
+    recent = RecentBeats(settings.heartbeat_account_rate, settings.heartbeat_account_burst)
+    cache = AccountCache()
+    metrics.collectors.append(checks_collector(preauth, recent, cache))
     listener = UdpListener(
         sockets,
         RedisAccounts(lookups, settings.plan_table()),
@@ -103,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         batch=settings.heartbeat_batch,
         depth=settings.heartbeat_pipeline,
         max_skew_ms=int(settings.heartbeat_max_skew * 1000),
+        cache=cache,
+        preauth=preauth,
+        recent=recent,
     )
 
     stopping = False
@@ -136,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         purger.stop()
         lookups.close()
         writes.close()
+        sequence.close()
         for s in sockets:
             s.close()
     log.info("stopped")

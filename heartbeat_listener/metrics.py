@@ -13,7 +13,10 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from heartbeat_listener.accounts import AccountCache
 from heartbeat_listener.batch import RESULTS
+from heartbeat_listener.preauth import PreAuth
+from heartbeat_listener.recent import RecentBeats
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,22 @@ _HELP = {
     "hbdns_heartbeat_rerecorded_total": ("counter", "Transitions recorded again after a reconnect (were lost)."),
     "hbdns_heartbeat_wait_timeouts_total": ("counter", "WAITs for replicas that timed out."),
     "hbdns_heartbeat_redis_connects_total": ("counter", "Connections the beat writer made to Redis."),
+    # what datagrams cost before they authenticated (heartbeat_listener.preauth, .recent)
+    "hbdns_heartbeat_lookups_total": ("counter", "Account ids looked up in Redis: not in the cache."),
+    "hbdns_heartbeat_refreshes_total": ("counter", "Cached accounts read again after a bad MAC."),
+    "hbdns_heartbeat_refreshes_refused_total": (
+        "counter",
+        "Bad MACs of a cached account not read again (per-account refresh limit).",
+    ),
+    "hbdns_heartbeat_negative_hits_total": ("counter", "Unknown account ids answered from the negative cache."),
+    "hbdns_heartbeat_above_ceiling_total": ("counter", "Account ids above the id sequence, dropped unread."),
+    "hbdns_heartbeat_over_budget_total": ("counter", "Lookups refused by the global pre-authentication budget."),
+    "hbdns_heartbeat_id_ceiling_reads_total": ("counter", "Reads of the account id sequence."),
+    "hbdns_heartbeat_known_replays_total": ("counter", "Authentic replays and copies dropped without Redis."),
+    "hbdns_heartbeat_known_stale_total": ("counter", "Copies of stale beats dropped without Redis."),
+    "hbdns_heartbeat_negative_cache_entries": ("gauge", "Account ids remembered as unknown."),
+    "hbdns_heartbeat_account_cache_entries": ("gauge", "Accounts in the listener's cache."),
+    "hbdns_heartbeat_recent_accounts": ("gauge", "Accounts whose recent beats the listener remembers."),
 }
 
 
@@ -73,6 +92,40 @@ class Metrics:
 
 def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def checks_collector(
+    preauth: PreAuth | None, recent: RecentBeats | None, cache: AccountCache | None
+) -> Callable[[], dict[str, float]]:
+    """A collector of the pre-authentication decisions and the listener's per-account memory."""
+
+    def collect() -> dict[str, float]:
+        out: dict[str, float] = {}
+        if preauth is not None:
+            st = dict(preauth.stats)
+            out.update(
+                {
+                    "hbdns_heartbeat_lookups_total": st["lookups"],
+                    "hbdns_heartbeat_refreshes_total": st["refreshes"],
+                    "hbdns_heartbeat_refreshes_refused_total": st["refreshes_refused"],
+                    "hbdns_heartbeat_negative_hits_total": st["negative_hits"],
+                    "hbdns_heartbeat_above_ceiling_total": st["above_ceiling"],
+                    "hbdns_heartbeat_over_budget_total": st["over_budget"],
+                    "hbdns_heartbeat_negative_cache_entries": len(preauth.negative),
+                }
+            )
+            if preauth.ceiling is not None:
+                out["hbdns_heartbeat_id_ceiling_reads_total"] = preauth.ceiling.reads
+        if recent is not None:
+            st = dict(recent.stats)
+            out["hbdns_heartbeat_known_replays_total"] = st["replays"] + st["copies"]
+            out["hbdns_heartbeat_known_stale_total"] = st["stale"]
+            out["hbdns_heartbeat_recent_accounts"] = len(recent)
+        if cache is not None:
+            out["hbdns_heartbeat_account_cache_entries"] = len(cache)
+        return out
+
+    return collect
 
 
 def parse_metrics(text: str) -> dict[str, float]:

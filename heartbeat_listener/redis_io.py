@@ -22,7 +22,7 @@ from typing import Any
 import redis
 
 from hbdns import keys, scripts
-from hbdns.liveness import BEAT_ARGS_PER_BEAT, BEAT_KEYS_PER_BEAT, OK, BeatRequest, BeatResult, Liveness
+from hbdns.liveness import BEAT_ARGS_PER_BEAT, BEAT_KEYS_PER_BEAT, OK, BeatRequest, BeatResult, Liveness, beat_keys
 from hbdns.plans import Plan
 from hbdns.resp import BatchConnection, ConnectionLost, bulk
 from heartbeat_listener.held import HeldBeats
@@ -148,7 +148,7 @@ class RedisBeats:
         self.reapplied = 0  # held beats applied again after a reconnect
         self.rerecorded = 0  # of those, how many recorded their transition again (it had been lost)
         # the batch's fixed keys and args (with the source), then its zones, then per beat:
-        #   KEYS acct alive log / ARGV id ip4 ip6 counter ttl offline fp
+        #   KEYS acct alive4 alive6 alive_legacy log / ARGV id ip4 ip6 counter ttl offline fp fams
         shared_keys, shared_args = liveness.beat_argv([], source)
         assert shared_args[-1] == "0", "beat_argv's fixed part must end with the zone count"
         self._shared_keys = b"".join(bulk(k.encode()) for k in shared_keys)
@@ -166,7 +166,7 @@ class RedisBeats:
         i = req.account_id
         parts = (
             req.fp,
-            bulk(keys.account(i).encode()) + bulk(keys.alive(i).encode()) + bulk(keys.account_log(i).encode()),
+            b"".join(bulk(k.encode()) for k in beat_keys(i)),
             bulk(b"%d" % i),
             bulk(req.fp.encode()),
         )
@@ -217,6 +217,7 @@ class RedisBeats:
                         ttls.get(req.expiry_ms) or self._ttl(req.expiry_ms),
                         on if req.offline else off,
                         parts[3],
+                        bulk_of(req.fams),
                     )
                 )
             )

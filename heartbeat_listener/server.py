@@ -10,6 +10,10 @@ host; depth 2 gave 11-30% more beats/s than 1 in 4 alternating cycles of bench/b
 runs on 2 cores). When no datagram is waiting, every batch in flight is finished at once, so a lone beat is
 answered without delay. Then: replies, purges, counters, rate-limited logs.
 
+Nothing is charged before a MAC verified (:mod:`heartbeat_listener.verify`): ``preauth`` decides
+which accounts not cached are looked up, ``recent`` drops authentic copies the listener already
+knows the verdict of and holds the per-account limit, ``limiter`` the per-source one.
+
 While Redis is failing, datagrams are still drained and counted as ``redis_down``; Redis is tried
 again after a backoff that doubles up to ``backoff_max``.
 """
@@ -22,6 +26,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from hbdns.liveness import BeatRequest, BeatResult
@@ -31,8 +36,10 @@ from heartbeat_listener.accounts import AccountCache, AccountInfo, StoreUnavaila
 from heartbeat_listener.batch import Authenticated, Candidate, Datagram, Decisions, Screened
 from heartbeat_listener.decide import DEFAULT_WINDOW_MS, StaleReplies, conclude, dropped
 from heartbeat_listener.metrics import Metrics
+from heartbeat_listener.preauth import PreAuth
+from heartbeat_listener.recent import RecentBeats
 from heartbeat_listener.sources import SourceLimiter
-from heartbeat_listener.verify import authenticate_all, screen
+from heartbeat_listener.verify import Checks, authenticate_all, screen
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +89,8 @@ class UdpListener:
         depth: int = 2,
         max_skew_ms: int = DEFAULT_WINDOW_MS,
         wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        preauth: PreAuth | None = None,
+        recent: RecentBeats | None = None,
     ) -> None:
         if not sockets:
             raise ValueError("no socket to listen on")
@@ -99,6 +108,8 @@ class UdpListener:
         self.max_skew_ms = max_skew_ms  # the beat script's window, told to clients in CLOCK_SKEW answers
         self.wall_ms = wall_ms  # this host's clock (Unix ms) for those answers
         self.stale = StaleReplies()  # each stale beat is answered once, however often it is replayed
+        self.preauth = preauth
+        self.recent = recent
         self._requeue: list[Candidate] = []  # beats the script refused as 'rekey': once more, fresh
         self._by_family = {s.family: s for s in self.sockets}
         self._poll = select.poll()
@@ -174,7 +185,16 @@ class UdpListener:
             auth, ticket = self._inflight.popleft()
             try:
                 results = self.writer.collect(ticket)
-                out.append(conclude(auth, results, now_ms=self.wall_ms(), window_ms=self.max_skew_ms, stale=self.stale))
+                out.append(
+                    conclude(
+                        auth,
+                        results,
+                        now_ms=self.wall_ms(),
+                        window_ms=self.max_skew_ms,
+                        stale=self.stale,
+                        recent=self.recent,
+                    )
+                )
             except StoreUnavailable as exc:
                 out.append(dropped(auth, str(exc)))
                 out.extend(dropped(a, str(exc)) for a, _ in self._inflight)  # the connection is gone
@@ -187,28 +207,42 @@ class UdpListener:
 
     def _start(self, datagrams: Sequence[Datagram], now: float) -> Decisions:
         """Screen, look up, verify and submit one batch; what is already decided is returned."""
-        screened = screen(datagrams, self.limiter, now)
-        if self._requeue:
+        screened = screen(datagrams)
+        again: tuple[Candidate, ...] = ()
+        if self._requeue:  # refused as 'rekey': authenticated and admitted already, now with fresh data
             again, self._requeue = tuple(self._requeue), []
-            screened = Screened(
-                candidates=again + screened.candidates, counts=screened.counts, rejects=screened.rejects
-            )  # older first
-        if not screened.candidates:
+        if not screened.candidates and not again:
             return Decisions(counts=screened.counts, rejects=screened.rejects)
         if now < self._down_until:
-            d = dropped(screened, "")
+            d = dropped(self._all(again, screened), "")
             return Decisions(counts=d.counts, rejects=d.rejects)  # still backing off: not a new failure
+        checks = Checks(
+            preauth=self.preauth,
+            recent=self.recent,
+            limiter=self.limiter,
+            window_ms=self.max_skew_ms,
+            now=now,
+            now_ms=self.wall_ms(),
+        )
         try:
-            auth = authenticate_all(screened, self.cache, self.lookup)
+            auth = authenticate_all(screened, self.cache, self.lookup, checks)
+            if again:  # older first
+                auth = authenticate_all(Screened(candidates=again), self.cache, self.lookup).merge(auth)
         except StoreUnavailable as exc:
-            return dropped(screened, str(exc))
+            return dropped(self._all(again, screened), str(exc))
         if auth.requests:
             try:
-                self._inflight.append((auth, self.writer.submit(auth.requests)))
+                ticket = self.writer.submit(auth.requests)
             except StoreUnavailable as exc:
                 return dropped(auth, str(exc))
+            # what was dropped before the script is counted now, not again when its results come
+            self._inflight.append((replace(auth, counts={}, rejects=()), ticket))
         self._redis_ok()
         return Decisions(counts=auth.counts, rejects=auth.rejects)
+
+    @staticmethod
+    def _all(again: tuple[Candidate, ...], screened: Screened) -> Screened:
+        return Screened(candidates=again + screened.candidates, counts=screened.counts, rejects=screened.rejects)
 
     def flush(self) -> None:
         """Finish the batches in flight and the requeued beats (before exiting)."""

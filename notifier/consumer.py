@@ -23,7 +23,7 @@ from hbdns import keys
 from hbdns.model import Account
 from notifier.dispatch import Dispatcher
 from notifier.events import Event
-from notifier.messages import SMS, Message, immediate_messages, sms_messages
+from notifier.messages import SMS, Composer, Message
 from notifier.presence import Presence
 from notifier.sms import SmsScheduler
 
@@ -49,6 +49,7 @@ class Consumer:
         dispatcher: Dispatcher,
         sms: SmsScheduler,
         *,
+        composer: Composer,
         name: str,
         claim_idle: float = 60.0,
         batch: int = 200,
@@ -56,6 +57,7 @@ class Consumer:
         self.r = r
         self.dispatcher = dispatcher
         self.sms = sms
+        self.composer = composer
         self.name = name
         self.claim_idle_ms = int(claim_idle * 1000)
         self.batch = batch
@@ -184,7 +186,7 @@ class Consumer:
             if account is None:
                 continue  # removed meanwhile: nobody left to tell
             try:
-                messages.extend(immediate_messages(event, account))
+                messages.extend(self.composer.immediate(event, account))
                 job = self.sms.job(event, account)
             except Exception:  # one bad event must not wedge the stream
                 log.exception("cannot build messages for event", extra={"event_id": event.id})
@@ -225,5 +227,9 @@ class Consumer:
         if account is None:
             return None
         channel, recipient = spec.get("channel", ""), spec.get("recipient", "")
-        built = sms_messages(event, account, [recipient]) if channel == SMS else immediate_messages(event, account)
+        built = (
+            self.composer.sms(event, account, [recipient])
+            if channel == SMS
+            else self.composer.immediate(event, account)
+        )
         return next((m for m in built if m.channel == channel and m.recipient == recipient), None)

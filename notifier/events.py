@@ -11,9 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hbdns.notices import TEST_EVENT
+
 NEUTRALIZED = "neutralized"
 RECOVERED = "recovered"
 IP_CHANGED = "ip_changed"
+TEST = TEST_EVENT  # written by `hbdns notify test`
+FAMILY_LOST = "family_lost"  # one address family neutralized, another still live
+FAMILY_BACK = "family_back"  # one came back while another was live
 
 _CORE = ("type", "account", "fqdn", "at", "event_id")
 
@@ -31,9 +36,16 @@ class Event:
         return self.data.get(name, default)
 
     @property
+    def families(self) -> str:
+        """The address families the event is about, for texts: "IPv4", "IPv6", "IPv4 and IPv6"."""
+        fam = self.get("family")
+        return " and ".join(f"IPv{f}" for f in fam.split(",")) if fam else ""
+
+    @property
     def first(self) -> bool:
-        """A ``recovered`` that is the account's first beat ever: "online", not "back"."""
-        return self.type == RECOVERED and self.get("first") == "1"
+        """A ``recovered`` that is the account's first beat ever, or a ``family_back`` of a family
+        heard for the first time: "online", not "back"."""
+        return self.type in (RECOVERED, FAMILY_BACK) and self.get("first") == "1"
 
     @classmethod
     def from_fields(cls, entry_id: str, fields: Mapping[str, Any]) -> Event:

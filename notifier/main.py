@@ -21,9 +21,14 @@ from hbdns import config
 from hbdns.connection import connect, redact
 from hbdns.loops import Loops
 from hbdns.migrations import legacy_notify_queue
+from hbdns.notices.render import Renderer
 from notifier.channel import LogTransport, Transport
 from notifier.consumer import Consumer, default_consumer_name
+from notifier.counters import Counters
 from notifier.dispatch import Dispatcher
+from notifier.flush import flush_service
+from notifier.langs import ZoneLangs
+from notifier.messages import Composer
 from notifier.presence import Presence
 from notifier.sms import SmsScheduler
 from notifier.transports import build_transports
@@ -45,6 +50,7 @@ class Notifier:
         *,
         r: redis.Redis | None = None,
         transports: dict[str, Transport] | None = None,
+        renderer: Renderer | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if settings.notify_liveness < 2 * LIVENESS_INTERVAL:
@@ -52,18 +58,34 @@ class Notifier:
                 f"HBDNS_NOTIFY_LIVENESS must be at least {2 * LIVENESS_INTERVAL:g} s (refreshed every second)"
             )
         self.settings = settings
+        # the templates are checked now: a broken override stops the notifier here, not at the first outage
+        self.renderer = renderer if renderer is not None else Renderer.from_settings(settings)
+        for warning in self.renderer.warnings:
+            log.warning(f"templates: {warning}")
         self.r = r if r is not None else connect(settings.redis_url)
         self.name = settings.notify_consumer or default_consumer_name()
         self.clock = clock
         self.presence = Presence(self.r, self.name, ttl=settings.notify_liveness, clock=clock)
-        self.transports = transports if transports is not None else build_transports(settings)
+        self.counters = Counters()  # what issue 17's metrics export (notifier.counters)
+        self.transports = transports if transports is not None else build_transports(settings, self.counters)
+        self.composer = Composer(
+            self.renderer, zone_lang=ZoneLangs(self.r), sms_segments=settings.sms_max_segments, counters=self.counters
+        )
         self.dispatcher = Dispatcher(self.r, self.transports, settings, presence=self.presence, clock=clock)
-        self.sms = SmsScheduler(self.r, self.dispatcher, lease=settings.notify_liveness, clock=clock)
+        self.sms = SmsScheduler(
+            self.r, self.dispatcher, composer=self.composer, lease=settings.notify_liveness, clock=clock
+        )
         self.consumer = Consumer(
-            self.r, self.dispatcher, self.sms, name=self.name, claim_idle=settings.notify_claim_idle
+            self.r,
+            self.dispatcher,
+            self.sms,
+            composer=self.composer,
+            name=self.name,
+            claim_idle=settings.notify_claim_idle,
         )
         self.dispatcher.not_before = self.sms.not_before
         self.dispatcher.rebuild = self.consumer.rebuild
+        self.flush = flush_service(settings, self.r, self.name)  # the recovery flush (its own group)
         self.loops = Loops()
         self._joined = False
         self._last_legacy = -LEGACY_EVERY
@@ -109,6 +131,8 @@ class Notifier:
         self.loops.start("liveness", self.liveness_step, LIVENESS_INTERVAL)  # each step joins first
         self.loops.start("consumer", self.consume_step)
         self.loops.start("scheduler", self.schedule_step, SCHEDULE_INTERVAL)
+        if self.flush is not None:
+            self.flush.start(self.loops)
         channels = {
             ch: ("log" if isinstance(t, LogTransport) else type(t).__name__) for ch, t in self.transports.items()
         }
@@ -119,8 +143,11 @@ class Notifier:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
+        if self.flush is not None:
+            self.flush.stop()
         self.loops.stop(timeout)
         self.dispatcher.close()
+        log.info("notifier stopped", extra={"counters": self.counters.snapshot()})
         if self._joined:
             try:
                 self.presence.leave()
@@ -136,7 +163,7 @@ def _safe_url(url: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     settings = config.service_settings("hbdns-notifier")
     try:
-        notifier = Notifier(settings)  # validates the SMS body template now, not at the first outage
+        notifier = Notifier(settings)  # checks the templates and the SMS body now, not at the first outage
     except (ValueError, OSError) as exc:
         print(f"hbdns-notifier: {exc}", file=sys.stderr)
         return 2

@@ -31,7 +31,7 @@ from hbdns import keys, scripts
 from hbdns.model import Account, NotifyPrefs
 from notifier.dispatch import Dispatcher
 from notifier.events import IP_CHANGED, NEUTRALIZED, RECOVERED, Event
-from notifier.messages import SMS, Message, quiet_until, sms_due, sms_messages
+from notifier.messages import SMS, Composer, Message, quiet_until, sms_due
 from notifier.outcomes import SENT
 
 log = logging.getLogger(__name__)
@@ -67,11 +67,13 @@ class SmsScheduler:
         r: redis.Redis,
         dispatcher: Dispatcher,
         *,
+        composer: Composer,
         lease: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.r = r
         self.dispatcher = dispatcher
+        self.composer = composer
         self.lease = lease
         self.clock = clock
         self.jobs = DueQueue(r, keys.pending_sms())
@@ -135,7 +137,7 @@ class SmsScheduler:
             else:
                 self.jobs.reschedule(member, end)  # decided again when the window ends
             return []
-        return sms_messages(event, account, phones)
+        return self.composer.sms(event, account, phones)
 
     def not_before(self, messages: Sequence[Message]) -> dict[int, float]:
         """For the SMS among ``messages`` whose account is in quiet hours now: index -> the window's end."""

@@ -16,7 +16,9 @@ from urllib.parse import parse_qsl, urlsplit
 import requests
 
 from hbdns.config import Settings
+from hbdns.notices import sms as sms_length
 from notifier.channel import LogTransport, Transport, TransportError
+from notifier.counters import Counters
 from notifier.messages import EMAIL, SMS, WEBHOOK, Message
 from notifier.smtp import EmailTransport
 
@@ -104,13 +106,15 @@ class SmsTransport(_HttpTransport):
 
     The template is a JSON object (or, for form bodies, ``a={to}&b={text}``); placeholders are filled
     in after parsing, so a text with quotes or ampersands cannot break the body. GET sends the fields
-    as query parameters.
+    as query parameters. Each accepted SMS is counted with its segments (``counters``, see
+    :mod:`notifier.counters`).
     """
 
     channel = SMS
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, counters: Counters | None = None) -> None:
         super().__init__(settings.http_timeout)
+        self.counters = counters if counters is not None else Counters()
         self.url = settings.sms_url
         self.method = settings.sms_method.upper()
         self.format = settings.sms_format
@@ -141,6 +145,10 @@ class SmsTransport(_HttpTransport):
         else:
             kw["data"] = {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
         self._request("sms gateway", self.method, self.url, **kw)
+        segments = sms_length.measure(message.text).segments
+        self.counters.inc("sms_sent_total")
+        self.counters.inc("sms_segments_total", segments)
+        self.counters.inc(f"sms_sent_segments_{segments}")
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -175,11 +183,11 @@ class WebhookTransport(_HttpTransport):
         self._request("webhook", "POST", message.recipient, data=body, headers=headers)
 
 
-def build_transports(settings: Settings) -> dict[str, Transport]:
+def build_transports(settings: Settings, counters: Counters | None = None) -> dict[str, Transport]:
     """Real transports where configured, the log elsewhere (``make run`` needs no SMTP or gateway)."""
     out: dict[str, Transport] = {
         EMAIL: EmailTransport(settings) if settings.smtp_host else LogTransport(EMAIL),
-        SMS: SmsTransport(settings) if settings.sms_url else LogTransport(SMS),
+        SMS: SmsTransport(settings, counters) if settings.sms_url else LogTransport(SMS),
         WEBHOOK: WebhookTransport(settings),
     }
     return out

@@ -1,14 +1,14 @@
 """The lookup hot path: account fields and liveness for a batch of names, one Redis round trip.
 
 The lookup script (``hbdns/lua/lookup.lua``) reads, for each name, the name index, the account's
-hash and whether its ``alive`` key exists, in one atomic step: the live/neutral decision is made by
-Redis on every lookup, exact at the moment the key expires. Every key it reads is passed in KEYS,
-so the caller must name each account's keys, i.e. know its id: :class:`AccountReader` remembers
-name -> id from earlier answers, and the script checks each against the name index in the same step
-that reads the account. A name met for the first time, or whose id changed (account removed,
-name given to another), comes back with its current id and is asked again at once: one more round
-trip for that name, never a stale answer. Names without an account are not remembered, so junk
-queries do not fill the map.
+hash and which of its per-family ``alive`` keys exist, in one atomic step: the live/neutral decision
+is made by Redis on every lookup, per address family, exact at the moment a key expires. Every key
+it reads is passed in KEYS, so the caller must name each account's keys, i.e. know its id:
+:class:`AccountReader` remembers name -> id from earlier answers, and the script checks each against
+the name index in the same step that reads the account. A name met for the first time, or whose id
+changed (account removed, name given to another), comes back with its current id and is asked again
+at once: one more round trip for that name, never a stale answer. Names without an account are not
+remembered, so junk queries do not fill the map.
 
 The call is raw RESP on a connection per thread (:class:`hbdns.resp.BatchConnection`, no pool lock
 per call), built from per-name parts encoded once and kept with the id. A dropped connection is
@@ -32,16 +32,32 @@ _EMPTY = b"$0\r\n\r\n"
 _Parts = tuple[str, bytes, bytes]  # an account id, the KEYS and the ARGV of its name
 
 
+def account_keys(account_id: int) -> tuple[str, ...]:
+    """The keys the lookup script reads of one account: its hash, then the alive keys of IPv4, IPv6
+    and the legacy one of older writers (both families)."""
+    return (
+        keys.account(account_id),
+        keys.alive(account_id, 4),
+        keys.alive(account_id, 6),
+        keys.alive_legacy(account_id),
+    )
+
+
+KEYS_PER_ACCOUNT = 4
+
+
 class _ThreadConn(threading.local):
     conn: BatchConnection | None = None
 
 
 class AccountReader:
-    """``fetch(names)``: per name None (no account) or its ``ACCOUNT_FIELDS`` values, alive (0/1),
-    the account id and the alive key's PTTL in ms (-1: none), as ``hbdns/lua/lookup.lua`` returns.
+    """``fetch(names)``: per name None (no account) or its ``ACCOUNT_FIELDS`` values, the live
+    families (1: IPv4, 2: IPv6, 3: both), the account id, and per family the ms it stays live (-1:
+    not live, or no expiry), as ``hbdns/lua/lookup.lua`` returns them.
 
-    With a ``tracker`` (:class:`~pdns_backend.tracking.Tracker`) every connection has Redis track
-    the keys it reads, set up on each connect and again when the invalidation connection changed.
+    With a ``tracker`` (:class:`~pdns_backend.tracking.Tracker`, the answer cache's) each connection,
+    when it connects and when the invalidation connection changed, checks that the tracker hears of
+    the writes on the server it reads (:meth:`Tracker.attach`).
 
     Thread-safe: each thread has its own connection; the shared name map is a dict whose single
     operations the GIL keeps atomic (a lost update costs one round trip, never a wrong answer).
@@ -105,7 +121,7 @@ class AccountReader:
     def _remember(self, name: str, account_id: str) -> _Parts:
         parts = (
             account_id,
-            bulk(keys.account(int(account_id)).encode()) + bulk(keys.alive(int(account_id)).encode()),
+            b"".join(bulk(k.encode()) for k in account_keys(int(account_id))),
             bulk(name.encode()) + bulk(account_id.encode()),
         )
         if len(self._ids) >= self.max_names:
@@ -114,7 +130,7 @@ class AccountReader:
         return parts
 
     def encode(self, names: list[str], learnt: Mapping[str, _Parts] | None = None) -> bytes:
-        """The EVALSHA for ``names``: KEYS names + (acct, alive) per name whose id is known, ARGV
+        """The EVALSHA for ``names``: KEYS names + (acct, alive keys) per name whose id is known, ARGV
         (name, id or '')."""
         ids = self._ids
         keyparts: list[bytes] = []
@@ -126,7 +142,7 @@ class AccountReader:
             else:
                 keyparts.append(known[1])
                 argparts.append(known[2])
-        nkeys = 1 + 2 * len(keyparts)
+        nkeys = 1 + KEYS_PER_ACCOUNT * len(keyparts)
         return b"".join(
             [
                 b"*%d\r\n" % (3 + nkeys + 2 * len(names)),

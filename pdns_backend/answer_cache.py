@@ -15,7 +15,7 @@ those lookups cost a Redis round trip (docs/performance.md). An entry is the rep
   zone's revision (:class:`~pdns_backend.zones.ZoneEntry`) and is not served once it changed.
 - **Read-your-writes**: pending invalidations are read (one non-blocking poll) before every batch
   is answered from the cache, so a lookup that starts after a writer got Redis' reply sees the
-  write (Redis sends the invalidation before it reads the next command).
+  write (why, and the one exception: :mod:`pdns_backend.cached`).
 
 Bounded: least recently used entries go beyond ``max_entries``. :class:`CacheStats` counts hits,
 misses, invalidations, drops and evictions for the metrics.

@@ -1,9 +1,9 @@
 """Records from raw Redis data: pure functions, no I/O, so both transports and the tests share them.
 
 The Redis side (:mod:`pdns_backend.zones`, :mod:`pdns_backend.accounts`) fetches a zone's hash
-fields and, for a name that belongs to an account, the account's fields and whether its ``alive``
-key exists. Everything here turns those strings into the JSON rows the PowerDNS remote backend
-expects.
+fields and, for a name that belongs to an account, the account's fields and which of its
+per-family ``alive`` keys exist. Everything here turns those strings into the JSON rows the
+PowerDNS remote backend expects.
 
 Zones are parsed once per change of their hash (see ``ZoneCache`` in :mod:`pdns_backend.zones`).
 """
@@ -153,18 +153,33 @@ def parse_zone(apex: str, raw: Sequence[str | None]) -> ZoneView | None:
     )
 
 
+LIVE4, LIVE6 = 1, 2  # the lookup's liveness mask: which families' alive keys exist
+
+
+def live_mask(v4: bool, v6: bool) -> int:
+    return (LIVE4 if v4 else 0) | (LIVE6 if v6 else 0)
+
+
 def account_records(
     qname: str,
     zone: ZoneView,
     raw: Sequence[str | None],
-    live: bool,
+    live: int,
     plans: Mapping[str, Plan],
 ) -> list[Record]:
-    """A/AAAA/MX of an account's name (primary or alias), from its hash values in ACCOUNT_FIELDS order.
+    """A/AAAA/MX of an account's name (primary or alias), from its hash values in ACCOUNT_FIELDS
+    order and ``live``, the mask of its live families (:data:`LIVE4`, :data:`LIVE6`).
 
-    Live: the reported addresses. Not live (alive key gone, exact at expiry): the account's neutral
-    address, else the zone's. MX when enabled: live -> the account itself at 10 plus the backup MX;
-    neutral -> only the backup MX, so mail goes straight to it.
+    Per family: live (its alive key exists, exact at expiry) -> the reported address; not live ->
+    the account's neutral address of that family, else the zone's. A family without a reported
+    address has no record while another family is live (as a live account always had), and the
+    neutral one when none is. The address record is never withdrawn: with the MX set kept, a
+    missing address makes Exim bounce for good (docs/backup-mx.md).
+
+    MX when enabled: always the account itself at 10 plus the backup MX, live or not. A neutral
+    MX set of only the backup MX makes a stock backup find itself as the best MX and bounce
+    ("loops back to myself"); with the set kept, a neutral address defers at the sender (the
+    neutral host's 421) and the sender falls back to the backup MX, which queues.
     """
     plan, fqdn, ipv4, ipv6, n4, n6, mx = raw
     if fqdn is None:  # account hash gone while the name index still points at it
@@ -173,29 +188,33 @@ def account_records(
     ttl = plan_info.ttl if plan_info is not None else DEFAULT_TTL
     owner = qname + "."
     zid = zone.id
-    if live:
-        v4, v6 = ipv4 or "", ipv6 or ""
-    else:
-        v4 = n4 or zone.neutral_ipv4
-        v6 = n6 or zone.neutral_ipv6
+    v4 = _family_address(live & LIVE4, live, ipv4, n4 or zone.neutral_ipv4)
+    v6 = _family_address(live & LIVE6, live, ipv6, n6 or zone.neutral_ipv6)
     out: list[Record] = []
     if v4:
         out.append(row(owner, "A", v4, ttl, zid))
     if v6:
         out.append(row(owner, "AAAA", v6, ttl, zid))
     if mx == "1":
-        if live:
-            out.append(row(owner, "MX", f"10 {fqdn}", ttl, zid))
+        out.append(row(owner, "MX", f"10 {fqdn}", ttl, zid))
         if zone.backup_mx:
             out.append(row(owner, "MX", f"{zone.backup_mx_pref} {zone.backup_mx}", ttl, zid))
     return out
+
+
+def _family_address(family_live: int, live: int, reported: str | None, neutral: str) -> str:
+    if family_live:
+        return reported or ""
+    if reported or not live:
+        return neutral
+    return ""  # no address of this family while another is live: nothing to neutralize
 
 
 def name_records(
     qname: str,
     zone: ZoneView,
     account: Sequence[str | None] | None,
-    live: bool,
+    live: int,
     plans: Mapping[str, Plan],
 ) -> list[Record]:
     """Every record at ``qname`` (normalised) in ``zone``: apex SOA/NS, static records, account records."""

@@ -8,9 +8,10 @@ turn that into an HTTP 500 / a reply without ``result``, which pdns answers with
 A lookup takes the zone part of its answer from :class:`~pdns_backend.zones.ZoneCache` (at most
 ``zone_max_age`` old) and the account part from Redis
 (:class:`~pdns_backend.accounts.AccountReader`: one round trip per batch of names), so the
-live/neutral decision is exact at the moment the ``alive`` key expires. With ``cache_entries`` the
-transports' :meth:`Backend.lookup_bodies` answers from an in-process cache of replies that Redis
-keeps true (:mod:`pdns_backend.cached`): no round trip for an answer Redis has not changed.
+live/neutral decision is exact, per address family, at the moment an ``alive`` key expires. With
+``cache_entries`` the transports' :meth:`Backend.lookup_bodies` answers from an in-process cache of
+replies that Redis keeps true (:mod:`pdns_backend.cached`): no round trip for an answer Redis has
+not changed.
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ from hbdns import keys
 from hbdns.logs import RateLimitedLog
 from hbdns.plans import Plan
 from pdns_backend import answers, implied
-from pdns_backend.accounts import AccountReader
+from pdns_backend.accounts import AccountReader, account_keys
 from pdns_backend.answer_cache import AnswerCache
 from pdns_backend.answers import result_json
 from pdns_backend.cached import CachedLookups
 from pdns_backend.health import Health
 from pdns_backend.tracking import Tracker
-from pdns_backend.zones import ZoneCache, ZoneEntry, find_apex, read_ents, read_zones
+from pdns_backend.zones import ZoneCache, ZoneEntry, find_apex, read_ents, read_zones, static_ents
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,9 @@ class Read(NamedTuple):
     apex: str
     entry: ZoneEntry
     account: Sequence[str | None] | None  # ACCOUNT_FIELDS values, None: no account at q
-    live: int  # 1: the alive key exists
+    live: int  # live families: answers.LIVE4 | answers.LIVE6
     account_id: int  # -1: no account
-    ttls: tuple[int, ...]  # per liveness bit, the alive key's PTTL in ms (-1: not live, no expiry)
+    ttls: tuple[int, ...]  # per liveness bit (IPv4, IPv6), ms it stays live (-1: not live, no expiry)
 
 
 def _read(q: str, qtype: str, apex: str, entry: ZoneEntry, raw: Sequence[Any] | None) -> Read:
@@ -239,17 +240,46 @@ class Backend:
                 continue
             try:
                 read = _read(q, qtype, apex, entry, fetched.get(q))
-                records = self.records(read, read.live, challenges.get(q))
-                out.append((records or False, None if implied.is_challenge(q) else read))
+                confirmed: list[str] = []  # ENT names confirmed in Redis: such an answer is not cached
+                records = self.records(read, read.live, challenges.get(q), confirmed)
+                keep = not confirmed and not implied.is_challenge(q)
+                out.append((records or False, read if keep else None))
             except Exception as exc:
                 self._errors.log(logging.ERROR, f"lookup:{type(exc).__name__}", "backend error", error=repr(exc))
                 out.append((BackendError("internal error in lookup"), None))
         return out
 
-    def records(self, read: Read, live: int, challenge: list[str] | None = None) -> list[answers.Record]:
+    def records(
+        self, read: Read, live: int, challenge: list[str] | None = None, confirmed: list[str] | None = None
+    ) -> list[answers.Record]:
         """The records of one lookup from what it read, with ``live`` as its liveness (the answer
-        cache asks again with less of it once an alive key's time is up)."""
-        return implied.lookup_rows(read.q, read.qtype, read.entry, read.account, live == 1, self.plans, challenge)
+        cache asks again with less of it once an alive key's time is up); names whose ENT row had
+        to be confirmed in Redis are added to ``confirmed``."""
+        check = self._still_ent(read.entry)
+
+        def still_ent(name: str) -> bool:
+            if confirmed is not None:
+                confirmed.append(name)
+            return check(name)
+
+        return implied.lookup_rows(read.q, read.qtype, read.entry, read.account, live, self.plans, challenge, still_ent)
+
+    def _still_ent(self, entry: ZoneEntry) -> Callable[[str], bool]:
+        """Whether a name of the cached ENT index still has a name below it, read now (one HGET,
+        only for names that answer nothing else). Names above static records come with the zone's
+        own hash; a failed read keeps the cached answer."""
+        view = entry.view
+        apex = view.apex if view is not None else ""
+
+        def check(name: str) -> bool:
+            if view is not None and name in static_ents(view):
+                return True
+            try:
+                return int(self.r.hget(keys.zone_ents(apex), name) or 0) > 0
+            except (redis.RedisError, ValueError):
+                return True
+
+        return check
 
     def all_domains(self) -> list[dict[str, Any]]:
         """Every zone, read now; pdns' zone cache serves exactly these (errors raise: [] would empty it)."""
@@ -288,11 +318,12 @@ class Backend:
         pipe = self.r.pipeline(transaction=False)
         for account_id in ids:
             pipe.hmget(keys.account(account_id), [*answers.ACCOUNT_FIELDS, "aliases", "wildcard"])
-            pipe.exists(keys.alive(account_id))
+            pipe.mget(account_keys(account_id)[1:])
         raw = pipe.execute()
         out = [*zone.apex_records, *zone.all_static()]
         for n in range(len(ids)):
-            fields, live = raw[2 * n], int(raw[2 * n + 1]) == 1
+            fields, up = raw[2 * n], raw[2 * n + 1]
+            live = answers.live_mask(up[0] is not None or up[2] is not None, up[1] is not None or up[2] is not None)
             fqdn, aliases, wildcard = fields[1], fields[-2], fields[-1]
             if fqdn is None:
                 continue

@@ -6,11 +6,15 @@ trip (:meth:`Backend.lookup_reads`). What Redis answered goes into the cache onl
 meanwhile (:attr:`Tracker.epoch` unchanged: an invalidation handled while the read was in flight
 may have been for it) and the connection it was read on is tracked.
 
-Why a lookup that starts after a writer got Redis' reply sees the write: Redis queues the
-invalidation for the tracking connection while it runs the write, before its reply to the writer
-goes out, and both are written in the same pass of its event loop; the writer then has to purge
-pdns and pdns has to ask the backend, by which time the invalidation is in this process' socket
-buffer, where the drain reads it. ``tests/e2e/test_answer_cache.py`` checks it 10,000 times.
+Read-your-writes: a lookup that starts after a writer got Redis' reply to a key write sees it. Redis
+queues the invalidation while it runs the write and sends it, in the same pass of its event loop
+and before any later command is read, to the invalidation connection; the drain at the start of
+the batch reads it from this process' socket buffer. Measured on 7.0.15: the notice of a key write
+was already readable when the writer had the reply in 300 of 300 tries (raw sockets, a zero-timeout
+poll), 5,000 of 5,000 in-process and 13,000 of 13,000 through pdns
+(``tests/e2e/test_answer_cache.py``); a writer also purges pdns in between. The exception is a
+``FLUSHALL``/``FLUSHDB``, whose notice left after the reply in 267 of 300 tries: a flush drops the
+cache when its notice arrives, milliseconds later (flushes are for tests and disasters, not writers).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ zone data is stored lowercase).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from hbdns import acme, ents
@@ -61,20 +61,23 @@ def lookup_rows(
     qtype: str,
     entry: ZoneEntry,
     account: Sequence[str | None] | None,
-    live: bool,
+    live: int,
     plans: Mapping[str, Plan],
     challenge: list[str] | None,
+    still_ent: Callable[[str], bool] = lambda _q: True,
 ) -> list[Record]:
     """Every record at ``q`` of ``qtype`` (or ANY): apex, static and account records, challenge
     values; a name with none of them that has names below it answers its ENT row, whatever the
-    qtype (so that pdns never takes it for a name that does not exist)."""
+    qtype (so that pdns never takes it for a name that does not exist). ``entry.ents`` may be up
+    to the zone cache's age old, so a name found there is confirmed with ``still_ent`` (read now):
+    the last account below it may have just gone, and pdns would cache the stale NODATA."""
     assert entry.view is not None
     zone = entry.view
     records = answers.name_records(q, zone, account, live, plans)
     for value in challenge or ():
         records.append(answers.row(q + ".", "TXT", f'"{value}"', acme.TXT_TTL, zone.id))
     if not records:
-        return [ent_row(q, zone)] if q in entry.ents else []
+        return [ent_row(q, zone)] if q in entry.ents and still_ent(q) else []
     return records if qtype == "ANY" else answers.select(records, qtype.upper())
 
 

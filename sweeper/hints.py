@@ -27,7 +27,8 @@ def expired_channel(db: int) -> str:
 
 
 class HintSubscriber:
-    """Listens to ``expired`` events of ``alive`` keys; redis must run with ``notify-keyspace-events Ex``."""
+    """Listens to ``expired`` events of ``alive`` keys (each names an account and family); redis
+    must run with ``notify-keyspace-events Ex``."""
 
     def __init__(self, r: redis.Redis, liveness: Liveness, purger: Purger | None = None, *, max_batch: int = 1000):
         self.r = r
@@ -55,7 +56,7 @@ class HintSubscriber:
     def step(self, timeout: float = 1.0) -> int:
         """Wait up to ``timeout`` for hints, drain what arrived, neutralize; returns how many were neutralized."""
         pubsub = self._pubsub or self._connect()
-        ids: list[int] = []
+        ids: list[tuple[int, int]] = []  # (account id, family) of expired alive keys
         catch_up = False
         try:
             msg = pubsub.get_message(timeout=timeout)
@@ -63,9 +64,9 @@ class HintSubscriber:
                 if msg["type"] == "subscribe":
                     catch_up = True  # the first time, or redis-py re-subscribed after a lost connection
                 elif msg["type"] == "message":
-                    account_id = keys.parse_alive(msg["data"])
-                    if account_id is not None:
-                        ids.append(account_id)
+                    member = keys.parse_alive(msg["data"])
+                    if member is not None:
+                        ids.append(member)
                 if len(ids) >= self.max_batch:
                     break
                 msg = pubsub.get_message(timeout=0)

@@ -3,7 +3,9 @@
 Decisions worth knowing:
 
 - An update that names only one address family (``myip=<v4>``, ``myipv6=...``, ``preserve``) leaves
-  the other alone; the connection's address is used only when no address is named at all.
+  the other alone, and keeps only the families it names alive (liveness is per family: an update
+  naming only IPv4 lets a stale AAAA expire); the connection's address is used only when no address
+  is named at all.
 - Every address an update would publish, the connection's included, must be public unicast
   (:func:`hbdns.validate.address_class`); a zone may allow the others for labs
   (``allow_private``), except those no host can be reached at through DNS
@@ -62,6 +64,16 @@ class Addresses:
     ipv4: str = ""  # "" = leave that family alone
     ipv6: str = ""
     from_source: bool = False  # no address was named: this is the connection's
+    preserved: str = ""  # families named with ``preserve`` ("4", "6", "46"; "?" for a bare myip)
+
+    def families(self) -> str:
+        """The families this update keeps alive (the beat script's ``fams``): those it names, an
+        address or ``preserve``; "" = let the script take those of the addresses (or, with none
+        named at all, the stored ones)."""
+        if not self.preserved or "?" in self.preserved:
+            return ""
+        named = set(self.preserved) | ({"4"} if self.ipv4 else set()) | ({"6"} if self.ipv6 else set())
+        return "".join(sorted(named))
 
     def shown(self) -> str:
         return ",".join(a for a in (self.ipv4, self.ipv6) if a)
@@ -115,14 +127,16 @@ def parse_addresses(params: Mapping[str, str], source: str | None, interface_id:
     allowing private addresses can."""
     found: dict[int, str] = {}
     named = False
+    preserved = ""
 
     def add(value: str, family: int | None) -> None:
-        nonlocal named
+        nonlocal named, preserved
         value = value.strip()
         if not value:
             return
         named = True
         if value.lower() == "preserve":
+            preserved += str(family or "?")
             return
         try:
             fam, addr = validate.ip_any(value)
@@ -153,7 +167,7 @@ def parse_addresses(params: Mapping[str, str], source: str | None, interface_id:
             raise BadIP("no address given and no usable source address")
         fam, addr = validate.ip_any(source)
         found[fam] = _publishable(addr, "no address given and the source ")
-    return Addresses(ipv4=found.get(4, ""), ipv6=found.get(6, ""), from_source=not named)
+    return Addresses(ipv4=found.get(4, ""), ipv6=found.get(6, ""), from_source=not named, preserved=preserved)
 
 
 def client_address(

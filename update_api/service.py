@@ -157,6 +157,7 @@ class UpdateService:
                 ipv6=addrs.ipv6,
                 offline=offline,
                 source="update",
+                fams=addrs.families(),
             )
         )
         if not result.accepted:  # the account was removed meanwhile

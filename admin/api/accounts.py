@@ -123,6 +123,7 @@ def create_account(body: AccountCreate) -> Any:
         neutral_ipv4=body.neutral_ipv4,
         neutral_ipv6=body.neutral_ipv6,
         mx=body.mx,
+        mx_recipients=body.mx_recipients,
         emails=body.emails,
         phones=body.phones,
         webhook=body.webhook,

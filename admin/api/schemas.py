@@ -57,6 +57,7 @@ class PrefsIn(Body):
     sms_min_outage: int | None = Field(None, description="seconds an outage must last before an SMS (>= 0)")
     quiet_hours: Text | None = Field(None, description="no SMS in this local window, e.g. `22:00-07:00`; `` = none")
     tz: Text | None = Field(None, description="IANA time zone of quiet hours and message times, e.g. Europe/Berlin")
+    lang: Text | None = Field(None, description="language of the messages: `de` or `en`; `` = the zone's default")
 
 
 class PrefsOut(Out):
@@ -66,6 +67,7 @@ class PrefsOut(Out):
     sms_min_outage: int
     quiet_hours: str
     tz: str
+    lang: str = Field("", description="`` = the zone's language, else the notifier's HBDNS_NOTIFY_LANG")
 
 
 # --- accounts ----------------------------------------------------------------------------------
@@ -82,6 +84,13 @@ class AccountQuery(BaseModel):
     limit: int = Field(100, ge=1, le=1000)
 
 
+RECIPIENTS = (
+    "the users the backup MX accepts mail for while the account is offline: local parts (at every "
+    "name of the account) or whole addresses at one of its names; empty: it verifies recipients with "
+    "the customer's server (docs/backup-mx.md)"
+)
+
+
 class AccountCreate(Body):
     fqdn: Hostname
     plan: str = Field(examples=["heartbeat-c"], description="plan name (README: heartbeat-a/b/c, setip-a, ...)")
@@ -90,6 +99,7 @@ class AccountCreate(Body):
     neutral_ipv4: str = Field("", description="address answered while neutral; empty: the zone's")
     neutral_ipv6: str = ""
     mx: bool = Field(False, description="publish MX <name> (and the zone's backup MX)")
+    mx_recipients: list[Text] = Field(default_factory=list, max_length=10_000, description=RECIPIENTS)
     emails: list[Text] = Field(default_factory=list, max_length=20)
     phones: list[Text] = Field(default_factory=list, max_length=20)
     webhook: Text = Field("", description="http(s) URL that receives signed JSON events")
@@ -108,6 +118,7 @@ class AccountChange(Body):
     neutral_ipv4: str | None = None
     neutral_ipv6: str | None = None
     mx: bool | None = None
+    mx_recipients: list[Text] | None = Field(None, max_length=10_000, description=RECIPIENTS)
     emails: list[Text] | None = Field(None, max_length=20)
     phones: list[Text] | None = Field(None, max_length=20)
     webhook: Text | None = None
@@ -132,6 +143,7 @@ class StateOut(Out):
     ipv4: str
     ipv6: str
     expires_in_ms: int
+    live_families: list[int] = Field(description="the address families DNS answers live now: 4 (A), 6 (AAAA)")
 
 
 class AccountOut(StateOut):
@@ -140,6 +152,7 @@ class AccountOut(StateOut):
     neutral_ipv4: str
     neutral_ipv6: str
     mx: bool
+    mx_recipients: list[str] = Field(description=RECIPIENTS)
     emails: list[str]
     phones: list[str]
     webhook: str
@@ -174,7 +187,8 @@ class PasswordOut(Out):
 
 
 class EventOut(BaseModel):
-    """One transition: created, recovered, neutralized, ip_changed (with its own extra fields)."""
+    """One transition: created, recovered, neutralized, ip_changed (with its own extra fields), or a
+    ``test`` written by ``hbdns notify test``."""
 
     model_config = ConfigDict(extra="allow")
     type: str
@@ -230,6 +244,7 @@ class ZoneFields(Body):
     backup_mx_pref: int | None = None
     records: list[RecordIn] | None = Field(None, max_length=500, description="static records (replaces all)")
     allow_private: bool | None = Field(None, description="labs only: let updates publish non-public addresses")
+    lang: Text | None = Field(None, description="its accounts' message language, `de` or `en`; `` = the notifier's")
     negative_ttl: int | None = Field(
         None, description="seconds resolvers cache a negative answer (SOA minimum; default HBDNS_DEFAULT_NEGATIVE_TTL)"
     )
@@ -261,6 +276,7 @@ class ZoneOut(Out):
     ns_ttl: int
     records: list[RecordOut]
     allow_private: bool
+    lang: str = Field("", description="`` = the notifier's HBDNS_NOTIFY_LANG")
     negative_ttl: int = Field(description="what resolvers cache a negative answer for: min(soa_ttl, minimum)")
     created: float
     updated: float

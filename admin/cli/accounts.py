@@ -1,4 +1,4 @@
-"""``hbdns account``: customer accounts (add, list, show, set, remove, keys, passwords, log).
+"""``hbdns account``: customer accounts (add, list, show, set, remove, keys, passwords, log, flush).
 
 Secrets are printed once, when made: the heartbeat key on ``add`` and ``rotate-key``, a generated
 update password on ``add`` and ``set-password``. Only the password's hash is stored. Checks, writes
@@ -13,6 +13,7 @@ import os
 import sys
 from typing import Any
 
+from admin.cli import flush
 from admin.cli.output import Refused, duration, emit, table, ts
 from admin.cli.status import account_text, status_dict
 from hbdns import provision, provision_acme, validate
@@ -29,12 +30,31 @@ def _prefs(args: argparse.Namespace) -> dict[str, Any]:
         "sms_min_outage": args.sms_min_outage,
         "quiet_hours": args.quiet_hours,
         "tz": args.tz,
+        "lang": args.lang,
     }
 
 
 def _given(values: list[str] | None) -> list[str] | None:
     """A repeatable option: None when absent; ``--alias ""`` alone clears the list."""
     return None if values is None else [v for v in values if v]
+
+
+def _recipients(args: argparse.Namespace) -> list[str] | None:
+    """``--mx-recipient`` (repeatable; ``""`` alone clears the list) plus the lines of
+    ``--mx-recipients-file`` (``-``: stdin; blank lines and ``#`` comments skipped); None: unchanged."""
+    items = _given(args.mx_recipient)
+    if args.mx_recipients_file:
+        try:
+            if args.mx_recipients_file == "-":
+                text = sys.stdin.read()
+            else:
+                with open(args.mx_recipients_file, encoding="utf-8") as f:
+                    text = f.read()
+        except OSError as exc:
+            raise Refused(f"cannot read {args.mx_recipients_file}: {exc.strerror}") from None
+        lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+        items = (items or []) + [line for line in lines if line]
+    return items
 
 
 def _read_password(args: argparse.Namespace) -> str | None:
@@ -66,6 +86,7 @@ def account_add(store: Store, args: argparse.Namespace) -> int:
         prefs=_prefs(args),
         wildcard=bool(args.wildcard),
         ipv6_interface_id=args.ipv6_interface_id or "",
+        mx_recipients=_recipients(args) or (),
     )
     account, generated = created.account, created.password is not None
     if args.client_config:
@@ -126,6 +147,7 @@ def account_set(store: Store, args: argparse.Namespace) -> int:
         prefs=_prefs(args),
         wildcard=args.wildcard,
         ipv6_interface_id=args.ipv6_interface_id,
+        mx_recipients=_recipients(args),
     )
     new = provision.change_account(store, old, changes)
     emit(args, new.public_dict(), f"account {new.id} ({new.fqdn}) updated")
@@ -200,14 +222,27 @@ def account_log(store: Store, args: argparse.Namespace) -> int:
             detail = f"{e.get('old') or '-'} -> {e.get('new')}"
         elif kind == "recovered":
             detail = "first beat" if str(e.get("first")) == "1" else f"outage {duration(int(e.get('duration_ms', 0)))}"
-        elif kind == "neutralized":
-            detail = str(e.get("reason", ""))
+        elif kind in ("neutralized", "family_lost", "family_back"):
+            detail = " ".join(x for x in (_families(e), str(e.get("reason", ""))) if x)
+        elif kind == "mx_flushed":
+            detail = f"{e.get('why', '')}: " + ", ".join(
+                f"{r.get('target')} {r.get('outcome')}" for r in e.get("results", [])[:4]
+            )
+        elif kind == "test":
+            detail = "test message (hbdns notify test)"
         else:
             detail = str(e.get("plan", ""))
-        mark = {"neutralized": "RED", "recovered": "BLUE", "ip_changed": "BLUE"}.get(kind, "")
+        if kind == "recovered" and _families(e):
+            detail += f" ({_families(e)})"
+        mark = {"neutralized": "RED", "family_lost": "RED", "recovered": "BLUE", "ip_changed": "BLUE"}.get(kind, "")
         rows.append({"time": ts(int(e.get("at", 0)), ms=True), "event": kind, "detail": detail, "": mark})
     emit(args, entries, table(rows, ["time", "event", "detail", ""]))
     return 0
+
+
+def _families(e: dict[str, Any]) -> str:
+    fam = str(e.get("family", ""))
+    return " and ".join(f"IPv{f}" for f in fam.split(",")) if fam else ""
 
 
 def _add_account_options(p: argparse.ArgumentParser, *, creating: bool) -> None:
@@ -217,6 +252,13 @@ def _add_account_options(p: argparse.ArgumentParser, *, creating: bool) -> None:
     mx = p.add_mutually_exclusive_group()
     mx.add_argument("--mx", dest="mx", action="store_true", default=None, help="publish MX <name> + backup MX")
     mx.add_argument("--no-mx", dest="mx", action="store_false")
+    p.add_argument(
+        "--mx-recipient",
+        action="append",
+        help="a user the backup MX accepts mail for: local part or address (repeatable; "
+        "none: it verifies with the customer's server)",
+    )
+    p.add_argument("--mx-recipients-file", help="more of them, one per line ('-': stdin)")
     p.add_argument("--email", action="append", help="contact e-mail (repeatable)")
     p.add_argument("--phone", action="append", help="contact phone for SMS, E.164 (repeatable)")
     p.add_argument("--webhook", help="URL that receives signed JSON events")
@@ -226,6 +268,7 @@ def _add_account_options(p: argparse.ArgumentParser, *, creating: bool) -> None:
     p.add_argument("--sms-min-outage", type=int, help="seconds an outage must last before an SMS")
     p.add_argument("--quiet-hours", help="no SMS in this window, e.g. 22:00-07:00")
     p.add_argument("--tz", help="time zone for quiet hours and message times, e.g. Europe/Berlin")
+    p.add_argument("--lang", help='language of its messages: de or en ("" = the zone\'s, else HBDNS_NOTIFY_LANG)')
     wc = p.add_mutually_exclusive_group()
     wc.add_argument(
         "--wildcard", dest="wildcard", action="store_true", default=None, help="*.<name> answers what <name> does"
@@ -288,3 +331,4 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("account")
     p.add_argument("-n", "--limit", type=int, default=50)
     p.set_defaults(func=account_log)
+    flush.register(acct, common)

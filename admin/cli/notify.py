@@ -1,4 +1,5 @@
-"""``hbdns notify``: the notification queue and the dead letters (list, retry).
+"""``hbdns notify``: the notification queue and the dead letters (list, retry); ``preview`` and
+``test`` (what a customer would be sent, and a real test message) are :mod:`admin.cli.preview`'s.
 
 ``notify queue`` shows what waits for another attempt and the receivers held after failures;
 ``notify dead-letters`` the messages that failed for good; ``notify retry ID... | --all`` puts dead
@@ -14,6 +15,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+from admin.cli import preview
 from admin.cli.output import Refused, duration, emit, table, ts
 from hbdns import notify_queue
 from hbdns.store import Store
@@ -102,7 +104,7 @@ def retry_cmd(store: Store, args: argparse.Namespace) -> int:
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """The ``notify`` subcommands."""
-    notify = sub.add_parser("notify", help="notification queue and dead letters").add_subparsers(
+    notify = sub.add_parser("notify", help="notification queue, dead letters, previews and tests").add_subparsers(
         dest="cmd", required=True
     )
     p = notify.add_parser("queue", parents=[common], help="messages waiting for another attempt")
@@ -115,3 +117,4 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("ids", nargs="*", metavar="ID")
     p.add_argument("--all", action="store_true", help="every dead letter")
     p.set_defaults(func=retry_cmd)
+    preview.register(notify, common)

@@ -1,7 +1,7 @@
 """``hbdns status``, and the live/neutral view of one account that ``account show`` prints too.
 
-"live" is what DNS answers now (the account's ``alive`` key); the recorded state is what the
-sweeper last wrote, and lags by up to a sweep interval.
+"live" is what DNS answers now (the account's ``alive`` keys, per address family); the recorded
+state is what the sweeper last wrote, and lags by up to a sweep interval.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ def account_text(store: Store, account: Account) -> str:
         f"created: {ts(account.created)}",
         f"state: {'live' if st.live else 'neutral'}"
         f" (recorded: {st.state.state} since {ts(st.state.since_ms, ms=True)})",
-        f"ipv4: {st.state.ipv4 or '-'}",
-        f"ipv6: {st.state.ipv6 or '-'}",
+        f"ipv4: {st.state.ipv4 or '-'} ({'live' if st.alive4_ms else 'neutral'})",
+        f"ipv6: {st.state.ipv6 or '-'} ({'live' if st.alive6_ms else 'neutral'})",
         f"last beat: {ts(st.state.last_beat_ms, ms=True)}",
     ]
     return "\n".join(lines)

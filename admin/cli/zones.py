@@ -36,6 +36,7 @@ def _changes(args: argparse.Namespace) -> ZoneChanges:
         backup_mx_pref=args.backup_mx_pref,
         records=None if args.record is None else [parse_record(r) for r in args.record if r],
         allow_private=args.allow_private,
+        lang=args.lang,
         negative_ttl=args.negative_ttl,
     )
 
@@ -119,6 +120,7 @@ def _zone_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backup-mx", help='the provider\'s backup MX host ("" = none)')
     p.add_argument("--backup-mx-pref", type=int)
     p.add_argument("--record", action="append", help="static record 'NAME TYPE CONTENT [TTL]' (repeatable)")
+    p.add_argument("--lang", help='language of its accounts\' messages: de or en ("" = HBDNS_NOTIFY_LANG)')
     p.add_argument(
         "--negative-ttl",
         type=int,

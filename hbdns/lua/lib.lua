@@ -33,3 +33,21 @@ local function emit(ev, log, maxlen, logcap, kind, id, fqdn, at, extra)
   redis.call('LTRIM', log, 0, tonumber(logcap) - 1)
   return eid
 end
+
+-- The families an account's recorded state holds live ('', '4', '6' or '46'): its ``live`` field,
+-- or, for a hash written before per-family liveness (no such field), every family with an address
+-- while its state is live, so data of older writers reads the same as before.
+local function recorded_live(state, live, ip4, ip6)
+  if live then return live end
+  if state ~= 'live' then return '' end
+  local out = ''
+  if ip4 and ip4 ~= '' then out = '4' end
+  if ip6 and ip6 ~= '' then out = out .. '6' end
+  return out
+end
+
+-- '4' / '6' / '4,6' for an event's family field, from a set like '46'.
+local function family_list(set)
+  if set == '46' then return '4,6' end
+  return set
+end

@@ -1,25 +1,55 @@
--- Neutralize one account if its deadline passed and its alive key is gone; idempotent, so two
--- sweepers (or a sweeper and a keyspace hint) never record one transition twice: the deadline is
--- removed in the same step that records it.
--- KEYS: acct alive deadlines events log zone ; ARGV: id maxlen logcap
--- Returns {status, fqdn, aliases_json}, status none notdue alive gone already neutralized.
-local acct, alive, dl, ev, log, zone = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local id, maxlen, logcap = ARGV[1], ARGV[2], ARGV[3]
+-- One due deadline member -> the family it stands for neutralized, if its deadline passed and its
+-- alive key is gone; idempotent, so two sweepers (or a sweeper and a keyspace hint) never record one
+-- transition twice: the member is removed in the same step that records it.
+-- KEYS: acct alive4 alive6 alive_legacy deadlines events log zone ; ARGV: id family maxlen logcap
+--   family: '4' or '6' (member '<id>:<family>'), or '' for the plain '<id>' member of older writers,
+--   which stands for both families.
+-- Records 'family_lost' while another family stays live, 'neutralized' when none is left (its
+-- 'family' field: the family or families that went last).
+-- Returns {status, fqdn, aliases_json}, status none notdue alive gone already neutralized lost.
+local acct, a4, a6, legacy, dl, ev, log, zone = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local id, fam, maxlen, logcap = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local alive = {['4'] = a4, ['6'] = a6}
 local now, sec = clock()
-local d = redis.call('ZSCORE', dl, id)
+local member = id
+if fam ~= '' then member = id .. ':' .. fam end
+local d = redis.call('ZSCORE', dl, member)
 if not d then return {'none', '', ''} end
 d = tonumber(d)
 if d > now then return {'notdue', '', ''} end
-local pttl = redis.call('PTTL', alive)
+local pttl = redis.call('PTTL', legacy)
+if fam ~= '' then pttl = math.max(pttl, redis.call('PTTL', alive[fam])) end
 if pttl > 0 then
-  redis.call('ZADD', dl, now + pttl, id)
+  redis.call('ZADD', dl, now + pttl, member)
   return {'alive', '', ''}
 end
-redis.call('ZREM', dl, id)
-local cur = redis.call('HMGET', acct, 'fqdn', 'state', 'aliases')
+redis.call('ZREM', dl, member)
+local cur = redis.call('HMGET', acct, 'fqdn', 'state', 'aliases', 'live', 'ipv4', 'ipv6')
 if not cur[1] then return {'gone', '', ''} end
-if cur[2] ~= 'live' then return {'already', cur[1], cur[3] or '[]'} end
-redis.call('HSET', acct, 'state', 'neutral', 'since', string.format('%d', d))
-emit(ev, log, maxlen, logcap, 'neutralized', id, cur[1], d, {'reason', 'missed', 'swept_at', now})
+local live = recorded_live(cur[2], cur[4], cur[5], cur[6])
+local gone = ''
+for _, f in ipairs({'4', '6'}) do
+  if string.find(live, f, 1, true) and (fam == f or (fam == '' and redis.call('EXISTS', alive[f]) == 0)) then
+    gone = gone .. f
+    live = (string.gsub(live, f, ''))
+    redis.call('HSET', acct, 'lost' .. f, string.format('%d', d))
+    if fam == '' then redis.call('ZREM', dl, id .. ':' .. f) end
+  end
+end
+if gone == '' and not (cur[2] == 'live' and live == '') then  -- (live with no family: an odd old record)
+  if cur[4] == nil then redis.call('HSET', acct, 'live', live) end
+  return {'already', cur[1], cur[3] or '[]'}
+end
+redis.call('HSET', acct, 'live', live)
+local status = 'lost'
+if live == '' then
+  redis.call('HSET', acct, 'state', 'neutral', 'since', string.format('%d', d))
+  emit(ev, log, maxlen, logcap, 'neutralized', id, cur[1], d,
+       {'reason', 'missed', 'family', family_list(gone), 'swept_at', now})
+  status = 'neutralized'
+else
+  emit(ev, log, maxlen, logcap, 'family_lost', id, cur[1], d,
+       {'reason', 'missed', 'family', family_list(gone), 'swept_at', now})
+end
 bump_serial(zone, sec)
-return {'neutralized', cur[1], cur[3] or '[]'}
+return {status, cur[1], cur[3] or '[]'}

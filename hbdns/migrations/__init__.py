@@ -17,6 +17,8 @@ Steps (in order):
 - ``legacy_sms_outage``: which phone got which outage's SMS (``hbdns:sms:outage:*``) into the
   notifier's outage threads, so the recovery SMS of an outage open across the upgrade goes out.
 - ``zone_ents``: the empty non-terminal index of every zone, built from its accounts' names.
+- ``alive_per_family``: the one ``alive`` key and deadline of each account into one per address
+  family (issue 13: liveness per family).
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ from dataclasses import dataclass
 import redis
 
 from hbdns import keys
-from hbdns.migrations import legacy_dead_letters, legacy_notify_queue, legacy_sms_outage, zone_ents
+from hbdns.migrations import (
+    alive_per_family,
+    legacy_dead_letters,
+    legacy_notify_queue,
+    legacy_sms_outage,
+    zone_ents,
+)
 
 
 @dataclass(frozen=True)
@@ -41,7 +49,7 @@ class Step:
 
 STEPS: tuple[Step, ...] = tuple(
     Step(m.__name__.rpartition(".")[2], m.SUMMARY, m.apply)
-    for m in (legacy_notify_queue, legacy_dead_letters, legacy_sms_outage, zone_ents)
+    for m in (legacy_notify_queue, legacy_dead_letters, legacy_sms_outage, zone_ents, alive_per_family)
 )
 
 

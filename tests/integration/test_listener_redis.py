@@ -178,7 +178,7 @@ def beat_state(r: redis.Redis, account_id: int) -> tuple[object, ...]:
     return (
         r.hgetall(keys.account(account_id)),
         r.exists(keys.alive(account_id)),
-        r.zscore(keys.deadlines(), account_id),
+        r.zscore(keys.deadlines(), keys.deadline_member(account_id, 4)),
         r.xlen(keys.events()),
         r.lrange(keys.account_log(account_id), 0, -1),
         r.hget(keys.zone(ZONE), "serial"),
@@ -242,7 +242,7 @@ def test_refused_beat_on_a_fresh_account_does_not_make_it_live(
     assert res.status == "rekey"
     assert beat_state(real_redis, account.id) == before
     assert not store.status(account).live
-    assert real_redis.zscore(keys.deadlines(), account.id) is None
+    assert real_redis.zscore(keys.deadlines(), keys.deadline_member(account.id, 4)) is None
 
 
 def test_empty_fingerprint_is_not_checked(

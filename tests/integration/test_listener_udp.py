@@ -38,8 +38,8 @@ def test_first_beat_sets_a_and_answers_with_the_public_address(
     assert reply == wire.Reply(wire.STATUS_OK, "127.0.0.1")
     status = store.status(account)
     assert status.live and status.state.ipv4 == "127.0.0.1" and status.state.state == "live"
-    assert 0 < status.alive_ms <= 15000
-    assert real_redis.zscore(keys.deadlines(), account.id) is not None
+    assert 0 < status.alive_ms <= 15500  # heartbeat-c: 3 x 5 s + 0.5 s grace
+    assert real_redis.zscore(keys.deadlines(), keys.deadline_member(account.id, 4)) is not None
     assert store.zone_serial(ZONE) > serial
     kinds = [e["type"] for e in store.account_log(account.id)]
     assert kinds[:2] == ["ip_changed", "recovered"]
@@ -121,13 +121,14 @@ def test_ipv6_beat_sets_aaaa_only(lst: Listener, account: Account, store: Store)
     assert (state.ipv4, state.ipv6) == ("127.0.0.2", "::1")
 
 
-def test_a_flooding_source_is_rate_limited_and_others_still_get_through(lst: Listener, account: Account) -> None:
+def test_junk_from_a_source_is_counted_and_never_limits_its_beats(lst: Listener, account: Account) -> None:
+    """Issue 14: 400 one-byte datagrams from the customer's own address used to use up its limit."""
     limited, shorts = lst.count("rate_limited"), lst.count("short")
-    for _ in range(400):  # default: 50/s, bursts of 100
+    for _ in range(400):
         send(b"x", lst.port, "127.0.0.9")
-    wait_for(lambda: lst.count("rate_limited") + lst.count("short") >= limited + shorts + 400, 10, what="flood counted")
-    assert lst.count("rate_limited") - limited >= 250
-    assert accept(lst, beat(account.id, account.hb_key, now_ms()), "127.0.0.10").status == wire.STATUS_OK
+    wait_for(lambda: lst.count("short") >= shorts + 400, 10, what="junk counted")
+    assert accept(lst, beat(account.id, account.hb_key, now_ms()), "127.0.0.9").status == wire.STATUS_OK
+    assert lst.count("rate_limited") == limited
 
 
 def test_metrics_page_is_prometheus_text(lst: Listener, account: Account) -> None:
@@ -180,8 +181,9 @@ def test_redis_down_keeps_receiving_then_recovers(tmp_path: Path) -> None:
         lst._key = acct.hb_key  # type: ignore[attr-defined]
         accept(lst, beat(acct.id, acct.hb_key, now_ms()))
         server.stop()
-        for _ in range(5):
-            send(beat(acct.id, acct.hb_key, now_ms()), lst.port)
+        t = now_ms()
+        for i in range(5):  # distinct counters: copies of one beat are replays, known without Redis
+            send(beat(acct.id, acct.hb_key, t + 1 + i), lst.port)
         wait_for(lambda: lst.count("redis_down") >= 5, 15, what="beats counted as redis_down")
         assert lst.metrics()["hbdns_heartbeat_redis_up"] == 0
         assert lst.process is not None and lst.process.alive()

@@ -82,9 +82,8 @@ NOTIFIER_STEPS = ("legacy_notify_queue", "legacy_dead_letters", "legacy_sms_outa
 
 
 def migrate(r: redis.Redis, capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, int]:
-    """The notifier's steps; every other registered step must find nothing to do here."""
+    """The notifier's steps (the other registered steps convert what else that version stored)."""
     out = run(r, capsys, "migrate", *argv)
-    assert all(n == 0 for step, n in out.items() if step not in NOTIFIER_STEPS), out
     return {step: out[step] for step in NOTIFIER_STEPS}
 
 

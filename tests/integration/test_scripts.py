@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 import redis
 
-from hbdns import acme, acme_credentials, config, keys, notify_queue, scripts
+from hbdns import acme, acme_credentials, config, keys, notify_queue, recovery_flush, scripts
 from hbdns.liveness import BeatRequest
+from hbdns.migrations import alive_per_family
 from hbdns.model import Account, NotifyPrefs, Zone
 from hbdns.ratelimit import Limit, RateLimiter
 from hbdns.resp import BatchConnection, encode_command
@@ -202,6 +203,7 @@ def test_every_script_touches_only_its_keys(
     assert writer.beats([BeatRequest(account.id, ZONE, 60_000, counter=t + 3, offline=True)])[0].changed
     # expired but not swept: the next beat records the outage first
     lv.beats([BeatRequest(other.id, OTHER, 1, ipv4="203.0.113.8", counter=t + 3)])
+    real_redis.delete(keys.alive(other.id, 6))  # its IPv6 went too
     wait_for(lambda: not real_redis.exists(keys.alive(other.id)), 5, what="alive key expired")
     writer.beats([BeatRequest(other.id, OTHER, 60_000, ipv4="203.0.113.8", counter=t + 4)])
     assert [e["type"] for e in events(real_redis)[-2:]] == ["neutralized", "recovered"]
@@ -219,6 +221,36 @@ def test_every_script_touches_only_its_keys(
     store.remove_account(other.id)  # RECORD (removed)
     store.add_account(store.new_account(f"o.{OTHER}", "heartbeat-c"))
     reader.fetch([f"o.{OTHER}"])
+    # per family: a dual-stack account loses IPv6 to the sweeper (family_lost) and gets it back
+    dual = store.add_account(store.new_account(f"d.{ZONE}", "heartbeat-c"))
+    writer.beats([BeatRequest(dual.id, ZONE, 60_000, ipv4="203.0.113.20", counter=t + 10)])
+    writer.beats([BeatRequest(dual.id, ZONE, 1, ipv6="2001:db8::20", counter=t + 11)])
+    wait_for(lambda: not real_redis.exists(keys.alive(dual.id, 6)), 5, what="IPv6 alive key expired")
+    assert [(n.account_id, n.family, n.lost) for n in lv.sweep()] == [(dual.id, 6, True)]
+    writer.beats([BeatRequest(dual.id, ZONE, 60_000, ipv6="2001:db8::20", counter=t + 12)])
+    # ... and again, this time found by its next beat before any sweep (recorded at the deadline)
+    writer.beats([BeatRequest(dual.id, ZONE, 1, ipv6="2001:db8::20", counter=t + 13)])
+    wait_for(lambda: not real_redis.exists(keys.alive(dual.id, 6)), 5, what="IPv6 alive key expired")
+    lv.beats([BeatRequest(dual.id, ZONE, 60_000, source="update", fams="46")])  # dyndns2 'preserve' of both
+    kinds = [e["type"] for e in events(real_redis) if e["account"] == str(dual.id)]
+    assert kinds[-4:] == ["family_lost", "family_back", "family_lost", "family_back"], kinds
+    # an older writer's layout: the legacy key and plain member, swept as both families; migrated
+    real_redis.delete(keys.alive(dual.id, 4), keys.alive(dual.id, 6))
+    real_redis.set(keys.alive_legacy(dual.id), "1", px=1)
+    real_redis.zadd(keys.deadlines(), {str(dual.id): 1})
+    wait_for(lambda: not real_redis.exists(keys.alive_legacy(dual.id)), 5, what="legacy alive key expired")
+    assert [(n.family, n.lost) for n in lv.neutralize_if_due([(dual.id, 0)])] == [(0, False)]
+    real_redis.set(keys.alive_legacy(dual.id), "1", px=60_000)
+    real_redis.zadd(keys.deadlines(), {str(dual.id): now_ms() + 60_000})
+    real_redis.hdel(keys.account(dual.id), "live")
+    assert alive_per_family.apply(real_redis) >= 1
+    # the second flush's schedule: claimed (leased), done unless rescheduled meanwhile
+    recovery_flush.schedule(real_redis, {dual.id: 0, other.id: 0})
+    claimed = dict(recovery_flush.claim_due(real_redis, 60_000))
+    assert set(claimed) == {dual.id, other.id} and recovery_flush.claim_due(real_redis, 60_000) == []
+    recovery_flush.schedule(real_redis, {other.id: 5})
+    assert recovery_flush.done(real_redis, dual.id, claimed[dual.id])
+    assert not recovery_flush.done(real_redis, other.id, claimed[other.id])
     # a rate-limit bucket: allowed and taken, then refused
     limiter = RateLimiter(real_redis)
     assert limiter.check(keys.ratelimit("test", "x"), Limit(per_minute=1, burst=1)) == 0

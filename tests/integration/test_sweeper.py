@@ -125,7 +125,7 @@ def test_sweep_records_what_expired_while_the_subscriber_was_disconnected(
         deadlines = {}
         for a in accts:
             beat(store, a)
-            deadlines[a.id] = int(real_redis.zscore(keys.deadlines(), a.id) or 0)
+            deadlines[a.id] = int(real_redis.zscore(keys.deadlines(), keys.deadline_member(a.id, 4)) or 0)
         killed = real_redis.client_kill_filter(_type="pubsub")
         assert killed >= 1
         alive = [keys.alive(a.id) for a in accts]
@@ -200,7 +200,7 @@ def test_redis_restart_the_sweep_catches_up(smtp: SmtpSink, tmp_path: Path, proc
         store.liveness.beats(
             BeatRequest(account_id=a.id, zone=a.zone, expiry_ms=4000, ipv4="198.51.100.9") for a in accts
         )
-        deadlines = {a.id: int(r.zscore(keys.deadlines(), a.id) or 0) for a in accts}
+        deadlines = {a.id: int(r.zscore(keys.deadlines(), keys.deadline_member(a.id, 4)) or 0) for a in accts}
         # level "all": "online" and the first address, per account
         wait_for(lambda: smtp.count() == 20 and settled(r), 15, what="online e-mails acknowledged")
         r.close()

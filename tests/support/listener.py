@@ -31,7 +31,7 @@ def snapshot(r: redis.Redis, account_id: int, zone: str) -> tuple[Any, ...]:
     return (
         r.hgetall(keys.account(account_id)),
         r.exists(keys.alive(account_id)),
-        r.zscore(keys.deadlines(), account_id),
+        r.zscore(keys.deadlines(), keys.deadline_member(account_id, 4)),
         r.xlen(keys.events()),
         r.hget(keys.zone(zone), "serial"),
     )

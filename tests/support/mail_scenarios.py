@@ -24,9 +24,10 @@ import statistics
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NamedTuple
 
 from hbdns.etrn import FlushTarget, Outcome
 from hbdns.mta_flush import MtaFlusher
@@ -265,12 +266,24 @@ def bench(net: MailNet, out: dict[str, Any], runs: int, refs: int, outage: float
     out.update(costs=costs, flushed=flushed, reference=reference, outage_s=outage)
 
 
-SCENARIOS = {"phase1": phase1, "bench": bench}
+class Scenario(NamedTuple):
+    """What ``python -m <module> NAME`` runs: ``run(net, out, args)`` on a started :class:`MailNet`
+    made with ``net(args)``'s keywords."""
+
+    run: Callable[[MailNet, dict[str, Any], argparse.Namespace], None]
+    net: Callable[[argparse.Namespace], dict[str, Any]]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.support.mail_scenarios")
-    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+SCENARIOS = {
+    "phase1": Scenario(lambda net, out, args: phase1(net, out), lambda args: {}),
+    "bench": Scenario(lambda net, out, args: bench(net, out, args.runs, args.refs), lambda a: {"extra_names": a.refs}),
+}
+
+
+def main(argv: list[str] | None = None, scenarios: dict[str, Scenario] = SCENARIOS, prog: str = __name__) -> int:
+    """Run one scenario as pid 1 of its namespace; what it measured (or its error) to ``--result``."""
+    parser = argparse.ArgumentParser(prog=f"python -m {prog}")
+    parser.add_argument("scenario", choices=sorted(scenarios))
     parser.add_argument("--result", type=Path, required=True)
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--runs", type=int, default=20, help="bench: outages with a flush")
@@ -282,15 +295,13 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     out: dict[str, Any] = {"scenario": args.scenario, "started": time.time()}
-    net = MailNet(args.workdir, extra_names=args.refs if args.scenario == "bench" else 0)
+    scenario = scenarios[args.scenario]
+    net = MailNet(args.workdir, **scenario.net(args))
     code = 0
     try:
         net.start()
         out["setup_s"] = time.time() - out["started"]
-        if args.scenario == "bench":
-            bench(net, out, args.runs, args.refs)
-        else:
-            phase1(net, out)
+        scenario.run(net, out, args)
     except BaseException as exc:
         code = 1
         out["error"] = "".join(traceback.format_exception(exc))

@@ -83,6 +83,12 @@ class Mailbox:
             self._controller.stop()
             self._controller = None
 
+    def move(self, host: str) -> Mailbox:
+        """The server comes back on another address (the customer's line got a new IP)."""
+        self.stop()
+        self.host = host
+        return self.start()
+
     @property
     def running(self) -> bool:
         return self._controller is not None

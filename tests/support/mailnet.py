@@ -6,6 +6,9 @@ Addresses (all on the namespace's ``lo``; DNS from pdns on 127.0.0.1:53, the nam
 who                     address                  what runs there
 ======================  =======================  ===============================================
 customer                127.0.0.5, fd00::5       its mail server (:class:`~tests.support.mailboxes.Mailbox`)
+customer, moved         127.0.0.6                the same, after its address changed (a stranger gets .5)
+dual-stack customer     127.0.0.11, fd00::11     its mail server on both families
+resolver                127.0.0.53               pdns-recursor: the backup MX's caching resolver
 neutral host            127.0.0.9, fd00::9       ``hbdns-neutral-host`` (421 on 25, page on 80)
 refusing neutral        127.0.0.8                nothing (connections are refused)
 dropping neutral        127.0.0.7                a listener that never answers (connect timeout)
@@ -15,9 +18,11 @@ sender's mailbox        127.0.0.31               where bounces (DSNs) arrive
 hbdns                   127.0.0.1                Redis, hbdns-backup-mx-maps (:8026), pdns, flushes
 ======================  =======================  ===============================================
 
-Phase 1 serves DNS from pdns' bind backend with a zone file the scenario rewrites
-(:class:`StaticDns`): the hbdns backend does not yet keep the MX set while neutral. The backup MX's
-tables already come from hbdns' Redis through hbdns-backup-mx-maps.
+``MailNet(stack=False)`` (phase 1) serves DNS from pdns' bind backend with a zone file the scenario
+rewrites (:class:`StaticDns`). ``stack=True`` (phase 2) runs the hbdns stack instead
+(:class:`~tests.support.mailstack.HbdnsStack`): DNS follows the customers' beats, and the backup
+MX resolves through the caching resolver. The backup MX's tables come from hbdns' Redis through
+hbdns-backup-mx-maps either way.
 """
 
 from __future__ import annotations
@@ -36,10 +41,11 @@ from pathlib import Path
 from backup_mx.maps import RECIPIENTS_FIELD
 from hbdns import config, keys
 from hbdns.connection import connect
-from hbdns.model import Zone
+from hbdns.model import Account, StaticRecord, Zone
 from hbdns.store import Store
 from tests.support import netns
 from tests.support.mailboxes import Mailbox
+from tests.support.mailstack import HbdnsStack
 from tests.support.neutral import NeutralHostProcess
 from tests.support.pdns import PdnsServer
 from tests.support.postfix import DEPLOY, Postfix, mail_root, parse_main
@@ -54,15 +60,20 @@ DROPPING = "127.0.0.7"
 BACKUP, BACKUP6 = "127.0.0.25", "fd00::25"
 SENDER, SENDER6 = "127.0.0.30", "fd00::30"
 DSN = "127.0.0.31"
-ADDRESSES = [CUSTOMER, CUSTOMER6, NEUTRAL, NEUTRAL6, REFUSING, DROPPING, BACKUP, BACKUP6, SENDER, SENDER6, DSN]
+MOVED = "127.0.0.6"
+DUAL, DUAL6 = "127.0.0.11", "fd00::11"
+RESOLVER = "127.0.0.53"
+ADDRESSES = [CUSTOMER, CUSTOMER6, NEUTRAL, NEUTRAL6, REFUSING, DROPPING, BACKUP, BACKUP6, SENDER, SENDER6, DSN,
+             MOVED, DUAL, DUAL6, RESOLVER]  # fmt: skip
 
 ZONE = "dyn.hbdns.test"
 HOME = f"home.{ZONE}"
+DUAL_HOME = f"dual.{ZONE}"
 BACKUP_MX = "mx-backup.provider.test"
 USERS = {"alice", "bob"}
 FROM = "carol@sender.test"
 MAP_PORT = int(parse_main((DEPLOY / "main.cf").read_text())["relay_domains"].split(":")[3])
-TTL = 5  # heartbeat-c's record TTL
+TTL = 3  # heartbeat-c's record TTL
 
 
 class StaticDns:
@@ -172,13 +183,26 @@ def sender_settings(**over: str) -> dict[str, str]:
 class MailNet:
     """Everything of the table above; :meth:`stop` stops it all (the namespace ends the rest)."""
 
-    def __init__(self, workdir: Path, *, recipients: list[str] | None = None, extra_names: int = 0) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        recipients: list[str] | None = None,
+        extra_names: int = 0,
+        stack: bool = False,
+        flush: bool = True,
+    ) -> None:
         self.workdir = workdir
         self.root = mail_root()
         self.recipients = sorted(USERS) if recipients is None else recipients
         self.names = [HOME] + [f"ref{i:02d}.{ZONE}" for i in range(1, extra_names + 1)]
+        if stack:
+            self.names.append(DUAL_HOME)
         self.redis = RedisServer(workdir / "redis")
-        self.dns = StaticDns(workdir / "dns", self.names)
+        self.dns = StaticDns(workdir / "dns", self.names) if not stack else None
+        self.stack: HbdnsStack | None = None  # made in start(): it takes ports, and lo is up only then
+        self._stack_options = {"flush": flush} if stack else None
+        self.accounts: dict[str, Account] = {}
         self.neutral = NeutralHostProcess(workdir, (NEUTRAL, NEUTRAL6), name="neutral.provider.test")
         self.customer = Mailbox(CUSTOMER, name=HOME, users=USERS, domains=set(self.names))
         self.dropping: list[socket.socket] = []
@@ -191,23 +215,33 @@ class MailNet:
 
     def start(self) -> MailNet:
         netns.enter(ADDRESSES, "127.0.0.1", self.workdir)
+        if self._stack_options is not None:
+            self.stack = HbdnsStack(self.workdir / "hbdns", self.redis, [ZONE, "sender.test", "provider.test"],
+                                    flush_to=f"{BACKUP}:25", **self._stack_options)  # fmt: skip
         self.redis.start()
         settings = config.load({"HBDNS_REDIS_URL": self.redis.url})
         self.store = Store(connect(self.redis.url), settings)
         self.store.add_zone(
             Zone(apex=ZONE, ns=("ns1.provider.test",), hostmaster="hostmaster.provider.test", neutral_ipv4=NEUTRAL,
-                 backup_mx=BACKUP_MX)
+                 neutral_ipv6=NEUTRAL6, backup_mx=BACKUP_MX, allow_private=True)
         )  # fmt: skip
+        if self.stack is not None:
+            for zone in static_zones():
+                self.store.add_zone(zone)
         for name in self.names:
-            acct = self.store.add_account(self.store.new_account(name, "heartbeat-c", mx=True))
+            acct = self.store.add_account(self.store.new_account(name, "heartbeat-c", mx=True, emails=[f"ops@{name}"]))
             self.account_id = self.account_id or acct.id
-            if self.recipients:  # phase 1: written by hand (the CLI learns it in phase 2)
+            self.accounts[name] = acct
+            if self.recipients:  # as the provisioning surfaces write it (hbdns account set --mx-recipient)
                 self.store.r.hset(keys.account(acct.id), RECIPIENTS_FIELD, json.dumps(self.recipients))
         env = {k: v for k, v in os.environ.items() if not k.startswith("HBDNS_")}
         env.update(HBDNS_REDIS_URL=self.redis.url, HBDNS_BACKUP_MX_MAP_PORT=str(MAP_PORT))
         self.maps = Process([sys.executable, "-m", "backup_mx.main"], self.workdir / "maps.log", env=env, cwd=str(ROOT))
         wait_for(lambda: _port_open("127.0.0.1", MAP_PORT), 20, what="hbdns-backup-mx-maps")
-        self.dns.start()
+        if self.dns is not None:
+            self.dns.start()
+        if self.stack is not None:
+            self.stack.start()
         self.neutral.start()
         self.customer.start()
         self.dsn.start()
@@ -215,13 +249,20 @@ class MailNet:
         self.backup.dir.mkdir(parents=True, exist_ok=True)
         etrn.write_text((DEPLOY / "hbdns_etrn_clients").read_text())
         self.backup.main.update(backup_settings(str(etrn)))
-        self.backup.write().start(listen=(BACKUP, 25))
+        resolver = None
+        if self.stack is not None:  # the backup MX resolves through the caching resolver
+            resolver = self.workdir / "resolv-backup.conf"
+            resolver.write_text(f"nameserver {RESOLVER}\noptions timeout:1 attempts:2\n")
+        self.backup.write().start(listen=(BACKUP, 25), resolv_conf=resolver)
         self.sender.write().start(listen=(SENDER, 25))
         return self
 
     def stop(self) -> None:
+        dns = self.dns.stop if self.dns is not None else self.stack.stop if self.stack is not None else None
         for step in (self.sender.stop, self.backup.stop, self.dsn.stop, self.customer.stop, self.neutral.stop,
-                     self.dns.stop, self._stop_maps, self.redis.stop):  # fmt: skip
+                     dns, self._stop_maps, self.redis.stop):  # fmt: skip
+            if step is None:
+                continue
             try:
                 step()
             except Exception as exc:  # keep stopping the rest
@@ -260,6 +301,8 @@ class MailNet:
         return ids
 
     def set_home(self, *, a: str | None, mx: list[tuple[int, str]], name: str = HOME) -> float:
+        """Phase 1: rewrite the static zone."""
+        assert self.dns is not None, "the hbdns stack's DNS follows the beats"
         return self.dns.set_host(name, a=a, mx=mx)
 
     def drop_connections_to(self, address: str) -> None:
@@ -285,6 +328,21 @@ class MailNet:
     def bounces(self) -> list[str]:
         """Subjects of the DSNs that reached the sender's mailbox."""
         return [m.subject for m in self.dsn.received() if m.sender == ""]
+
+
+def static_zones() -> list[Zone]:
+    """The other names of the mail world as hbdns zones with static records: the provider's (backup
+    MX, name server) and the sending side's (its MTA, the sender's mailbox for bounces)."""
+    base = {"hostmaster": "hostmaster.provider.test", "neutral_ipv4": NEUTRAL}
+    return [
+        Zone(apex="provider.test", ns=("ns1.provider.test",), **base, records=(  # type: ignore[arg-type]
+            StaticRecord(BACKUP_MX, "A", BACKUP, 60), StaticRecord(BACKUP_MX, "AAAA", BACKUP6, 60),
+            StaticRecord("ns1.provider.test", "A", "127.0.0.1", 60))),
+        Zone(apex="sender.test", ns=("ns1.provider.test",), **base, records=(  # type: ignore[arg-type]
+            StaticRecord("sender.test", "MX", "10 mail.sender.test", 60),
+            StaticRecord("mail.sender.test", "A", DSN, 60), StaticRecord("mta.sender.test", "A", SENDER, 60),
+            StaticRecord("ns1.sender.test", "A", "127.0.0.1", 60))),
+    ]  # fmt: skip
 
 
 def _port_open(host: str, port: int) -> bool:

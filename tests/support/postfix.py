@@ -131,8 +131,14 @@ class Postfix:
 
     # --- daemon -----------------------------------------------------------------------------------
 
-    def start(self, listen: tuple[str, int] | None = None) -> Postfix:
-        self._run(which("postfix"), "-c", str(self.config_dir), "start")
+    def start(self, listen: tuple[str, int] | None = None, resolv_conf: Path | None = None) -> Postfix:
+        """``postfix start``; with ``resolv_conf``, in a mount namespace of its own where that file is
+        /etc/resolv.conf (the instance's daemons, children of its master, resolve through it)."""
+        argv = [which("postfix"), "-c", str(self.config_dir), "start"]
+        if resolv_conf is not None:
+            script = f'mount --bind {resolv_conf} /etc/resolv.conf && exec "$0" "$@"'
+            argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, *argv]
+        self._run(*argv)
         wait_for(self.running, 20, what=f"postfix {self.name} master")
         if listen is not None:
             wait_for(lambda: _greets(*listen), 20, what=f"postfix {self.name} smtpd on {listen}")

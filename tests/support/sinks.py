@@ -2,7 +2,9 @@
 
 Each records what it accepted, with the arrival time, and can be scripted to fail (SMTP reply codes,
 HTTP status codes), to hold a delivery until released (to kill a sender mid-send), to answer slowly
-(``delay``), or, for SMTP, to go down and come back on the same port (``down``/``up``: an outage).
+(``delay``), or, for SMTP, to go down and come back on the same port (``down``/``up``: an outage),
+or to accept a message and then hold the reply (``hold_replies``: a relay whose "250" never reaches
+the sender, which then sends the message again).
 """
 
 from __future__ import annotations
@@ -72,6 +74,16 @@ class _SmtpHandler:
         sink = self.sink
         if sink.delay:
             await asyncio.sleep(sink.delay)
+        with sink.lock:
+            hold_reply = sink.hold_replies > 0
+            sink.hold_replies -= hold_reply
+        if hold_reply:  # accepted, but the sender never hears so
+            with sink.lock:
+                sink.mails.append(
+                    Mail(time.time(), envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+                )
+            await asyncio.get_running_loop().run_in_executor(None, sink.release.wait, 60)
+            return "250 OK"
         if sink.hold.is_set():
             sink.held.set()
             loop = asyncio.get_running_loop()
@@ -103,6 +115,7 @@ class SmtpSink:
         self.release = threading.Event()
         self.cert_file: Path | None = None
         self.delay = 0.0  # seconds before answering DATA
+        self.hold_replies = 0  # accept this many messages without answering (until release)
         kw: dict[str, Any] = {}
         if tls_dir is not None:
             self.cert_file = tls_dir / "cert.pem"

@@ -7,6 +7,14 @@ import pytest
 from hbdns import keys
 
 
+def test_deadline_members_per_family() -> None:
+    assert [keys.deadline_member(42, f) for f in (4, 6, 0)] == ["42:4", "42:6", "42"]
+    assert [keys.parse_deadline_member(m) for m in ("42:4", b"42:6", "42")] == [(42, 4), (42, 6), (42, 0)]
+    for bad in ("42:5", "x:4", "", "42:"):
+        with pytest.raises(ValueError):
+            keys.parse_deadline_member(bad)
+
+
 def test_global_keys() -> None:
     assert keys.zones() == "hbdns:zones"
     assert keys.names() == "hbdns:names"
@@ -19,6 +27,8 @@ def test_global_keys() -> None:
     assert keys.pending_sms() == "hbdns:sms:deferred"
     assert keys.notify_retry() == "hbdns:notify:retry"
     assert keys.ratelimit("auth", "192.0.2.7") == "hbdns:rl:auth:192.0.2.7"
+    assert keys.flush_due() == "hbdns:flush:due"
+    assert keys.flush_counts() == "hbdns:flush:counts"
     assert keys.migrations() == "hbdns:migrations"
 
 
@@ -44,13 +54,17 @@ def test_zone_keys_share_a_hash_tag() -> None:
 
 def test_account_keys_share_a_hash_tag() -> None:
     assert keys.account(42) == "hbdns:acct:{a:42}"
-    assert keys.alive(42) == "hbdns:alive:{a:42}"
+    assert keys.alive(42) == keys.alive(42, 4) == "hbdns:alive4:{a:42}"
+    assert keys.alive(42, 6) == "hbdns:alive6:{a:42}"
+    assert keys.alive_legacy(42) == "hbdns:alive:{a:42}"
     assert keys.account_log(42) == "hbdns:log:{a:42}"
     assert keys.sms_outage(42) == "hbdns:sms:outage:{a:42}"
     assert keys.notify_outage(42) == "hbdns:notify:outage:{a:42}"
     per_account = (
         keys.account(42),
-        keys.alive(42),
+        keys.alive(42, 4),
+        keys.alive(42, 6),
+        keys.alive_legacy(42),
         keys.account_log(42),
         keys.sms_outage(42),
         keys.notify_outage(42),
@@ -60,8 +74,12 @@ def test_account_keys_share_a_hash_tag() -> None:
 
 
 def test_parse_alive_round_trip_and_rejects_others() -> None:
-    assert keys.parse_alive(keys.alive(7)) == 7
-    assert keys.parse_alive(keys.alive(7).encode()) == 7
+    assert keys.parse_alive(keys.alive(7)) == (7, 4)
+    assert keys.parse_alive(keys.alive(7, 6).encode()) == (7, 6)
+    assert keys.parse_alive(keys.alive_legacy(7)) == (7, 0)
+    assert keys.parse_alive("hbdns:alive5:{a:7}") is None
+    with pytest.raises(ValueError):
+        keys.alive(7, 5)
     assert keys.parse_alive(keys.account(7)) is None
     assert keys.parse_alive("hbdns:alive:{a:x}") is None
     assert keys.parse_alive("other:alive:{a:7}") is None

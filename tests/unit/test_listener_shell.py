@@ -10,9 +10,9 @@ from collections.abc import Iterator, Sequence
 import pytest
 from hbdns_client import wire
 
-from hbdns.liveness import OK, BeatRequest, BeatResult
+from hbdns.liveness import OK, REKEY, BeatRequest, BeatResult
 from heartbeat_listener.metrics import Metrics
-from heartbeat_listener.protocol import AccountInfo
+from heartbeat_listener.protocol import AccountInfo, PreAuth, RecentBeats
 from heartbeat_listener.server import UdpListener, open_socket
 
 KEY = bytes(range(32))
@@ -118,3 +118,64 @@ def test_stale_beat_gets_one_clock_skew_answer_with_this_hosts_clock(server: soc
     finally:
         first.close()
         second.close()
+
+
+def test_what_a_batch_drops_before_the_script_is_counted_once(server: socket.socket) -> None:
+    """A batch mixing junk with beats: the junk is counted when the batch starts, and not again
+    when the beats' results come back (batches stay in flight up to ``depth``)."""
+    writer = RecordingWriter()
+    listener = UdpListener(
+        [server], lambda ids: {i: AccountInfo(KEY, 15000, "dyn.test", "fp") for i in ids}, writer,
+        metrics=Metrics(), depth=2,
+    )  # fmt: skip
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    try:
+        for k in range(3):
+            client.sendto(b"x", server.getsockname())
+            _send(server, [k], client)
+            assert _readable(server)
+            got = 0
+            while got < 2:
+                got += listener.step(0.5)
+        listener.flush()
+        assert listener.metrics.packets["short"] == 3 and listener.metrics.packets["accepted"] == 3
+    finally:
+        client.close()
+
+
+class RekeyOnceWriter(RecordingWriter):
+    """The second batch is refused as 'rekey' (the cached key changed), every other accepted."""
+
+    def collect(self, ticket: int) -> list[BeatResult]:
+        self.collected.append(ticket)
+        if ticket == 1:
+            return [REKEY] * len(self.submitted[ticket])
+        return [OK] * len(self.submitted[ticket])
+
+
+def test_a_beat_refused_as_rekey_is_run_again_and_not_taken_for_its_own_copy(server: socket.socket) -> None:
+    writer = RekeyOnceWriter()
+    lookups: list[tuple[int, ...]] = []
+
+    def lookup(ids: Sequence[int]) -> dict[int, AccountInfo]:
+        lookups.append(tuple(ids))
+        return {i: AccountInfo(KEY, 15000, "dyn.test", "fp") for i in ids}
+
+    listener = UdpListener(
+        [server], lookup, writer, metrics=Metrics(), recent=RecentBeats(2, 20),
+        preauth=PreAuth(lookup_rate=1, lookup_burst=1, unknown_ttl=2),  # one lookup allowed: the requeue needs none
+    )  # fmt: skip
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    try:
+        for k in range(2):  # the first is looked up and cached; the second is authenticated from the cache
+            _send(server, [k], client)
+            assert _readable(server)
+            listener.step(1.0)
+            listener.flush()
+        assert [r[0].counter for r in writer.submitted] == [NOW_MS, NOW_MS + 1, NOW_MS + 1]
+        assert len(lookups) == 2  # the rerun's fresh lookup did not need the (spent) budget
+        assert listener.metrics.packets["accepted"] == 2 and listener.metrics.packets["replay"] == 0
+    finally:
+        client.close()

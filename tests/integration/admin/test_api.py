@@ -119,6 +119,7 @@ def test_create_returns_key_and_password_once(api: ApiClient, world: dict[str, A
             "plan": "heartbeat-b",
             "aliases": [f"mail.{ZONE}"],
             "mx": True,
+            "mx_recipients": ["Alice", f"bob@mail.{ZONE}"],
             "emails": ["ops@example.org"],
             "phones": ["+4915112345678"],
             "prefs": {"sms_min_outage": 300, "quiet_hours": "22:00-07:00", "tz": "Europe/Berlin"},
@@ -129,6 +130,7 @@ def test_create_returns_key_and_password_once(api: ApiClient, world: dict[str, A
     assert headers["Location"].endswith(f"/api/v1/accounts/{account.id}")
     assert body["fqdn"] == f"shop.{ZONE}" and body["aliases"] == [f"mail.{ZONE}"] and body["state"] == "neutral"
     assert body["heartbeat_key"] == account.hb_key.hex()
+    assert body["mx_recipients"] == list(account.mx_recipients) == ["alice", f"bob@mail.{ZONE}"]
     assert f"account_id = {account.id}" in body["client_config"] and "interval = 15" in body["client_config"]
     from hbdns.passwords import verify_password
 
@@ -281,6 +283,13 @@ def test_zones_create_change_remove(api: ApiClient, world: dict[str, Any], store
         ),
         ("DELETE", f"/api/v1/zones/{ZONE}", None, 409, set()),
         ("PATCH", "/api/v1/accounts/nobody", {"mx": True}, 404, set()),
+        (
+            "PATCH",
+            "/api/v1/accounts/{home}",
+            {"mx_recipients": ["alice", "x@elsewhere.test"]},
+            422,
+            {"mx_recipients.1"},
+        ),
         ("POST", "/api/v1/dead-letters/retry", {"ids": []}, 422, {"ids"}),
     ],
 )

@@ -60,16 +60,16 @@ def rrs(result: Any) -> set[tuple[str, str, str, int]]:
 def test_neutral_account_answers_zone_neutral_addresses(client: FlaskClient, store: Store) -> None:
     add(store, "host.example.com")
     assert rrs(lookup(client, "host.example.com.")) == {
-        ("host.example.com.", "A", "192.0.2.1", 5),
-        ("host.example.com.", "AAAA", "2001:db8::1", 5),
+        ("host.example.com.", "A", "192.0.2.1", 3),
+        ("host.example.com.", "AAAA", "2001:db8::1", 3),
     }
 
 
 def test_account_neutral_ip_overrides_zone_default(client: FlaskClient, store: Store) -> None:
     add(store, "own.example.com", neutral_ipv4="203.0.113.200", neutral_ipv6="2001:db8::200")
     assert rrs(lookup(client, "own.example.com.")) == {
-        ("own.example.com.", "A", "203.0.113.200", 5),
-        ("own.example.com.", "AAAA", "2001:db8::200", 5),
+        ("own.example.com.", "A", "203.0.113.200", 3),
+        ("own.example.com.", "AAAA", "2001:db8::200", 3),
     }
 
 
@@ -77,25 +77,51 @@ def test_live_account_answers_reported_addresses(client: FlaskClient, store: Sto
     acct = add(store, "host.example.com")
     beat(store, acct, ipv4="203.0.113.5")
     # live and no IPv6 known: no AAAA (the neutral one would send traffic elsewhere)
-    assert rrs(lookup(client, "host.example.com.")) == {("host.example.com.", "A", "203.0.113.5", 5)}
+    assert rrs(lookup(client, "host.example.com.")) == {("host.example.com.", "A", "203.0.113.5", 3)}
     beat(store, acct, ipv6="2001:db8:5::5")
     assert rrs(lookup(client, "host.example.com.")) == {
-        ("host.example.com.", "A", "203.0.113.5", 5),
-        ("host.example.com.", "AAAA", "2001:db8:5::5", 5),
+        ("host.example.com.", "A", "203.0.113.5", 3),
+        ("host.example.com.", "AAAA", "2001:db8:5::5", 3),
     }
 
 
 def test_expired_alive_key_answers_neutral_at_once(client: FlaskClient, store: Store, r: redis.Redis) -> None:
     acct = add(store, "host.example.com", mx=True)
     beat(store, acct, ipv4="203.0.113.5")
-    assert ("host.example.com.", "A", "203.0.113.5", 5) in rrs(lookup(client, "host.example.com"))
-    r.delete(keys.alive(acct.id))  # what expiry does; no sweeper has run, state still says live
+    assert ("host.example.com.", "A", "203.0.113.5", 3) in rrs(lookup(client, "host.example.com"))
+    r.delete(keys.alive(acct.id, 4))  # what expiry does; no sweeper has run, state still says live
     assert r.hget(keys.account(acct.id), "state") == "live"
     assert rrs(lookup(client, "host.example.com")) == {
-        ("host.example.com.", "A", "192.0.2.1", 5),
-        ("host.example.com.", "AAAA", "2001:db8::1", 5),
-        ("host.example.com.", "MX", "50 mx.backup.example.com", 5),
+        ("host.example.com.", "A", "192.0.2.1", 3),
+        ("host.example.com.", "AAAA", "2001:db8::1", 3),
+        ("host.example.com.", "MX", "10 host.example.com", 3),  # the MX set stays as when live
+        ("host.example.com.", "MX", "50 mx.backup.example.com", 3),
     }
+
+
+def test_each_family_is_live_on_its_own(client: FlaskClient, store: Store, r: redis.Redis) -> None:
+    acct = add(store, "dual.example.com", mx=True)
+    beat(store, acct, ipv4="203.0.113.5", ipv6="2001:db8:5::5")
+    r.delete(keys.alive(acct.id, 4))  # the IPv4 path died, IPv6 beats go on
+    assert rrs(lookup(client, "dual.example.com")) == {
+        ("dual.example.com.", "A", "192.0.2.1", 3),  # neutral, never withdrawn
+        ("dual.example.com.", "AAAA", "2001:db8:5::5", 3),
+        ("dual.example.com.", "MX", "10 dual.example.com", 3),
+        ("dual.example.com.", "MX", "50 mx.backup.example.com", 3),
+    }
+    beat(store, acct, ipv4="203.0.113.5")
+    r.delete(keys.alive(acct.id, 6))
+    assert {x["content"] for x in lookup(client, "dual.example.com", "AAAA")} == {"2001:db8::1"}
+    assert {x["content"] for x in lookup(client, "dual.example.com", "A")} == {"203.0.113.5"}
+
+
+def test_a_legacy_alive_key_keeps_both_families_live(client: FlaskClient, store: Store, r: redis.Redis) -> None:
+    """What a writer of the version before per-family liveness leaves (one key for the account)."""
+    acct = add(store, "old.example.com")
+    beat(store, acct, ipv4="203.0.113.5", ipv6="2001:db8:5::5")
+    r.delete(keys.alive(acct.id, 4), keys.alive(acct.id, 6))
+    r.set(keys.alive_legacy(acct.id), "1", px=60_000)
+    assert {x["content"] for x in lookup(client, "old.example.com", "ANY")} == {"203.0.113.5", "2001:db8:5::5"}
 
 
 def test_mx_live_points_at_account_plus_backup(client: FlaskClient, store: Store) -> None:
@@ -107,9 +133,13 @@ def test_mx_live_points_at_account_plus_backup(client: FlaskClient, store: Store
     }
 
 
-def test_mx_neutral_only_backup(client: FlaskClient, store: Store) -> None:
+def test_mx_set_is_kept_while_neutral(client: FlaskClient, store: Store) -> None:
+    """A neutral MX set of only the backup makes a stock backup MX bounce ("loops back to myself")."""
     add(store, "mail.example.com", mx=True)
-    assert {x["content"] for x in lookup(client, "mail.example.com.", "MX")} == {"50 mx.backup.example.com"}
+    assert {x["content"] for x in lookup(client, "mail.example.com.", "MX")} == {
+        "10 mail.example.com",
+        "50 mx.backup.example.com",
+    }
 
 
 def test_mx_disabled_gives_no_mx(client: FlaskClient, store: Store) -> None:
@@ -118,19 +148,20 @@ def test_mx_disabled_gives_no_mx(client: FlaskClient, store: Store) -> None:
     assert lookup(client, "host.example.com.", "MX") is False
 
 
-def test_neutral_mx_without_backup_host_has_no_mx(client: FlaskClient, store: Store) -> None:
+def test_neutral_mx_without_backup_host_keeps_its_own(client: FlaskClient, store: Store) -> None:
+    """No backup MX in the zone: senders find the neutral address, defer and keep the mail."""
     add(store, "host.other.org", mx=True)
-    assert lookup(client, "host.other.org.", "MX") is False
-    assert rrs(lookup(client, "host.other.org.")) == {("host.other.org.", "A", "192.0.2.99", 5)}
+    assert {x["content"] for x in lookup(client, "host.other.org.", "MX")} == {"10 host.other.org"}
+    assert rrs(lookup(client, "host.other.org.", "A")) == {("host.other.org.", "A", "192.0.2.99", 3)}
 
 
 def test_alias_answers_like_primary(client: FlaskClient, store: Store) -> None:
     acct = add(store, "host.example.com", aliases=["www.example.com", "shop.example.com"], mx=True)
     beat(store, acct, ipv4="203.0.113.5")
     assert rrs(lookup(client, "WWW.example.com.")) == {
-        ("www.example.com.", "A", "203.0.113.5", 5),
-        ("www.example.com.", "MX", "10 host.example.com", 5),
-        ("www.example.com.", "MX", "50 mx.backup.example.com", 5),
+        ("www.example.com.", "A", "203.0.113.5", 3),
+        ("www.example.com.", "MX", "10 host.example.com", 3),
+        ("www.example.com.", "MX", "50 mx.backup.example.com", 3),
     }
 
 
@@ -263,10 +294,10 @@ def test_list_gives_every_record_of_the_zone(client: FlaskClient, store: Store) 
     add(store, "elsewhere.other.org")
     rv = client.get(f"/dnsapi/list/{zone_id(APEX)}/example.com.")
     got = rrs(rv.get_json()["result"])
-    assert ("host.example.com.", "A", "203.0.113.5", 5) in got
-    assert ("www.example.com.", "A", "203.0.113.5", 5) in got
-    assert ("www.example.com.", "MX", "10 host.example.com", 5) in got
-    assert ("idle.example.com.", "A", "192.0.2.1", 5) in got
+    assert ("host.example.com.", "A", "203.0.113.5", 3) in got
+    assert ("www.example.com.", "A", "203.0.113.5", 3) in got
+    assert ("www.example.com.", "MX", "10 host.example.com", 3) in got
+    assert ("idle.example.com.", "A", "192.0.2.1", 3) in got
     assert ("mx.backup.example.com.", "A", "198.51.100.7", 600) in got
     assert {x[1] for x in got if x[0] == "example.com."} == {"SOA", "NS", "TXT", "MX"}
     assert not any(x[0].endswith("other.org.") for x in got)

@@ -59,6 +59,19 @@ def test_a_non_terminal_goes_with_the_last_name_below_it(client: FlaskClient, st
     assert (f"ent.{APEX}.", ENT, "") not in listing(client)
 
 
+def test_a_non_terminal_whose_last_name_went_is_gone_before_the_zone_cache_ages(
+    store: Store, r: redis.Redis, settings: config.Settings
+) -> None:
+    """The writer purges pdns right after the change; a zone cache still holding the old index
+    must not answer NODATA then (pdns would cache it for the negative TTL instead of NXDOMAIN)."""
+    app = create_app({"TESTING": True, "HBDNS_SETTINGS": settings, "HBDNS_ZONE_MAX_AGE": 3600}, redis=r)
+    cached = app.test_client()
+    one = provision.create_account(store, f"one.gone.{APEX}", "heartbeat-c").account
+    assert lookup(cached, f"gone.{APEX}")[0]["qtype"] == ENT  # the zone cache now holds the index
+    provision.remove_account(store, one)
+    assert lookup(cached, f"gone.{APEX}") is False
+
+
 def test_a_name_with_records_is_no_ent(client: FlaskClient, store: Store) -> None:
     provision.create_account(store, f"deep.home.{APEX}", "heartbeat-c")
     provision.create_account(store, f"home.{APEX}", "heartbeat-c")
