@@ -361,6 +361,48 @@ def run(quick: bool) -> list[Metric]:
     return metrics
 
 
+def pairs(count: int, seconds: float = 4.0) -> dict[str, dict[str, float]]:
+    """Only part 1, as ``count`` alternating rounds (backend, ceiling, bind): medians, and the median
+    of each round's own ratio to bind, which a busy machine's swings between rounds move less."""
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    caches = ("cache-ttl", "query-cache-ttl", "negquery-cache-ttl")
+    shipped = {k: v for k, v in deploy_settings().items() if k in caches}
+    rs = RedisServer(WORK / "redis", unix_socket=True).start()
+    out: dict[str, dict[str, float]] = {}
+    try:
+        r = connect(rs.url)
+        queries = query_files(populate(r, ACCOUNTS), WORK)
+        zonefile = zone_file(r, WORK / f"{APEX}.zone")
+        r.close()
+        with (
+            remote_pdns("shipped", rs.unix_url, "unix", shipped) as remote,
+            remote_pdns(
+                "ceiling", rs.unix_url, "unix", shipped, module="bench.stub_backend", env=NO_ANSWER_CACHE
+            ) as ceiling,
+            bind_pdns(zonefile, shipped) as bind,
+        ):
+            for label, qfile in queries.items():
+                for pdns in (remote, ceiling, bind):
+                    warm(pdns, qfile)
+                got: dict[str, list[float]] = {"backend": [], "ceiling": [], "bind": []}
+                for _ in range(count):
+                    for name, pdns in (("backend", remote), ("ceiling", ceiling), ("bind", bind)):
+                        got[name].append(dnsperf(pdns.port, qfile, seconds))
+                out[label] = {
+                    **{f"{k} qps": statistics.median(v) for k, v in got.items()},
+                    "backend / bind, per round": statistics.median(
+                        a / b for a, b in zip(got["backend"], got["bind"], strict=True)
+                    ),
+                    "ceiling / bind, per round": statistics.median(
+                        a / b for a, b in zip(got["ceiling"], got["bind"], strict=True)
+                    ),
+                }
+    finally:
+        rs.stop()
+    return out
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -422,7 +464,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_backend")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--probe", action="store_true", help="only the lookup path's CPU per call, no pdns")
+    parser.add_argument("--pairs", type=int, default=0, help="only part 1, this many alternating rounds")
     args = parser.parse_args(argv)
+    if args.pairs:
+        for label, row in pairs(args.pairs).items():
+            print(f"{label}: " + ", ".join(f"{k} {v:,.2f}" for k, v in row.items()))
+        return 0
     if args.probe:
         for label, row in probe().items():
             print(f"{label}: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()))

@@ -27,9 +27,12 @@ from typing import TYPE_CHECKING, Any
 from pdns_backend.answer_cache import AnswerCache, Entry, Key
 from pdns_backend.answers import normalise, result_json
 from pdns_backend.tracking import Tracker
+from pdns_backend.zones import ZoneEntry
 
 if TYPE_CHECKING:
     from pdns_backend.backend import Backend, BackendError, Read
+
+_NO_ZONE = ZoneEntry(None, 0, False)  # in place of the zone in a kept Read (see CachedLookups._expired)
 
 
 class CachedLookups:
@@ -66,7 +69,7 @@ class CachedLookups:
                         and (e.serial < 0 or z.serial == e.serial)
                     ):
                         if now >= e.deadline:
-                            e = self._expired(key, e, now)
+                            e = self._expired(key, e, now, z)
                         out[i] = e.body
                         continue
                     cache.discard(key)
@@ -95,10 +98,13 @@ class CachedLookups:
                 cache.put(wanted[i], _entry(data, read, apexes, deadlines))
         return out
 
-    def _expired(self, key: Key, e: Entry, now: float) -> Entry:
+    def _expired(self, key: Key, e: Entry, now: float, zone: ZoneEntry) -> Entry:
         """The entry after its deadline: the answer with the liveness bits whose time is up taken
-        away (what the lookup script would read now), cached until the next deadline."""
+        away (what the lookup script would read now), cached until the next deadline. ``zone`` is
+        the current entry of the same revision (entries keep no zone of their own: a serial bump
+        makes a new one every reload, and old ones must not pile up in the cache)."""
         read, deadlines = e.redo
+        read = read._replace(entry=zone)
         live = read.live
         for bit, deadline in enumerate(deadlines):
             if now >= deadline:
@@ -125,7 +131,7 @@ def _entry(data: bytes, read: Read, apexes: int, deadlines: tuple[float, ...]) -
         account=read.account_id,
         deadline=min(deadlines, default=math.inf),
         apexes=apexes,
-        redo=(read, deadlines),
+        redo=(read._replace(entry=_NO_ZONE), deadlines),
     )
 
 
