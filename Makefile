@@ -29,6 +29,8 @@ venv: $(STAMP)
 # pebble (ACME test server), lego (ACME client) and pdns-recursor (a caching resolver) are for the
 # DNS-01 and resolver tests (tests/e2e/test_acme.py, tests/e2e/test_resolver.py); openssl makes
 # pebble's certificate. Installing pdns-recursor starts nothing here (no init system).
+# prometheus brings promtool, which checks and tests deploy/prometheus/ (tests/unit/test_prometheus.py);
+# installing it starts no Prometheus here either.
 sysdeps:
 	@missing=""; \
 	command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server redis-tools"; \
@@ -49,6 +51,7 @@ sysdeps:
 	command -v lego >/dev/null || [ -x /usr/bin/lego ] || missing="$$missing lego"; \
 	[ -x /usr/sbin/pdns_recursor ] || missing="$$missing pdns-recursor"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v promtool >/dev/null || [ -x /usr/bin/promtool ] || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  echo "postfix postfix/main_mailer_type select No configuration" | $(SUDO) debconf-set-selections; \

@@ -52,9 +52,9 @@ from bench.common import Metric
 from hbdns import config, keys, scripts
 from hbdns.connection import connect
 from hbdns.liveness import BeatRequest, Liveness
+from hbdns.metrics import parse_metrics
 from hbdns.model import Account, Zone
 from hbdns.store import Store
-from heartbeat_listener.metrics import parse_metrics
 from tests.support.servers import Process, RedisServer, free_port, wait_for, which
 from tests.support.udpflood import Sendmmsg
 

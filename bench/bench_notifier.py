@@ -44,7 +44,7 @@ from hbdns.model import Account, Zone
 from hbdns.store import Store
 from notifier.consumer import GROUP
 from sweeper.hints import expired_channel
-from tests.support.servers import Process, RedisServer, wait_for
+from tests.support.servers import METRICS_OFF, Process, RedisServer, wait_for
 from tests.support.sinks import SmtpSink
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,6 +112,7 @@ class Bench:
 
     def _env(self, **settings: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HBDNS_")}
+        env.update(METRICS_OFF)  # the default metrics ports may be taken (make run, a test run)
         env.update(HBDNS_REDIS_URL=self.redis.url, **settings)
         return env
 

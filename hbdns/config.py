@@ -128,6 +128,17 @@ def _flush_targets(raw: str) -> tuple[str, ...]:
     return tuple(str(t) for t in parse_targets(_list(raw)))
 
 
+def _metrics_addr(raw: str) -> str:
+    """A service's metrics address, ``host:port`` or ``[v6]:port`` (an IP, not a name), or empty (off)."""
+    from hbdns.metrics import parse_addr
+
+    where = parse_addr(raw)
+    if where is None:
+        return ""
+    host, port = where
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip().lower()
@@ -211,6 +222,7 @@ class Settings:
     backend_socket: str = _setting("")
     # Answers the backend keeps in-process, kept true by Redis client tracking; 0 = no cache
     backend_cache_entries: int = _setting("100000", _count)
+    backend_metrics_addr: str = _setting("127.0.0.1:9109", _metrics_addr)
     # PowerDNS HTTP API for cache purges (comma list: several pdns instances allowed)
     pdns_api_urls: tuple[str, ...] = _setting("", _list)
     pdns_api_key: str = _setting("")
@@ -249,6 +261,7 @@ class Settings:
     update_known_source_ttl: int = _setting("2592000", _positive_int)
     update_blocked_agents: tuple[str, ...] = _setting("", _list)
     update_public_url: str = _setting("", _base_url)
+    update_metrics_addr: str = _setting("127.0.0.1:9110", _metrics_addr)
 
     # ACME DNS-01 (served by the update API under /acme-dns and /httpreq)
     acme_value_ttl: int = _setting("3600", _positive_int)
@@ -265,6 +278,7 @@ class Settings:
     admin_api_burst: int = _setting("100", _positive_int)
     admin_api_authfail_rate: float = _setting("10", _positive_float)  # bad tokens per minute, per source
     admin_api_authfail_burst: int = _setting("20", _positive_int)
+    admin_api_metrics_addr: str = _setting("127.0.0.1:9113", _metrics_addr)
 
     # Customer status page (hbdns-status-page; public behind the provider's TLS proxy)
     status_host: str = _setting("127.0.0.1")
@@ -275,6 +289,7 @@ class Settings:
     status_cookie_secure: bool = _setting("true", _bool)
     status_session_ttl: int = _setting("28800", _positive_int)
     status_poll_interval: float = _setting("3", _positive_float)
+    status_metrics_addr: str = _setting("127.0.0.1:9114", _metrics_addr)
 
     # Liveness sweeper (hbdns-sweeper)
     sweeper_roles: tuple[str, ...] = _setting("sweep,hints", _subset("sweep", "hints"))
@@ -282,6 +297,7 @@ class Settings:
     sweep_batch: int = _setting("1000", _positive_int)
     events_maxlen: int = _setting("100000", _positive_int)
     account_log_size: int = _setting("200", _positive_int)
+    sweeper_metrics_addr: str = _setting("127.0.0.1:9111", _metrics_addr)
 
     # Plans: JSON object merged over the built-in table, e.g. {"setip-c": {"interval": 60}}
     plans: str = _setting("", _json_object)
@@ -305,6 +321,7 @@ class Settings:
     notify_claim_idle: float = _setting("60", _positive_float)
     notify_workers: int = _setting("8", _positive_int)
     notify_sent_ttl: int = _setting("604800", _positive_int)
+    notifier_metrics_addr: str = _setting("127.0.0.1:9112", _metrics_addr)
     smtp_host: str = _setting("")
     smtp_port: int = _setting("25", _port)
     smtp_security: str = _setting("none", _choice("none", "starttls", "tls"))

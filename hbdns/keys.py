@@ -41,6 +41,14 @@ def accounts() -> str:
     return f"{PREFIX}:accounts"
 
 
+def stats() -> str:
+    """HASH of counts kept where the transitions happen, read by the metrics (no SCAN): ``live``, the
+    accounts whose recorded state is live (the scripts add or take one as a state crosses ``live``,
+    removing a live account takes one; absent until ``hbdns migrate`` counted it, and then left
+    alone by the scripts)."""
+    return f"{PREFIX}:stats"
+
+
 def account_seq() -> str:
     """Counter that hands out account ids (INCR)."""
     return f"{PREFIX}:seq:account"

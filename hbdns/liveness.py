@@ -140,6 +140,7 @@ class Liveness:
             keys.events(),
             keys.account_log(account_id),
             keys.zone(zone),
+            keys.stats(),
         ]
 
     def beat_argv(self, reqs: Sequence[BeatRequest], source: str = "beat") -> tuple[list[str], list[str]]:
@@ -147,7 +148,7 @@ class Liveness:
         ``source`` is not read here: :meth:`beats` splits a mixed batch): the one place that spells
         the script's call layout. Each zone of the batch is passed once, in order of appearance."""
         zones = list(dict.fromkeys(req.zone for req in reqs))
-        keys_ = [keys.deadlines(), keys.events(), *(keys.zone(z) for z in zones)]
+        keys_ = [keys.deadlines(), keys.events(), keys.stats(), *(keys.zone(z) for z in zones)]
         args = [str(self.max_skew_ms), str(self.events_maxlen), str(self.log_size), source, str(len(zones)), *zones]
         for req in reqs:
             keys_ += beat_keys(req.account_id)
@@ -250,4 +251,5 @@ class Liveness:
         args += [str(self.events_maxlen), str(self.log_size)]
         for k, v in (extra or {}).items():
             args += [k, v]
-        return scripts.RECORD(client or self.r, [keys.events(), keys.account_log(account_id), keys.zone(zone)], args)
+        keys_ = [keys.events(), keys.account_log(account_id), keys.zone(zone), keys.stats(), keys.account(account_id)]
+        return scripts.RECORD(client or self.r, keys_, args)

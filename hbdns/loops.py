@@ -26,11 +26,18 @@ FIRST_BACKOFF = 0.1  # seconds; doubles per failed step up to MAX_BACKOFF
 MAX_BACKOFF = 1.0
 
 
-def run_loop(name: str, step: Callable[[], Any], interval: float, stop: threading.Event) -> None:
+def run_loop(
+    name: str,
+    step: Callable[[], Any],
+    interval: float,
+    stop: threading.Event,
+    on_error: Callable[[str, str], object] | None = None,
+) -> None:
     """Call ``step`` every ``interval`` s until ``stop``; back off (0.1 s doubling to 1 s) while Redis is away.
 
     Any other error is logged (rate-limited) and the step is tried again a second later: a bug in one
-    step must not end the loop, and the process stays up for its other loops.
+    step must not end the loop, and the process stays up for its other loops. ``on_error(loop,
+    kind)`` hears of each failed step (``redis`` or ``bug``), for the metrics.
     """
     errors = RateLimitedLog(log, 10.0)
     backoff = FIRST_BACKOFF
@@ -39,6 +46,8 @@ def run_loop(name: str, step: Callable[[], Any], interval: float, stop: threadin
         try:
             step()
         except REDIS_DOWN as exc:
+            if on_error is not None:
+                on_error(name, "redis")
             errors.log(
                 logging.WARNING, name, "redis unavailable, retrying", loop=name, error=str(exc), retry_in=backoff
             )
@@ -46,6 +55,8 @@ def run_loop(name: str, step: Callable[[], Any], interval: float, stop: threadin
             backoff = min(backoff * 2, MAX_BACKOFF)
             continue
         except Exception as exc:
+            if on_error is not None:
+                on_error(name, "bug")
             errors.log(logging.ERROR, name + ":bug", "loop step failed", loop=name, error=repr(exc))
             log.debug("loop step failed", exc_info=True)
             stop.wait(1.0)
@@ -60,7 +71,8 @@ def run_loop(name: str, step: Callable[[], Any], interval: float, stop: threadin
 class Loops:
     """Named loops sharing one stop flag: ``start`` each, ``wait`` in the main thread, then ``stop``."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_error: Callable[[str, str], object] | None = None) -> None:
+        self.on_error = on_error  # told (loop, "redis" | "bug") of each failed step
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -70,7 +82,9 @@ class Loops:
 
     def start(self, name: str, step: Callable[[], Any], interval: float = 0.0) -> None:
         """Run ``step`` in a daemon thread every ``interval`` s (0: again at once; a step may block)."""
-        t = threading.Thread(target=run_loop, args=(name, step, interval, self.stop_event), name=name, daemon=True)
+        t = threading.Thread(
+            target=run_loop, args=(name, step, interval, self.stop_event, self.on_error), name=name, daemon=True
+        )
         t.start()
         self._threads.append(t)
 

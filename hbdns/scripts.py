@@ -134,6 +134,7 @@ GCRA = load("gcra", lib=True)  # one rate-limit bucket (the update API)
 ACME_SET = load("acme_set", lib=True)  # one ACME DNS-01 value (hbdns.acme, the update API)
 ACME_TXT = load("acme_txt", lib=True)  # the live ACME DNS-01 values (the DNS backend, read-only)
 MIGRATE_ALIVE = load("migrate_alive", lib=True)  # hbdns migrate: alive_per_family, one account
+MIGRATE_LIVE_COUNT = load("migrate_live_count")  # hbdns migrate: live_count, every account at once
 CLAIM_DUE = load("claim_due", lib=True)  # due members of a schedule zset, leased (the second flush)
 DONE_DUE = load("done_due")  # a claimed schedule member done, unless it was rescheduled meanwhile
 
@@ -157,6 +158,7 @@ ALL: tuple[Script, ...] = (
     ACME_SET,
     ACME_TXT,
     MIGRATE_ALIVE,
+    MIGRATE_LIVE_COUNT,
     CLAIM_DUE,
     DONE_DUE,
     NOTIFY_MARKER,

@@ -58,6 +58,13 @@ class AccountStatus:
         return self.alive_ms > 0
 
 
+def _start_live_count(pipe: Any, first_id: int) -> None:
+    """The first account of a new database: no account is live, so the live count (keys.stats)
+    starts at 0 and the scripts keep it. A database with older accounts gets it from ``hbdns migrate``."""
+    if first_id == 1:
+        pipe.hsetnx(keys.stats(), "live", 0)
+
+
 def _alive_keys(account_id: int) -> tuple[str, str, str]:
     return keys.alive(account_id, 4), keys.alive(account_id, 6), keys.alive_legacy(account_id)
 
@@ -177,6 +184,7 @@ class Store:
             pipe.hset(keys.names(), mapping={n: str(account_id) for n in account.index_names})
             pipe.sadd(keys.accounts(), account_id)
             pipe.sadd(keys.zone_accounts(account.zone), account_id)
+            _start_live_count(pipe, account_id)
             ents.queue_change(pipe, account.zone, added=account.names)
             self.liveness.record(account_id, account.zone, account.fqdn, "created", {"plan": account.plan}, client=pipe)
             pipe.execute()
@@ -207,6 +215,7 @@ class Store:
                 pipe.hset(keys.names(), mapping={n: str(a.id) for n in a.index_names})
                 pipe.sadd(keys.accounts(), a.id)
                 pipe.sadd(keys.zone_accounts(a.zone), a.id)
+                _start_live_count(pipe, a.id)
                 ents.queue_change(pipe, a.zone, added=a.names)
                 self.liveness.record(a.id, a.zone, a.fqdn, "created", {"plan": a.plan}, bump_serial=False, client=pipe)
             pipe.execute()
@@ -309,8 +318,9 @@ class Store:
         pipe.srem(keys.accounts(), account_id)
         pipe.srem(keys.zone_accounts(account.zone), account_id)
         pipe.zrem(keys.deadlines(), *(keys.deadline_member(account_id, f) for f in (0, *keys.FAMILIES)))
-        pipe.delete(keys.account(account_id), *_alive_keys(account_id))
+        # recorded before the hash goes: a live account leaves the live count (keys.stats)
         self.liveness.record(account_id, account.zone, account.fqdn, "removed", client=pipe)
+        pipe.delete(keys.account(account_id), *_alive_keys(account_id))
         pipe.delete(keys.account_log(account_id))
         pipe.execute()
         return account

@@ -18,12 +18,13 @@ from types import FrameType
 import redis
 
 from hbdns import config, keys
+from hbdns import metrics as prom
 from hbdns.connection import connect
 from hbdns.liveness import Liveness
 from hbdns.logs import RateLimitedLog
 from hbdns.purge import Purger
 from heartbeat_listener.accounts import AccountCache, StoreUnavailable
-from heartbeat_listener.metrics import Metrics, MetricsServer, checks_collector, kernel_drops, socket_inodes
+from heartbeat_listener.metrics import Metrics, checks_collector, kernel_drops, socket_inodes
 from heartbeat_listener.preauth import IdCeiling, PreAuth
 from heartbeat_listener.recent import RecentBeats
 from heartbeat_listener.redis_io import BatchConnection, RedisAccounts, RedisBeats
@@ -109,11 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             **writer.counters(),
         }
     )
-    try:
-        metrics_server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port).start()
-    except OSError as exc:
-        log.error("cannot open metrics port", extra={"port": settings.metrics_port, "error": str(exc)})
-        return 1
+    registry = prom.new_registry()
+    metrics.register(registry)
+    endpoint = prom.serve_on(registry, settings.metrics_host, settings.metrics_port, "listener")
     # a connection of its own with short timeouts: it is read from the loop, at most a few times a second
     sequence = connect(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
     preauth = PreAuth(
@@ -154,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         extra={
             "addresses": [s.getsockname()[0] for s in sockets],
             "port": settings.heartbeat_port,
-            "metrics_port": metrics_server.port,
+            "metrics_port": endpoint.port if endpoint else None,
             "batch": settings.heartbeat_batch,
             "pipeline": settings.heartbeat_pipeline,
         },
@@ -168,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                 crash_log.log(logging.ERROR, "step", "listener step failed", error=repr(exc))
         listener.flush()
     finally:
-        metrics_server.stop()
+        prom.stop(endpoint)
         purger.stop()
         lookups.close()
         writes.close()

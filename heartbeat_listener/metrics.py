@@ -1,17 +1,20 @@
-"""Prometheus text metrics for the listener, served by a stdlib HTTP server in a daemon thread.
+"""The listener's counters, exposed with prometheus_client under the names they always had.
 
-A handful of counters updated once per batch do not need prometheus_client. The loop thread adds to
-plain dicts; the HTTP thread copies them (a dict copy is atomic under the GIL).
+The loop thread adds to plain dicts once per batch (cheaper on the hot path than a locked
+prometheus_client counter per beat); :class:`ListenerCollector` turns them into metric families at
+scrape time in the HTTP thread (a dict copy is atomic under the GIL). The endpoint is the shared
+one (:func:`hbdns.metrics.serve`) on ``HBDNS_METRICS_HOST:HBDNS_METRICS_PORT``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import socket
-import threading
-from collections.abc import Callable, Iterable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterable, Iterator, Mapping
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from heartbeat_listener.accounts import AccountCache
 from heartbeat_listener.batch import RESULTS
@@ -71,27 +74,41 @@ class Metrics:
     def inc(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
 
-    def render(self) -> str:
-        packets = dict(self.packets)
-        values: dict[str, float] = {**dict(self.counters), **dict(self.gauges)}
-        for collect in self.collectors:
+    def register(self, registry: CollectorRegistry) -> ListenerCollector:
+        collector = ListenerCollector(self)
+        registry.register(collector)
+        return collector
+
+
+class ListenerCollector(Collector):
+    """Metric families from a :class:`Metrics` (and its collectors), read at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # families vary with the collectors: describe by collecting, at registration and scrape
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.metrics
+        packets = dict(m.packets)
+        values: dict[str, float] = {**dict(m.counters), **dict(m.gauges)}
+        for collect in m.collectors:
             try:
                 values.update(collect())
             except Exception as exc:  # a scrape must not fail because one source did
                 log.debug("metrics collector failed", extra={"error": str(exc)})
-        lines = []
-        kind, text = _HELP["hbdns_heartbeat_packets_total"]
-        lines += [f"# HELP hbdns_heartbeat_packets_total {text}", f"# TYPE hbdns_heartbeat_packets_total {kind}"]
+        _, text = _HELP["hbdns_heartbeat_packets_total"]
+        family = CounterMetricFamily("hbdns_heartbeat_packets_total", text, labels=["result"])
         for reason, n in sorted(packets.items()):
-            lines.append(f'hbdns_heartbeat_packets_total{{result="{reason}"}} {n}')
+            family.add_metric([reason], n)
+        yield family
         for name, value in sorted(values.items()):
-            kind, text = _HELP.get(name, ("untyped", name))
-            lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {_num(value)}"]
-        return "\n".join(lines) + "\n"
-
-
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+            kind, text = _HELP.get(name, ("gauge", name))
+            if kind == "counter":
+                yield CounterMetricFamily(name, text, value=value)
+            else:
+                yield GaugeMetricFamily(name, text, value=value)
 
 
 def checks_collector(
@@ -128,16 +145,6 @@ def checks_collector(
     return collect
 
 
-def parse_metrics(text: str) -> dict[str, float]:
-    """Prometheus text -> {'name{labels}': value} (for tests and the benchmark)."""
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
-
-
 def kernel_drops(inodes: Iterable[int], paths: Iterable[str] = ("/proc/net/udp", "/proc/net/udp6")) -> int:
     """Datagrams the kernel dropped on our sockets (the ``drops`` column of /proc/net/udp*)."""
     wanted = {str(i) for i in inodes}
@@ -157,48 +164,3 @@ def kernel_drops(inodes: Iterable[int], paths: Iterable[str] = ("/proc/net/udp",
 
 def socket_inodes(fds: Iterable[int]) -> list[int]:
     return [os.fstat(fd).st_ino for fd in fds]
-
-
-class MetricsServer:
-    """``GET /metrics`` on host:port in a daemon thread."""
-
-    def __init__(self, metrics: Metrics, host: str, port: int) -> None:
-        self.metrics = metrics
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path.split("?")[0] not in ("/metrics", "/"):
-                    self.send_error(404)
-                    return
-                body = metrics.render().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        server_class = ThreadingHTTPServer
-        if ":" in host:
-
-            class V6Server(ThreadingHTTPServer):
-                address_family = socket.AF_INET6
-
-            server_class = V6Server
-        self.server = server_class((host, port), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name="metrics", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self.server.server_address[1])
-
-    def start(self) -> MetricsServer:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()

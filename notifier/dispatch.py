@@ -33,6 +33,7 @@ from hbdns.notify_queue import Job, dead_letter
 from notifier.channel import LogTransport, Transport, TransportError
 from notifier.leases import BUSY, GO, OPEN, PROBE, Gates, Holds, Markers
 from notifier.messages import Message
+from notifier.metrics import NotifierMetrics
 from notifier.outage import ABSENT, DONE, MERGED, MOOT, Outages
 from notifier.outcomes import (
     DEFERRED,
@@ -62,8 +63,10 @@ class Dispatcher:
         *,
         presence: Presence,
         clock: Callable[[], float] = time.time,
+        metrics: NotifierMetrics | None = None,
     ) -> None:
         self.r = r
+        self.metrics = metrics if metrics is not None else NotifierMetrics()
         self.transports = transports
         self.presence = presence
         self.clock = clock
@@ -161,8 +164,10 @@ class Dispatcher:
         else:
             list(self._pool.map(run, groups.values()))
         result = [out[i] for i in range(len(items))]
+        done = self.clock()
         for item, outcome in zip(items, result, strict=True):
             self.record.log(outcome, item)
+            self.metrics.outcome(outcome, done)
         return result
 
     def _probe_lease(self, message: Message) -> float:

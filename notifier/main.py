@@ -16,19 +16,22 @@ import time
 from collections.abc import Callable
 
 import redis
+from prometheus_client import CollectorRegistry
 
 from hbdns import config
+from hbdns import metrics as prom
 from hbdns.connection import connect, redact
 from hbdns.loops import Loops
 from hbdns.migrations import legacy_notify_queue
 from hbdns.notices.render import Renderer
 from notifier.channel import LogTransport, Transport
-from notifier.consumer import Consumer, default_consumer_name
+from notifier.consumer import GROUP, Consumer, default_consumer_name
 from notifier.counters import Counters
 from notifier.dispatch import Dispatcher
 from notifier.flush import flush_service
 from notifier.langs import ZoneLangs
 from notifier.messages import Composer
+from notifier.metrics import CountersCollector, NotifierMetrics, QueueCollector
 from notifier.presence import Presence
 from notifier.sms import SmsScheduler
 from notifier.transports import build_transports
@@ -52,6 +55,7 @@ class Notifier:
         transports: dict[str, Transport] | None = None,
         renderer: Renderer | None = None,
         clock: Callable[[], float] = time.time,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         if settings.notify_liveness < 2 * LIVENESS_INTERVAL:
             raise ValueError(
@@ -66,12 +70,18 @@ class Notifier:
         self.name = settings.notify_consumer or default_consumer_name()
         self.clock = clock
         self.presence = Presence(self.r, self.name, ttl=settings.notify_liveness, clock=clock)
-        self.counters = Counters()  # what issue 17's metrics export (notifier.counters)
+        self.counters = Counters()  # the SMS counts (notifier.counters), exported with the metrics
         self.transports = transports if transports is not None else build_transports(settings, self.counters)
         self.composer = Composer(
             self.renderer, zone_lang=ZoneLangs(self.r), sms_segments=settings.sms_max_segments, counters=self.counters
         )
-        self.dispatcher = Dispatcher(self.r, self.transports, settings, presence=self.presence, clock=clock)
+        self.registry = registry if registry is not None else prom.new_registry()
+        self.metrics = NotifierMetrics(self.registry)
+        self.registry.register(QueueCollector(self.r, GROUP))
+        self.registry.register(CountersCollector(self.counters))
+        self.dispatcher = Dispatcher(
+            self.r, self.transports, settings, presence=self.presence, clock=clock, metrics=self.metrics
+        )
         self.sms = SmsScheduler(
             self.r, self.dispatcher, composer=self.composer, lease=settings.notify_liveness, clock=clock
         )
@@ -86,7 +96,7 @@ class Notifier:
         self.dispatcher.not_before = self.sms.not_before
         self.dispatcher.rebuild = self.consumer.rebuild
         self.flush = flush_service(settings, self.r, self.name)  # the recovery flush (its own group)
-        self.loops = Loops()
+        self.loops = Loops(on_error=prom.LoopErrors(self.registry, "hbdns_notifier"))
         self._joined = False
         self._last_legacy = -LEGACY_EVERY
 
@@ -167,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"hbdns-notifier: {exc}", file=sys.stderr)
         return 2
-    return notifier.loops.serve(notifier.start, notifier.stop)
+    endpoint = prom.serve(notifier.registry, settings.notifier_metrics_addr, "notifier")
+    try:
+        return notifier.loops.serve(notifier.start, notifier.stop)
+    finally:
+        prom.stop(endpoint)
 
 
 if __name__ == "__main__":

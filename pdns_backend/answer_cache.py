@@ -40,6 +40,7 @@ class Entry(NamedTuple):
     account: int  # account id the answer was read from, else -1
     deadline: float  # monotonic time the answer stops being what Redis would say (inf: never)
     apexes: int  # ZoneCache.apexes_rev when read (a zone added below the apex moves names)
+    kind: str = "zone"  # the answer's result for the metrics (pdns_backend.metrics.RESULTS)
     redo: Any = None  # what the answer after ``deadline`` is made from (pdns_backend.backend)
 
 

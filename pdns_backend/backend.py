@@ -32,6 +32,7 @@ from pdns_backend.answer_cache import AnswerCache
 from pdns_backend.answers import result_json
 from pdns_backend.cached import CachedLookups
 from pdns_backend.health import Health
+from pdns_backend.metrics import BackendMetrics, result_kind
 from pdns_backend.tracking import Tracker
 from pdns_backend.zones import ZoneCache, ZoneEntry, find_apex, read_ents, read_zones, static_ents
 
@@ -81,10 +82,13 @@ class Backend:
         zone_max_age: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         cache_entries: int = 0,
+        metrics: BackendMetrics | None = None,
     ) -> None:
         self.r = r
         self.plans = dict(plans)
-        self.health = Health()
+        self.metrics = metrics if metrics is not None else BackendMetrics()
+        self.health = Health(on_failure=self.metrics.redis_errors.inc)
+        self.metrics.watch_redis(lambda: self.health.down_since is not None)
         self._errors = RateLimitedLog(log, 60.0)
         # the answer cache (0: none): its entries are dropped by Redis' client tracking
         self.cache: AnswerCache | None = None
@@ -106,6 +110,7 @@ class Backend:
         }
         if self.cache is not None and self.tracker is not None:
             self.cached = CachedLookups(self, self.cache, self.tracker)
+            self.metrics.watch_cache(lambda: self.stats()["answer_cache"])
 
     # --- dispatch ---------------------------------------------------------------------------------
 
@@ -114,18 +119,28 @@ class Backend:
         fn = self.methods.get(method)
         if fn is None:
             return False
+        counted = method != "lookup"  # lookups are counted by result in lookup_batch
         try:
-            return fn(params)
+            result = fn(params)
         except BackendError:
+            if counted:
+                self.metrics.calls.labels(method=method, result="error").inc()
             raise
         except redis.RedisError as exc:
             self.health.failed(exc)
+            if counted:
+                self.metrics.calls.labels(method=method, result="error").inc()
             raise BackendError(f"redis: {type(exc).__name__}") from exc
         except Exception as exc:
             self._errors.log(
                 logging.ERROR, f"{method}:{type(exc).__name__}", "backend error", method=method, error=repr(exc)
             )
+            if counted:
+                self.metrics.calls.labels(method=method, result="error").inc()
             raise BackendError(f"internal error in {method}") from exc
+        if counted:
+            self.metrics.calls.labels(method=method, result="ok").inc()
+        return result
 
     def stats(self) -> dict[str, Any]:
         """The answer cache's counters (:class:`~pdns_backend.answer_cache.CacheStats`), its size and
@@ -174,11 +189,22 @@ class Backend:
         Each item is a result (records or False) or a :class:`BackendError` for that lookup alone.
         The unix transport batches the calls that arrive together from pdns' distributor threads.
         """
+        started = time.perf_counter()
         try:
             zones = self.zones.get()
         except Exception as exc:
+            self.count(["error"] * len(queries), started)
             return [self.zone_failure(exc)] * len(queries)
-        return [result for result, _read in self.lookup_reads(queries, zones)]
+        looked_up = self.lookup_reads(queries, zones)
+        self.count([k for _result, _read, k in looked_up], started)
+        return [result for result, _read, _kind in looked_up]
+
+    def count(self, kinds: Sequence[str], started: float) -> None:
+        """The metrics of one lookup call: each answer's result, and the time since ``started``."""
+        m = self.metrics
+        for kind in kinds:
+            m.lookups[kind].inc()
+        m.lookup_seconds.observe(time.perf_counter() - started)
 
     def lookup_bodies(self, queries: Sequence[tuple[str, str]]) -> list[bytes | BackendError]:
         """Replies ready to send (``{"result": ...}``, no newline) for several lookups: from the
@@ -200,9 +226,10 @@ class Backend:
 
     def lookup_reads(
         self, queries: Sequence[tuple[str, str]], zones: Mapping[str, ZoneEntry]
-    ) -> list[tuple[Any, Read | None]]:
-        """(result or BackendError, what it was read from) per query; the :class:`Read` is None
-        for an answer the cache must not keep (a failure, an ACME challenge, a name in no zone)."""
+    ) -> list[tuple[Any, Read | None, str]]:
+        """(result or BackendError, what it was read from, its kind for the metrics) per query; the
+        :class:`Read` is None for an answer the cache must not keep (a failure, an ACME challenge,
+        an ENT confirmed in Redis, a name in no zone)."""
         plans: list[tuple[str, str, str, ZoneEntry] | None] = []
         ask: list[str] = []
         for qname, qtype in queries:
@@ -226,27 +253,27 @@ class Backend:
             except redis.RedisError as exc:
                 self.health.failed(exc)
                 failure = BackendError(f"redis: {type(exc).__name__}")
-        out: list[tuple[Any, Read | None]] = []
+        out: list[tuple[Any, Read | None, str]] = []
         for plan in plans:
             if plan is None:
-                out.append((False, None))
+                out.append((False, None, "empty"))
                 continue
             q, qtype, apex, entry = plan
             if entry.view is None:
-                out.append((BackendError("zone data unusable"), None))
+                out.append((BackendError("zone data unusable"), None, "error"))
                 continue
             if failure is not None and q in ask:
-                out.append((failure, None))
+                out.append((failure, None, "error"))
                 continue
             try:
                 read = _read(q, qtype, apex, entry, fetched.get(q))
                 confirmed: list[str] = []  # ENT names confirmed in Redis: such an answer is not cached
                 records = self.records(read, read.live, challenges.get(q), confirmed)
                 keep = not confirmed and not implied.is_challenge(q)
-                out.append((records or False, read if keep else None))
+                out.append((records or False, read if keep else None, result_kind(read.account, read.live, records)))
             except Exception as exc:
                 self._errors.log(logging.ERROR, f"lookup:{type(exc).__name__}", "backend error", error=repr(exc))
-                out.append((BackendError("internal error in lookup"), None))
+                out.append((BackendError("internal error in lookup"), None, "error"))
         return out
 
     def records(

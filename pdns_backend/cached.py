@@ -26,11 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 from pdns_backend.answer_cache import AnswerCache, Entry, Key
 from pdns_backend.answers import normalise, result_json
+from pdns_backend.metrics import result_kind
 from pdns_backend.tracking import Tracker
 from pdns_backend.zones import ZoneEntry
 
 if TYPE_CHECKING:
     from pdns_backend.backend import Backend, BackendError, Read
+
 
 _NO_ZONE = ZoneEntry(None, 0, False)  # in place of the zone in a kept Read (see CachedLookups._expired)
 
@@ -45,11 +47,14 @@ class CachedLookups:
 
     def bodies(self, queries: Sequence[tuple[str, str]]) -> list[bytes | BackendError]:
         backend, cache, tracker = self.backend, self.cache, self.tracker
+        started = time.perf_counter()
         try:
             zones, apexes = backend.zones.snapshot()
         except Exception as exc:
+            backend.count(["error"] * len(queries), started)
             return [backend.zone_failure(exc)] * len(queries)
         out: list[Any] = [None] * len(queries)
+        kinds: list[str] = [""] * len(queries)
         todo: list[int] = []
         wanted: list[Key] = []
         with tracker.lock:
@@ -71,12 +76,14 @@ class CachedLookups:
                         if now >= e.deadline:
                             e = self._expired(key, e, now, z)
                         out[i] = e.body
+                        kinds[i] = e.kind
                         continue
                     cache.discard(key)
                 todo.append(i)
             cache.stats.hits += len(queries) - len(todo)
             cache.stats.misses += len(todo)
         if not todo:
+            backend.count(kinds, started)
             return out
         t0 = time.monotonic()  # before the read: a deadline from its PTTL errs early, never late
         results = backend.lookup_reads([queries[i] for i in todo], zones)
@@ -84,7 +91,8 @@ class CachedLookups:
         with tracker.lock:
             keep = tracker.epoch == epoch
             tracked = keep and tracker.tracked(reader)
-            for i, (result, read) in zip(todo, results, strict=True):
+            for i, (result, read, kind) in zip(todo, results, strict=True):
+                kinds[i] = kind
                 if isinstance(result, BaseException):
                     out[i] = result
                     continue
@@ -95,7 +103,8 @@ class CachedLookups:
                     t0 + ttl / 1000 if ttl >= 0 and read.live & (1 << bit) else math.inf
                     for bit, ttl in enumerate(read.ttls)
                 )
-                cache.put(wanted[i], _entry(data, read, apexes, deadlines))
+                cache.put(wanted[i], _entry(data, read, apexes, deadlines, kind))
+        backend.count(kinds, started)
         return out
 
     def _expired(self, key: Key, e: Entry, now: float, zone: ZoneEntry) -> Entry:
@@ -111,7 +120,8 @@ class CachedLookups:
                 live &= ~(1 << bit)
         result = self.backend.records(read, live)
         later = tuple(d if live & (1 << bit) else math.inf for bit, d in enumerate(deadlines))
-        fresh = _entry(_body(result or False), read._replace(live=live), e.apexes, later)
+        kind = result_kind(read.account, live, result)
+        fresh = _entry(_body(result or False), read._replace(live=live), e.apexes, later, kind)
         self.cache.put(key, fresh)
         self.cache.stats.expiries += 1
         return fresh
@@ -122,7 +132,7 @@ def _asked(read: Read) -> bool:
     return read.q != read.apex or read.entry.apex_account
 
 
-def _entry(data: bytes, read: Read, apexes: int, deadlines: tuple[float, ...]) -> Entry:
+def _entry(data: bytes, read: Read, apexes: int, deadlines: tuple[float, ...], kind: str) -> Entry:
     return Entry(
         body=data,
         apex=read.apex,
@@ -131,6 +141,7 @@ def _entry(data: bytes, read: Read, apexes: int, deadlines: tuple[float, ...]) -
         account=read.account_id,
         deadline=min(deadlines, default=math.inf),
         apexes=apexes,
+        kind=kind,
         redo=(read._replace(entry=_NO_ZONE), deadlines),
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -16,13 +17,16 @@ class Health:
     on every pdns reconnect, metadata, answers from the zone cache) must not end an outage.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_failure: Callable[[], object] | None = None) -> None:
+        self.on_failure = on_failure  # e.g. a metrics counter, once per failed call
         self._lock = threading.Lock()
         self.down_since: float | None = None
         self.failures = 0
         self.incidents = 0
 
     def failed(self, exc: BaseException) -> None:
+        if self.on_failure is not None:
+            self.on_failure()
         with self._lock:
             self.failures += 1
             if self.down_since is not None:

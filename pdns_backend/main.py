@@ -2,7 +2,8 @@
 
 Serves HTTP on ``HBDNS_BACKEND_HOST:HBDNS_BACKEND_PORT`` (loopback by default: only PowerDNS may
 reach it) with ``HBDNS_BACKEND_THREADS`` waitress threads, and, when ``HBDNS_BACKEND_SOCKET`` is
-set, the faster unix socket too. Matching pdns settings (see ``deploy/pdns.conf``)::
+set, the faster unix socket too; metrics on ``HBDNS_BACKEND_METRICS_ADDR``. Matching pdns settings
+(see ``deploy/pdns.conf``)::
 
     launch=remote
     remote-connection-string=unix:path=/run/hbdns/backend.sock,timeout=2000
@@ -22,9 +23,11 @@ from types import FrameType
 import waitress
 
 from hbdns import config
+from hbdns import metrics as prom
 from hbdns.connection import redact
 from pdns_backend.app import backend_redis, create_app, reads_from
 from pdns_backend.backend import Backend
+from pdns_backend.metrics import BackendMetrics
 from pdns_backend.unix import UnixServer
 
 log = logging.getLogger("pdns_backend")
@@ -40,9 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     settings = config.service_settings("hbdns-backend")
     # waitress warns "Task queue depth is N" whenever all threads are busy for a moment: normal here.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    registry = prom.new_registry()
     backend = Backend(
-        backend_redis(reads_from(settings)), settings.plan_table(), cache_entries=settings.backend_cache_entries
+        backend_redis(reads_from(settings)),
+        settings.plan_table(),
+        cache_entries=settings.backend_cache_entries,
+        metrics=BackendMetrics(registry),
     )
+    endpoint = prom.serve(registry, settings.backend_metrics_addr, "backend")
     app = create_app({"HBDNS_SETTINGS": settings, "HBDNS_BACKEND": backend})
     unix = UnixServer(settings.backend_socket, backend).start() if settings.backend_socket else None
     server = waitress.create_server(
@@ -73,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         if unix is not None:
             unix.stop()
         server.close()
+        prom.stop(endpoint)
     return 0
 
 

@@ -17,6 +17,7 @@ import redis
 from hbdns import keys
 from hbdns.liveness import Liveness, Neutralized
 from hbdns.purge import Purger
+from sweeper.metrics import SweeperMetrics
 from sweeper.sweeper import after_neutralized
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,17 @@ class HintSubscriber:
     """Listens to ``expired`` events of ``alive`` keys (each names an account and family); redis
     must run with ``notify-keyspace-events Ex``."""
 
-    def __init__(self, r: redis.Redis, liveness: Liveness, purger: Purger | None = None, *, max_batch: int = 1000):
+    def __init__(
+        self,
+        r: redis.Redis,
+        liveness: Liveness,
+        purger: Purger | None = None,
+        *,
+        max_batch: int = 1000,
+        metrics: SweeperMetrics | None = None,
+    ):
         self.r = r
+        self.metrics = metrics
         self.liveness = liveness
         self.purger = purger
         self.max_batch = max_batch
@@ -79,5 +89,5 @@ class HintSubscriber:
             done += self.liveness.sweep()
         if ids:
             done += self.liveness.neutralize_if_due(ids)
-        after_neutralized(done, self.purger, "hint")
+        after_neutralized(done, self.purger, "hint", self.metrics)
         return len(done)

@@ -14,13 +14,16 @@ import logging
 import sys
 
 import redis
+from prometheus_client import CollectorRegistry
 
 from hbdns import config
+from hbdns import metrics as prom
 from hbdns.connection import connect
 from hbdns.loops import Loops
 from hbdns.purge import Purger
 from hbdns.store import Store
 from sweeper.hints import HintSubscriber
+from sweeper.metrics import LivenessCollector, SweeperMetrics
 from sweeper.sweeper import Sweeper
 
 log = logging.getLogger("sweeper")
@@ -31,15 +34,20 @@ HINT_WAIT = 1.0  # seconds one hints step waits for events (also how soon it see
 class SweeperService:
     """The loops of one sweeper process, wired from settings (built in ``main()`` or by a test)."""
 
-    def __init__(self, settings: config.Settings, *, r: redis.Redis | None = None) -> None:
+    def __init__(
+        self, settings: config.Settings, *, r: redis.Redis | None = None, registry: CollectorRegistry | None = None
+    ) -> None:
         self.settings = settings
         self.roles = settings.sweeper_roles
         self.r = r if r is not None else connect(settings.redis_url)
         self.liveness = Store(self.r, settings).liveness
         self.purger = Purger(settings.pdns_api_urls, settings.pdns_api_key, settings.pdns_api_timeout)
-        self.sweeper = Sweeper(self.liveness, self.purger, batch=settings.sweep_batch)
-        self.hints = HintSubscriber(self.r, self.liveness, self.purger)
-        self.loops = Loops()
+        self.registry = registry if registry is not None else prom.new_registry()
+        self.metrics = SweeperMetrics(self.registry)
+        self.registry.register(LivenessCollector(self.r))
+        self.sweeper = Sweeper(self.liveness, self.purger, batch=settings.sweep_batch, metrics=self.metrics)
+        self.hints = HintSubscriber(self.r, self.liveness, self.purger, metrics=self.metrics)
+        self.loops = Loops(on_error=prom.LoopErrors(self.registry, "hbdns_sweeper"))
 
     def hints_step(self) -> int:
         return self.hints.step(timeout=HINT_WAIT)
@@ -62,7 +70,11 @@ class SweeperService:
 def main(argv: list[str] | None = None) -> int:
     settings = config.service_settings("hbdns-sweeper")
     service = SweeperService(settings)
-    return service.loops.serve(service.start, service.stop)
+    endpoint = prom.serve(service.registry, settings.sweeper_metrics_addr, "sweeper")
+    try:
+        return service.loops.serve(service.start, service.stop)
+    finally:
+        prom.stop(endpoint)
 
 
 if __name__ == "__main__":

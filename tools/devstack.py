@@ -217,7 +217,22 @@ def surfaces(settings: Any) -> str:
     return f"""Admin API:   http://127.0.0.1:{settings.admin_api_port}/api/v1   (OpenAPI: /api/v1/openapi.json)
   HBDNS_REDIS_URL={settings.redis_url} .venv/bin/hbdns token add --scope admin   # a token, shown once
   curl -H "Authorization: Bearer <token>" http://127.0.0.1:{settings.admin_api_port}/api/v1/accounts
-Status page: http://127.0.0.1:{settings.status_port}/"""
+Status page: http://127.0.0.1:{settings.status_port}/
+{metrics_urls(settings)}"""
+
+
+def metrics_urls(settings: Any) -> str:
+    """Each service's Prometheus endpoint (docs/metrics.md; deploy/prometheus/ scrapes them)."""
+    where = {
+        "listener": f"{settings.metrics_host}:{settings.metrics_port}",
+        "backend": settings.backend_metrics_addr,
+        "updates": settings.update_metrics_addr,
+        "sweeper": settings.sweeper_metrics_addr,
+        "notifier": settings.notifier_metrics_addr,
+        "adminapi": settings.admin_api_metrics_addr,
+        "status": settings.status_metrics_addr,
+    }
+    return "Metrics:     " + "  ".join(f"{name} http://{addr}/metrics" for name, addr in where.items() if addr)
 
 
 def wait_backend(backend_port: int, zone_timeout: float = 30.0) -> int:

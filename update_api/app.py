@@ -19,14 +19,16 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Flask, Response, current_app, request
+from prometheus_client import CollectorRegistry, Counter
 from redis import RedisError
 from werkzeug.exceptions import HTTPException
 
 from hbdns import validate
 from hbdns.logs import RateLimitedLog
+from hbdns.metrics import FlaskMetrics
 from update_api.acme import routes as acme_routes
 from update_api.acme.service import AcmeService
-from update_api.answers import Reply
+from update_api.answers import STATUS, Reply
 from update_api.parsing import UpdateRequest, client_address, trusted_networks
 from update_api.service import UpdateService
 
@@ -38,19 +40,44 @@ CHECKIP_HTML = "<html><head><title>Current IP Check</title></head><body>Current 
 CHECKIP_UNKNOWN = "unknown (no public address seen; ask your provider)"
 EXTENSION = "hbdns_update"
 CHECKIP_LOG = "hbdns_checkip_log"
+METRICS = "hbdns_update_metrics"
+
+
+class Answers:
+    """``hbdns_update_answers_total{code}``: each dyndns2 answer line by its code (one per hostname)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.counter = Counter(
+            "hbdns_update_answers",
+            "dyndns2 answers by code, one per hostname line (good, nochg, badauth, nohost, abuse, dnserr, ...).",
+            ["code"],
+            registry=registry,
+        )
+
+    def count(self, reply: Reply) -> None:
+        for line in reply.lines:
+            code = line.split(" ", 1)[0]
+            self.counter.labels(code=code if code in STATUS else "other").inc()
+
 
 bp = Blueprint("update", __name__)
 
 
-def create_app(service: UpdateService, acme: AcmeService | None = None) -> Flask:
+def create_app(
+    service: UpdateService, acme: AcmeService | None = None, registry: CollectorRegistry | None = None
+) -> Flask:
     """The update API for ``service`` (and the ACME routes for ``acme``, by default one on the same
-    Redis, purger and limiter); trusted proxies come from its settings."""
+    Redis, purger and limiter); trusted proxies come from its settings. Requests and dyndns2 answers
+    are counted in ``registry`` (default: one of its own)."""
     app = Flask(__name__)
     app.config.from_mapping(
         MAX_CONTENT_LENGTH=MAX_BODY,
         HBDNS_TRUSTED_PROXIES=trusted_networks(service.settings.update_trusted_proxies),
     )
     app.extensions[EXTENSION] = service
+    registry = registry if registry is not None else CollectorRegistry()
+    FlaskMetrics(registry, "hbdns_update").install(app)
+    app.extensions[METRICS] = Answers(registry)
     app.extensions[CHECKIP_LOG] = RateLimitedLog(log, 60.0)
     app.extensions[acme_routes.EXTENSION] = acme or AcmeService(
         service.settings, service.store.r, service.purger, service.limiter
@@ -82,6 +109,9 @@ def create_app(service: UpdateService, acme: AcmeService | None = None) -> Flask
 
 
 def _text(reply: Reply) -> Response:
+    answers: Answers | None = current_app.extensions.get(METRICS)
+    if answers is not None:
+        answers.count(reply)
     resp = Response(reply.body, status=reply.status, mimetype="text/plain")
     resp.headers["Cache-Control"] = "no-store"
     for name, value in reply.headers:

@@ -18,6 +18,7 @@ from types import FrameType
 import waitress
 
 from hbdns import config
+from hbdns import metrics as prom
 from hbdns.connection import connect
 from hbdns.purge import Purger
 from update_api.app import MAX_BODY, MAX_QUERY, create_app
@@ -34,7 +35,9 @@ def main() -> int:
     settings = config.service_settings("hbdns-update-api")
     r = connect(settings.redis_url)
     purger = Purger(settings.pdns_api_urls, settings.pdns_api_key, settings.pdns_api_timeout).start()
-    app = create_app(UpdateService(settings, r, purger))
+    registry = prom.new_registry()
+    app = create_app(UpdateService(settings, r, purger), registry=registry)
+    endpoint = prom.serve(registry, settings.update_metrics_addr, "update API")
     server = waitress.create_server(
         app,
         host=settings.update_host,
@@ -57,6 +60,7 @@ def main() -> int:
         pass
     finally:
         server.close()
+        prom.stop(endpoint)
         purger.stop()
         r.close()
         log.info("update API stopped")

@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Response, jsonify
 from flask_openapi3 import Info, OpenAPI
+from prometheus_client import CollectorRegistry
 from redis import RedisError
 from werkzeug.exceptions import HTTPException
 
@@ -23,6 +24,7 @@ from admin.api.schemas import Problem
 from admin.api.service import AdminApi
 from hbdns import validate
 from hbdns.logs import RateLimitedLog
+from hbdns.metrics import FlaskMetrics
 from hbdns.store import StoreError
 from hbdns.tokens import TokenError
 
@@ -37,9 +39,11 @@ list every refused field in `errors`. Secrets (heartbeat keys, generated passwor
 the answer that made them."""
 
 
-def create_app(service: AdminApi, *, validate_responses: bool = False) -> OpenAPI:
+def create_app(
+    service: AdminApi, *, validate_responses: bool = False, registry: CollectorRegistry | None = None
+) -> OpenAPI:
     """The admin API for ``service``; ``validate_responses`` checks every answer against its
-    documented model (tests turn it on)."""
+    documented model (tests turn it on); requests are counted in ``registry`` (default: one of its own)."""
     app = OpenAPI(
         __name__,
         info=Info(title="hbdns admin API", version="1.0.0", description=DESCRIPTION),
@@ -52,6 +56,7 @@ def create_app(service: AdminApi, *, validate_responses: bool = False) -> OpenAP
     )
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY)
     app.extensions[EXTENSION] = service
+    FlaskMetrics(registry if registry is not None else CollectorRegistry(), "hbdns_admin_api").install(app)
     app.before_request(authenticate)
     for bp in (zones.bp, accounts.bp, acme.bp, notifications.bp):
         app.register_api(bp)

@@ -14,6 +14,7 @@ import logging
 from admin.api.app import MAX_BODY, create_app
 from admin.api.service import AdminApi
 from hbdns import config
+from hbdns import metrics as prom
 from hbdns.connection import connect
 from hbdns.purge import Purger
 from hbdns.wsgi import serve
@@ -38,7 +39,9 @@ def main() -> int:
     settings = config.service_settings("hbdns-admin-api")
     r = connect(settings.redis_url)
     purger = Purger(settings.pdns_api_urls, settings.pdns_api_key, settings.pdns_api_timeout).start()
-    app = create_app(AdminApi.build(settings, r, purger))
+    registry = prom.new_registry()
+    app = create_app(AdminApi.build(settings, r, purger), registry=registry)
+    endpoint = prom.serve(registry, settings.admin_api_metrics_addr, "admin API")
     if not is_private(settings.admin_api_host):
         log.warning(
             "the admin API listens on a public address: keep it private (firewall or HBDNS_ADMIN_API_HOST)",
@@ -51,7 +54,7 @@ def main() -> int:
         port=settings.admin_api_port,
         threads=settings.admin_api_threads,
         max_body=MAX_BODY,
-        cleanup=(purger.stop, r.close),
+        cleanup=(purger.stop, r.close, lambda: prom.stop(endpoint)),
     )
 
 

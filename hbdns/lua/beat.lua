@@ -3,7 +3,7 @@
 -- listener's hand-encoded EVALSHA (heartbeat_listener/redis_io.py); Liveness.beat_argv spells the
 -- layout once.
 --
--- KEYS: deadlines events zone_1 .. zone_m, then per beat: acct alive4 alive6 alive_legacy log
+-- KEYS: deadlines events stats zone_1 .. zone_m, then per beat: acct alive4 alive6 alive_legacy log
 -- ARGV: max_skew_ms maxlen logcap source m zone_name_1 .. zone_name_m,
 --       then per beat: id ipv4 ipv6 counter ttl_ms offline fp fams
 --   The zones are those of the batch's accounts, each once per batch rather than once per beat.
@@ -27,10 +27,11 @@
 -- table reply per beat would cost Redis more than any one of those commands.
 
 local dl, ev = KEYS[1], KEYS[2]
+stats_key = KEYS[3]
 local skew, maxlen, logcap, source = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
 local nzones = tonumber(ARGV[5])
 local zone_key = {}
-for i = 1, nzones do zone_key[ARGV[5 + i]] = KEYS[2 + i] end
+for i = 1, nzones do zone_key[ARGV[5 + i]] = KEYS[3 + i] end
 local now, sec = clock()
 local nows = string.format('%d', now)
 local FAMS = {'4', '6'}
@@ -110,6 +111,7 @@ local function beat(acct, a4, a6, legacy, log, id, ip4, ip6, counter, ttl, offli
   end
   -- something changes (or an offline beat, or a hash of an older writer): the rest of the record
   local alive = {['4'] = a4, ['6'] = a6}
+  local state = cur[2] or 'neutral'  -- as recorded: the live count follows each change (state_moved)
   local more = redis.call('HMGET', acct, 'since', 'aliases', 'lost4', 'lost6')
   local since, aliases = tonumber(more[1] or '0') or 0, more[2] or '[]'
   local lost_at = {['4'] = tonumber(more[3] or '') or since, ['6'] = tonumber(more[4] or '') or since}
@@ -132,6 +134,8 @@ local function beat(acct, a4, a6, legacy, log, id, ip4, ip6, counter, ttl, offli
           redis.call('HSET', acct, 'lost' .. f, string.format('%d', d))
           if live == '' then
             redis.call('HSET', acct, 'state', 'neutral', 'since', string.format('%d', d))
+            state_moved(state, 'neutral')
+            state = 'neutral'
             emit(ev, log, maxlen, logcap, 'neutralized', id, fqdn, d, {'reason', 'missed', 'family', f})
             since = d
           else
@@ -144,6 +148,7 @@ local function beat(acct, a4, a6, legacy, log, id, ip4, ip6, counter, ttl, offli
   if offline == '1' then
     redis.call('DEL', a4, a6, legacy)
     redis.call('ZREM', dl, id, id .. ':4', id .. ':6')
+    state_moved(state, 'neutral')
     if live ~= '' then
       redis.call('HSET', acct, 'state', 'neutral', 'since', nows, 'live', '', 'lost4', nows, 'lost6', nows)
       emit(ev, log, maxlen, logcap, 'neutralized', id, fqdn, now,
@@ -165,6 +170,8 @@ local function beat(acct, a4, a6, legacy, log, id, ip4, ip6, counter, ttl, offli
   if back ~= '' then
     if live == '' then
       redis.call('HSET', acct, 'state', 'live', 'since', nows)
+      state_moved(state, 'live')
+      state = 'live'
       emit(ev, log, maxlen, logcap, 'recovered', id, fqdn, now,
            {'neutral_since', since, 'duration_ms', now - since, 'source', source,
             'first', (tonumber(cur[7] or '0') or 0) > 0 and '0' or '1', 'family', family_list(back)})
@@ -198,7 +205,7 @@ local function beat(acct, a4, a6, legacy, log, id, ip4, ip6, counter, ttl, offli
 end
 
 local out = {}
-local k0, a0 = 2 + nzones, 5 + nzones
+local k0, a0 = 3 + nzones, 5 + nzones
 for i = 0, (#KEYS - k0) / 5 - 1 do
   local k, a = k0 + 1 + 5 * i, a0 + 1 + 8 * i
   out[i + 1] = beat(KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], ARGV[a], ARGV[a + 1], ARGV[a + 2],

@@ -34,6 +34,20 @@ local function emit(ev, log, maxlen, logcap, kind, id, fqdn, at, extra)
   return eid
 end
 
+-- The count of accounts recorded live (keys.stats, field 'live'). A script that can change an
+-- account's state sets stats_key from its KEYS and calls state_moved(old, new) with each change, so
+-- the count follows every crossing of 'live'. Before `hbdns migrate` counted it the field is absent,
+-- and stays so (a count started from 0 would be wrong for good).
+local stats_key = nil
+local function state_moved(old, new)
+  if stats_key == nil or (old == 'live') == (new == 'live') then return end
+  if redis.call('HEXISTS', stats_key, 'live') == 1 then
+    local delta = -1
+    if new == 'live' then delta = 1 end
+    redis.call('HINCRBY', stats_key, 'live', delta)
+  end
+end
+
 -- The families an account's recorded state holds live ('', '4', '6' or '46'): its ``live`` field,
 -- or, for a hash written before per-family liveness (no such field), every family with an address
 -- while its state is live, so data of older writers reads the same as before.

@@ -1,7 +1,7 @@
 -- One due deadline member -> the family it stands for neutralized, if its deadline passed and its
 -- alive key is gone; idempotent, so two sweepers (or a sweeper and a keyspace hint) never record one
 -- transition twice: the member is removed in the same step that records it.
--- KEYS: acct alive4 alive6 alive_legacy deadlines events log zone ; ARGV: id family maxlen logcap
+-- KEYS: acct alive4 alive6 alive_legacy deadlines events log zone stats ; ARGV: id family maxlen logcap
 --   family: '4' or '6' (member '<id>:<family>'), or '' for the plain '<id>' member of older writers,
 --   which stands for both families.
 -- Records 'family_lost' while another family stays live, 'neutralized' when none is left (its
@@ -9,6 +9,7 @@
 -- Returns {status, fqdn, aliases_json}, status none notdue alive gone already neutralized lost.
 local acct, a4, a6, legacy, dl, ev, log, zone = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local id, fam, maxlen, logcap = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+stats_key = KEYS[9]
 local alive = {['4'] = a4, ['6'] = a6}
 local now, sec = clock()
 local member = id
@@ -44,6 +45,7 @@ redis.call('HSET', acct, 'live', live)
 local status = 'lost'
 if live == '' then
   redis.call('HSET', acct, 'state', 'neutral', 'since', string.format('%d', d))
+  state_moved(cur[2], 'neutral')
   emit(ev, log, maxlen, logcap, 'neutralized', id, cur[1], d,
        {'reason', 'missed', 'family', family_list(gone), 'swept_at', now})
   status = 'neutralized'

@@ -19,6 +19,8 @@ Steps (in order):
 - ``zone_ents``: the empty non-terminal index of every zone, built from its accounts' names.
 - ``alive_per_family``: the one ``alive`` key and deadline of each account into one per address
   family (issue 13: liveness per family).
+- ``live_count``: the count of accounts recorded live (``hbdns:stats``), which the transition
+  scripts keep from then on (issue 17: the accounts live/neutral metrics).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from hbdns.migrations import (
     legacy_dead_letters,
     legacy_notify_queue,
     legacy_sms_outage,
+    live_count,
     zone_ents,
 )
 
@@ -49,7 +52,7 @@ class Step:
 
 STEPS: tuple[Step, ...] = tuple(
     Step(m.__name__.rpartition(".")[2], m.SUMMARY, m.apply)
-    for m in (legacy_notify_queue, legacy_dead_letters, legacy_sms_outage, zone_ents, alive_per_family)
+    for m in (legacy_notify_queue, legacy_dead_letters, legacy_sms_outage, zone_ents, alive_per_family, live_count)
 )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import redis
+from prometheus_client import generate_latest
 
 from hbdns import config, keys
 from hbdns.connection import connect
@@ -93,6 +94,9 @@ def test_a_repeated_lookup_is_answered_without_redis(backend: Backend, account: 
         assert backend.lookup_bodies([("HOST.example.com", "ANY")])[0] == backend.lookup_bodies([(NAME, "ANY")])[0]
     assert scripts_run(writer) == before
     assert backend.stats()["answer_cache"]["hits"] == hits + 60
+    exported = generate_latest(backend.metrics.registry).decode()  # what /metrics shows
+    assert f"hbdns_backend_answer_cache_hits_total {float(hits + 60)}" in exported
+    assert 'hbdns_backend_lookups_total{result="live"}' in exported  # hits counted like the rest
 
 
 def test_a_write_from_another_connection_is_seen_by_the_next_lookup(

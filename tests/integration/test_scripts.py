@@ -20,7 +20,7 @@ import redis
 
 from hbdns import acme, acme_credentials, config, keys, notify_queue, recovery_flush, scripts
 from hbdns.liveness import BeatRequest
-from hbdns.migrations import alive_per_family
+from hbdns.migrations import alive_per_family, live_count
 from hbdns.model import Account, NotifyPrefs, Zone
 from hbdns.ratelimit import Limit, RateLimiter
 from hbdns.resp import BatchConnection, encode_command
@@ -244,6 +244,10 @@ def test_every_script_touches_only_its_keys(
     real_redis.zadd(keys.deadlines(), {str(dual.id): now_ms() + 60_000})
     real_redis.hdel(keys.account(dual.id), "live")
     assert alive_per_family.apply(real_redis) >= 1
+    # the live count: what the scripts kept through all of the above is what a recount finds
+    assert live_count.apply(real_redis, dry_run=True) == 0, real_redis.hget(keys.stats(), "live")
+    real_redis.hincrby(keys.stats(), "live", 5)
+    assert live_count.apply(real_redis) == 1 and live_count.apply(real_redis) == 0
     # the second flush's schedule: claimed (leased), done unless rescheduled meanwhile
     recovery_flush.schedule(real_redis, {dual.id: 0, other.id: 0})
     claimed = dict(recovery_flush.claim_due(real_redis, 60_000))

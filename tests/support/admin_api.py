@@ -21,7 +21,7 @@ from admin.api.service import AdminApi
 from hbdns.config import Settings
 from hbdns.purge import Purger
 from hbdns.tokens import Scope, Tokens
-from tests.support.servers import Process, free_port, wait_for
+from tests.support.servers import METRICS_OFF, Process, free_port, wait_for
 from tests.support.update_api import REPO, redis_snapshot
 
 ZONE, OTHER = "dyn.example.net", "dyn.other.org"
@@ -80,8 +80,9 @@ class AdminApiProcess:
             HBDNS_ADMIN_API_PORT=str(self.port),
             HBDNS_LOG_LEVEL="INFO",
             PYTHONUNBUFFERED="1",
-            **(env or {}),
         )
+        self.env.update(METRICS_OFF)
+        self.env.update(env or {})
         self.process: Process | None = None
 
     @property

@@ -14,7 +14,7 @@ import redis
 from hbdns_client import wire
 
 from hbdns import keys
-from heartbeat_listener.metrics import parse_metrics
+from hbdns.metrics import parse_metrics
 from tests.support.servers import Process, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

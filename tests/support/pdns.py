@@ -28,7 +28,7 @@ import dns.message
 import dns.query
 import dns.rdatatype
 
-from tests.support.servers import Process, free_port, short_dir, wait_for, which
+from tests.support.servers import METRICS_OFF, Process, free_port, short_dir, wait_for, which
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY_CONF = REPO / "deploy" / "pdns.conf"
@@ -111,6 +111,7 @@ class BackendProcess:
             HBDNS_LOG_LEVEL="INFO",
             PYTHONUNBUFFERED="1",
         )
+        env.update(METRICS_OFF)
         env.update(self.extra_env)
         return env
 

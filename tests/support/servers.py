@@ -21,6 +21,22 @@ def short_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="hb", dir="/tmp"))
 
 
+# Spawned services keep their metrics endpoints off (their defaults are fixed loopback ports another
+# run, or `make run`, may hold); a test that scrapes one sets its address to a free port.
+METRICS_OFF = {
+    "HBDNS_BACKEND_METRICS_ADDR": "",
+    "HBDNS_UPDATE_METRICS_ADDR": "",
+    "HBDNS_SWEEPER_METRICS_ADDR": "",
+    "HBDNS_NOTIFIER_METRICS_ADDR": "",
+    "HBDNS_ADMIN_API_METRICS_ADDR": "",
+    "HBDNS_STATUS_METRICS_ADDR": "",
+}
+
+
+def metrics_addr(port: int) -> str:
+    return f"127.0.0.1:{port}"
+
+
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
     """A port free for TCP (and, for DNS, UDP too) on ``host``."""
     for _ in range(50):

@@ -18,7 +18,7 @@ from hbdns.model import Account, Zone
 from hbdns.store import Store
 from notifier.consumer import GROUP
 from notifier.events import Event
-from tests.support.servers import Process
+from tests.support.servers import METRICS_OFF, Process
 from tests.support.sinks import HttpSink, SmtpSink
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +31,7 @@ PHONE = "+491701234567"
 def env_for(redis_url: str, smtp: SmtpSink | None = None, sms: HttpSink | None = None, **extra: str) -> dict[str, str]:
     """``HBDNS_*`` settings for a sweeper or notifier on ``redis_url``, sending to the given sinks."""
     env = {
+        **METRICS_OFF,
         "HBDNS_REDIS_URL": redis_url,
         "HBDNS_PLANS": PLANS,
         "HBDNS_SWEEP_INTERVAL": "0.1",

@@ -8,17 +8,30 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import dns.message
 import dns.query
 import dns.rdatatype
 
+from hbdns.metrics import parse_metrics
 from tests.support.servers import Process, free_port, wait_for
 from tests.support.sinks import Mail, SmtpSink
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+
+
+# the stack's services with a metrics address setting (the listener has HBDNS_METRICS_PORT)
+METRICS_SETTINGS = {
+    "backend": "HBDNS_BACKEND_METRICS_ADDR",
+    "updates": "HBDNS_UPDATE_METRICS_ADDR",
+    "sweeper": "HBDNS_SWEEPER_METRICS_ADDR",
+    "notifier": "HBDNS_NOTIFIER_METRICS_ADDR",
+    "adminapi": "HBDNS_ADMIN_API_METRICS_ADDR",
+    "status": "HBDNS_STATUS_METRICS_ADDR",
+}
 
 
 class Stack:
@@ -34,6 +47,8 @@ class Stack:
         self.heartbeat_port = free_port()
         self.update_port = free_port()
         self.metrics_port = free_port()
+        # every service's /metrics on a port of its own (the acceptance test scrapes them)
+        self.metrics_ports = {name: free_port() for name in METRICS_SETTINGS}
         self.admin_api_port = free_port()
         self.status_port = free_port()
         self.extra_env = extra_env or {}
@@ -50,6 +65,7 @@ class Stack:
                 "HBDNS_HEARTBEAT_HOST": "127.0.0.1",
                 "HBDNS_UPDATE_PORT": str(self.update_port),
                 "HBDNS_METRICS_PORT": str(self.metrics_port),
+                **{setting: f"127.0.0.1:{self.metrics_ports[name]}" for name, setting in METRICS_SETTINGS.items()},
                 "HBDNS_ADMIN_API_PORT": str(self.admin_api_port),
                 "HBDNS_STATUS_PORT": str(self.status_port),
                 "HBDNS_SMTP_HOST": "127.0.0.1",
@@ -77,6 +93,8 @@ class Stack:
         assert result.returncode == 0, result.stderr
         apex = zone_cmd[2]
         wait_for(lambda: self.query(apex, "SOA").rcode() == 0, 60, what="pdns answering the zone")
+        for service in ("listener", *METRICS_SETTINGS):  # every service up (each serves /metrics first)
+            wait_for(lambda s=service: self.metrics(s), 60, what=f"{service} metrics")
         return self
 
     def stop(self) -> None:
@@ -89,6 +107,12 @@ class Stack:
         with self.smtp.lock:
             mails = list(self.smtp.mails)
         return [m for m in mails if all(w.lower() in f"{m.subject}\n{m.text}".lower() for w in words)]
+
+    def metrics(self, service: str) -> dict[str, float]:
+        """One service's /metrics (``listener`` or a name of METRICS_SETTINGS), parsed."""
+        port = self.metrics_port if service == "listener" else self.metrics_ports[service]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            return parse_metrics(resp.read().decode())
 
     def log(self) -> str:
         return self.process.log_text() if self.process else ""

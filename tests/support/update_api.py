@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from tests.support.servers import Process, free_port, wait_for
+from tests.support.servers import METRICS_OFF, Process, free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,6 +46,7 @@ class UpdateApiServer:
             HBDNS_LOG_LEVEL="INFO",
             PYTHONUNBUFFERED="1",
         )
+        env.update(METRICS_OFF)
         env.update(self.extra_env)
         return env
 

@@ -41,9 +41,10 @@ def test_beat_batch_is_what_redis_py_would_send(reqs: list[BeatRequest], fake_re
 def test_each_zone_of_a_batch_is_passed_once(fake_redis: redis.Redis) -> None:
     lv = Liveness(fake_redis)
     k, a = lv.beat_argv(_REQS)
-    assert k[2:4] == [keys.zone(ZONE), keys.zone("a.b.example")]
+    assert k[:3] == [keys.deadlines(), keys.events(), keys.stats()]
+    assert k[3:5] == [keys.zone(ZONE), keys.zone("a.b.example")]
     assert a[4:7] == ["2", ZONE, "a.b.example"]
-    assert k[4:9] == [keys.account(7), keys.alive(7, 4), keys.alive(7, 6), keys.alive_legacy(7), keys.account_log(7)]
+    assert k[5:10] == [keys.account(7), keys.alive(7, 4), keys.alive(7, 6), keys.alive_legacy(7), keys.account_log(7)]
 
 
 def test_lookup_batch_is_what_redis_py_would_send(fake_redis: redis.Redis) -> None:

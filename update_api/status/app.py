@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, g
+from prometheus_client import CollectorRegistry
 from redis import RedisError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from hbdns.logs import RateLimitedLog
+from hbdns.metrics import FlaskMetrics
 from update_api.parsing import trusted_networks
 from update_api.status import i18n, views
 from update_api.status.service import StatusService
@@ -29,9 +31,11 @@ CSP = (
 )
 
 
-def create_app(service: StatusService) -> Flask:
+def create_app(service: StatusService, registry: CollectorRegistry | None = None) -> Flask:
+    """The status page for ``service``; requests are counted in ``registry`` (default: one of its own)."""
     settings = service.settings
     app = Flask(__name__, static_folder=None)
+    FlaskMetrics(registry if registry is not None else CollectorRegistry(), "hbdns_status_page").install(app)
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_BODY,
         HBDNS_COOKIE_SECURE=settings.status_cookie_secure,
