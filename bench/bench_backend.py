@@ -1,14 +1,18 @@
 """PowerDNS remote backend throughput (issue 3), dnsperf on loopback, one zone with 10k accounts.
 
-1. pdns + this backend with the shipped cache settings (``deploy/pdns.conf``: unix connector,
-   1 s packet and query caches) vs pdns + its bind backend serving the same records from a zone file
-   with the same pdns settings: queries/s ratio. Goal >= 0.9. Measured alongside: the same backend
-   with its account data memoized in-process (``bench.stub_backend``, no Redis round trip per
-   lookup), the ceiling of a Python remote backend on this machine.
-2. Caches off (packet, query and negative caches 0): backend lookups/s, i.e. pdns' own
-   ``backend-queries`` counter over the run, over HTTP and over the unix socket. Goals >= 3,000/s
-   (HTTP) and >= 15,000/s (unix). Over unix also reading a replica of the primary (a DNS node's own
-   Redis), runs alternating with the same backend reading the primary: the same-run reference.
+1. pdns + this backend with the shipped settings (``deploy/pdns.conf``: unix connector, 1 s packet
+   and query caches; the backend's answer cache on, as ``HBDNS_BACKEND_CACHE_ENTRIES`` ships) vs
+   pdns + its bind backend serving the same records from a zone file with the same pdns settings:
+   queries/s ratio. Goals >= 0.95 (Zipf) and >= 0.9 (uniform). Measured alongside: the backend
+   without its answer cache but with its account data memoized in-process
+   (``bench.stub_backend``, no Redis round trip per lookup), the ceiling of a Python remote backend
+   that builds every answer, as measured before the answer cache.
+2. Caches off (packet, query and negative caches 0), the backend's answer cache off too: backend
+   lookups/s, i.e. pdns' own ``backend-queries`` counter over the run, over HTTP and over the unix
+   socket, every lookup a Redis round trip. Goals >= 3,000/s (HTTP) and >= 15,000/s (unix). Over
+   unix also reading a replica of the primary (a DNS node's own Redis), runs alternating with the
+   same backend reading the primary: the same-run reference. Then the same two transports with the
+   answer cache on (after the warm-up, every lookup a hit).
 3. A replica's lag (:mod:`bench.replica`): how long an IP change takes to show on it, and on
    pdns reading it.
 
@@ -54,6 +58,7 @@ WORK = OUT / "tmp" / "backend"
 APEX = "bench.example"
 ACCOUNTS = 10_000
 CACHES_OFF = {"cache-ttl": "0", "query-cache-ttl": "0", "negquery-cache-ttl": "0"}
+NO_ANSWER_CACHE = {"HBDNS_BACKEND_CACHE_ENTRIES": "0"}
 
 
 def populate(r: Any, n: int) -> list[str]:
@@ -165,9 +170,12 @@ def remote_pdns(
     extra: dict[str, str],
     threads: int | None = None,
     module: str = "pdns_backend.main",
+    env: dict[str, str] | None = None,
 ) -> Iterator[PdnsServer]:
     threads = threads or config.load({}).backend_threads  # the shipped default
-    backend = BackendProcess(WORK / f"{name}-backend", redis_url, transport=transport, threads=threads, module=module)
+    backend = BackendProcess(
+        WORK / f"{name}-backend", redis_url, transport=transport, threads=threads, module=module, env=env
+    )
     backend.start()
     pdns = PdnsServer(WORK / f"{name}-pdns", backend.connection_string, extra={"loglevel": "3", **extra})
     pdns.backend_process = backend
@@ -225,8 +233,9 @@ def run(quick: bool) -> list[Metric]:
     }
     ratio_qps: dict[str, tuple[list[float], list[float]]] = {}
     ceilings: dict[str, list[float]] = {}
-    lookups: dict[str, list[float]] = {"http": [], "unix": [], "replica": [], "bind": []}
-    qps_off: dict[str, list[float]] = {"http": [], "unix": [], "replica": [], "bind": []}
+    labels = ("http", "unix", "replica", "bind", "http-cached", "unix-cached")
+    lookups: dict[str, list[float]] = {label: [] for label in labels}
+    qps_off: dict[str, list[float]] = {label: [] for label in labels}
     lag: list[Metric] = []
     try:
         r = connect(rs.url)
@@ -238,7 +247,9 @@ def run(quick: bool) -> list[Metric]:
         #    ceiling: the same backend with account data memoized (no Redis per lookup)
         with (
             remote_pdns("shipped", rs.unix_url, "unix", shipped) as remote,
-            remote_pdns("ceiling", rs.unix_url, "unix", shipped, module="bench.stub_backend") as ceiling,
+            remote_pdns(
+                "ceiling", rs.unix_url, "unix", shipped, module="bench.stub_backend", env=NO_ANSWER_CACHE
+            ) as ceiling,
             bind_pdns(zonefile, shipped) as bind,
         ):
             for label, qfile in queries.items():
@@ -255,7 +266,7 @@ def run(quick: bool) -> list[Metric]:
                 ceilings[label] = ceiling_qps
         # 2. caches off: backend lookups/s per transport (pdns' backend-queries counter); over unix
         #    also reading the replica, runs alternating with the primary
-        with remote_pdns("nocache-http", rs.unix_url, "http", CACHES_OFF) as pdns:
+        with remote_pdns("nocache-http", rs.unix_url, "http", CACHES_OFF, env=NO_ANSWER_CACHE) as pdns:
             warm(pdns, queries["uniform"])
             for _ in range(runs):
                 lps, qps = measure_lookups(pdns, queries["uniform"], seconds)
@@ -263,8 +274,8 @@ def run(quick: bool) -> list[Metric]:
                 qps_off["http"].append(qps)
         replica_part.synced(rs, replica)
         with (
-            remote_pdns("nocache-unix", rs.unix_url, "unix", CACHES_OFF) as pdns,
-            remote_pdns("nocache-replica", replica.unix_url, "unix", CACHES_OFF) as on_replica,
+            remote_pdns("nocache-unix", rs.unix_url, "unix", CACHES_OFF, env=NO_ANSWER_CACHE) as pdns,
+            remote_pdns("nocache-replica", replica.unix_url, "unix", CACHES_OFF, env=NO_ANSWER_CACHE) as on_replica,
         ):
             for p in (pdns, on_replica):
                 warm(p, queries["uniform"])
@@ -273,6 +284,14 @@ def run(quick: bool) -> list[Metric]:
                     lps, qps = measure_lookups(p, queries["uniform"], seconds)
                     lookups[label].append(lps)
                     qps_off[label].append(qps)
+        #    and with the backend's answer cache on, pdns' caches still off
+        for transport in ("http", "unix"):
+            with remote_pdns(f"cached-{transport}", rs.unix_url, transport, CACHES_OFF) as pdns:
+                warm(pdns, queries["uniform"])
+                for _ in range(runs):
+                    lps, qps = measure_lookups(pdns, queries["uniform"], seconds)
+                    lookups[f"{transport}-cached"].append(lps)
+                    qps_off[f"{transport}-cached"].append(qps)
         # 3. a replica's lag: how long an IP change takes to show on a DNS node reading it
         with remote_pdns("replica-node", replica.unix_url, "unix", shipped) as node:
             warm(node, queries["zipf"])
@@ -288,18 +307,19 @@ def run(quick: bool) -> list[Metric]:
         replica.stop()
         rs.stop()
 
-    ratio_goal = 0.9
+    ratio_goals = {"zipf": 0.95, "uniform": 0.9}
     metrics = []
     for label, (remote_qps, bind_qps) in ratio_qps.items():
+        ratio_goal = ratio_goals[label]
         ratio = statistics.median(remote_qps) / statistics.median(bind_qps)
         ceiling = statistics.median(ceilings[label])
         ceiling_note = (
-            f"; ceiling (same backend, account data memoized in-process, no Redis per lookup): "
+            f"; ceiling (the backend without its answer cache, account data memoized in-process): "
             f"{ceiling:,.0f} qps = {ceiling / statistics.median(bind_qps):.2f} x reference"
         )
         metrics.append(
             Metric(
-                name=f"pdns + hbdns backend (unix, shipped 1 s caches), 10k accounts, {label} queries",
+                name=f"pdns + hbdns backend (unix, shipped 1 s caches, answer cache), 10k accounts, {label} queries",
                 unit="queries/s",
                 samples=tuple(remote_qps),
                 reference_name="pdns + bind backend, same records and pdns settings",
@@ -315,11 +335,13 @@ def run(quick: bool) -> list[Metric]:
                 extra={"ceiling_samples": ceilings[label]},
             )
         )
-    for transport, goal in (("http", 3000), ("unix", 15000)):
+    for transport, goal in (("http", 3000), ("unix", 15000), ("http-cached", 3000), ("unix-cached", 15000)):
         per_query = statistics.median(lookups[transport]) / max(statistics.median(qps_off[transport]), 1e-9)
+        kind, _, cached = transport.partition("-")
+        answer_cache = "on" if cached else "off"
         metrics.append(
             Metric(
-                name=f"backend lookups/s over {transport.upper()}, pdns caches off",
+                name=f"backend lookups/s over {kind.upper()}, pdns caches off, answer cache {answer_cache}",
                 unit="lookups/s",
                 samples=tuple(lookups[transport]),
                 reference_name="pdns + bind backend, caches off, same records and counter",
@@ -339,16 +361,61 @@ def run(quick: bool) -> list[Metric]:
     return metrics
 
 
+def pairs(count: int, seconds: float = 4.0) -> dict[str, dict[str, float]]:
+    """Only part 1, as ``count`` alternating rounds (backend, ceiling, bind): medians, and the median
+    of each round's own ratio to bind, which a busy machine's swings between rounds move less."""
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    caches = ("cache-ttl", "query-cache-ttl", "negquery-cache-ttl")
+    shipped = {k: v for k, v in deploy_settings().items() if k in caches}
+    rs = RedisServer(WORK / "redis", unix_socket=True).start()
+    out: dict[str, dict[str, float]] = {}
+    try:
+        r = connect(rs.url)
+        queries = query_files(populate(r, ACCOUNTS), WORK)
+        zonefile = zone_file(r, WORK / f"{APEX}.zone")
+        r.close()
+        with (
+            remote_pdns("shipped", rs.unix_url, "unix", shipped) as remote,
+            remote_pdns(
+                "ceiling", rs.unix_url, "unix", shipped, module="bench.stub_backend", env=NO_ANSWER_CACHE
+            ) as ceiling,
+            bind_pdns(zonefile, shipped) as bind,
+        ):
+            for label, qfile in queries.items():
+                for pdns in (remote, ceiling, bind):
+                    warm(pdns, qfile)
+                got: dict[str, list[float]] = {"backend": [], "ceiling": [], "bind": []}
+                for _ in range(count):
+                    for name, pdns in (("backend", remote), ("ceiling", ceiling), ("bind", bind)):
+                        got[name].append(dnsperf(pdns.port, qfile, seconds))
+                out[label] = {
+                    **{f"{k} qps": statistics.median(v) for k, v in got.items()},
+                    "backend / bind, per round": statistics.median(
+                        a / b for a, b in zip(got["backend"], got["bind"], strict=True)
+                    ),
+                    "ceiling / bind, per round": statistics.median(
+                        a / b for a, b in zip(got["ceiling"], got["bind"], strict=True)
+                    ),
+                }
+    finally:
+        rs.stop()
+    return out
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def probe(calls: int = 20_000, reps: int = 5) -> dict[str, dict[str, float]]:
-    """The lookup path alone, in-process (no pdns): CPU per ``lookup_batch`` call of 1 and of 8 names,
-    in this process and in Redis (over its unix socket, 10k accounts, every name seen once before).
-    Medians of ``reps`` runs of ``calls`` calls; for comparing two versions of the hot path."""
+    """The lookup path alone, in-process (no pdns): CPU per call of 1 and of 8 names, in this process
+    and in Redis (over its unix socket, 10k accounts, every name seen once before): ``lookup_batch``
+    (records, no answer cache), and the unix transport's ``answer_lines`` (request lines to reply
+    lines) without and with the answer cache (all hits). Medians of ``reps`` runs of ``calls`` calls;
+    for comparing two versions of the hot path."""
     from pdns_backend.app import backend_redis
+    from pdns_backend.unix import answer_lines
 
     workdir = Path(tempfile.mkdtemp(prefix="hbdns-probe-"))
     rs = RedisServer(workdir / "redis", unix_socket=True).start()
@@ -356,25 +423,37 @@ def probe(calls: int = 20_000, reps: int = 5) -> dict[str, dict[str, float]]:
         r = connect(rs.url)
         names = populate(r, ACCOUNTS)
         r.close()
-        backend = Backend(backend_redis(rs.unix_url), config.load({}).plan_table())
-        for i in range(0, len(names), 50):
-            backend.lookup_batch([(n, "ANY") for n in names[i : i + 50]])
+        plain = Backend(backend_redis(rs.unix_url), config.load({}).plan_table())
+        cached = Backend(backend_redis(rs.unix_url), config.load({}).plan_table(), cache_entries=100_000)
+        for backend in (plain, cached, cached):  # the first pass of the cached one is dropped by its connect
+            for i in range(0, len(names), 50):
+                backend.lookup_bodies([(n, "ANY") for n in names[i : i + 50]])
         rng = random.Random(7)
         out = {}
         assert rs.process is not None
         for batch in (1, 8):
             qs = [[(rng.choice(names), "ANY") for _ in range(batch)] for _ in range(calls)]
-            client, server = [], []
-            for _ in range(reps):
-                r0, c0 = _cpu_seconds(rs.process.pid), time.process_time()
-                for q in qs:
-                    backend.lookup_batch(q)
-                client.append((time.process_time() - c0) / calls * 1e6)
-                server.append((_cpu_seconds(rs.process.pid) - r0) / calls * 1e6)
-            out[f"batch {batch}"] = {
-                "client_cpu_us": statistics.median(client),
-                "redis_cpu_us": statistics.median(server),
-            }
+            lines = [
+                [json.dumps({"method": "lookup", "parameters": {"qname": n + ".", "qtype": t}}).encode() for n, t in q]
+                for q in qs
+            ]
+            paths: list[tuple[str, Any]] = [
+                ("lookup_batch", lambda i, qs=qs: plain.lookup_batch(qs[i])),
+                ("unix lines, no answer cache", lambda i, lines=lines: answer_lines(plain, lines[i])),
+                ("unix lines, answer cache hits", lambda i, lines=lines: answer_lines(cached, lines[i])),
+            ]
+            for label, fn in paths:
+                client, server = [], []
+                for _ in range(reps):
+                    r0, c0 = _cpu_seconds(rs.process.pid), time.process_time()
+                    for i in range(calls):
+                        fn(i)
+                    client.append((time.process_time() - c0) / calls * 1e6)
+                    server.append((_cpu_seconds(rs.process.pid) - r0) / calls * 1e6)
+                out[f"{label}, batch {batch}"] = {
+                    "client_cpu_us": statistics.median(client),
+                    "redis_cpu_us": statistics.median(server),
+                }
         return out
     finally:
         rs.stop()
@@ -385,7 +464,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_backend")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--probe", action="store_true", help="only the lookup path's CPU per call, no pdns")
+    parser.add_argument("--pairs", type=int, default=0, help="only part 1, this many alternating rounds")
     args = parser.parse_args(argv)
+    if args.pairs:
+        for label, row in pairs(args.pairs).items():
+            print(f"{label}: " + ", ".join(f"{k} {v:,.2f}" for k, v in row.items()))
+        return 0
     if args.probe:
         for label, row in probe().items():
             print(f"{label}: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()))

@@ -52,6 +52,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _count(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be 0 or a positive integer")
+    return value
+
+
 def _positive_float(raw: str) -> float:
     value = float(raw)
     if not value > 0:
@@ -244,6 +251,8 @@ class Settings:
     backend_port: int = _setting("8053", _port)
     backend_threads: int = _setting("4", _positive_int)
     backend_socket: str = _setting("")
+    # Answers the backend keeps in-process, kept true by Redis client tracking; 0 = no cache
+    backend_cache_entries: int = _setting("100000", _count)
     backend_metrics_addr: str = _setting("127.0.0.1:9109", _metrics_addr)
     # PowerDNS HTTP API for cache purges (comma list: several pdns instances allowed)
     pdns_api_urls: tuple[str, ...] = _setting("", _list)

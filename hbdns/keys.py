@@ -324,6 +324,35 @@ def parse_alive(key: str | bytes) -> tuple[int, int] | None:
     return (int(m.group(2)), int(m.group(1) or 0)) if m else None
 
 
+_ACCOUNT_TAG_RE = re.compile(r"\{a:(\d+)\}")
+
+
+def parse_account_tag(key: str | bytes) -> int | None:
+    """The account id in a per-account key's hash tag (``{a:<id>}``, every key above), else None:
+    the backend's answer cache drops an account's answers when Redis reports any of its keys
+    changed (pdns_backend/tracking.py)."""
+    if isinstance(key, bytes):
+        key = key.decode("utf-8", "replace")
+    if not key.startswith(PREFIX + ":"):
+        return None
+    m = _ACCOUNT_TAG_RE.search(key)
+    return int(m.group(1)) if m else None
+
+
+def lookup_prefixes() -> tuple[str, ...]:
+    """Prefixes of every key the DNS backend's lookup script reads (the name index, account hashes,
+    alive keys): the backend's answer cache has Redis report writes to them (``CLIENT TRACKING ...
+    BCAST PREFIX``). None is a prefix of another (Redis refuses overlapping prefixes)."""
+    return (names(), f"{PREFIX}:acct:", f"{PREFIX}:alive")
+
+
+def backend_probe(nonce: str) -> str:
+    """Pub/sub CHANNEL one backend process's invalidation connection listens on, so that each of its
+    reading connections can check, by a PUBLISH that must reach exactly one subscriber, that it
+    tracks keys on the same server (pdns_backend/tracking.py). Nothing is stored."""
+    return f"{PREFIX}:backend:probe:{nonce}"
+
+
 # --- for hand-encoded commands -----------------------------------------------------------------
 
 _ID_SENTINEL = 987654321987  # an account id that occurs in no key's fixed text

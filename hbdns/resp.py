@@ -72,6 +72,14 @@ class BatchConnection:
         return getattr(conn, "path", "") or f"{getattr(conn, 'host', '')}:{getattr(conn, 'port', '')}"
 
     @property
+    def endpoint(self) -> tuple[str, int]:
+        """(host, port) of the current TCP connection, for opening another to the same server."""
+        conn = self._conn
+        if conn is None or not getattr(conn, "host", None):
+            raise ConnectionLost("not connected over TCP")
+        return str(conn.host), int(conn.port)
+
+    @property
     def connected(self) -> bool:
         return self._conn is not None
 

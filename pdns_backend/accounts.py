@@ -26,6 +26,7 @@ import redis
 
 from hbdns import keys, scripts
 from hbdns.resp import BatchConnection, ConnectionLost, bulk
+from pdns_backend.tracking import Tracker
 
 _EMPTY = b"$0\r\n\r\n"
 _Parts = tuple[str, bytes, bytes]  # an account id, the KEYS and the ARGV of its name
@@ -50,8 +51,13 @@ class _ThreadConn(threading.local):
 
 
 class AccountReader:
-    """``fetch(names)``: per name None (no account) or its ``ACCOUNT_FIELDS`` values + the live
-    families (1: IPv4, 2: IPv6, 3: both).
+    """``fetch(names)``: per name None (no account) or its ``ACCOUNT_FIELDS`` values, the live
+    families (1: IPv4, 2: IPv6, 3: both), the account id, and per family the ms it stays live (-1:
+    not live, or no expiry), as ``hbdns/lua/lookup.lua`` returns them.
+
+    With a ``tracker`` (:class:`~pdns_backend.tracking.Tracker`, the answer cache's) each connection,
+    when it connects and when the invalidation connection changed, checks that the tracker hears of
+    the writes on the server it reads (:meth:`Tracker.attach`).
 
     Thread-safe: each thread has its own connection; the shared name map is a dict whose single
     operations the GIL keeps atomic (a lost update costs one round trip, never a wrong answer).
@@ -59,8 +65,9 @@ class AccountReader:
 
     PASSES = 3  # calls per lookup at most: an id that keeps changing between them fails it (SERVFAIL)
 
-    def __init__(self, r: redis.Redis, max_names: int = 500_000) -> None:
+    def __init__(self, r: redis.Redis, max_names: int = 500_000, tracker: Tracker | None = None) -> None:
         self.r = r
+        self.tracker = tracker
         self.script = scripts.LOOKUP
         self.max_names = max_names  # names remembered; the map starts afresh when full
         self._names_key = bulk(keys.names().encode())
@@ -76,6 +83,8 @@ class AccountReader:
         conn = self._local.conn
         if conn is None:
             conn = self._local.conn = BatchConnection(self.r)
+            if self.tracker is not None:
+                conn.on_connect.append(self.tracker.attach)
         return conn
 
     def fetch(self, names: list[str]) -> list[Any]:
@@ -149,6 +158,8 @@ class AccountReader:
         payload = self.encode(names, learnt)
         conn = self.connection()
         try:
+            if self.tracker is not None:
+                self.tracker.ensure(conn)  # on a connection that may have died with its server
             reply = self.script.call(conn, payload)
         except ConnectionLost:  # e.g. Redis restarted: once more on a new connection
             reply = self.script.call(conn, payload)

@@ -6,9 +6,12 @@ turn that into an HTTP 500 / a reply without ``result``, which pdns answers with
 ``false`` instead would be cached as NXDOMAIN by pdns and by resolvers.
 
 A lookup takes the zone part of its answer from :class:`~pdns_backend.zones.ZoneCache` (at most
-``zone_max_age`` old) and the account part from Redis, every time
+``zone_max_age`` old) and the account part from Redis
 (:class:`~pdns_backend.accounts.AccountReader`: one round trip per batch of names), so the
-live/neutral decision is exact, per address family, at the moment an ``alive`` key expires.
+live/neutral decision is exact, per address family, at the moment an ``alive`` key expires. With
+``cache_entries`` the transports' :meth:`Backend.lookup_bodies` answers from an in-process cache of
+replies that Redis keeps true (:mod:`pdns_backend.cached`): no round trip for an answer Redis has
+not changed.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -25,13 +28,42 @@ from hbdns.logs import RateLimitedLog
 from hbdns.plans import Plan
 from pdns_backend import answers, implied
 from pdns_backend.accounts import AccountReader, account_keys
+from pdns_backend.answer_cache import AnswerCache
+from pdns_backend.answers import result_json
+from pdns_backend.cached import CachedLookups
 from pdns_backend.health import Health
-from pdns_backend.metrics import BackendMetrics
+from pdns_backend.metrics import BackendMetrics, result_kind
+from pdns_backend.tracking import Tracker
 from pdns_backend.zones import ZoneCache, ZoneEntry, find_apex, read_ents, read_zones, static_ents
 
 log = logging.getLogger(__name__)
 
 Params = Mapping[str, Any]
+
+
+ACCOUNT_LEN = len(answers.ACCOUNT_FIELDS)
+
+
+class Read(NamedTuple):
+    """What one lookup's answer was made from: enough to make it again with less liveness, and to
+    tell when it stops being true (:mod:`pdns_backend.cached`)."""
+
+    q: str  # normalised qname
+    qtype: str
+    apex: str
+    entry: ZoneEntry
+    account: Sequence[str | None] | None  # ACCOUNT_FIELDS values, None: no account at q
+    live: int  # live families: answers.LIVE4 | answers.LIVE6
+    account_id: int  # -1: no account
+    ttls: tuple[int, ...]  # per liveness bit (IPv4, IPv6), ms it stays live (-1: not live, no expiry)
+
+
+def _read(q: str, qtype: str, apex: str, entry: ZoneEntry, raw: Sequence[Any] | None) -> Read:
+    """A :class:`Read` from the lookup script's reply for ``q`` (hbdns/lua/lookup.lua)."""
+    if not raw:
+        return Read(q, qtype, apex, entry, None, 0, -1, ())
+    n = ACCOUNT_LEN
+    return Read(q, qtype, apex, entry, raw[:n], int(raw[n]), int(raw[n + 1]), tuple(int(t) for t in raw[n + 2 :]))
 
 
 class BackendError(Exception):
@@ -49,6 +81,7 @@ class Backend:
         *,
         zone_max_age: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        cache_entries: int = 0,
         metrics: BackendMetrics | None = None,
     ) -> None:
         self.r = r
@@ -57,7 +90,14 @@ class Backend:
         self.health = Health(on_failure=self.metrics.redis_errors.inc)
         self.metrics.watch_redis(lambda: self.health.down_since is not None)
         self._errors = RateLimitedLog(log, 60.0)
-        self.accounts = AccountReader(r)
+        # the answer cache (0: none): its entries are dropped by Redis' client tracking
+        self.cache: AnswerCache | None = None
+        self.tracker: Tracker | None = None
+        self.cached: CachedLookups | None = None
+        if cache_entries > 0:
+            self.cache = AnswerCache(cache_entries)
+            self.tracker = Tracker(r, self.cache.invalidate)
+        self.accounts = AccountReader(r, tracker=self.tracker)
         self.zones = ZoneCache(self._load_zones, zone_max_age, clock, load_ents=lambda a: read_ents(r, a))
         self.methods: dict[str, Callable[[Params], Any]] = {
             "initialize": lambda _p: True,
@@ -68,6 +108,9 @@ class Backend:
             "getDomainMetadata": lambda _p: [],
             "list": lambda p: self.list_zone(str(p.get("zonename", ""))),
         }
+        if self.cache is not None and self.tracker is not None:
+            self.cached = CachedLookups(self, self.cache, self.tracker)
+            self.metrics.watch_cache(lambda: self.stats()["answer_cache"])
 
     # --- dispatch ---------------------------------------------------------------------------------
 
@@ -98,6 +141,20 @@ class Backend:
         if counted:
             self.metrics.calls.labels(method=method, result="ok").inc()
         return result
+
+    def stats(self) -> dict[str, Any]:
+        """The answer cache's counters (:class:`~pdns_backend.answer_cache.CacheStats`), its size and
+        how many invalidation connections it has opened; None without a cache (``GET /stats``)."""
+        if self.cache is None or self.tracker is None:
+            return {"answer_cache": None}
+        return {
+            "answer_cache": {
+                **self.cache.stats.as_dict(),
+                "entries": len(self.cache),
+                "max_entries": self.cache.max_entries,
+                "tracking_connects": self.tracker.connects,
+            }
+        }
 
     def ping(self) -> bool:
         """True when Redis answers (the ``/ping`` health check)."""
@@ -133,24 +190,47 @@ class Backend:
         The unix transport batches the calls that arrive together from pdns' distributor threads.
         """
         started = time.perf_counter()
-        out, results = self._lookup_batch(queries)
-        m = self.metrics
-        for result in results:
-            m.lookups[result].inc()
-        m.lookup_seconds.observe(time.perf_counter() - started)
-        return out
-
-    def _lookup_batch(self, queries: Sequence[tuple[str, str]]) -> tuple[list[Any], list[str]]:
-        """:meth:`lookup_batch`'s answers, and each one's result for the metrics."""
         try:
             zones = self.zones.get()
-        except redis.RedisError as exc:
-            self.health.failed(exc)
-            return [BackendError(f"redis: {type(exc).__name__}")] * len(queries), ["error"] * len(queries)
         except Exception as exc:
-            self._errors.log(logging.ERROR, f"zones:{type(exc).__name__}", "zone load failed", error=repr(exc))
-            return [BackendError("internal error loading zones")] * len(queries), ["error"] * len(queries)
-        plans: list[tuple[str, str, ZoneEntry] | None] = []
+            self.count(["error"] * len(queries), started)
+            return [self.zone_failure(exc)] * len(queries)
+        looked_up = self.lookup_reads(queries, zones)
+        self.count([k for _result, _read, k in looked_up], started)
+        return [result for result, _read, _kind in looked_up]
+
+    def count(self, kinds: Sequence[str], started: float) -> None:
+        """The metrics of one lookup call: each answer's result, and the time since ``started``."""
+        m = self.metrics
+        for kind in kinds:
+            m.lookups[kind].inc()
+        m.lookup_seconds.observe(time.perf_counter() - started)
+
+    def lookup_bodies(self, queries: Sequence[tuple[str, str]]) -> list[bytes | BackendError]:
+        """Replies ready to send (``{"result": ...}``, no newline) for several lookups: from the
+        answer cache when there is one (:mod:`pdns_backend.cached`), else as :meth:`lookup_batch`."""
+        try:
+            if self.cached is not None:
+                return self.cached.bodies(queries)
+            return [r if isinstance(r, BackendError) else result_json(r).encode() for r in self.lookup_batch(queries)]
+        except Exception as exc:
+            self._errors.log(logging.ERROR, f"lookup:{type(exc).__name__}", "backend error", error=repr(exc))
+            return [BackendError("internal error in lookup")] * len(queries)
+
+    def zone_failure(self, exc: Exception) -> BackendError:
+        if isinstance(exc, redis.RedisError):
+            self.health.failed(exc)
+            return BackendError(f"redis: {type(exc).__name__}")
+        self._errors.log(logging.ERROR, f"zones:{type(exc).__name__}", "zone load failed", error=repr(exc))
+        return BackendError("internal error loading zones")
+
+    def lookup_reads(
+        self, queries: Sequence[tuple[str, str]], zones: Mapping[str, ZoneEntry]
+    ) -> list[tuple[Any, Read | None, str]]:
+        """(result or BackendError, what it was read from, its kind for the metrics) per query; the
+        :class:`Read` is None for an answer the cache must not keep (a failure, an ACME challenge,
+        an ENT confirmed in Redis, a name in no zone)."""
+        plans: list[tuple[str, str, str, ZoneEntry] | None] = []
         ask: list[str] = []
         for qname, qtype in queries:
             q = answers.normalise(qname)
@@ -159,7 +239,7 @@ class Backend:
                 plans.append(None)
                 continue
             entry = zones[apex]
-            plans.append((q, qtype, entry))
+            plans.append((q, qtype, apex, entry))
             if entry.view is not None and (q != apex or entry.apex_account):
                 ask.append(q)
         fetched: dict[str, Any] = {}
@@ -173,35 +253,43 @@ class Backend:
             except redis.RedisError as exc:
                 self.health.failed(exc)
                 failure = BackendError(f"redis: {type(exc).__name__}")
-        out: list[Any] = []
-        results: list[str] = []
+        out: list[tuple[Any, Read | None, str]] = []
         for plan in plans:
             if plan is None:
-                out.append(False)
-                results.append("empty")
+                out.append((False, None, "empty"))
                 continue
-            q, qtype, entry = plan
+            q, qtype, apex, entry = plan
             if entry.view is None:
-                out.append(BackendError("zone data unusable"))
-                results.append("error")
+                out.append((BackendError("zone data unusable"), None, "error"))
                 continue
             if failure is not None and q in ask:
-                out.append(failure)
-                results.append("error")
+                out.append((failure, None, "error"))
                 continue
             try:
-                raw = fetched.get(q)
-                account, live = (raw[:-1], int(raw[-1])) if raw else (None, 0)
-                records = implied.lookup_rows(
-                    q, qtype, entry, account, live, self.plans, challenges.get(q), self._still_ent(entry)
-                )
-                out.append(records or False)
-                results.append(("zone" if account is None else "live" if live else "neutral") if records else "empty")
+                read = _read(q, qtype, apex, entry, fetched.get(q))
+                confirmed: list[str] = []  # ENT names confirmed in Redis: such an answer is not cached
+                records = self.records(read, read.live, challenges.get(q), confirmed)
+                keep = not confirmed and not implied.is_challenge(q)
+                out.append((records or False, read if keep else None, result_kind(read.account, read.live, records)))
             except Exception as exc:
                 self._errors.log(logging.ERROR, f"lookup:{type(exc).__name__}", "backend error", error=repr(exc))
-                out.append(BackendError("internal error in lookup"))
-                results.append("error")
-        return out, results
+                out.append((BackendError("internal error in lookup"), None, "error"))
+        return out
+
+    def records(
+        self, read: Read, live: int, challenge: list[str] | None = None, confirmed: list[str] | None = None
+    ) -> list[answers.Record]:
+        """The records of one lookup from what it read, with ``live`` as its liveness (the answer
+        cache asks again with less of it once an alive key's time is up); names whose ENT row had
+        to be confirmed in Redis are added to ``confirmed``."""
+        check = self._still_ent(read.entry)
+
+        def still_ent(name: str) -> bool:
+            if confirmed is not None:
+                confirmed.append(name)
+            return check(name)
+
+        return implied.lookup_rows(read.q, read.qtype, read.entry, read.account, live, self.plans, challenge, still_ent)
 
     def _still_ent(self, entry: ZoneEntry) -> Callable[[str], bool]:
         """Whether a name of the cached ENT index still has a name below it, read now (one HGET,

@@ -44,7 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     # waitress warns "Task queue depth is N" whenever all threads are busy for a moment: normal here.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     registry = prom.new_registry()
-    backend = Backend(backend_redis(reads_from(settings)), settings.plan_table(), metrics=BackendMetrics(registry))
+    backend = Backend(
+        backend_redis(reads_from(settings)),
+        settings.plan_table(),
+        cache_entries=settings.backend_cache_entries,
+        metrics=BackendMetrics(registry),
+    )
     endpoint = prom.serve(registry, settings.backend_metrics_addr, "backend")
     app = create_app({"HBDNS_SETTINGS": settings, "HBDNS_BACKEND": backend})
     unix = UnixServer(settings.backend_socket, backend).start() if settings.backend_socket else None

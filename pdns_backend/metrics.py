@@ -8,13 +8,23 @@ moment), ``zone`` (the zone's own records: apex, static, ACME, empty non-termina
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from hbdns.metrics import LATENCY_BUCKETS
 
 RESULTS = ("live", "neutral", "zone", "empty", "error")
+
+
+def result_kind(account: Sequence[str | None] | None, live: int, records: Sequence[Any]) -> str:
+    """An answer's result (not ``error``): by the account's liveness, or the zone's own records."""
+    if not records:
+        return "empty"
+    return "zone" if account is None else "live" if live else "neutral"
 
 
 class BackendMetrics:
@@ -47,6 +57,32 @@ class BackendMetrics:
             "hbdns_backend_redis_up", "0 from a failed Redis call until the next one succeeds.", registry=registry
         )
 
+    def watch_cache(self, stats: Callable[[], dict[str, int]]) -> None:
+        """Export the answer cache's counters (:class:`~pdns_backend.answer_cache.CacheStats` and its
+        size, ``Backend.stats()``), read at scrape time: the hot path keeps plain ints."""
+        self.registry.register(_CacheCollector(stats))
+
     def watch_redis(self, down: Callable[[], bool]) -> None:
         """Read ``hbdns_backend_redis_up`` from ``down()`` at scrape time."""
         self.redis_up.set_function(lambda: 0.0 if down() else 1.0)
+
+
+_CACHE_COUNTERS = {
+    "hits": "Lookups answered from the answer cache.",
+    "misses": "Lookups the answer cache did not hold (asked Redis).",
+    "invalidations": "Cached answers dropped because Redis reported a key of theirs changed.",
+    "flushes": "Times the whole answer cache was dropped (a connection made or lost, a flush, the name index).",
+    "evictions": "Cached answers dropped for room.",
+    "expiries": "Cached live answers turned neutral at their alive key's expiry.",
+}
+
+
+class _CacheCollector(Collector):
+    def __init__(self, stats: Callable[[], dict[str, int]]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.stats()
+        for name, text in _CACHE_COUNTERS.items():
+            yield CounterMetricFamily(f"hbdns_backend_answer_cache_{name}", text, value=s[name])
+        yield GaugeMetricFamily("hbdns_backend_answer_cache_entries", "Answers in the cache now.", value=s["entries"])

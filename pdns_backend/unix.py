@@ -6,7 +6,7 @@ connection, sends ``initialize`` and then one call at a time.
 
 One thread runs a selector loop over all connections: the lookups that arrive together from
 several distributor threads are answered with one Redis round trip
-(:meth:`~pdns_backend.backend.Backend.lookup_batch`), and no GIL hand-off between threads sits in
+(:meth:`~pdns_backend.backend.Backend.lookup_bodies`), and no GIL hand-off between threads sits in
 the path of every query (against a thread per connection: docs/performance.md).
 
 A failed call is answered with an object that has no ``result`` key: pdns raises, answers SERVFAIL
@@ -60,14 +60,15 @@ def parse(line: bytes) -> tuple[str, dict[str, Any]] | None:
 
 
 def answer_lines(backend: Backend, lines: list[bytes]) -> list[bytes]:
-    """Reply lines for request lines, in order; all lookups among them share one Redis round trip."""
+    """Reply lines for request lines, in order; all lookups among them share one Redis round trip
+    (none for those the answer cache holds)."""
     requests = [parse(line) for line in lines]
     lookups = [
         (str(req[1].get("qname", "")), str(req[1].get("qtype", "ANY")))
         for req in requests
         if req is not None and req[0] == "lookup"
     ]
-    looked_up = iter(backend.lookup_batch(lookups) if lookups else [])
+    looked_up = iter(backend.lookup_bodies(lookups) if lookups else [])
     out = []
     for req in requests:
         if req is None:
@@ -75,7 +76,8 @@ def answer_lines(backend: Backend, lines: list[bytes]) -> list[bytes]:
             continue
         method, params = req
         if method == "lookup":
-            out.append(encode(next(looked_up)))
+            reply = next(looked_up)
+            out.append(encode(reply) if isinstance(reply, BaseException) else reply + b"\n")
             continue
         try:
             out.append(encode(backend.call(method, params)))

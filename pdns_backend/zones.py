@@ -69,6 +69,7 @@ class ZoneEntry:
     serial: int
     apex_account: bool  # an account owns the apex name itself: apex lookups must ask Redis too
     ents: frozenset[str] = frozenset()  # names that exist with nothing at them (NODATA, not NXDOMAIN)
+    rev: int = 0  # changes with anything answers are made of but the serial (the answer cache's check)
 
 
 class ZoneCache:
@@ -76,6 +77,9 @@ class ZoneCache:
 
     A reload reads all zones; a zone whose hash did not change keeps its parsed view. The thread
     that finds the cache stale reloads it while the others wait (once per ``max_age``).
+    :attr:`apexes_rev` changes when the set of zones does, each entry's ``rev`` when anything but
+    its serial does (the serial moves with every account change), so the answer cache
+    (:mod:`pdns_backend.answer_cache`) keeps answers of names below the apex across those.
     """
 
     def __init__(
@@ -95,6 +99,15 @@ class ZoneCache:
         self._zones: dict[str, ZoneEntry] = {}
         self._raw: dict[str, tuple[str | None, ...]] = {}
         self._loaded = float("-inf")
+        self._revs: dict[str, tuple[Any, int]] = {}  # apex -> (what its rev stands for, rev)
+        self._next_rev = 0
+        self.apexes_rev = 0
+        self._snap: tuple[dict[str, ZoneEntry], int] = ({}, 0)
+
+    def snapshot(self) -> tuple[dict[str, ZoneEntry], int]:
+        """(zones, apexes_rev) of one reload, together (:meth:`get` first)."""
+        self.get()
+        return self._snap
 
     def get(self) -> dict[str, ZoneEntry]:
         if self._clock() - self._loaded < self.max_age:
@@ -124,23 +137,36 @@ class ZoneCache:
         for i in range(0, len(flat), STEP):
             apex, raw, apex_account = flat[i], tuple(flat[i + 1]), int(flat[i + 2]) == 1
             index = account_ents.get(apex, frozenset())
+            rev = self._rev(apex, (raw[1:], apex_account, index))  # raw[0]: the serial
             old = self._zones.get(apex)
             if old is not None and self._raw.get(apex) == raw:
-                if old.view is not None and old.ents != index | static_ents(old.view):
-                    old = replace(old, ents=index | static_ents(old.view))
+                if old.view is not None and (old.ents != index | static_ents(old.view) or old.rev != rev):
+                    old = replace(old, ents=index | static_ents(old.view), rev=rev)
                 zones[apex], raws[apex] = old, raw
                 continue
             try:
                 view = answers.parse_zone(apex, raw)
             except Exception as exc:  # one bad zone must not take the others down
                 self._errors.log(logging.ERROR, f"zone:{apex}", "zone data unusable", zone=apex, error=repr(exc))
-                zones[apex], raws[apex] = ZoneEntry(None, 0, apex_account), raw
+                zones[apex], raws[apex] = ZoneEntry(None, 0, apex_account, rev=rev), raw
                 continue
             if view is None:  # listed but its hash is gone (being removed)
                 continue
-            zones[apex], raws[apex] = ZoneEntry(view, view.serial, apex_account, index | static_ents(view)), raw
+            zones[apex], raws[apex] = ZoneEntry(view, view.serial, apex_account, index | static_ents(view), rev), raw
+        if zones.keys() != self._zones.keys():
+            self.apexes_rev += 1
+        self._revs = {a: self._revs[a] for a in zones if a in self._revs}
         self._zones, self._raw, self._loaded = zones, raws, now
+        self._snap = (zones, self.apexes_rev)
         return zones
+
+    def _rev(self, apex: str, shape: Any) -> int:
+        prev = self._revs.get(apex)
+        if prev is not None and prev[0] == shape:
+            return prev[1]
+        self._next_rev += 1
+        self._revs[apex] = (shape, self._next_rev)
+        return self._next_rev
 
 
 def find_apex(name: str, zones: Mapping[str, Any]) -> str | None:

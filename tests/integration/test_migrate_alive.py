@@ -22,6 +22,7 @@ from hbdns.model import Account, Zone
 from hbdns.scripts import Script
 from hbdns.store import Store
 from pdns_backend.accounts import AccountReader
+from pdns_backend.answers import ACCOUNT_FIELDS
 from tests.support.servers import wait_for
 
 OLD = Path(__file__).resolve().parents[1] / "data" / "alive_v1"
@@ -69,7 +70,7 @@ def steps(converted: dict[str, int], live_count: int | None = 1) -> int:
 
 
 def live_mask(r: redis.Redis, a: Account) -> int:
-    return int(AccountReader(r).fetch([a.fqdn])[0][-1])
+    return int(AccountReader(r).fetch([a.fqdn])[0][len(ACCOUNT_FIELDS)])  # after the fields: the mask
 
 
 def events(r: redis.Redis, a: Account) -> list[str]:

@@ -216,3 +216,39 @@ def test_a_transition_lost_in_a_failover_is_recorded_again(fresh: SentinelGroup)
     assert wait_for(lambda: reader.fetch([f"a.{ZONE}"])[0], 10, what="backend lookup")[2] == "203.0.113.2"
     assert store.liveness.due() == []
     assert noscripts(replica.port) - before == 2  # LOOKUP (raw) and DUE (redis-py), each loaded once
+
+
+def test_a_failover_drops_the_answer_cache(fresh: SentinelGroup) -> None:
+    """The backend's answer cache (pdns_backend/tracking.py) through Sentinel: its invalidation
+    connection dies with the primary, so nothing cached before the failover is answered after it;
+    on the new primary it is tracked again (a write there is seen at once)."""
+    from pdns_backend.app import backend_redis
+    from pdns_backend.backend import Backend
+
+    store = Store(connect(fresh.url), config.load({"HBDNS_REDIS_URL": fresh.url}))
+    add_zone(store)
+    acct = store.add_account(store.new_account(f"c.{ZONE}", "heartbeat-c"))
+    store.liveness.beat(BeatRequest(acct.id, ZONE, 3_600_000, ipv4="203.0.113.1", counter=now_ms()))
+    wait_for(fresh.replicating, 5, what="replica in sync")
+    backend = Backend(backend_redis(fresh.url), config.load({}).plan_table(), cache_entries=100)
+    assert backend.cache is not None
+
+    def answer() -> bytes | None:
+        body = backend.lookup_bodies([(f"c.{ZONE}", "ANY")])[0]
+        return body if isinstance(body, bytes) else None
+
+    wait_for(lambda: answer() and (f"c.{ZONE}", "ANY") in backend.cache, 5, what="cached")  # type: ignore[operator]
+    old = fresh.kill_primary()
+    port, _ = fresh.wait_failover(old.port)
+    new = connect(f"redis://127.0.0.1:{port}/0")
+    new.hset(keys.account(acct.id), "ipv4", "203.0.113.2")  # a change the old connections never hear of
+    got = wait_for(answer, 15, interval=0.05, what="an answer from the new primary")
+    assert b"203.0.113.2" in got
+    stats = backend.stats()["answer_cache"]
+    assert stats["tracking_connects"] == 2 and stats["flushes"] >= 2
+    wait_for(lambda: answer() and (f"c.{ZONE}", "ANY") in backend.cache, 5, what="cached again")  # type: ignore[operator]
+    store.liveness.beat(BeatRequest(acct.id, ZONE, 3_600_000, ipv4="203.0.113.3", counter=now_ms()))
+    assert b"203.0.113.3" in (answer() or b"")
+    assert backend.tracker is not None
+    backend.tracker.close()
+    fresh.heal(old)

@@ -17,7 +17,15 @@ from pdns_backend.answers import ACCOUNT_FIELDS
 def fields(raw: list[object] | None) -> dict[str, object] | None:
     if raw is None:
         return None
-    return {**dict(zip(ACCOUNT_FIELDS, raw[:-1], strict=True)), "alive": raw[-1]}
+    n = len(ACCOUNT_FIELDS)
+    assert len(raw) == n + 4
+    return {
+        **dict(zip(ACCOUNT_FIELDS, raw[:n], strict=True)),
+        "alive": raw[n],
+        "id": raw[n + 1],
+        "pttl": raw[n + 2],  # IPv4
+        "pttl6": raw[n + 3],
+    }
 
 
 def test_fields_and_liveness_per_name_in_order(store: Store, r: redis.Redis) -> None:
@@ -30,6 +38,9 @@ def test_fields_and_liveness_per_name_in_order(store: Store, r: redis.Redis) -> 
     assert (got[0]["fqdn"], got[0]["ipv4"], got[0]["alive"]) == ("live.example.com", "203.0.113.5", 1)
     assert got[1] is None
     assert (got[2]["plan"], got[2]["mx"], got[2]["alive"]) == ("setip-c", "1", 0)
+    # the answer cache's part: the account id, and how long the alive key lives (-1: not live)
+    assert got[0]["id"] == str(live.id) and 0 < int(got[0]["pttl"]) <= 60_000  # type: ignore[call-overload]
+    assert got[0]["pttl6"] == -1 and got[2]["pttl"] == -1  # not live: no IPv6 beat, no beat at all
     assert len(reader) == 2  # names without an account are not remembered
 
 
@@ -70,6 +81,9 @@ def test_a_corrupt_name_index_entry_is_no_account(store: Store, r: redis.Redis) 
     assert fields(AccountReader(r).fetch(["ghost.example.com"])[0]) == {
         **dict.fromkeys(ACCOUNT_FIELDS),
         "alive": 0,
+        "id": "999",
+        "pttl": -1,
+        "pttl6": -1,
     }
 
 

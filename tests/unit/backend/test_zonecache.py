@@ -6,7 +6,7 @@ import fakeredis
 import pytest
 import redis
 
-from hbdns import config
+from hbdns import config, keys
 from hbdns.liveness import BeatRequest
 from hbdns.model import Zone
 from hbdns.store import Store
@@ -106,3 +106,27 @@ def test_unchanged_zone_keeps_its_parsed_view() -> None:
     clock.now += 1.0
     entry = cache.get()["example.com"]
     assert entry.view is not view and entry.serial == 2
+
+
+def test_a_zones_revision_moves_with_its_answers_but_not_with_its_serial(
+    backend: Backend, store: Store, r: redis.Redis, clock: Clock
+) -> None:
+    """What the answer cache checks (pdns_backend/cached.py): answers below the apex outlive a serial
+    bump, which every account change makes; any other change of the zone, or of the set of zones,
+    ends them."""
+    zones, apexes = backend.zones.snapshot()
+    rev = zones["example.com"].rev
+    store.add_account(store.new_account("host.example.com", "heartbeat-c"))  # serial and name index
+    clock.now += 1
+    zones, same_apexes = backend.zones.snapshot()
+    assert zones["example.com"].rev == rev and same_apexes == apexes
+    assert zones["example.com"].serial == store.zone_serial("example.com")
+    r.hset(keys.zone("example.com"), "neutral_ipv4", "192.0.2.55")
+    clock.now += 1
+    zones, _ = backend.zones.snapshot()
+    assert zones["example.com"].rev != rev
+    store.add_zone(
+        Zone(apex="sub.example.com", ns=("ns1.example.com",), hostmaster="h.example.com", neutral_ipv4="192.0.2.9")
+    )
+    clock.now += 1
+    assert backend.zones.snapshot()[1] != apexes
