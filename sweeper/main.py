@@ -26,6 +26,7 @@ from hbdns.loops import Loops
 from hbdns.purge import Purger
 from hbdns.store import Store
 from sweeper.hints import HintSubscriber
+from sweeper.mass_metrics import MassCollector
 from sweeper.mass_watch import MassWatch
 from sweeper.metrics import LivenessCollector, SweeperMetrics
 from sweeper.sweeper import Sweeper
@@ -51,6 +52,7 @@ class SweeperService:
         self.registry = registry if registry is not None else prom.new_registry()
         self.metrics = SweeperMetrics(self.registry)
         self.registry.register(LivenessCollector(self.r))
+        self.registry.register(MassCollector(self.r))
         self.watch = MassWatch(self.r, settings, store.plans)
         self.sweeper = Sweeper(
             self.liveness, self.purger, batch=settings.sweep_batch, metrics=self.metrics, watch=self.watch

@@ -25,6 +25,7 @@ from notifier.consumer import GROUP
 from notifier.counters import Counters
 from notifier.metrics import CountersCollector, NotifierMetrics, QueueCollector
 from pdns_backend.metrics import BackendMetrics
+from sweeper.mass_metrics import MassCollector
 from sweeper.metrics import LivenessCollector, SweeperMetrics
 from update_api.app import create_app as update_app
 from update_api.service import UpdateService
@@ -167,6 +168,7 @@ def exported_names() -> set[str]:
     reg = registry()
     SweeperMetrics(reg)
     reg.register(LivenessCollector(r))
+    reg.register(MassCollector(r))
     prom.LoopErrors(reg, "hbdns_sweeper")
     reg = registry()
     NotifierMetrics(reg)

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from hbdns import config, keys
 from hbdns.liveness import BeatRequest
+from hbdns.mass import SYSTEM, MassEvent
 from hbdns.metrics import parse_metrics
 from hbdns.model import Zone
 from hbdns.passwords import hash_password
@@ -25,6 +26,7 @@ from notifier.dispatch import Dispatcher
 from notifier.messages import Message
 from notifier.metrics import CountersCollector, NotifierMetrics, QueueCollector, event_ms
 from notifier.presence import Presence
+from sweeper.mass_metrics import MassCollector
 from sweeper.metrics import LivenessCollector, SweeperMetrics, liveness_counts
 from sweeper.sweeper import Sweeper
 from tests.support.servers import wait_for
@@ -187,3 +189,25 @@ def test_update_api_counts_answers_by_code(fake_redis: redis.Redis) -> None:
         assert m[f'hbdns_update_answers_total{{code="{code}"}}'] == 1, code
     assert m['hbdns_update_requests_total{endpoint="update.update",method="GET",status="200"}'] == 2
     assert m['hbdns_update_requests_total{endpoint="update.update",method="GET",status="401"}'] == 1
+
+
+def test_the_sweeper_exports_the_events_stream_and_mass_outages_from_redis(fake_redis: redis.Redis) -> None:
+    """What the operator is alarmed by (issue 20): a group's lag, events lost to the hard cap, a
+    mass outage holding its customers' messages."""
+    fake_redis.xadd(keys.events(), {"type": "neutralized"})
+    fake_redis.xgroup_create(keys.events(), "hbdns-notifier", id="0")
+    fake_redis.hset(keys.events_trim(), mapping={"capped": 7, "unread": 3, "unread:hbdns-notifier": 3})
+    now = int(time.time() * 1000)
+    event = MassEvent(scope=SYSTEM, started_ms=now, window_start_ms=now - 15_000, hold_until_ms=now + 60_000,
+                      silent=900, of=1000)  # fmt: skip
+    fake_redis.hset(keys.mass_events(), SYSTEM, event.to_json())
+    registry = CollectorRegistry()
+    registry.register(MassCollector(fake_redis))
+    value = registry.get_sample_value
+    assert value("hbdns_events_stream_length") == 1
+    assert value("hbdns_events_capped_total") == 7
+    assert value("hbdns_events_dropped_unread_total", {"group": "hbdns-notifier"}) == 3
+    assert value("hbdns_mass_outage_active", {"scope": SYSTEM}) == 1
+    assert value("hbdns_mass_outage_silent_accounts", {"scope": SYSTEM}) == 900
+    fake_redis.hset(keys.mass_events(), SYSTEM, replace(event, hold_until_ms=now - 1).to_json())
+    assert value("hbdns_mass_outage_active", {"scope": SYSTEM}) == 0
