@@ -7,7 +7,6 @@ Every variable is listed, with a comment, in ``deploy/.env.example``; a test kee
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
@@ -16,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
+from hbdns import config_values as values
 from hbdns import connection
 from hbdns.logs import setup_logging
 
@@ -29,204 +29,6 @@ class ConfigError(ValueError):
     """A setting has a value that cannot be used."""
 
 
-def _bool(raw: str) -> bool:
-    low = raw.strip().lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
-
-
-def _port(raw: str) -> int:
-    value = int(raw)
-    if not 0 <= value <= 65535:
-        raise ValueError("port must be 0..65535")
-    return value
-
-
-def _positive_int(raw: str) -> int:
-    value = int(raw)
-    if value <= 0:
-        raise ValueError("must be a positive integer")
-    return value
-
-
-def _count(raw: str) -> int:
-    value = int(raw)
-    if value < 0:
-        raise ValueError("must be 0 or a positive integer")
-    return value
-
-
-def _positive_float(raw: str) -> float:
-    value = float(raw)
-    if not value > 0:
-        raise ValueError("must be a positive number")
-    return value
-
-
-def _negative_ttl(raw: str) -> int:
-    from hbdns.model import MAX_NEGATIVE_TTL
-
-    value = _positive_int(raw)
-    if value > MAX_NEGATIVE_TTL:
-        raise ValueError(f"must be at most {MAX_NEGATIVE_TTL} seconds")
-    return value
-
-
-def _list(raw: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in raw.split(",") if item.strip())
-
-
-def _subset(*allowed: str) -> Callable[[str], tuple[str, ...]]:
-    """A non-empty comma list of ``allowed`` names (case and repeats ignored)."""
-
-    def parse(raw: str) -> tuple[str, ...]:
-        items = tuple(dict.fromkeys(item.lower() for item in _list(raw)))
-        bad = [item for item in items if item not in allowed]
-        if bad or not items:
-            raise ValueError(f"expected a comma list of {', '.join(allowed)}")
-        return items
-
-    return parse
-
-
-def _subset_or_none(*allowed: str) -> Callable[[str], tuple[str, ...]]:
-    """A comma list of ``allowed`` names; empty (or ``none``) turns the feature off."""
-    parse = _subset(*allowed)
-
-    def parse_or_none(raw: str) -> tuple[str, ...]:
-        return () if raw.strip().lower() in ("", "none") else parse(raw)
-
-    return parse_or_none
-
-
-def _non_negative_float(raw: str) -> float:
-    value = float(raw)
-    if not value >= 0:
-        raise ValueError("must be a number >= 0")
-    return value
-
-
-def _share(raw: str) -> float:
-    value = float(raw)
-    if not 0 < value <= 1:
-        raise ValueError("must be a share in (0, 1], e.g. 0.25")
-    return value
-
-
-def _http_url_or_empty(raw: str) -> str:
-    value = raw.strip()
-    if value and not value.startswith(("https://", "http://")):
-        raise ValueError("expected an http(s) URL")
-    return value
-
-
-def _networks(raw: str) -> tuple[str, ...]:
-    items = _list(raw)
-    for item in items:
-        ipaddress.ip_network(item, strict=False)
-    return items
-
-
-def _ipv4(raw: str) -> str:
-    return str(ipaddress.IPv4Address(raw.strip()))
-
-
-def _ipv6(raw: str) -> str:
-    return str(ipaddress.IPv6Address(raw.strip()))
-
-
-def _addresses(raw: str) -> tuple[str, ...]:
-    return tuple(str(ipaddress.ip_address(item)) for item in _list(raw))
-
-
-def _address_or_empty(raw: str) -> str:
-    return str(ipaddress.ip_address(raw.strip())) if raw.strip() else ""
-
-
-def _hostname(raw: str) -> str:
-    from hbdns import validate
-
-    return validate.hostname(raw) if raw.strip() else ""
-
-
-def _flush_targets(raw: str) -> tuple[str, ...]:
-    """``host[:port]``, ``[v6]:port`` or ``postqueue[:/config/dir]`` items, kept as normalised text."""
-    from hbdns.etrn import parse_targets
-
-    return tuple(str(t) for t in parse_targets(_list(raw)))
-
-
-def _metrics_addr(raw: str) -> str:
-    """A service's metrics address, ``host:port`` or ``[v6]:port`` (an IP, not a name), or empty (off)."""
-    from hbdns.metrics import parse_addr
-
-    where = parse_addr(raw)
-    if where is None:
-        return ""
-    host, port = where
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _choice(*allowed: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        value = raw.strip().lower()
-        if value not in allowed:
-            raise ValueError(f"expected one of {', '.join(allowed)}")
-        return value
-
-    return parse
-
-
-def _json_object(raw: str) -> str:
-    """A JSON object, kept as its text so the settings value stays immutable."""
-    if not raw.strip():
-        return "{}"
-    value = json.loads(raw)
-    if not isinstance(value, dict):
-        raise ValueError("expected a JSON object")
-    return json.dumps(value, sort_keys=True)
-
-
-def _base_url(raw: str) -> str:
-    """An http(s) base URL without a trailing slash, or empty."""
-    value = raw.strip().rstrip("/")
-    if value and not (value.startswith(("https://", "http://")) and len(value.split("/")) == 3):
-        raise ValueError("expected a base URL like https://status.example.net (no path)")
-    return value
-
-
-def _url_or_empty(raw: str) -> str:
-    value = raw.strip()
-    if value and not value.startswith(("https://", "http://", "mailto:")):
-        raise ValueError("expected an https://, http:// or mailto: URL, or empty")
-    return value
-
-
-def _redis_url(raw: str) -> str:
-    return connection.check(raw.strip())
-
-
-def _optional_redis_url(raw: str) -> str:
-    return _redis_url(raw) if raw.strip() else ""
-
-
-def _wait_replicas(raw: str) -> int | None:
-    """``auto`` (None: 1 with a Sentinel URL, 0 otherwise) or a number of replicas >= 0."""
-    if raw.strip().lower() == "auto":
-        return None
-    value = int(raw)
-    if value < 0:
-        raise ValueError("expected auto or a number >= 0")
-    return value
-
-
-def _redacted(raw: str) -> str:
-    return repr(connection.redact(raw))
-
-
 def _setting(default: str, parse: Callable[[str], Any] = str, show: Callable[[str], str] = repr) -> Any:
     """Declare a setting: its default (as the environment would spell it), its parser, and how a
     refused value is shown in the error (URLs with passwords are redacted)."""
@@ -238,189 +40,189 @@ class Settings:
     """All settings of all services; each service reads what it needs."""
 
     # Redis
-    redis_url: str = _setting("redis://127.0.0.1:6379/0", _redis_url, _redacted)
+    redis_url: str = _setting("redis://127.0.0.1:6379/0", values.redis_url, values.redacted)
     # The backend's own Redis (a replica on the DNS host); "" = redis_url
-    backend_redis_url: str = _setting("", _optional_redis_url, _redacted)
+    backend_redis_url: str = _setting("", values.optional_redis_url, values.redacted)
     # Beat writes that recorded a transition wait (bounded) until this many replicas have them
-    redis_wait_replicas: int | None = _setting("auto", _wait_replicas)
-    redis_wait_timeout: float = _setting("0.1", _positive_float)
-    log_level: str = _setting("INFO", _choice("debug", "info", "warning", "error"))
+    redis_wait_replicas: int | None = _setting("auto", values.wait_replicas)
+    redis_wait_timeout: float = _setting("0.1", values.positive_float)
+    log_level: str = _setting("INFO", values.choice("debug", "info", "warning", "error"))
 
     # PowerDNS remote backend (private: only PowerDNS may reach it)
     backend_host: str = _setting("127.0.0.1")
-    backend_port: int = _setting("8053", _port)
-    backend_threads: int = _setting("4", _positive_int)
+    backend_port: int = _setting("8053", values.port)
+    backend_threads: int = _setting("4", values.positive_int)
     backend_socket: str = _setting("")
     # Answers the backend keeps in-process, kept true by Redis client tracking; 0 = no cache
-    backend_cache_entries: int = _setting("100000", _count)
-    backend_metrics_addr: str = _setting("127.0.0.1:9109", _metrics_addr)
+    backend_cache_entries: int = _setting("100000", values.count)
+    backend_metrics_addr: str = _setting("127.0.0.1:9109", values.metrics_addr)
     # PowerDNS HTTP API for cache purges (comma list: several pdns instances allowed)
-    pdns_api_urls: tuple[str, ...] = _setting("", _list)
+    pdns_api_urls: tuple[str, ...] = _setting("", values.word_list)
     pdns_api_key: str = _setting("")
-    pdns_api_timeout: float = _setting("1.0", _positive_float)
+    pdns_api_timeout: float = _setting("1.0", values.positive_float)
 
     # Heartbeat listener (public UDP)
     heartbeat_host: str = _setting("127.0.0.1")
     heartbeat_host6: str = _setting("::1")
-    heartbeat_port: int = _setting("8999", _port)
-    heartbeat_max_skew: float = _setting("300", _positive_float)
-    heartbeat_batch: int = _setting("256", _positive_int)
-    heartbeat_pipeline: int = _setting("2", _positive_int)
-    heartbeat_source_rate: float = _setting("200", _positive_float)  # authenticated beats per source
-    heartbeat_source_burst: int = _setting("1000", _positive_int)
-    heartbeat_account_rate: float = _setting("2", _positive_float)  # authenticated beats per account
-    heartbeat_account_burst: int = _setting("20", _positive_int)
-    heartbeat_lookup_rate: float = _setting("20000", _positive_float)  # pre-auth budget: lookups/s
-    heartbeat_lookup_burst: int = _setting("100000", _positive_int)
-    heartbeat_unknown_ttl: float = _setting("2", _positive_float)
+    heartbeat_port: int = _setting("8999", values.port)
+    heartbeat_max_skew: float = _setting("300", values.positive_float)
+    heartbeat_batch: int = _setting("256", values.positive_int)
+    heartbeat_pipeline: int = _setting("2", values.positive_int)
+    heartbeat_source_rate: float = _setting("200", values.positive_float)  # authenticated beats per source
+    heartbeat_source_burst: int = _setting("1000", values.positive_int)
+    heartbeat_account_rate: float = _setting("2", values.positive_float)  # authenticated beats per account
+    heartbeat_account_burst: int = _setting("20", values.positive_int)
+    heartbeat_lookup_rate: float = _setting("20000", values.positive_float)  # pre-auth budget: lookups/s
+    heartbeat_lookup_burst: int = _setting("100000", values.positive_int)
+    heartbeat_unknown_ttl: float = _setting("2", values.positive_float)
     metrics_host: str = _setting("127.0.0.1")
-    metrics_port: int = _setting("9108", _port)
+    metrics_port: int = _setting("9108", values.port)
 
     # dyndns2 update API (public HTTP)
     update_host: str = _setting("127.0.0.1")
-    update_port: int = _setting("8080", _port)
-    update_trusted_proxies: tuple[str, ...] = _setting("", _networks)
-    update_threads: int = _setting("8", _positive_int)
-    update_account_rate: float = _setting("6", _positive_float)
-    update_account_burst: int = _setting("20", _positive_int)
-    update_authfail_rate: float = _setting("1", _positive_float)  # per (source, account)
-    update_authfail_burst: int = _setting("10", _positive_int)
-    update_authfail_source_rate: float = _setting("10", _positive_float)  # per source, any accounts
-    update_authfail_source_burst: int = _setting("100", _positive_int)
-    update_authfail_account_rate: float = _setting("3", _positive_float)  # per account, any sources
-    update_authfail_account_burst: int = _setting("30", _positive_int)
-    update_known_source_ttl: int = _setting("2592000", _positive_int)
-    update_blocked_agents: tuple[str, ...] = _setting("", _list)
-    update_public_url: str = _setting("", _base_url)
-    update_metrics_addr: str = _setting("127.0.0.1:9110", _metrics_addr)
+    update_port: int = _setting("8080", values.port)
+    update_trusted_proxies: tuple[str, ...] = _setting("", values.networks)
+    update_threads: int = _setting("8", values.positive_int)
+    update_account_rate: float = _setting("6", values.positive_float)
+    update_account_burst: int = _setting("20", values.positive_int)
+    update_authfail_rate: float = _setting("1", values.positive_float)  # per (source, account)
+    update_authfail_burst: int = _setting("10", values.positive_int)
+    update_authfail_source_rate: float = _setting("10", values.positive_float)  # per source, any accounts
+    update_authfail_source_burst: int = _setting("100", values.positive_int)
+    update_authfail_account_rate: float = _setting("3", values.positive_float)  # per account, any sources
+    update_authfail_account_burst: int = _setting("30", values.positive_int)
+    update_known_source_ttl: int = _setting("2592000", values.positive_int)
+    update_blocked_agents: tuple[str, ...] = _setting("", values.word_list)
+    update_public_url: str = _setting("", values.base_url)
+    update_metrics_addr: str = _setting("127.0.0.1:9110", values.metrics_addr)
 
     # ACME DNS-01 (served by the update API under /acme-dns and /httpreq)
-    acme_value_ttl: int = _setting("3600", _positive_int)
-    acme_update_rate: float = _setting("6", _positive_float)  # per credential
-    acme_update_burst: int = _setting("10", _positive_int)
-    acme_authfail_rate: float = _setting("10", _positive_float)  # per source
-    acme_authfail_burst: int = _setting("20", _positive_int)
+    acme_value_ttl: int = _setting("3600", values.positive_int)
+    acme_update_rate: float = _setting("6", values.positive_float)  # per credential
+    acme_update_burst: int = _setting("10", values.positive_int)
+    acme_authfail_rate: float = _setting("10", values.positive_float)  # per source
+    acme_authfail_burst: int = _setting("20", values.positive_int)
 
     # Admin API (hbdns-admin-api; private: its own loopback port by default)
     admin_api_host: str = _setting("127.0.0.1")
-    admin_api_port: int = _setting("8070", _port)
-    admin_api_threads: int = _setting("4", _positive_int)
-    admin_api_rate: float = _setting("300", _positive_float)  # requests per minute, per token
-    admin_api_burst: int = _setting("100", _positive_int)
-    admin_api_authfail_rate: float = _setting("10", _positive_float)  # bad tokens per minute, per source
-    admin_api_authfail_burst: int = _setting("20", _positive_int)
-    admin_api_metrics_addr: str = _setting("127.0.0.1:9113", _metrics_addr)
+    admin_api_port: int = _setting("8070", values.port)
+    admin_api_threads: int = _setting("4", values.positive_int)
+    admin_api_rate: float = _setting("300", values.positive_float)  # requests per minute, per token
+    admin_api_burst: int = _setting("100", values.positive_int)
+    admin_api_authfail_rate: float = _setting("10", values.positive_float)  # bad tokens per minute, per source
+    admin_api_authfail_burst: int = _setting("20", values.positive_int)
+    admin_api_metrics_addr: str = _setting("127.0.0.1:9113", values.metrics_addr)
 
     # Customer status page (hbdns-status-page; public behind the provider's TLS proxy)
     status_host: str = _setting("127.0.0.1")
-    status_port: int = _setting("8081", _port)
-    status_threads: int = _setting("8", _positive_int)
-    status_trusted_proxies: tuple[str, ...] = _setting("", _networks)
-    status_public_url: str = _setting("", _base_url)
-    status_cookie_secure: bool = _setting("true", _bool)
-    status_session_ttl: int = _setting("28800", _positive_int)
-    status_poll_interval: float = _setting("3", _positive_float)
-    status_metrics_addr: str = _setting("127.0.0.1:9114", _metrics_addr)
+    status_port: int = _setting("8081", values.port)
+    status_threads: int = _setting("8", values.positive_int)
+    status_trusted_proxies: tuple[str, ...] = _setting("", values.networks)
+    status_public_url: str = _setting("", values.base_url)
+    status_cookie_secure: bool = _setting("true", values.boolean)
+    status_session_ttl: int = _setting("28800", values.positive_int)
+    status_poll_interval: float = _setting("3", values.positive_float)
+    status_metrics_addr: str = _setting("127.0.0.1:9114", values.metrics_addr)
 
     # Liveness sweeper (hbdns-sweeper)
-    sweeper_roles: tuple[str, ...] = _setting("sweep,hints", _subset("sweep", "hints"))
-    sweep_interval: float = _setting("0.5", _positive_float)
-    sweep_batch: int = _setting("1000", _positive_int)
+    sweeper_roles: tuple[str, ...] = _setting("sweep,hints", values.subset("sweep", "hints"))
+    sweep_interval: float = _setting("0.5", values.positive_float)
+    sweep_batch: int = _setting("1000", values.positive_int)
     # the events stream: entries every consumer group acknowledged are trimmed beyond events_maxlen;
     # past events_hard_cap the oldest go anyway, counted and alarmed (hbdns/event_trim.py)
-    events_maxlen: int = _setting("100000", _positive_int)
-    events_hard_cap: int = _setting("5000000", _positive_int)
-    events_trim_interval: float = _setting("1", _positive_float)
-    account_log_size: int = _setting("200", _positive_int)
-    sweeper_metrics_addr: str = _setting("127.0.0.1:9111", _metrics_addr)
+    events_maxlen: int = _setting("100000", values.positive_int)
+    events_hard_cap: int = _setting("5000000", values.positive_int)
+    events_trim_interval: float = _setting("1", values.positive_float)
+    account_log_size: int = _setting("200", values.positive_int)
+    sweeper_metrics_addr: str = _setting("127.0.0.1:9111", values.metrics_addr)
 
     # Mass outages (hbdns/mass.py): a share of a scope's live heartbeat accounts silent within one
     # window holds the customers' outage messages for mass_hold seconds and alarms the operator
-    mass_scopes: tuple[str, ...] = _setting("zone,system", _subset_or_none("zone", "system"))
-    mass_share: float = _setting("0.25", _share)
-    mass_min_accounts: int = _setting("100", _positive_int)
-    mass_window: float = _setting("60", _positive_float)
-    mass_hold: float = _setting("900", _positive_float)
-    mass_settle: float = _setting("10", _non_negative_float)  # outage messages wait this long first
-    operator_emails: tuple[str, ...] = _setting("", _list)
-    operator_webhook: str = _setting("", _http_url_or_empty)
+    mass_scopes: tuple[str, ...] = _setting("zone,system", values.subset_or_none("zone", "system"))
+    mass_share: float = _setting("0.25", values.share)
+    mass_min_accounts: int = _setting("100", values.positive_int)
+    mass_window: float = _setting("60", values.positive_float)
+    mass_hold: float = _setting("900", values.positive_float)
+    mass_settle: float = _setting("10", values.non_negative_float)  # outage messages wait this long first
+    operator_emails: tuple[str, ...] = _setting("", values.word_list)
+    operator_webhook: str = _setting("", values.http_url_or_empty)
 
     # Plans: JSON object merged over the built-in table, e.g. {"setip-c": {"interval": 60}}
-    plans: str = _setting("", _json_object)
+    plans: str = _setting("", values.json_object)
 
     # Defaults for new zones
-    default_neutral_ipv4: str = _setting("192.0.2.1", _ipv4)
-    default_neutral_ipv6: str = _setting("2001:db8::1", _ipv6)
-    default_ns: tuple[str, ...] = _setting("ns1.example.net", _list)
+    default_neutral_ipv4: str = _setting("192.0.2.1", values.ipv4)
+    default_neutral_ipv6: str = _setting("2001:db8::1", values.ipv6)
+    default_ns: tuple[str, ...] = _setting("ns1.example.net", values.word_list)
     default_hostmaster: str = _setting("hostmaster.example.net")
     default_backup_mx: str = _setting("")
-    default_backup_mx_pref: int = _setting("50", _positive_int)
-    default_negative_ttl: int = _setting("15", _negative_ttl)
+    default_backup_mx_pref: int = _setting("50", values.positive_int)
+    default_negative_ttl: int = _setting("15", values.negative_ttl)
 
     # Notifier
     notify_consumer: str = _setting("")
-    notify_backoff: float = _setting("1.0", _positive_float)
-    notify_backoff_max: float = _setting("300", _positive_float)
-    notify_probe_max: float = _setting("60", _positive_float)
-    notify_retry_horizon: float = _setting("432000", _positive_float)
-    notify_liveness: float = _setting("5", _positive_float)
-    notify_claim_idle: float = _setting("60", _positive_float)
-    notify_workers: int = _setting("8", _positive_int)
-    notify_sent_ttl: int = _setting("604800", _positive_int)
-    notify_email_rate: float = _setting("50", _non_negative_float)  # messages/s for all notifiers, 0: no limit
-    notify_sms_rate: float = _setting("10", _non_negative_float)
-    notifier_metrics_addr: str = _setting("127.0.0.1:9112", _metrics_addr)
+    notify_backoff: float = _setting("1.0", values.positive_float)
+    notify_backoff_max: float = _setting("300", values.positive_float)
+    notify_probe_max: float = _setting("60", values.positive_float)
+    notify_retry_horizon: float = _setting("432000", values.positive_float)
+    notify_liveness: float = _setting("5", values.positive_float)
+    notify_claim_idle: float = _setting("60", values.positive_float)
+    notify_workers: int = _setting("8", values.positive_int)
+    notify_sent_ttl: int = _setting("604800", values.positive_int)
+    notify_email_rate: float = _setting("50", values.non_negative_float)  # messages/s for all notifiers, 0: no limit
+    notify_sms_rate: float = _setting("10", values.non_negative_float)
+    notifier_metrics_addr: str = _setting("127.0.0.1:9112", values.metrics_addr)
     smtp_host: str = _setting("")
-    smtp_port: int = _setting("25", _port)
-    smtp_security: str = _setting("none", _choice("none", "starttls", "tls"))
+    smtp_port: int = _setting("25", values.port)
+    smtp_security: str = _setting("none", values.choice("none", "starttls", "tls"))
     smtp_user: str = _setting("")
     smtp_password: str = _setting("")
     smtp_from: str = _setting("hbdns@localhost")
-    smtp_timeout: float = _setting("10", _positive_float)
+    smtp_timeout: float = _setting("10", values.positive_float)
     smtp_ca_file: str = _setting("")
     sms_url: str = _setting("")
-    sms_method: str = _setting("POST", _choice("get", "post", "put"))
-    sms_format: str = _setting("json", _choice("json", "form"))
+    sms_method: str = _setting("POST", values.choice("get", "post", "put"))
+    sms_format: str = _setting("json", values.choice("json", "form"))
     sms_body: str = _setting('{"to": "{to}", "text": "{text}"}')
-    sms_auth: str = _setting("none", _choice("none", "basic", "bearer"))
+    sms_auth: str = _setting("none", values.choice("none", "basic", "bearer"))
     sms_user: str = _setting("")
     sms_password: str = _setting("")
     sms_token: str = _setting("")
     webhook_secret: str = _setting("")
-    http_timeout: float = _setting("5", _positive_float)
+    http_timeout: float = _setting("5", values.positive_float)
     # What the messages say and how (hbdns.notices): the operator's templates, name and language
     templates_dir: str = _setting("")
-    notify_lang: str = _setting("en", _choice("de", "en"))
+    notify_lang: str = _setting("en", values.choice("de", "en"))
     operator_name: str = _setting("hbdns")
-    operator_support_url: str = _setting("", _url_or_empty)
+    operator_support_url: str = _setting("", values.url_or_empty)
     operator_signature: str = _setting("")
-    email_html: bool = _setting("false", _bool)
-    sms_max_segments: int = _setting("1", _positive_int)
+    email_html: bool = _setting("false", values.boolean)
+    sms_max_segments: int = _setting("1", values.positive_int)
 
     # Backup MX flush on recovery (hbdns.mta_flush): ETRN targets, or postqueue for a local Postfix
-    backup_mx_flush: tuple[str, ...] = _setting("", _flush_targets)
-    backup_mx_flush_timeout: float = _setting("10", _positive_float)
-    backup_mx_flush_attempts: int = _setting("5", _positive_int)
-    backup_mx_flush_backoff: float = _setting("1", _positive_float)
-    backup_mx_flush_backoff_max: float = _setting("30", _positive_float)
-    backup_mx_flush_helo: str = _setting("", _hostname)
-    backup_mx_flush_source: str = _setting("", _address_or_empty)
-    backup_mx_flush_again: float = _setting("2", _positive_float)  # second flush: record TTL + this
+    backup_mx_flush: tuple[str, ...] = _setting("", values.flush_targets)
+    backup_mx_flush_timeout: float = _setting("10", values.positive_float)
+    backup_mx_flush_attempts: int = _setting("5", values.positive_int)
+    backup_mx_flush_backoff: float = _setting("1", values.positive_float)
+    backup_mx_flush_backoff_max: float = _setting("30", values.positive_float)
+    backup_mx_flush_helo: str = _setting("", values.hostname)
+    backup_mx_flush_source: str = _setting("", values.address_or_empty)
+    backup_mx_flush_again: float = _setting("2", values.positive_float)  # second flush: record TTL + this
 
     # Backup MX lookup tables for Postfix (backup_mx): socketmap on TCP, or a unix socket when set
     backup_mx_map_host: str = _setting("127.0.0.1")
-    backup_mx_map_port: int = _setting("8026", _port)
+    backup_mx_map_port: int = _setting("8026", values.port)
     backup_mx_map_socket: str = _setting("")
-    backup_mx_map_max_connections: int = _setting("256", _positive_int)
+    backup_mx_map_max_connections: int = _setting("256", values.positive_int)
 
     # Neutral host (neutral_host): what the neutral addresses answer on ports 25 and 80
-    neutral_host_addresses: tuple[str, ...] = _setting("127.0.0.1,::1", _addresses)
-    neutral_host_smtp_port: int = _setting("25", _port)
-    neutral_host_http_port: int = _setting("80", _port)
-    neutral_host_name: str = _setting("", _hostname)
-    neutral_host_max_connections: int = _setting("512", _positive_int)
-    neutral_host_per_source: int = _setting("16", _positive_int)
-    neutral_host_timeout: float = _setting("10", _positive_float)
+    neutral_host_addresses: tuple[str, ...] = _setting("127.0.0.1,::1", values.addresses)
+    neutral_host_smtp_port: int = _setting("25", values.port)
+    neutral_host_http_port: int = _setting("80", values.port)
+    neutral_host_name: str = _setting("", values.hostname)
+    neutral_host_max_connections: int = _setting("512", values.positive_int)
+    neutral_host_per_source: int = _setting("16", values.positive_int)
+    neutral_host_timeout: float = _setting("10", values.positive_float)
 
     def wait_replicas(self) -> int:
         """Replicas a beat write that recorded a transition waits for (``auto``: 1 with Sentinel)."""
