@@ -25,9 +25,14 @@ URL, so connection policy (timeouts, health checks, failover) has one owner. The
   ``min_other_sentinels``     ignore a sentinel that sees fewer peers than this (default 0)
   ==========================  ============================================================
 
-A third form (Redis Cluster) is meant to be one more entry of :data:`_PARSERS` and one more
-branch in :func:`connect`. :func:`check` validates a URL without connecting (config loading
-uses it); :func:`redact` is the URL as it may be logged.
+- ``redis+cluster://[user:pass@]host:port[,host:port...][/0][?options]`` (``rediss+cluster://``:
+  TLS): Redis Cluster, through redis-py's ``RedisCluster`` (slot map from the nodes listed, then
+  MOVED/ASK redirections and failovers followed by asking the cluster again). Only db 0 exists
+  there. Options: the ``ssl*`` ones above. The raw RESP hot paths route by slot themselves
+  (:mod:`hbdns.cluster_route`) with the same node settings (:func:`cluster_node_kwargs`).
+
+:func:`check` validates a URL without connecting (config loading uses it); :func:`redact` is the
+URL as it may be logged.
 """
 
 from __future__ import annotations
@@ -38,7 +43,9 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
 import redis
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
@@ -60,6 +67,8 @@ OPTIONS = (
     "min_other_sentinels",
 )
 _SSL_FILES = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+CLUSTER_OPTIONS = ("ssl", *_SSL_FILES, "ssl_cert_reqs", "ssl_check_hostname")
+CLUSTER_PORT = 6379
 
 
 class RedisUrlError(ValueError):
@@ -84,6 +93,17 @@ class SentinelUrl:
     min_other_sentinels: int = 0
 
 
+@dataclass(frozen=True)
+class ClusterUrl:
+    """A parsed ``redis+cluster://`` URL: the nodes to learn the slot map from, and how to log in."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = None
+    ssl: bool = False
+    ssl_options: tuple[tuple[str, Any], ...] = ()  # redis-py ssl_* keyword arguments
+
+
 def _flag(name: str, raw: str) -> bool:
     low = raw.strip().lower()
     if low in _YES:
@@ -93,36 +113,36 @@ def _flag(name: str, raw: str) -> bool:
     raise RedisUrlError(f"option {name}: expected yes or no")
 
 
-def _hosts(text: str) -> tuple[tuple[str, int], ...]:
+def _hosts(text: str, what: str = "sentinel", default_port: int = SENTINEL_PORT) -> tuple[tuple[str, int], ...]:
     out = []
     for item in text.split(","):
         item = item.strip()
         if not item:
-            raise RedisUrlError("empty sentinel address in the host list")
+            raise RedisUrlError(f"empty {what} address in the host list")
         if item.startswith("["):  # [v6]:port
             host, sep, rest = item[1:].partition("]")
             if not sep or (rest and not rest.startswith(":")):
-                raise RedisUrlError("bad IPv6 sentinel address (use [addr]:port)")
+                raise RedisUrlError(f"bad IPv6 {what} address (use [addr]:port)")
             port_text = rest[1:]
         else:
             host, _, port_text = item.partition(":")
         if not host:
-            raise RedisUrlError("sentinel address without a host")
+            raise RedisUrlError(f"{what} address without a host")
         try:
-            port = int(port_text) if port_text else SENTINEL_PORT
+            port = int(port_text) if port_text else default_port
         except ValueError:
-            raise RedisUrlError("sentinel port is not a number") from None
+            raise RedisUrlError(f"{what} port is not a number") from None
         if not 0 < port < 65536:
-            raise RedisUrlError("sentinel port must be 1..65535")
+            raise RedisUrlError(f"{what} port must be 1..65535")
         out.append((host, port))
     return tuple(out)
 
 
-def parse_sentinel(url: str) -> SentinelUrl:
-    """The parts of a ``redis+sentinel://`` (or ``rediss+sentinel://``) URL; RedisUrlError if bad."""
+def _split(url: str, schemes: tuple[str, str]) -> tuple[str, str | None, str | None, str, str, dict[str, str]]:
+    """(scheme, username, password, host list, path, options) of a multi-host URL."""
     scheme, sep, rest = url.partition("://")
-    if not sep or scheme not in ("redis+sentinel", "rediss+sentinel"):
-        raise RedisUrlError("not a redis+sentinel:// URL")
+    if not sep or scheme not in schemes:
+        raise RedisUrlError(f"not a {schemes[0]}:// URL")
     netloc, _, path_query = rest.partition("/")
     path, _, query = path_query.partition("?")
     userinfo, at, hostlist = netloc.rpartition("@")
@@ -131,26 +151,22 @@ def parse_sentinel(url: str) -> SentinelUrl:
         user, colon, pw = userinfo.partition(":")
         username = unquote(user) or None
         password = unquote(pw) if colon else None
-    parts = [unquote(p) for p in path.split("/")] if path else []
-    if not parts or not parts[0]:
-        raise RedisUrlError("the master name is missing (redis+sentinel://host:port/<master-name>/<db>)")
-    if len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit()):
-        raise RedisUrlError("the path must be /<master-name>/<db> with db a number")
+    known = OPTIONS if scheme.endswith("sentinel") else CLUSTER_OPTIONS
     try:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
     except ValueError:
         raise RedisUrlError("malformed query string") from None
     opts: dict[str, str] = {}
     for name, value in pairs:
-        if name not in OPTIONS:
-            raise RedisUrlError(f"unknown option {name!r} (known: {', '.join(OPTIONS)})")
+        if name not in known:
+            raise RedisUrlError(f"unknown option {name!r} (known: {', '.join(known)})")
         if name in opts:
             raise RedisUrlError(f"option {name} given twice")
         opts[name] = value
-    ssl = _flag("ssl", opts["ssl"]) if "ssl" in opts else scheme == "rediss+sentinel"
-    role = opts.get("role", "primary").strip().lower()
-    if role not in ("primary", "replica"):
-        raise RedisUrlError("option role: expected primary or replica")
+    return scheme, username, password, hostlist, path, opts
+
+
+def _ssl_options(opts: dict[str, str]) -> tuple[tuple[str, Any], ...]:
     ssl_options: list[tuple[str, Any]] = [(k, opts[k]) for k in _SSL_FILES if opts.get(k)]
     if "ssl_cert_reqs" in opts:
         reqs = opts["ssl_cert_reqs"].strip().lower()
@@ -159,6 +175,22 @@ def parse_sentinel(url: str) -> SentinelUrl:
         ssl_options.append(("ssl_cert_reqs", reqs))
     if "ssl_check_hostname" in opts:
         ssl_options.append(("ssl_check_hostname", _flag("ssl_check_hostname", opts["ssl_check_hostname"])))
+    return tuple(ssl_options)
+
+
+def parse_sentinel(url: str) -> SentinelUrl:
+    """The parts of a ``redis+sentinel://`` (or ``rediss+sentinel://``) URL; RedisUrlError if bad."""
+    scheme, username, password, hostlist, path, opts = _split(url, ("redis+sentinel", "rediss+sentinel"))
+    parts = [unquote(p) for p in path.split("/")] if path else []
+    if not parts or not parts[0]:
+        raise RedisUrlError("the master name is missing (redis+sentinel://host:port/<master-name>/<db>)")
+    if len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit()):
+        raise RedisUrlError("the path must be /<master-name>/<db> with db a number")
+    ssl = _flag("ssl", opts["ssl"]) if "ssl" in opts else scheme == "rediss+sentinel"
+    role = opts.get("role", "primary").strip().lower()
+    if role not in ("primary", "replica"):
+        raise RedisUrlError("option role: expected primary or replica")
+    ssl_options = _ssl_options(opts)
     try:
         min_others = int(opts.get("min_other_sentinels", "0"))
     except ValueError:
@@ -176,8 +208,22 @@ def parse_sentinel(url: str) -> SentinelUrl:
         sentinel_password=opts.get("sentinel_password") or None,
         ssl=ssl,
         sentinel_ssl=_flag("sentinel_ssl", opts["sentinel_ssl"]) if "sentinel_ssl" in opts else ssl,
-        ssl_options=tuple(ssl_options),
+        ssl_options=ssl_options,
         min_other_sentinels=min_others,
+    )
+
+
+def parse_cluster(url: str) -> ClusterUrl:
+    """The parts of a ``redis+cluster://`` (or ``rediss+cluster://``) URL; RedisUrlError if bad."""
+    scheme, username, password, hostlist, path, opts = _split(url, ("redis+cluster", "rediss+cluster"))
+    if path not in ("", "0"):
+        raise RedisUrlError("Redis Cluster has only db 0 (the path may be empty or /0)")
+    return ClusterUrl(
+        nodes=_hosts(hostlist, "cluster node", CLUSTER_PORT),
+        username=username,
+        password=password,
+        ssl=_flag("ssl", opts["ssl"]) if "ssl" in opts else scheme == "rediss+cluster",
+        ssl_options=_ssl_options(opts),
     )
 
 
@@ -194,6 +240,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "unix": _parse_standalone,
     "redis+sentinel": parse_sentinel,
     "rediss+sentinel": parse_sentinel,
+    "redis+cluster": parse_cluster,
+    "rediss+cluster": parse_cluster,
 }
 
 
@@ -212,6 +260,10 @@ def check(url: str) -> str:
 
 def is_sentinel(url: str) -> bool:
     return scheme(url) in ("redis+sentinel", "rediss+sentinel")
+
+
+def is_cluster_url(url: str) -> bool:
+    return scheme(url) in ("redis+cluster", "rediss+cluster")
 
 
 def redact(url: str) -> str:
@@ -251,7 +303,40 @@ def connect(url: str, **kwargs: Any) -> redis.Redis:
     check(url)
     if is_sentinel(url):
         return _sentinel_client(parse_sentinel(url), opts)
+    if is_cluster_url(url):
+        return _cluster_client(parse_cluster(url), opts)  # type: ignore[return-value]
     return redis.Redis.from_url(url, **opts)
+
+
+def is_cluster(client: object) -> bool:
+    """Whether ``client`` talks to a Redis Cluster: callers then keep each call's keys in one slot."""
+    return isinstance(client, RedisCluster)
+
+
+def cluster_node_kwargs(target: ClusterUrl, opts: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of a ``redis.Redis`` to one node of the cluster (login, TLS, timeouts)."""
+    node = {k: v for k, v in opts.items() if k != "health_check_interval"}
+    node.update(username=target.username, password=target.password)
+    if target.ssl:
+        node.update(ssl=True, **dict(target.ssl_options))
+    return node
+
+
+# A command whose node is gone is retried this often (with the slot map asked again each time)
+# before the error reaches the caller, whose own loop retries later: about 1.5 s in all, well under
+# a service's step, never the 15 s+ a cluster failover takes (the caller sees the outage).
+CLUSTER_RETRY = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 5)
+
+
+def _cluster_client(target: ClusterUrl, opts: dict[str, Any]) -> RedisCluster:
+    """A RedisCluster: it contacts the listed nodes now, for the slot map (redis-py has no lazy mode),
+    and raises ``redis.ConnectionError`` (no password in it) when none answers."""
+    nodes = [ClusterNode(host, port) for host, port in target.nodes]
+    try:
+        return RedisCluster(startup_nodes=nodes, retry=CLUSTER_RETRY, **cluster_node_kwargs(target, opts))
+    except (redis.RedisError, RedisClusterException, OSError) as exc:
+        where = ",".join(f"{h}:{p}" for h, p in target.nodes)
+        raise redis.ConnectionError(f"no Redis Cluster node answered ({where}): {exc}") from None
 
 
 def _sentinel_client(target: SentinelUrl, opts: dict[str, Any]) -> redis.Redis:
