@@ -143,11 +143,9 @@ def _split(url: str, schemes: tuple[str, str]) -> tuple[str, str | None, str | N
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in schemes:
         raise RedisUrlError(f"not a {schemes[0]}:// URL")
-    netloc, _, path_query = rest.partition("/")
-    path, _, query = path_query.partition("?")
-    userinfo, at, hostlist = netloc.rpartition("@")
+    userinfo, hostlist, _slash, path, _qmark, query = _parts(rest)
     username = password = None
-    if at:
+    if userinfo is not None:
         user, colon, pw = userinfo.partition(":")
         username = unquote(user) or None
         password = unquote(pw) if colon else None
@@ -271,16 +269,32 @@ def redact(url: str) -> str:
     head, sep, rest = url.partition("://")
     if not sep:
         return url
-    netloc, slash, tail = rest.partition("/")
-    userinfo, at, hosts = netloc.rpartition("@")
-    if at:
+    userinfo, hosts, slash, path, qmark, query = _parts(rest, redacting=True)
+    netloc = hosts
+    if userinfo is not None:
         user, colon, _pw = userinfo.partition(":")
         netloc = f"{user}:***@{hosts}" if colon else f"{user}@{hosts}"
-    path, qmark, query = tail.partition("?")
     if qmark:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = "&".join(f"{k}={'***' if 'password' in k else quote(v, safe='/:,')}" for k, v in pairs)
     return f"{head}://{netloc}{slash}{path}{qmark}{query}"
+
+
+def _parts(rest: str, redacting: bool = False) -> tuple[str | None, str, str, str, str, str]:
+    """(userinfo or None, hosts, "/", path, "?", query) of what follows ``scheme://``. The userinfo
+    ends at the last "@" before the first "/" (when redacting: the last "@" of all, so that a
+    password with an unescaped "/" or "?" is hidden too); the hosts at the next "/" or "?" (the
+    query may follow the hosts directly, and hold "/" in file names)."""
+    first_slash = len(rest) if redacting or "/" not in rest else rest.find("/")
+    at = rest.rfind("@", 0, first_slash)
+    userinfo = rest[:at] if at >= 0 else None
+    after = rest[at + 1 :]
+    cut = min((i for i in (after.find("/"), after.find("?")) if i >= 0), default=len(after))
+    hosts, tail = after[:cut], after[cut:]
+    if tail.startswith("/"):
+        path, qmark, query = tail[1:].partition("?")
+        return userinfo, hosts, "/", path, qmark, query
+    return userinfo, hosts, "", "", "?" if tail else "", tail[1:]
 
 
 # --- clients ---------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from hbdns import keys
 from hbdns.cluster_route import ClusterRouter, ClusterUnavailable, slot
 from hbdns.connection import connect, is_cluster
 from hbdns.resp import BatchConnection, ConnectionLost, encode_command
-from tests.support.cluster import Cluster, fresh_cluster, started_cluster
+from tests.support.cluster import Cluster, Node, fresh_cluster, started_cluster
 from tests.support.servers import free_port, wait_for
 
 cluster = pytest.fixture(scope="module")(started_cluster)
@@ -98,7 +98,7 @@ def test_on_connect_hooks_run_on_every_primary(fresh: Cluster) -> None:
     router.close()
 
 
-def _other_primary(c: Cluster, key: str) -> tuple[int, object, object]:
+def _other_primary(c: Cluster, key: str) -> tuple[int, Node, Node]:
     s = c.keyslot(key)
     source = c.owner(s)
     target = next(p for p in c.primaries() if p is not source)
@@ -109,16 +109,16 @@ def test_the_router_follows_a_moved_slot(fresh: Cluster) -> None:
     key = tagged(3, "moving")
     router = ClusterRouter.from_url(fresh.url)
     assert router.execute([(key, encode_command("SET", key, "before"))]) == ["OK"]
-    s, source, target = _other_primary(fresh, key)
-    fresh.move_slot(s, target)  # type: ignore[arg-type]
+    s, _source, target = _other_primary(fresh, key)
+    fresh.move_slot(s, target)
     before = router.refreshes
     assert router.execute([(key, encode_command("GET", key)), (key, encode_command("SET", key, "after"))]) == [
         "before",
         "OK",
     ]
-    assert router.owner(key) == ("127.0.0.1", target.port)  # type: ignore[attr-defined]
+    assert router.owner(key) == ("127.0.0.1", target.port)
     assert router.refreshes == before + 1  # one MOVED round asked the map once
-    assert target.cmd("GET", key) == "after"  # type: ignore[attr-defined]
+    assert target.cmd("GET", key) == "after"
     router.close()
 
 
@@ -127,15 +127,15 @@ def test_the_router_follows_ask_during_a_migration(fresh: Cluster) -> None:
     router = ClusterRouter.from_url(fresh.url)
     router.execute([(old, encode_command("SET", old, "here"))])
     s, source, target = _other_primary(fresh, old)
-    fresh.begin_migration(s, source, target)  # type: ignore[arg-type]
+    fresh.begin_migration(s, source, target)
     # a key still on the source is served there; a new one is ASKed to the target
     replies = router.execute([(old, encode_command("GET", old)), (new, encode_command("SET", new, "there"))])
     assert replies == ["here", "OK"]
-    asked = BatchConnection(redis.Redis(port=target.port, decode_responses=True))  # type: ignore[attr-defined]
+    asked = BatchConnection(redis.Redis(port=target.port, decode_responses=True))
     assert asked.roundtrip(encode_command("ASKING") + encode_command("GET", new), 2) == ["OK", "there"]
     asked.close()
-    assert router.owner(old) == ("127.0.0.1", source.port)  # type: ignore[attr-defined]  # ASK keeps the map
-    fresh.move_slot(s, target)  # type: ignore[arg-type]
+    assert router.owner(old) == ("127.0.0.1", source.port)  # ASK keeps the map
+    fresh.move_slot(s, target)
     router.close()
 
 
@@ -144,14 +144,14 @@ def test_tryagain_is_retried_until_the_migration_ends(fresh: Cluster) -> None:
     seed = ClusterRouter.from_url(fresh.url)
     seed.execute([(a, encode_command("SET", a, "1")), (b, encode_command("SET", b, "2"))])
     s, source, target = _other_primary(fresh, a)
-    fresh.begin_migration(s, source, target)  # type: ignore[arg-type]
-    source.cmd("MIGRATE", "127.0.0.1", str(target.port), "", "0", "5000", "KEYS", a)  # type: ignore[attr-defined]
+    fresh.begin_migration(s, source, target)
+    source.cmd("MIGRATE", "127.0.0.1", str(target.port), "", "0", "5000", "KEYS", a)
     pauses: list[float] = []
 
     def finish_migration(seconds: float) -> None:  # the router's pause: the operator finishes meanwhile
         pauses.append(seconds)
         if len(pauses) == 1:
-            fresh.move_slot(s, target)  # type: ignore[arg-type]
+            fresh.move_slot(s, target)
 
     router = ClusterRouter.from_url(fresh.url)
     router.sleep = finish_migration
@@ -166,8 +166,8 @@ def test_retries_are_bounded_and_say_the_command_did_not_run(fresh: Cluster) -> 
     router = ClusterRouter.from_url(fresh.url)
     router.execute([(a, encode_command("SET", a, "1")), (b, encode_command("SET", b, "2"))])
     s, source, target = _other_primary(fresh, a)
-    fresh.begin_migration(s, source, target)  # type: ignore[arg-type]
-    source.cmd("MIGRATE", "127.0.0.1", str(target.port), "", "0", "5000", "KEYS", a)  # type: ignore[attr-defined]
+    fresh.begin_migration(s, source, target)
+    source.cmd("MIGRATE", "127.0.0.1", str(target.port), "", "0", "5000", "KEYS", a)
     pauses: list[float] = []
     router.sleep = pauses.append
     other = tagged(2, "x") if fresh.keyslot(tagged(2, "x")) != s else tagged(4, "x")
@@ -175,7 +175,7 @@ def test_retries_are_bounded_and_say_the_command_did_not_run(fresh: Cluster) -> 
     assert isinstance(replies[0], ClusterUnavailable) and "TryAgainError" in str(replies[0])
     assert replies[1] == "OK"  # the other command was not held back
     assert pauses == [0.02, 0.04, 0.08, 0.16]
-    fresh.move_slot(s, target)  # type: ignore[arg-type]
+    fresh.move_slot(s, target)
     router.close()
 
 

@@ -178,9 +178,8 @@ class Cluster:
     def replica_of(self, primary: Node) -> Node:
         pid = primary.node_id()
         for node in self.live():
-            if node is not primary and node.role() == "slave":
-                if info(node.port, "replication").get("master_port") == str(primary.port):
-                    return node
+            if node is not primary and info(node.port, "replication").get("master_port") == str(primary.port):
+                return node
         raise LookupError(f"{primary.addr} ({pid}) has no live replica")
 
     def keyslot(self, key: str) -> int:
