@@ -157,7 +157,8 @@ def throughput(rounds: int, seconds: float, depth: int, workdir: Path) -> list[M
         commands = payloads(sha, depth)
         for target in [*setups, reference]:
             target.measure(commands, 0.5)  # warm up: scripts loaded, connections open
-            target.rates.clear(), target.redis_us.clear(), target.driver_us.clear()
+            for series in (target.rates, target.redis_us, target.driver_us):
+                series.clear()
         for _ in range(rounds):
             for target in [*setups, reference]:
                 target.measure(commands, seconds)
@@ -208,12 +209,19 @@ def relayout(r: redis.Redis, schema: Any = keys) -> int:
             if len(pipe) >= 2000:
                 pipe.execute()
     pipe.execute()
-    if r.type("hbdns:deadlines") == "zset":
-        for member, score in r.zrange("hbdns:deadlines", 0, -1, withscores=True):
+    old: Any
+    try:
+        from hbdns import keys_unsharded as old
+    except ImportError:  # the pre-shard tree: its keys are the old schema
+        old = keys
+    old_deadlines = str(old.deadlines())
+    if r.type(old_deadlines) == "zset":
+        members: list[tuple[str, float]] = r.zrange(old_deadlines, 0, -1, withscores=True)  # type: ignore[assignment]
+        for member, score in members:
             pipe.zadd(schema.deadlines(schema.shard_of(schema.parse_deadline_member(member)[0])), {member: score})
             if len(pipe) >= 2000:
                 pipe.execute()
-        pipe.delete("hbdns:deadlines")
+        pipe.delete(old_deadlines)
         pipe.execute()
     for name, aid in r.hscan_iter(schema.names(), count=5000):
         pipe.hset(schema.shard_names(schema.shard_of(int(aid))), name, aid)
