@@ -95,9 +95,9 @@ def cluster_node_kwargs(target: ClusterUrl, opts: dict[str, Any]) -> dict[str, A
     return node
 
 
-# A command whose node is gone is retried this often (with the slot map asked again each time)
-# before the error reaches the caller, whose own loop retries later: about 1.5 s in all, well under
-# a service's step, never the 15 s+ a cluster failover takes (the caller sees the outage).
+# A command whose node is gone is tried 5 more times (the slot map asked again each time), with
+# jittered pauses of at most 0.05, 0.1, 0.2, 0.4, 0.5 s, before the error reaches the caller, whose
+# own loop retries later: a failover (cluster-node-timeout + election) is not waited out here.
 CLUSTER_RETRY = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 5)
 
 
