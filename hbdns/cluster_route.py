@@ -188,7 +188,9 @@ class ClusterRouter:
         return conn
 
     def connection(self, target: Target) -> BatchConnection:
-        """The connection to the primary owning ``target`` (a slot or a key)."""
+        """The connection to the primary owning ``target`` (a slot or a key), for a caller that
+        pipelines on one node itself: it gets MOVED, ASK, TRYAGAIN and CLUSTERDOWN as error values
+        and calls :meth:`refresh` (or sends through :meth:`execute`, which handles them)."""
         return self._conn(self.owner(target))
 
     def connections(self) -> list[BatchConnection]:
