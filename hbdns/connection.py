@@ -138,6 +138,6 @@ def _sentinel_client(target: SentinelUrl, opts: dict[str, Any]) -> redis.Redis:
 
 
 def sentinel_manager(client: redis.Redis) -> Sentinel | None:
-    """The Sentinel a client from :func:`connect` asks, or None for a standalone client."""
-    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    """The Sentinel a client from :func:`connect` asks, or None for a standalone or cluster client."""
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
     return manager if isinstance(manager, Sentinel) else None

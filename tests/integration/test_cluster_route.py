@@ -15,7 +15,7 @@ import redis
 
 from hbdns import keys
 from hbdns.cluster_route import ClusterRouter, ClusterUnavailable, slot
-from hbdns.connection import connect, is_cluster
+from hbdns.connection import connect, is_cluster, sentinel_manager
 from hbdns.resp import BatchConnection, ConnectionLost, encode_command
 from tests.support.cluster import Cluster, Node, fresh_cluster, started_cluster
 from tests.support.servers import free_port, wait_for
@@ -55,6 +55,9 @@ def test_slot_is_the_servers_keyslot(cluster: Cluster) -> None:
 def test_connect_gives_a_cluster_client_that_follows_slots(fresh: Cluster) -> None:
     r = connect(fresh.url)
     assert is_cluster(r) and not is_cluster(connect("redis://127.0.0.1:1/0"))
+    assert sentinel_manager(r) is None
+    with pytest.raises(TypeError, match="ClusterRouter"):
+        BatchConnection(r)
     for s in range(16):
         r.set(tagged(s, "k"), str(s))
     assert [r.get(tagged(s, "k")) for s in range(16)] == [str(s) for s in range(16)]
