@@ -109,6 +109,7 @@ class ClusterRouter:
 
     ``on_connect`` hooks (e.g. a SCRIPT LOAD: each primary has its own script cache) run on every
     (re)connect of every node's connection. The map is first asked for when it is first needed.
+    Not thread-safe: one router per loop, as one BatchConnection is.
     """
 
     def __init__(
@@ -128,6 +129,7 @@ class ClusterRouter:
         self.on_connect: list[Callable[[BatchConnection], object]] = []
         self._owner: list[Addr | None] = [None] * SLOTS
         self._conns: dict[Addr, BatchConnection] = {}
+        self._unanswered: set[Addr] = set()  # asked for the map last time and failed: asked last
         self.refreshes = 0  # slot maps asked for so far
 
     @classmethod
@@ -145,7 +147,8 @@ class ClusterRouter:
     def refresh(self) -> None:
         """Ask the primaries known, then the seeds, for the slot map; the first that answers
         wins. ConnectionLost when none does."""
-        candidates = list(dict.fromkeys([*self._conns, *self.seeds]))
+        known = list(dict.fromkeys([*self._conns, *self.seeds]))
+        candidates = [a for a in known if a not in self._unanswered] + [a for a in known if a in self._unanswered]
         failures = []
         for addr in candidates:
             probe = BatchConnection(self._client(addr))
@@ -157,9 +160,11 @@ class ClusterRouter:
                     owners = parse_shards(reply, addr, self.tls)
             except (ConnectionLost, TypeError, KeyError, ValueError) as exc:
                 failures.append(f"{addr[0]}:{addr[1]}: {exc}")
+                self._unanswered.add(addr)  # a dead primary must not cost its timeout every time
                 continue
             finally:
                 probe.close()
+            self._unanswered.discard(addr)
             self._owner = [owners.get(s) for s in range(SLOTS)]
             self.refreshes += 1
             self._drop_idle(set(owners.values()))
@@ -184,7 +189,7 @@ class ClusterRouter:
         conn = self._conns.get(addr)
         if conn is None:
             conn = self._conns[addr] = BatchConnection(self._client(addr))
-            conn.on_connect.extend(self.on_connect)
+            conn.on_connect = self.on_connect  # shared: a hook added later reaches every node
         return conn
 
     def connection(self, target: Target) -> BatchConnection:
