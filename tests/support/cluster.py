@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.support.sentinel import command, info
+from tests.support.sentinel import command
 from tests.support.servers import RedisServer, free_port, wait_for, which
 
 NODE_TIMEOUT_MS = 2000
@@ -30,8 +30,10 @@ SLOTS = 16384
 class Node:
     """One cluster member: its server, and what the cluster says about it."""
 
-    def __init__(self, workdir: Path, persist: bool = False) -> None:
+    def __init__(self, workdir: Path, persist: bool = False, password: str | None = None) -> None:
         self.bus_port = free_port()
+        self.password = password
+        auth = [f"requirepass {password}", f"masterauth {password}"] if password else []
         self.server = RedisServer(
             workdir,
             persist=persist,
@@ -42,6 +44,7 @@ class Node:
                 f"cluster-port {self.bus_port}",
                 "enable-debug-command local",
                 "repl-diskless-sync-delay 0",
+                *auth,
             ],
         )
 
@@ -57,14 +60,20 @@ class Node:
         return self.server.process is not None and self.server.process.alive()
 
     def cmd(self, *args: str, timeout: float = 2.0) -> Any:
-        return command(self.port, *args, timeout=timeout)
+        return command(self.port, *args, timeout=timeout, password=self.password)
+
+    def info(self, section: str) -> dict[str, str]:
+        text = self.cmd("INFO", section)
+        if isinstance(text, dict):
+            return {k: str(v) for k, v in text.items()}
+        return {k: v for k, sep, v in (line.partition(":") for line in str(text).splitlines()) if sep}
 
     def node_id(self) -> str:
         return str(self.cmd("CLUSTER", "MYID"))
 
     def role(self) -> str:
         """``master`` or ``slave`` as the node itself reports it."""
-        return info(self.port, "replication")["role"]
+        return self.info("replication")["role"]
 
     def kill(self) -> None:
         """SIGKILL: no goodbye to the cluster, its replica has to notice and take over."""
@@ -86,15 +95,20 @@ class Node:
 class Cluster:
     """``primaries`` primaries with ``replicas`` replicas each; :attr:`url` is its ``redis+cluster://``."""
 
-    def __init__(self, workdir: Path, primaries: int = 3, replicas: int = 1, persist: bool = False) -> None:
+    def __init__(
+        self, workdir: Path, primaries: int = 3, replicas: int = 1, persist: bool = False, password: str | None = None
+    ) -> None:
         self.workdir = workdir
         self.replicas = replicas
-        self.nodes = [Node(workdir / f"node-{i}", persist=persist) for i in range(primaries * (1 + replicas))]
+        self.password = password
+        count = primaries * (1 + replicas)
+        self.nodes = [Node(workdir / f"node-{i}", persist=persist, password=password) for i in range(count)]
         self.primary_count = primaries
 
     @property
     def url(self) -> str:
-        return "redis+cluster://" + ",".join(n.addr for n in self.nodes)
+        login = f":{self.password}@" if self.password else ""
+        return f"redis+cluster://{login}" + ",".join(n.addr for n in self.nodes)
 
     def start(self, timeout: float = 60.0) -> Cluster:
         for node in self.nodes:
@@ -104,6 +118,8 @@ class Cluster:
         else:
             argv = [which("redis-cli"), "--cluster", "create", *(n.addr for n in self.nodes)]
             argv += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
+            if self.password:
+                argv += ["-a", self.password, "--no-auth-warning"]
             done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
             if done.returncode != 0:
                 raise RuntimeError(f"redis-cli --cluster create failed:\n{done.stdout}\n{done.stderr}")
@@ -157,7 +173,7 @@ class Cluster:
             if any(f - {"master", "slave"} for f in flags) or any(fields[7] != "connected" for fields in view):
                 return False
             if node.role() == "slave":
-                r = info(node.port, "replication")
+                r = node.info("replication")
                 if r.get("master_link_status") != "up" or r.get("master_sync_in_progress") != "0":
                     return False
         return True
@@ -178,7 +194,7 @@ class Cluster:
     def replica_of(self, primary: Node) -> Node:
         pid = primary.node_id()
         for node in self.live():
-            if node is not primary and info(node.port, "replication").get("master_port") == str(primary.port):
+            if node is not primary and node.info("replication").get("master_port") == str(primary.port):
                 return node
         raise LookupError(f"{primary.addr} ({pid}) has no live replica")
 
@@ -193,7 +209,8 @@ class Cluster:
         tid = target.node_id()
         self.begin_migration(slot, source, target)
         while keys := source.cmd("CLUSTER", "GETKEYSINSLOT", str(slot), "100"):
-            source.cmd("MIGRATE", "127.0.0.1", str(target.port), "", "0", "5000", "KEYS", *keys)
+            auth = ["AUTH", self.password] if self.password else []
+            source.cmd("MIGRATE", "127.0.0.1", str(target.port), "", "0", "5000", *auth, "KEYS", *keys)
         for node in (target, source):
             node.cmd("CLUSTER", "SETSLOT", str(slot), "NODE", tid)
         for node in self.primaries():
