@@ -98,18 +98,19 @@ def cluster_node_kwargs(target: ClusterUrl, opts: dict[str, Any]) -> dict[str, A
 # A command whose node is gone is tried 5 more times (the slot map asked again each time), with
 # jittered pauses of at most 0.05, 0.1, 0.2, 0.4, 0.5 s, before the error reaches the caller, whose
 # own loop retries later: a failover (cluster-node-timeout + election) is not waited out here.
-CLUSTER_RETRY = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 5)
+def _cluster_retry() -> Retry:
+    return Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 5)  # one per client: Retry is mutable
 
 
 def _cluster_client(target: ClusterUrl, opts: dict[str, Any]) -> RedisCluster:
     """A RedisCluster: it contacts the listed nodes now, for the slot map (redis-py has no lazy mode),
-    and raises ``redis.ConnectionError`` (no password in it) when none answers."""
+    and raises ``redis.ConnectionError`` (no password in it) when none gives it (down, wrong login)."""
     nodes = [ClusterNode(host, port) for host, port in target.nodes]
     try:
-        return RedisCluster(startup_nodes=nodes, retry=CLUSTER_RETRY, **cluster_node_kwargs(target, opts))
+        return RedisCluster(startup_nodes=nodes, retry=_cluster_retry(), **cluster_node_kwargs(target, opts))
     except (redis.RedisError, RedisClusterException, OSError) as exc:
         where = ",".join(f"{h}:{p}" for h, p in target.nodes)
-        raise redis.ConnectionError(f"no Redis Cluster node answered ({where}): {exc}") from None
+        raise redis.ConnectionError(f"no Redis Cluster node gave its slot map ({where}): {exc}") from None
 
 
 def _sentinel_client(target: SentinelUrl, opts: dict[str, Any]) -> redis.Redis:

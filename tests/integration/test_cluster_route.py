@@ -68,7 +68,7 @@ def test_connect_gives_a_cluster_client_that_follows_slots(fresh: Cluster) -> No
 
 def test_connect_to_no_node_fails_with_a_clear_error() -> None:
     port = free_port()
-    with pytest.raises(redis.ConnectionError, match=f"no Redis Cluster node answered \\(127.0.0.1:{port}\\)"):
+    with pytest.raises(redis.ConnectionError, match=f"no Redis Cluster node gave its slot map \\(127.0.0.1:{port}\\)"):
         connect(f"redis+cluster://u:secretpw@127.0.0.1:{port}", socket_connect_timeout=0.5)
 
 
