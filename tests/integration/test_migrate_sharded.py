@@ -1,0 +1,295 @@
+"""``hbdns migrate`` (step ``sharded``) on a database written by the version before sharding (issue 16).
+
+The old data is made as the old code made it: its beat and record scripts, kept verbatim in
+tests/data/unsharded_v1 (hbdns/lua at d0e5244), run with their call layout on the old key names
+(:mod:`hbdns.keys_unsharded`) on a real redis-server, and the old store's writes (account hash,
+name index, account and zone sets, the live count's start). The notifier's and the flusher's
+consumer groups are made with some entries acknowledged, some pending, some not yet delivered.
+After the migration the new schema's names (:mod:`hbdns.keys`) hold every account, TTL, deadline,
+name and unacknowledged event, each group gets exactly what it had not acknowledged, zone serials
+are unchanged (:mod:`hbdns.zone_serial`), nothing of the old schema is left, and a second run (or
+a run after one interrupted halfway) changes nothing more.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from hbdns import keys, migrations, zone_serial
+from hbdns import keys_unsharded as old
+from hbdns.migrations import sharded
+from hbdns.model import Account, Zone
+from hbdns.scripts import Script
+from hbdns.store import Store
+
+OLD = Path(__file__).resolve().parents[1] / "data" / "unsharded_v1"
+ZONE = "old.test"
+NOTIFIER, FLUSH = "hbdns-notifier", "hbdns-flush"
+LIB = (OLD / "lib.lua").read_text()
+OLD_BEAT = Script("v1-beat", LIB + "\n" + (OLD / "beat.lua").read_text())
+OLD_RECORD = Script("v1-record", LIB + "\n" + (OLD / "record.lua").read_text())
+_last = 0
+
+
+def old_account(store: Store, r: redis.Redis, name: str, **kw: Any) -> Account:
+    """An account as the old store wrote it (its add_account, on the old key names)."""
+    a = store.new_account(f"{name}.{ZONE}", "heartbeat-c", **kw)
+    account_id = int(r.incr(keys.account_seq()))
+    a = Account(**{**a.__dict__, "id": account_id})
+    r.hset(old.account(account_id), mapping=a.new_hash(int(time.time() * 1000)))
+    r.hset(keys.names(), mapping={n: str(account_id) for n in a.index_names})
+    r.sadd(keys.accounts(), account_id)
+    r.sadd(keys.zone_accounts(a.zone), account_id)
+    if account_id == 1:
+        r.hsetnx(old.stats(), "live", 0)
+    OLD_RECORD(r, [old.events(), old.account_log(account_id), keys.zone(ZONE)],
+               [str(account_id), a.fqdn, "created", "0", "1000", "200", "plan", a.plan])  # fmt: skip
+    return a
+
+
+def old_beat(r: redis.Redis, a: Account, ttl_ms: int, ipv4: str = "", ipv6: str = "", offline: bool = False) -> None:
+    """One beat as the old listener sent it: KEYS deadlines events stats ingest zone, then acct
+    alive4 alive6 alive_legacy log; ARGV skew maxlen logcap source nzones zone, then id ipv4 ipv6
+    counter ttl offline fp fams age."""
+    global _last
+    _last = max(_last + 1, time.time_ns() // 1_000_000)
+    k = [old.deadlines(), old.events(), old.stats(), old.ingest(), keys.zone(ZONE), old.account(a.id),
+         old.alive(a.id, 4), old.alive(a.id, 6), old.alive_legacy(a.id), old.account_log(a.id)]  # fmt: skip
+    args = ["300000", "1000", "200", "beat", "1", ZONE, str(a.id), ipv4, ipv6, str(_last), str(ttl_ms),
+            "1" if offline else "0", "", "", ""]  # fmt: skip
+    OLD_BEAT(r, k, args)
+
+
+def snapshot(r: redis.Redis) -> dict[str, Any]:
+    """Every key's type and value (TTLs as "has one"): what a no-op run must leave as it was."""
+    out: dict[str, Any] = {}
+    for k in sorted(r.scan_iter(count=1000)):
+        if k == keys.migrations():
+            continue
+        kind = r.type(k)
+        value: Any = {
+            "string": lambda: r.get(k),
+            "hash": lambda: r.hgetall(k),
+            "list": lambda: r.lrange(k, 0, -1),
+            "set": lambda: sorted(r.smembers(k)),
+            "zset": lambda: r.zrange(k, 0, -1, withscores=True),
+            "stream": lambda: (r.xrange(k), r.xinfo_groups(k) and [
+                (g["name"], g["last-delivered-id"], g["pending"]) for g in r.xinfo_groups(k)]),  # fmt: skip
+        }[kind]()
+        out[k] = (kind, value, r.pttl(k) > 0)
+    return out
+
+
+def old_database(store: Store, r: redis.Redis) -> dict[str, Any]:
+    """A database of the version before sharding, and what is to survive of it."""
+    store.add_zone(Zone(ZONE, ("ns1.old.test",), "hostmaster.old.test", "192.0.2.1"))
+    stray = [k for k in r.scan_iter() if k not in (keys.zone(ZONE), keys.zones())]
+    if stray:  # only the zone's keys: no schema change there
+        r.delete(*stray)
+    r.hset(keys.zone(ZONE), "serial", 41)
+    accts = [old_account(store, r, n, aliases=[f"{n}-alias.{ZONE}"] if n == "a" else ()) for n in "abcdefghijklmnopqrs"]
+    live = accts[:12]
+    for n, a in enumerate(live):
+        old_beat(r, a, 600_000 + n * 1000, ipv4=f"203.0.113.{n + 1}", ipv6="2001:db8::1" if n % 3 == 0 else "")
+    neutral = accts[12:15]
+    for a in neutral:
+        old_beat(r, a, 600_000, ipv4="203.0.113.99")
+        old_beat(r, a, 600_000, offline=True)
+    legacy = accts[15]  # an account the per-family step left a legacy key to (a rolling upgrade's)
+    r.set(old.alive_legacy(legacy.id), "1", px=300_000)
+    r.hset(old.sms_outage(neutral[0].id), "+15550001", "1700000000000")
+    r.hset(old.notify_outage(neutral[0].id), "email:abc", "1700000000000 sent")
+    r.hset(old.acme_credentials(live[0].id), live[0].fqdn, "cred1")
+    r.hset(old.ingest(), mapping={"mark": str(int(time.time() * 1000)), "gap_ms": "3000", "gaps": "[[1,2],[5,9]]"})
+    r.hset(old.events_trim(), mapping={"removed": "7", "capped": "2", "unread": "1", "unread:hbdns-notifier": "1",
+                                      "last_cap_ms": "1700000000001"})  # fmt: skip
+    r.hset(old.mass_events(), "system", json.dumps({"scope": "system", "started_ms": 1}))
+
+    # the stream's consumers: the flusher saw everything so far; the notifier read a part, acked a
+    # part of that; then more events, and a mass outage, nobody has read
+    r.xgroup_create(old.events(), NOTIFIER, id="0")
+    r.xgroup_create(old.events(), FLUSH, id="$")
+    ids = [e for e, _ in r.xrange(old.events())]
+    got = r.xreadgroup(NOTIFIER, "n1", {old.events(): ">"}, count=len(ids) - 10)
+    read = [e for e, _ in got[0][1]]
+    r.xack(old.events(), NOTIFIER, *read[: len(read) // 2])
+    pending = read[len(read) // 2 :]
+    old_beat(r, live[1], 600_000, ipv4="203.0.113.200")  # ip_changed
+    old_beat(r, accts[18], 600_000, ipv4="203.0.113.201")  # recovered
+    r.xadd(old.events(), {"type": "mass_started", "account": "0", "fqdn": "", "at": "1", "scope": "system"})
+    flush_new = [e for e, _ in r.xrange(old.events(), min="(" + ids[-1])]
+    flushed = r.xreadgroup(FLUSH, "f1", {old.events(): ">"}, count=1)[0][1][0][0]  # the flusher: one pending
+    unread = [e for e in ids[len(read) :]] + flush_new
+    return {
+        "accounts": accts, "live": live + [accts[18]], "neutral": neutral, "legacy": legacy,
+        "pending": pending, "unread": unread, "flush_pending": flushed, "flush_new": flush_new[1:],
+        "hashes": {a.id: r.hgetall(old.account(a.id)) for a in accts},
+        "pttl": {(a.id, f): r.pttl(old.alive(a.id, f)) for a in accts for f in (4, 6)},
+        "legacy_pttl": r.pttl(old.alive_legacy(legacy.id)),
+        "deadlines": dict(r.zrange(old.deadlines(), 0, -1, withscores=True)),
+        "logs": {a.id: r.lrange(old.account_log(a.id), 0, -1) for a in accts},
+        "names": r.hgetall(keys.names()),
+        "events": {e: f for e, f in r.xrange(old.events())},
+        "serial": zone_serial.read(r, ZONE),
+    }  # fmt: skip
+
+
+def legacy_ids(r: redis.Redis, stream: str, entries: Any) -> list[str]:
+    return [f["legacy_id"] for _e, f in entries]
+
+
+def test_an_unsharded_database_upgrades_without_losing_anything(store: Store, real_redis: redis.Redis) -> None:
+    r = real_redis
+    was = old_database(store, r)
+    accts = was["accounts"]
+    assert len(was["pending"]) >= 5 and len(was["unread"]) >= 10 and len(was["flush_new"]) >= 2
+    assert {was["hashes"][a.id]["state"] for a in was["neutral"]} == {"neutral"}
+    assert {was["hashes"][a.id]["state"] for a in was["live"]} == {"live"}
+    before = snapshot(r)
+    dry = {s.name: n for s, n in migrations.run(r, dry_run=True)}
+    assert dry["sharded"] >= len(accts) and snapshot(r) == before  # a dry run counts and writes nothing
+
+    results = {s.name: n for s, n in migrations.run(r)}
+    assert results["sharded"] >= len(accts) + len(was["pending"]) + len(was["unread"])
+
+    # every account: hash, liveness TTLs (the copies run out with the old keys), deadlines, log, names
+    for a in accts:
+        assert r.hgetall(keys.account(a.id)) == was["hashes"][a.id]
+        for f in (4, 6):
+            then, now = was["pttl"][(a.id, f)], r.pttl(keys.alive(a.id, f))
+            if a.id != was["legacy"].id:
+                assert (then < 0 and now == -2) or 0 < then - now < 30_000, (a.id, f, then, now)
+        assert r.lrange(keys.account_log(a.id), 0, -1) == was["logs"][a.id]
+        assert keys.parse_alive(keys.alive(a.id, 4)) == (a.id, 4)
+    assert 0 < was["legacy_pttl"] - r.pttl(keys.alive_legacy(was["legacy"].id)) < 30_000
+    new_deadlines: dict[str, float] = {}
+    for s in keys.all_shards():
+        for m, score in r.zrange(keys.deadlines(s), 0, -1, withscores=True):
+            assert keys.shard_of(keys.parse_deadline_member(m)[0]) == s
+            new_deadlines[m] = score
+    legacy = was["legacy"]
+    assert {m: v for m, v in new_deadlines.items() if not m.startswith(f"{legacy.id}:")} == was["deadlines"]
+    for name, account_id in was["names"].items():
+        assert r.hget(keys.shard_names(keys.shard_of(int(account_id))), name) == account_id
+    assert r.hgetall(keys.names()) == was["names"]  # the discovery index stays
+    assert sum(int(r.hget(keys.stats(s), "live") or 0) for s in keys.all_shards()) == len(was["live"])
+    assert all(r.hexists(keys.stats(s), "live") for s in keys.all_shards())
+    n0 = was["neutral"][0]
+    assert r.hgetall(keys.sms_outage(n0.id)) == {"+15550001": "1700000000000"}
+    assert r.hget(keys.notify_outage(n0.id), "email:abc") == "1700000000000 sent"
+    assert r.hgetall(keys.acme_credentials(was["live"][0].id)) == {was["live"][0].fqdn: "cred1"}
+    assert zone_serial.read(r, ZONE) == was["serial"]
+    for s in keys.all_shards():
+        assert r.hget(keys.ingest(s), "gaps") == "[[1,2],[5,9]]" and r.hget(keys.ingest(s), "gap_ms") == "3000"
+    assert r.hgetall(keys.events_trim(0)) == {"removed": "7", "capped": "2", "unread": "1",
+                                              "unread:hbdns-notifier": "1", "last_cap_ms": "1700000000001"}  # fmt: skip
+    assert json.loads(r.hget(keys.mass_events(), "system"))["started_ms"] == 1
+
+    # the events: the notifier's pending ones pending with n1, its unread ones delivered next, once;
+    # the flusher's one pending, its acked ones not again; each in its account's shard
+    copies = {}
+    for s in keys.all_shards():
+        for e, f in r.xrange(keys.events(s)) if r.exists(keys.events(s)) else []:
+            account = int(f["account"])
+            assert s == (keys.shard_of(account) if account else keys.MASS_SHARD)
+            copies[f["legacy_id"]] = {k: v for k, v in f.items() if k != "legacy_id"}
+    assert set(copies) == set(was["pending"]) | set(was["unread"])
+    assert all(copies[i] == was["events"][i] for i in copies)
+    pending, fresh, flush_pending, flush_fresh = [], [], [], []
+    for s in keys.all_shards():
+        if not r.exists(keys.events(s)):
+            continue
+        for p in r.xpending_range(keys.events(s), NOTIFIER, "-", "+", 1000):
+            assert p["consumer"] == "n1" and p["times_delivered"] == 1
+            pending += [f["legacy_id"] for _e, f in r.xrange(keys.events(s), p["message_id"], p["message_id"])]
+        fresh += legacy_ids(r, keys.events(s), (r.xreadgroup(NOTIFIER, "n2", {keys.events(s): ">"}) or [[0, []]])[0][1])
+        for p in r.xpending_range(keys.events(s), FLUSH, "-", "+", 1000):
+            assert p["consumer"] == "f1"
+            flush_pending += [f["legacy_id"] for _e, f in r.xrange(keys.events(s), p["message_id"], p["message_id"])]
+        flush_fresh += legacy_ids(r, keys.events(s), (r.xreadgroup(FLUSH, "f2", {keys.events(s): ">"}) or [[0, []]])[0][1])
+    assert sorted(pending) == sorted(was["pending"])
+    assert sorted(fresh) == sorted(was["unread"])
+    assert flush_pending == [was["flush_pending"]] and sorted(flush_fresh) == sorted(was["flush_new"])
+
+    # nothing of the old schema is left; a second run changes nothing
+    assert not [k for k in r.scan_iter() if "{a:" in k]
+    assert not r.exists(old.deadlines(), old.events(), old.stats(), old.ingest(), old.events_trim(),
+                        old.mass_events(), keys.migrate_events_map())  # fmt: skip
+    after = snapshot(r)
+    again = {s.name: n for s, n in migrations.run(r)}
+    assert not any(again.values()), again
+    assert snapshot(r) == after
+
+
+def test_a_run_interrupted_halfway_completes(
+    store: Store, real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = real_redis
+    was = old_database(store, r)
+    for step in migrations.STEPS[:-1]:
+        step.apply(r)
+    calls = {"n": 0}
+    real = sharded.MIGRATE
+
+    def flaky(client: Any, ks: Any, args: Any) -> Any:
+        if args[0] == "events":
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise redis.ConnectionError("gone")
+        return real(client, ks, args)
+
+    monkeypatch.setattr(sharded, "CHUNK", 3)
+    monkeypatch.setattr(sharded, "MIGRATE", flaky)
+    with pytest.raises(redis.ConnectionError):
+        sharded.apply(r)
+    assert r.exists(old.events()) and r.hlen(keys.migrate_events_map()) == 6  # two chunks went over
+    assert sharded.apply(r) > 0
+    copies = [f["legacy_id"] for s in keys.all_shards() for _e, f in r.xrange(keys.events(s))]
+    assert sorted(copies) == sorted(set(was["pending"]) | set(was["unread"]))  # each once
+    assert all(r.exists(keys.account(a.id)) and not r.exists(old.account(a.id)) for a in was["accounts"])
+    assert sharded.apply(r) == 0
+
+
+def test_an_interrupted_copy_is_finished_not_redone(store: Store, real_redis: redis.Redis) -> None:
+    r = real_redis
+    was = old_database(store, r)
+    first = was["accounts"][0]
+    names = sharded._names_by_id(r)
+    assert sharded._accounts(r, "copy", [first.id], names, "0") == [first.id]
+    r.hset(keys.account(first.id), "note", "written by the new version meanwhile")
+    assert sharded._accounts(r, "copy", [first.id], names, "0") == []  # copied once: not again
+    assert sharded.apply(r) > 0
+    assert r.hget(keys.account(first.id), "note") == "written by the new version meanwhile"
+    assert not r.exists(old.account(first.id))
+
+
+def test_a_new_database_gets_its_live_counts_and_nothing_else(store: Store, real_redis: redis.Redis) -> None:
+    r = real_redis
+    results = {s.name: n for s, n in migrations.run(r)}
+    assert results == {s.name: 0 for s in migrations.STEPS} | {"sharded": keys.SHARDS}
+    assert all(r.hget(keys.stats(s), "live") == "0" for s in keys.all_shards())
+    assert not r.exists(old.stats())
+    assert not any({s.name: n for s, n in migrations.run(r)}.values())
+
+
+def test_a_cluster_refuses_an_unsharded_database(real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a Redis Cluster the copy across slots is impossible: a clear refusal, nothing written.
+    (The real cluster is the cluster helper's fixture; here the check that routes it.)"""
+    r = real_redis
+    r.sadd(keys.accounts(), 1)
+    r.hset(old.account(1), "fqdn", "a.old.test")
+    monkeypatch.setattr(sharded, "is_cluster", lambda _r: True)
+    before = snapshot(r)
+    with pytest.raises(sharded.Refused, match="standalone"):
+        migrations.run(r)
+    assert snapshot(r) == before
+    r.delete(old.account(1))
+    r.hset(keys.account(1), mapping={"fqdn": "a.old.test", "state": "live"})
+    assert {s.name: n for s, n in migrations.run(r)}["sharded"] == keys.SHARDS
+    assert r.hget(keys.stats(1), "live") == "1"
