@@ -141,7 +141,7 @@ def _unacknowledged(r: redis.Redis) -> tuple[list[tuple[str, str]], dict[str, li
     if groups:
         start = "(" + min((last for _, last in groups), key=_id_key)
     while True:
-        batch = r.xrange(stream, min=start, max="+", count=1000)
+        batch: Any = r.xrange(stream, min=start, max="+", count=1000)
         for entry_id, _fields in batch:
             todo.setdefault(_s(entry_id), [])
         if len(batch) < 1000:

@@ -66,23 +66,28 @@ def old_beat(r: redis.Redis, a: Account, ttl_ms: int, ipv4: str = "", ipv6: str 
     OLD_BEAT(r, k, args)
 
 
+def _value(r: redis.Redis, k: str, kind: str) -> Any:
+    if kind == "string":
+        return r.get(k)
+    if kind == "hash":
+        return r.hgetall(k)
+    if kind == "list":
+        return r.lrange(k, 0, -1)
+    if kind == "set":
+        return sorted(r.smembers(k))
+    if kind == "zset":
+        return r.zrange(k, 0, -1, withscores=True)
+    groups = [(g["name"], g["last-delivered-id"], g["pending"]) for g in r.xinfo_groups(k)]
+    return r.xrange(k), groups
+
+
 def snapshot(r: redis.Redis) -> dict[str, Any]:
     """Every key's type and value (TTLs as "has one"): what a no-op run must leave as it was."""
     out: dict[str, Any] = {}
     for k in sorted(r.scan_iter(count=1000)):
-        if k == keys.migrations():
-            continue
-        kind = r.type(k)
-        value: Any = {
-            "string": lambda: r.get(k),
-            "hash": lambda: r.hgetall(k),
-            "list": lambda: r.lrange(k, 0, -1),
-            "set": lambda: sorted(r.smembers(k)),
-            "zset": lambda: r.zrange(k, 0, -1, withscores=True),
-            "stream": lambda: (r.xrange(k), r.xinfo_groups(k) and [
-                (g["name"], g["last-delivered-id"], g["pending"]) for g in r.xinfo_groups(k)]),  # fmt: skip
-        }[kind]()
-        out[k] = (kind, value, r.pttl(k) > 0)
+        if k != keys.migrations():
+            kind = r.type(k)
+            out[k] = (kind, _value(r, k, kind), r.pttl(k) > 0)
     return out
 
 
@@ -127,7 +132,7 @@ def old_database(store: Store, r: redis.Redis) -> dict[str, Any]:
     flushed = r.xreadgroup(FLUSH, "f1", {old.events(): ">"}, count=1)[0][1][0][0]  # the flusher: one pending
     unread = [e for e in ids[len(read) :]] + flush_new
     return {
-        "accounts": accts, "live": live + [accts[18]], "neutral": neutral, "legacy": legacy,
+        "accounts": accts, "live": [*live, accts[18]], "neutral": neutral, "legacy": legacy,
         "pending": pending, "unread": unread, "flush_pending": flushed, "flush_new": flush_new[1:],
         "hashes": {a.id: r.hgetall(old.account(a.id)) for a in accts},
         "pttl": {(a.id, f): r.pttl(old.alive(a.id, f)) for a in accts for f in (4, 6)},
@@ -140,8 +145,21 @@ def old_database(store: Store, r: redis.Redis) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def legacy_ids(r: redis.Redis, stream: str, entries: Any) -> list[str]:
-    return [f["legacy_id"] for _e, f in entries]
+def delivered(r: redis.Redis, group: str, consumer: str) -> tuple[list[tuple[str, str, int]], list[str]]:
+    """Over every shard stream: the group's pending entries (legacy id, consumer, deliveries), and
+    the legacy ids of what it reads next (as ``consumer``)."""
+    pending: list[tuple[str, str, int]] = []
+    fresh: list[str] = []
+    for s in keys.all_shards():
+        stream = keys.events(s)
+        if not r.exists(stream):
+            continue
+        for p in r.xpending_range(stream, group, "-", "+", 1000):
+            for _e, f in r.xrange(stream, p["message_id"], p["message_id"]):
+                pending.append((f["legacy_id"], p["consumer"], p["times_delivered"]))
+        for _stream, entries in r.xreadgroup(group, consumer, {stream: ">"}) or []:
+            fresh += [f["legacy_id"] for _e, f in entries]
+    return sorted(pending), sorted(fresh)
 
 
 def test_an_unsharded_database_upgrades_without_losing_anything(store: Store, real_redis: redis.Redis) -> None:
@@ -195,27 +213,17 @@ def test_an_unsharded_database_upgrades_without_losing_anything(store: Store, re
     # the flusher's one pending, its acked ones not again; each in its account's shard
     copies = {}
     for s in keys.all_shards():
-        for e, f in r.xrange(keys.events(s)) if r.exists(keys.events(s)) else []:
+        for _e, f in r.xrange(keys.events(s)) if r.exists(keys.events(s)) else []:
             account = int(f["account"])
             assert s == (keys.shard_of(account) if account else keys.MASS_SHARD)
             copies[f["legacy_id"]] = {k: v for k, v in f.items() if k != "legacy_id"}
     assert set(copies) == set(was["pending"]) | set(was["unread"])
     assert all(copies[i] == was["events"][i] for i in copies)
-    pending, fresh, flush_pending, flush_fresh = [], [], [], []
-    for s in keys.all_shards():
-        if not r.exists(keys.events(s)):
-            continue
-        for p in r.xpending_range(keys.events(s), NOTIFIER, "-", "+", 1000):
-            assert p["consumer"] == "n1" and p["times_delivered"] == 1
-            pending += [f["legacy_id"] for _e, f in r.xrange(keys.events(s), p["message_id"], p["message_id"])]
-        fresh += legacy_ids(r, keys.events(s), (r.xreadgroup(NOTIFIER, "n2", {keys.events(s): ">"}) or [[0, []]])[0][1])
-        for p in r.xpending_range(keys.events(s), FLUSH, "-", "+", 1000):
-            assert p["consumer"] == "f1"
-            flush_pending += [f["legacy_id"] for _e, f in r.xrange(keys.events(s), p["message_id"], p["message_id"])]
-        flush_fresh += legacy_ids(r, keys.events(s), (r.xreadgroup(FLUSH, "f2", {keys.events(s): ">"}) or [[0, []]])[0][1])
-    assert sorted(pending) == sorted(was["pending"])
-    assert sorted(fresh) == sorted(was["unread"])
-    assert flush_pending == [was["flush_pending"]] and sorted(flush_fresh) == sorted(was["flush_new"])
+    pending, fresh = delivered(r, NOTIFIER, "n2")
+    assert pending == sorted((i, "n1", 1) for i in was["pending"])
+    assert fresh == sorted(was["unread"])
+    pending, fresh = delivered(r, FLUSH, "f2")
+    assert pending == [(was["flush_pending"], "f1", 1)] and fresh == sorted(was["flush_new"])
 
     # nothing of the old schema is left; a second run changes nothing
     assert not [k for k in r.scan_iter() if "{a:" in k]
