@@ -13,7 +13,7 @@
 --   takes only the old fields it lacks, an alive key the longer life. Deadline members (plain,
 --   :4, :6) keep their score (ZADD GT); the names the index still gives this id go to shard_names.
 -- remove: one copied account's old keys and deadline members (same KEYS as copy; ARGV: op dry id)
--- events: a chunk of the old stream's unacknowledged entries into the shard streams
+-- events: a chunk of the old stream's entries (in order) into the shard streams
 --   KEYS: old_events map events(0) .. events(shards-1)
 --   ARGV: op dry shards mass_shard ngroups {group last_delivered}*ngroups, then per entry:
 --         old_id npending {group_index consumer idle_ms deliveries}*npending

@@ -14,13 +14,17 @@ copied across slots and the step refuses, while one in the new schema needs only
    credentials to the new names, its deadline members into ``deadlines(shard)``, its names (those
    the global index still gives it) into ``shard_names(shard)``. The old keys stay for now, so
    backends of the old version keep answering every account while this runs.
-2. events: every entry of the old stream that a consumer group has not acknowledged (pending, or
-   not yet delivered; every entry if no group exists: a notifier starting later reads from 0) is
-   appended to its account's shard stream (mass-outage events to ``MASS_SHARD``'s) with
-   ``legacy_id`` = its old id, so sent markers written before still match. The old groups are made
-   on those streams with the same acknowledged/pending state and consumers (idle times and delivery
-   counts kept): each entry is delivered once more exactly where it would have been. Copied in
-   chunks; a map of old id -> new id (``keys.migrate_events_map``) makes each entry go over once.
+2. events: every entry of the old stream (the trim keeps it bounded) is appended to its account's
+   shard stream (mass-outage events to ``MASS_SHARD``'s) with ``legacy_id`` = its old id, so sent
+   markers written before still match, and a dead letter's or queued message's event can still be
+   found to build it again. The old groups are made on those streams with the same state: what a
+   group acknowledged stays acknowledged, what it had pending is pending with the same consumer
+   (idle time and delivery count kept), what it had not been delivered is delivered next; so every
+   unacknowledged entry is delivered where and as often as it would have been, and no acknowledged
+   one again. Copied in order in chunks; a map of old id -> new id (``keys.migrate_events_map``)
+   makes each entry go over once. (A group's state is kept exactly on a shard stream its group had
+   read to the end, as after stopping the services; were new services already writing there, the
+   copies are delivered to it as new entries, once more: the sent markers make that harmless.)
 3. globals: the ingest marks into every shard's (gaps merged), the trim counts into shard 0's,
    the mass events to their new key.
 4. live: each shard's count of live accounts (``stats(shard)`` ``live``), counted from the copied
@@ -129,17 +133,15 @@ def _accounts(r: redis.Redis, op: str, ids: Sequence[int], names: dict[int, list
     return done
 
 
-def _unacknowledged(r: redis.Redis) -> tuple[list[tuple[str, str]], dict[str, list[tuple[int, str, int, int]]]]:
-    """The old stream's groups (name, last delivered id) and the entries to copy: id -> its pending
-    deliveries (group index, consumer, idle ms, delivery count)."""
+def _entries(r: redis.Redis) -> tuple[list[tuple[str, str]], dict[str, list[tuple[int, str, int, int]]]]:
+    """The old stream's groups (name, last delivered id) and the entries to copy (all it holds):
+    id -> its pending deliveries (group index, consumer, idle ms, delivery count)."""
     stream = old.events()
     if not r.exists(stream):
         return [], {}
     groups = [(_s(g["name"]), _s(g["last-delivered-id"])) for g in r.xinfo_groups(stream)]
     todo: dict[str, list[tuple[int, str, int, int]]] = {}
     start = "-"
-    if groups:
-        start = "(" + min((last for _, last in groups), key=_id_key)
     while True:
         batch: Any = r.xrange(stream, min=start, max="+", count=1000)
         for entry_id, _fields in batch:
@@ -162,7 +164,7 @@ def _unacknowledged(r: redis.Redis) -> tuple[list[tuple[str, str]], dict[str, li
 
 
 def _events(r: redis.Redis, dry: str) -> int:
-    groups, todo = _unacknowledged(r)
+    groups, todo = _entries(r)
     if not todo:
         return 0
     head = ["events", dry, str(keys.SHARDS), str(keys.MASS_SHARD), str(len(groups))]
