@@ -2,20 +2,19 @@
 
 The old data is made as the old code made it: its beat and record scripts, kept verbatim in
 tests/data/unsharded_v1 (hbdns/lua at d0e5244), run with their call layout on the old key names
-(:mod:`hbdns.keys_unsharded`) on a real redis-server, and the old store's writes (account hash,
-name index, account and zone sets, the live count's start). The notifier's and the flusher's
-consumer groups are made with some entries acknowledged, some pending, some not yet delivered.
-After the migration the new schema's names (:mod:`hbdns.keys`) hold every account, TTL, deadline,
-name and unacknowledged event, each group gets exactly what it had not acknowledged, zone serials
-are unchanged (:mod:`hbdns.zone_serial`), nothing of the old schema is left, and a second run (or
-a run after one interrupted halfway) changes nothing more.
+(:mod:`hbdns.keys_unsharded`) on a real redis-server, and the old store's writes
+(tests/support/unsharded.py). The notifier's and the flusher's consumer groups are made with some
+entries acknowledged, some pending, some not yet delivered. After the migration the new schema's
+names (:mod:`hbdns.keys`) hold every account, TTL, deadline, name and event, each group gets
+exactly what it had not acknowledged, zone serials are unchanged (:mod:`hbdns.zone_serial`),
+nothing of the old schema is left, and a second run (or a run after one interrupted halfway)
+changes nothing more.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,33 +23,18 @@ import redis
 from hbdns import keys, migrations, zone_serial
 from hbdns import keys_unsharded as old
 from hbdns.migrations import sharded
-from hbdns.model import Account, Zone
-from hbdns.scripts import Script
+from hbdns.model import Account
 from hbdns.store import Store
+from tests.support import unsharded
 
-OLD = Path(__file__).resolve().parents[1] / "data" / "unsharded_v1"
 ZONE = "old.test"
 NOTIFIER, FLUSH = "hbdns-notifier", "hbdns-flush"
-LIB = (OLD / "lib.lua").read_text()
-OLD_BEAT = Script("v1-beat", LIB + "\n" + (OLD / "beat.lua").read_text())
-OLD_RECORD = Script("v1-record", LIB + "\n" + (OLD / "record.lua").read_text())
+OLD_BEAT = unsharded.old_script(unsharded.V1, "beat")
 _last = 0
 
 
 def old_account(store: Store, r: redis.Redis, name: str, **kw: Any) -> Account:
-    """An account as the old store wrote it (its add_account, on the old key names)."""
-    a = store.new_account(f"{name}.{ZONE}", "heartbeat-c", **kw)
-    account_id = int(r.incr(keys.account_seq()))
-    a = Account(**{**a.__dict__, "id": account_id})
-    r.hset(old.account(account_id), mapping=a.new_hash(int(time.time() * 1000)))
-    r.hset(keys.names(), mapping={n: str(account_id) for n in a.index_names})
-    r.sadd(keys.accounts(), account_id)
-    r.sadd(keys.zone_accounts(a.zone), account_id)
-    if account_id == 1:
-        r.hsetnx(old.stats(), "live", 0)
-    OLD_RECORD(r, [old.events(), old.account_log(account_id), keys.zone(ZONE)],
-               [str(account_id), a.fqdn, "created", "0", "1000", "200", "plan", a.plan])  # fmt: skip
-    return a
+    return unsharded.add_account(store, f"{name}.{ZONE}", **kw)
 
 
 def old_beat(r: redis.Redis, a: Account, ttl_ms: int, ipv4: str = "", ipv6: str = "", offline: bool = False) -> None:
@@ -93,7 +77,7 @@ def snapshot(r: redis.Redis) -> dict[str, Any]:
 
 def old_database(store: Store, r: redis.Redis) -> dict[str, Any]:
     """A database of the version before sharding, and what is to survive of it."""
-    store.add_zone(Zone(ZONE, ("ns1.old.test",), "hostmaster.old.test", "192.0.2.1"))
+    unsharded.add_zone(store, ZONE)
     stray = [k for k in r.scan_iter() if k not in (keys.zone(ZONE), keys.zones())]
     if stray:  # only the zone's keys: no schema change there
         r.delete(*stray)
