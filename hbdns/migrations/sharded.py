@@ -62,7 +62,6 @@ from hbdns.store import StoreError
 
 SUMMARY = "the unsharded schema ({a:<id>} keys, one deadline set and event stream) into 16 shards"
 CHUNK = 200
-MIGRATE = scripts.MIGRATE_SHARDED
 
 
 class Refused(StoreError):
@@ -128,7 +127,7 @@ def _accounts(r: redis.Redis, op: str, ids: Sequence[int], names: dict[int, list
         pipe = r.pipeline(transaction=False)
         for i in chunk:
             extra = names.get(i, []) if op == "copy" else []
-            MIGRATE(pipe, account_keys(i), [op, dry, str(i), *extra])
+            scripts.MIGRATE_SHARDED(pipe, account_keys(i), [op, dry, str(i), *extra])
         done += [i for i, n in zip(chunk, pipe.execute(), strict=True) if int(n)]
     return done
 
@@ -178,13 +177,13 @@ def _events(r: redis.Redis, dry: str) -> int:
             args += [entry_id, str(len(todo[entry_id]))]
             for g, consumer, idle, n in todo[entry_id]:
                 args += [str(g + 1), consumer, str(idle), str(n)]
-        moved += int(MIGRATE(r, stream_keys, args))
+        moved += int(scripts.MIGRATE_SHARDED(r, stream_keys, args))
     return moved
 
 
 def _globals(r: redis.Redis, dry: str) -> int:
     ks = [old.ingest(), old.events_trim(), old.mass_events(), keys.events_trim(0), keys.mass_events()]
-    return int(MIGRATE(r, ks + [keys.ingest(s) for s in keys.all_shards()], ["globals", dry]))
+    return int(scripts.MIGRATE_SHARDED(r, ks + [keys.ingest(s) for s in keys.all_shards()], ["globals", dry]))
 
 
 def _live(r: Any, ids: Iterable[int], dry: str, recount: bool) -> int:
@@ -194,7 +193,7 @@ def _live(r: Any, ids: Iterable[int], dry: str, recount: bool) -> int:
     changed = 0
     for s in keys.all_shards():
         ks = [keys.stats(s), *(keys.account(i) for i in by_shard[s])]
-        changed += int(MIGRATE(r, ks, ["live", dry, "1" if recount else "0"]))
+        changed += int(scripts.MIGRATE_SHARDED(r, ks, ["live", dry, "1" if recount else "0"]))
     return changed
 
 
@@ -217,5 +216,5 @@ def apply(r: Any, *, dry_run: bool = False) -> int:
     moved += _live(r, ids, dry, recount=bool(recount))
     removed = set(_accounts(r, "remove", ids, names, dry))
     finish = [old.events(), keys.migrate_events_map(), old.stats(), old.deadlines()]
-    moved += int(MIGRATE(r, finish, ["finish", dry]))
+    moved += int(scripts.MIGRATE_SHARDED(r, finish, ["finish", dry]))
     return len(copied | removed) + moved

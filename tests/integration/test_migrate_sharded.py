@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import redis
 
-from hbdns import keys, migrations, zone_serial
+from hbdns import keys, migrations, scripts, zone_serial
 from hbdns import keys_unsharded as old
 from hbdns.migrations import sharded
 from hbdns.model import Account
@@ -226,7 +226,7 @@ def test_a_run_interrupted_halfway_completes(
     for step in migrations.STEPS[:-1]:
         step.apply(r)
     calls = {"n": 0}
-    real = sharded.MIGRATE
+    real = scripts.MIGRATE_SHARDED
 
     def flaky(client: Any, ks: Any, args: Any) -> Any:
         if args[0] == "events":
@@ -236,7 +236,7 @@ def test_a_run_interrupted_halfway_completes(
         return real(client, ks, args)
 
     monkeypatch.setattr(sharded, "CHUNK", 3)
-    monkeypatch.setattr(sharded, "MIGRATE", flaky)
+    monkeypatch.setattr(scripts, "MIGRATE_SHARDED", flaky)
     with pytest.raises(redis.ConnectionError):
         sharded.apply(r)
     assert r.exists(old.events()) and r.hlen(keys.migrate_events_map()) == 6  # two chunks went over
