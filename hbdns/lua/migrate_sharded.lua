@@ -116,6 +116,7 @@ if op == 'events' then
     end
     return nil
   end
+  local caught_up = {}  -- stream -> group index -> the group was delivered all the stream holds
   local moved, i = 0, 6 + 2 * ngroups
   while i <= #ARGV do
     local old_id, npel = ARGV[i], tonumber(ARGV[i + 1])
@@ -137,15 +138,22 @@ if op == 'events' then
           local shard = mass_shard
           if account and account > 0 then shard = account % shards end
           local stream = KEYS[3 + shard]
+          if not caught_up[stream] then  -- once per stream and call: then only this script writes it
+            caught_up[stream] = {}
+            for g, grp in ipairs(groups) do
+              local last = group_last(stream, grp.name)
+              if not last then
+                redis.call('XGROUP', 'CREATE', stream, grp.name, '0-0', 'MKSTREAM')
+                last = '0-0'
+              end
+              local info = redis.call('XINFO', 'STREAM', stream)
+              caught_up[stream][g] = last == field(info, 'last-generated-id')
+            end
+          end
           local exact = {}
           for g, grp in ipairs(groups) do
-            local last = group_last(stream, grp.name)
-            if not last then
-              redis.call('XGROUP', 'CREATE', stream, grp.name, '0-0', 'MKSTREAM')
-              last = '0-0'
-            end
-            local info = redis.call('XINFO', 'STREAM', stream)
-            exact[g] = last == field(info, 'last-generated-id') and id_le(old_id, grp.last)
+            exact[g] = caught_up[stream][g] and id_le(old_id, grp.last)
+            caught_up[stream][g] = exact[g]  -- a group not moved past this entry is behind from now on
           end
           local args = {'XADD', stream, '*'}
           for f = 1, #fields do args[#args + 1] = fields[f] end
