@@ -35,16 +35,17 @@ copied across slots and the step refuses, while one in the new schema needs only
 Idempotent: an account whose new hash exists is not copied again (a run interrupted between copy
 and remove only removes), an entry in the map not appended again, a global key moved is gone.
 
-Upgrade order: stop every writer of the old version (heartbeat listeners, update APIs, sweepers,
-notifiers, flushers, admin API), run ``hbdns migrate``, then start the new version's services and
-switch the DNS backends to it. During the copy, old backends answer every account as before (no
-writer runs, and liveness flips on the alive keys' own expiry, which the copies share to the ms);
-from an account's removal until the new backends run, an old backend no longer finds it (its names
-are still indexed, the hash is gone) and answers it like a removed one, so replace the backends
-right after the migration (PowerDNS' caches shorten the gap to whatever their TTLs hold). New
-backends started before the migration answer an account only once it is copied. Beats sent while
-the listeners are stopped are lost; the clients' next beats after the start put them right, and an
-account whose alive key ran out meanwhile is neutralized by the new sweeper as it would have been.
+Upgrade order (docs/upgrade.md): stop every writer of the old version (heartbeat listeners, update
+APIs, sweepers, notifiers, flushers, admin API), run ``hbdns migrate``, then start the new
+version's services and switch the DNS backends to it. During the copy, old backends answer every
+account as before (no writer runs, and liveness flips on the alive keys' own expiry, which the
+copies share to the ms); from an account's removal until the new backends run, an old backend no
+longer finds it (its names are still indexed, the hash is gone) and answers no records for it, so
+replace the backends right after the migration (PowerDNS' caches shorten the gap to whatever their
+TTLs hold). New backends started before the migration answer an account only once it is copied.
+Beats sent while the listeners are stopped are lost; the clients' next beats after the start put
+them right, and an account whose alive key ran out meanwhile is neutralized by the new sweeper as
+it would have been.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ from hbdns import keys, scripts
 from hbdns import keys_unsharded as old
 from hbdns.store import StoreError
 
-SUMMARY = "the unsharded schema ({a:<id>} keys, one deadline set and event stream) into 16 shards"
+SUMMARY = "the unsharded schema ({a:<id>} keys, global deadlines/events) into 16 shards; old writers stopped first"
 CHUNK = 200
 
 
