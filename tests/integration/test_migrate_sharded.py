@@ -260,6 +260,11 @@ def test_an_interrupted_copy_is_finished_not_redone(store: Store, real_redis: re
     assert not r.exists(old.account(first.id))
 
 
+def test_the_progress_key_is_pinned() -> None:
+    """The one key the step adds (a change to it is a data migration: an interrupted run resumes by it)."""
+    assert keys.migrate_events_map() == "hbdns:migrate:sharded:events"
+
+
 def test_a_new_database_gets_its_live_counts_and_nothing_else(store: Store, real_redis: redis.Redis) -> None:
     r = real_redis
     results = {s.name: n for s, n in migrations.run(r)}
