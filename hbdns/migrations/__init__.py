@@ -5,8 +5,9 @@ or would convert) and a one-line ``SUMMARY``. Every step is idempotent and, but 
 (which wants the old version's writers stopped: its docstring, docs/upgrade.md), safe while
 services run: it converts item by item, each in one MULTI/EXEC or script call (or in an order that
 leaves an item either old or new, never lost), skips what is converted already, and leaves data
-that an older process may still read in place. So ``hbdns migrate`` runs every step every time; a step with nothing left converts 0.
-The last run of each step is recorded in ``keys.migrations()`` for ``hbdns migrate --status``.
+that an older process may still read in place. So ``hbdns migrate`` runs every step every time; a
+step with nothing left converts 0. The last run of each step is recorded in ``keys.migrations()``
+for ``hbdns migrate --status``.
 
 Steps (in order):
 
