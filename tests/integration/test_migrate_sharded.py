@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import redis
 
+from admin.cli.main import main as cli
+from admin.cli.output import EXIT_REFUSED
 from hbdns import keys, migrations, scripts, zone_serial
 from hbdns import keys_unsharded as old
 from hbdns.migrations import sharded
@@ -129,14 +131,16 @@ def old_database(store: Store, r: redis.Redis) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def delivered(r: redis.Redis, group: str, consumer: str) -> tuple[list[tuple[str, str, int]], list[str]]:
+def delivered(
+    r: redis.Redis, group: str, consumer: str, skip: int | None = None
+) -> tuple[list[tuple[str, str, int]], list[str]]:
     """Over every shard stream: the group's pending entries (legacy id, consumer, deliveries), and
     the legacy ids of what it reads next (as ``consumer``)."""
     pending: list[tuple[str, str, int]] = []
     fresh: list[str] = []
     for s in keys.all_shards():
         stream = keys.events(s)
-        if not r.exists(stream):
+        if not r.exists(stream) or s == skip:
             continue
         for p in r.xpending_range(stream, group, "-", "+", 1000):
             for _e, f in r.xrange(stream, p["message_id"], p["message_id"]):
@@ -274,7 +278,31 @@ def test_a_new_database_gets_its_live_counts_and_nothing_else(store: Store, real
     assert not any({s.name: n for s, n in migrations.run(r)}.values())
 
 
-def test_a_cluster_refuses_an_unsharded_database(real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_new_entries_already_on_a_shard_stream_lose_nothing(store: Store, real_redis: redis.Redis) -> None:
+    """The wrong order (a new writer and notifier ran before the migration): the group on that shard
+    stream has not read it to the end, so its state cannot be kept exactly; every copied entry is
+    delivered to it as new (the acknowledged ones once more: the sent markers make that harmless)
+    and the new entry is not skipped."""
+    r = real_redis
+    was = old_database(store, r)
+    account = int(was["events"][was["unread"][0]]["account"])  # a shard with entries owed
+    shard = keys.shard_of(account)
+    r.xgroup_create(keys.events(shard), NOTIFIER, id="0", mkstream=True)
+    early = r.xadd(keys.events(shard), {"type": "created", "account": str(account)})
+    migrations.run(r)
+    copied = {f["legacy_id"] for _e, f in r.xrange(keys.events(shard)) if "legacy_id" in f}
+    got = r.xreadgroup(NOTIFIER, "n2", {keys.events(shard): ">"}, count=10_000)[0][1]
+    assert early in [e for e, _f in got]
+    assert {f["legacy_id"] for _e, f in got if "legacy_id" in f} == copied
+    owed = set(was["pending"]) | set(was["unread"])
+    assert owed & copied and owed & copied <= {f["legacy_id"] for _e, f in got if "legacy_id" in f}
+    pending, fresh = delivered(r, NOTIFIER, "n3", skip=shard)  # the other shards: exact as ever
+    assert {i for i, _c, _n in pending} | set(fresh) == owed - copied
+
+
+def test_a_cluster_refuses_an_unsharded_database(
+    real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """On a Redis Cluster the copy across slots is impossible: a clear refusal, nothing written.
     (The real cluster is the cluster helper's fixture; here the check that routes it.)"""
     r = real_redis
@@ -284,6 +312,8 @@ def test_a_cluster_refuses_an_unsharded_database(real_redis: redis.Redis, monkey
     before = snapshot(r)
     with pytest.raises(sharded.Refused, match="standalone"):
         migrations.run(r)
+    assert cli(["migrate"], redis_client=r) == EXIT_REFUSED
+    assert "unsharded schema" in capsys.readouterr().err
     assert snapshot(r) == before
     r.delete(old.account(1))
     r.hset(keys.account(1), mapping={"fqdn": "a.old.test", "state": "live"})
