@@ -269,13 +269,19 @@ def test_the_progress_key_is_pinned() -> None:
     assert keys.migrate_events_map() == "hbdns:migrate:sharded:events"
 
 
-def test_a_new_database_gets_its_live_counts_and_nothing_else(store: Store, real_redis: redis.Redis) -> None:
+def test_a_new_database_gets_its_live_counts_and_nothing_else(
+    store: Store, real_redis: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
     r = real_redis
+    assert cli(["--json", "migrate", "--dry-run"], redis_client=r) == 0
+    assert json.loads(capsys.readouterr().out)["sharded"] == keys.SHARDS
     results = {s.name: n for s, n in migrations.run(r)}
     assert results == {s.name: 0 for s in migrations.STEPS} | {"sharded": keys.SHARDS}
     assert all(r.hget(keys.stats(s), "live") == "0" for s in keys.all_shards())
     assert not r.exists(old.stats())
     assert not any({s.name: n for s, n in migrations.run(r)}.values())
+    assert cli(["--json", "migrate", "--status"], redis_client=r) == 0
+    assert json.loads(capsys.readouterr().out)["sharded"]["converted"] == 0
 
 
 def test_new_entries_already_on_a_shard_stream_lose_nothing(store: Store, real_redis: redis.Redis) -> None:
