@@ -403,3 +403,13 @@ def backend_probe(nonce: str) -> str:
     reading connections can check, by a PUBLISH that must reach exactly one subscriber, that it
     tracks keys on the same server (pdns_backend/tracking.py). Nothing is stored."""
     return f"{PREFIX}:backend:probe:{nonce}"
+
+
+# --- hbdns migrate, step sharded (hbdns/migrations/sharded.py) -----------------------------------
+
+
+def migrate_events_map() -> str:
+    """HASH old event id -> its copy's id in a shard stream (``-``: trimmed before it was copied):
+    what the step ``sharded`` has copied of the unsharded stream, so that a run interrupted halfway
+    copies each entry once. Removed with the old stream when the step completes."""
+    return f"{PREFIX}:migrate:sharded:events"

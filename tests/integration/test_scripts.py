@@ -21,10 +21,11 @@ import pytest
 import redis
 
 from hbdns import acme, acme_credentials, config, keys, mass, notify_queue, recovery_flush, scripts
+from hbdns import keys_unsharded as old
 from hbdns.event_trim import EventTrimmer
 from hbdns.liveness import BeatRequest
 from hbdns.mass import MassEvent
-from hbdns.migrations import alive_per_family, live_count
+from hbdns.migrations import alive_per_family, live_count, sharded
 from hbdns.model import Account, NotifyPrefs, Zone
 from hbdns.ratelimit import Limit, RateLimiter
 from hbdns.resp import BatchConnection, encode_command
@@ -252,12 +253,20 @@ def test_every_script_touches_only_its_keys(
     assert [(n.family, n.lost) for n in lv.neutralize_if_due([(dual.id, 0)])] == [(0, False)]
     real_redis.set(keys.alive_legacy(dual.id), "1", px=60_000)
     real_redis.zadd(keys.deadlines(), {str(dual.id): now_ms() + 60_000})
-    real_redis.hdel(keys.account(dual.id), "live")
+    # the live counts: what the scripts kept through all of the above is what a recount finds
+    ids = [int(i) for i in real_redis.smembers(keys.accounts())]
+    assert sharded._live(real_redis, ids, "1", recount=True) == 0
+    # hbdns migrate on an account in the unsharded layout (dual's hash there, without 'live'), with
+    # an entry in the unsharded stream: per family, counted, then copied and removed
+    old_hash = {k: v for k, v in real_redis.hgetall(keys.account(dual.id)).items() if k != "live"}
+    real_redis.hset(old.account(dual.id), mapping=old_hash)
+    real_redis.set(old.alive_legacy(dual.id), "1", px=60_000)
+    real_redis.zadd(old.deadlines(), {str(dual.id): now_ms() + 60_000})
     assert alive_per_family.apply(real_redis) >= 1
-    # the live count: what the scripts kept through all of the above is what a recount finds
-    assert live_count.apply(real_redis, dry_run=True) == 0, real_redis.hget(keys.stats(), "live")
-    real_redis.hincrby(keys.stats(), "live", 5)
     assert live_count.apply(real_redis) == 1 and live_count.apply(real_redis) == 0
+    real_redis.xadd(old.events(), {"type": "created", "account": str(dual.id)})
+    real_redis.hset(old.ingest(), "mark", now_ms())
+    assert sharded.apply(real_redis) >= 1 and sharded.apply(real_redis) == 0
     # the second flush's schedule: claimed (leased), done unless rescheduled meanwhile
     recovery_flush.schedule(real_redis, {dual.id: 0, other.id: 0})
     claimed = dict(recovery_flush.claim_due(real_redis, 60_000))
