@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl, quote, unquote
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
@@ -252,6 +253,11 @@ def connect(url: str, **kwargs: Any) -> redis.Redis:
     if is_sentinel(url):
         return _sentinel_client(parse_sentinel(url), opts)
     return redis.Redis.from_url(url, **opts)
+
+
+def is_cluster(client: object) -> bool:
+    """Whether ``client`` talks to a Redis Cluster: callers then keep each call's keys in one slot."""
+    return isinstance(client, RedisCluster)
 
 
 def _sentinel_client(target: SentinelUrl, opts: dict[str, Any]) -> redis.Redis:
