@@ -114,7 +114,7 @@ class Store:
         key = keys.zone(zone.apex)
         # the hash made only if absent (WATCH/MULTI on its one key), then listed: the zone list is
         # another slot, and a zone is served only once listed
-        with self.r.pipeline() as pipe:
+        with self.r.pipeline(transaction=True) as pipe:
             pipe.watch(key)
             if pipe.exists(key):
                 raise Conflict(f"zone {zone.apex} exists already", "apex")

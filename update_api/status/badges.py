@@ -33,7 +33,7 @@ def enable(r: Any, account_id: int) -> str:
     new = secrets.token_urlsafe(18)
     key = keys.account(account_id)
     r.hset(keys.badges(), new, str(account_id))  # the index first: it counts once the account has it
-    with r.pipeline() as pipe:
+    with r.pipeline(transaction=True) as pipe:
         try:
             pipe.watch(key)  # the account's one key: a MULTI in one slot
             if not pipe.hexists(key, "fqdn") or pipe.hexists(key, "badge"):
