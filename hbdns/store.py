@@ -181,7 +181,12 @@ class Store:
         except validate.ValidationError:
             return None
         raw = self.r.hget(keys.names(), name)
-        return int(raw) if raw else None
+        if not raw or not str(raw).isdigit():
+            return None
+        # as the DNS lookup does: the name counts once the account's shard confirms it (a claim
+        # still in progress, or a dead writer's, resolves to nothing)
+        confirmed = self.r.hget(keys.shard_names(keys.shard_of(int(raw))), name)
+        return int(raw) if confirmed == raw else None
 
     def resolve(self, ref: str) -> Account:
         account_id = self.account_id_for(ref)

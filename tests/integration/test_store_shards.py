@@ -200,7 +200,9 @@ def test_a_dead_writers_claim_is_taken_over_and_a_live_one_is_not(store: Store, 
     # a writer still at work: its hash says it is claiming the name, since just now
     r.hset(keys.names(), f"busy.{ZONE}", "998")
     r.hset(keys.account(998), mapping=provision_names.claiming([f"busy.{ZONE}"]))
+    assert store.account_id_for(f"dead.{ZONE}") is None  # not confirmed: no account
     took = store.add_account(store.new_account(f"dead.{ZONE}", "heartbeat-c"))
+    assert store.account_id_for(f"dead.{ZONE}") == took.id
     assert confirmed(r, took.id, f"dead.{ZONE}")
     with pytest.raises(Conflict, match=f"busy.{ZONE} is taken"):
         store.add_account(store.new_account(f"busy.{ZONE}", "heartbeat-c"))
