@@ -13,7 +13,7 @@ import pytest
 from redis.cluster import ClusterNode, RedisCluster
 
 from admin.cli.status import ingest_summary
-from hbdns import acme, config, keys, provision, provision_acme
+from hbdns import acme, config, keys, provision, provision_acme, scripts
 from hbdns.connection import is_cluster
 from hbdns.model import Zone
 from hbdns.store import Conflict, Store
@@ -83,3 +83,26 @@ def test_every_admin_path_runs_on_a_cluster(store: Store) -> None:
     assert r.smembers(keys.accounts()) == set() and r.hlen(keys.names()) == 0
     assert sum(r.hlen(keys.shard_names(s)) for s in keys.all_shards()) == 0
     assert [r.exists(keys.account(x)) for x in ids] == [0] * len(ids)
+
+
+def test_a_script_the_shard_multi_finds_unloaded_runs_again(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failover between the script's load and the MULTI: NOSCRIPT inside it, the call run again
+    on its own, the event recorded once."""
+    r = store.r
+    real = r.script_load
+    r.script_flush()
+    real(scripts.NAME_CLAIM.source)  # the claim before the MULTI finds its script
+    skipped: list[str] = []
+
+    def lost_once(source: str) -> Any:
+        if not skipped:
+            skipped.append(source)  # as if the node had failed over right after this load
+            return None
+        return real(source)
+
+    monkeypatch.setattr(r, "script_load", lost_once)
+    acct = store.add_account(store.new_account(f"late.{ZONE}", "heartbeat-c"))
+    assert skipped == [scripts.RECORD.source]
+    events = [f for _, f in r.xrange(keys.events(keys.shard_of(acct.id)))]
+    assert [(e["type"], e["account"]) for e in events] == [("created", str(acct.id))]
+    assert r.hget(keys.shard_names(keys.shard_of(acct.id)), f"late.{ZONE}") == str(acct.id)
