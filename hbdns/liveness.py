@@ -251,6 +251,32 @@ class Liveness:
         """One sweep: neutralize up to ``limit`` accounts whose deadline has passed."""
         return self.neutralize_if_due(self.due(limit))
 
+    def record_call(
+        self,
+        account_id: int,
+        zone: str,
+        fqdn: str,
+        kind: str,
+        extra: dict[str, str] | None = None,
+        *,
+        bump_serial: bool = True,
+    ) -> tuple[list[str], list[str]]:
+        """KEYS and ARGV of the record script (hbdns/lua/record.lua) for one admin transition: the
+        account's shard's keys only (one slot), the zone apex in ARGV for the serial count."""
+        shard = keys.shard_of(account_id)
+        args: list[str] = [str(account_id), fqdn, kind, "1" if bump_serial else "0"]
+        args += [str(self.events_maxlen), str(self.log_size), zone]
+        for k, v in (extra or {}).items():
+            args += [k, v]
+        keys_ = [
+            keys.events(shard),
+            keys.account_log(account_id),
+            keys.serials(shard),
+            keys.stats(shard),
+            keys.account(account_id),
+        ]
+        return keys_, args
+
     def record(
         self,
         account_id: int,
@@ -263,9 +289,5 @@ class Liveness:
         client: Any = None,
     ) -> Any:
         """Append an admin transition (``created``, ``removed``) in the same format as the scripts'."""
-        args: list[str] = [str(account_id), fqdn, kind, "1" if bump_serial else "0"]
-        args += [str(self.events_maxlen), str(self.log_size)]
-        for k, v in (extra or {}).items():
-            args += [k, v]
-        keys_ = [keys.events(), keys.account_log(account_id), keys.zone(zone), keys.stats(), keys.account(account_id)]
+        keys_, args = self.record_call(account_id, zone, fqdn, kind, extra, bump_serial=bump_serial)
         return scripts.RECORD(client or self.r, keys_, args)

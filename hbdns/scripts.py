@@ -141,6 +141,8 @@ MIGRATE_SHARDED = load("migrate_sharded")  # hbdns migrate: sharded, one account
 CLAIM_DUE = load("claim_due", lib=True)  # due members of a schedule zset, leased (the second flush)
 DONE_DUE = load("done_due")  # a claimed schedule member done, unless it was rescheduled meanwhile
 INGEST_MARK = load("ingest_mark", lib=True)  # a listener can store beats now (heartbeat_listener.ingest)
+NAME_CLAIM = load("name_claim")  # an account's names in the global index, all or nothing (hbdns.provision_names)
+NAME_RELEASE = load("name_release")  # names out of the global index, only while still the account's
 
 # the notifier's: on its own clock (ARGV), so none needs lib.lua
 NOTIFY_MARKER = load("notify_marker")  # a message's sent marker (notifier.leases.Markers)
@@ -169,6 +171,8 @@ ALL: tuple[Script, ...] = (
     CLAIM_DUE,
     DONE_DUE,
     INGEST_MARK,
+    NAME_CLAIM,
+    NAME_RELEASE,
     NOTIFY_MARKER,
     NOTIFY_HOLD,
     NOTIFY_OUTAGE,

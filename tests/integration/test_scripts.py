@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import redis
 
-from hbdns import acme, acme_credentials, config, keys, mass, notify_queue, recovery_flush, scripts
+from hbdns import acme, acme_credentials, config, keys, mass, notify_queue, provision_names, recovery_flush, scripts
 from hbdns import keys_unsharded as old
 from hbdns.event_trim import EventTrimmer
 from hbdns.liveness import BeatRequest
@@ -29,7 +29,7 @@ from hbdns.migrations import alive_per_family, live_count, sharded
 from hbdns.model import Account, NotifyPrefs, Zone
 from hbdns.ratelimit import Limit, RateLimiter
 from hbdns.resp import BatchConnection, encode_command
-from hbdns.store import Store
+from hbdns.store import Store, StoreError
 from heartbeat_listener.ingest import IngestMark
 from heartbeat_listener.redis_io import RedisBeats
 from notifier.channel import Transport, TransportError
@@ -88,7 +88,7 @@ def test_transaction_with_a_flushed_script_records_its_event(store: Store, real_
     store.add_zone(Zone(ZONE, ("ns1.test",), "hostmaster.test", "192.0.2.1"))
     real_redis.script_flush()
     acct = store.add_account(store.new_account(f"new.{ZONE}", "heartbeat-c"))  # RECORD inside MULTI/EXEC
-    [event] = events(real_redis)
+    [event] = [fields for _, fields in real_redis.xrange(keys.events(keys.shard_of(acct.id)))]
     assert (event["type"], event["account"]) == ("created", str(acct.id))
 
 
@@ -316,6 +316,32 @@ def test_every_script_touches_only_its_keys(
     ):
         assert scripts.MASS_MARK(real_redis, mk, [op, ev.scope, ev.to_json(), now]) == want
     assert set(checked) == {s.name for s in scripts.ALL} - NOTIFIER, "a script without a scenario here"
+
+
+def test_every_store_script_touches_only_its_keys(
+    checked: collections.Counter[str], store: Store, real_redis: redis.Redis, account: Account
+) -> None:
+    """The admin writes' scripts (names claimed and released, admin transitions, ACME values), each
+    branch: a claim taken, a dead writer's claim taken over, a release of a name no longer its."""
+    store.add_zone(Zone(OTHER, ("ns1.test",), "hostmaster.test", "192.0.2.1"))
+    real_redis.hset(keys.names(), f"dead.{OTHER}", "999")  # a dead writer's claim: taken over
+    other = store.add_account(store.new_account(f"o.{OTHER}", "heartbeat-c", aliases=[f"dead.{OTHER}"], wildcard=True))
+    with pytest.raises(StoreError, match="taken"):  # refused before the claim ...
+        store.add_account(store.new_account(f"o.{OTHER}", "heartbeat-c"))
+    # ... and by the claim itself, when the name went between the check and it
+    real_redis.hset(keys.names(), f"late.{OTHER}", str(account.id))
+    real_redis.hset(keys.shard_names(keys.shard_of(account.id)), f"late.{OTHER}", str(account.id))
+    with pytest.raises(provision_names.Taken):
+        provision_names.claim(real_redis, {f"late.{OTHER}": other.id, f"free.{OTHER}": other.id})
+    assert not real_redis.hexists(keys.names(), f"free.{OTHER}")  # all or nothing
+    other = store.save_account(other, replace(other, aliases=(f"x.{OTHER}",), wildcard=False))
+    assert provision_names.release(real_redis, other.id, [f"late.{OTHER}"]) == 0  # not its own
+    cred, _key = acme_credentials.make(real_redis, other.id, f"x.{OTHER}")
+    args = {"cred_key": keys.acme_credential(cred.id), "name": cred.name, "digest": cred.digest, "ttl_ms": 60_000}
+    assert acme.set_value(real_redis, account_id=other.id, value="a" * 43, **args) == 1
+    store.remove_account(other.id)  # RECORD (removed), NAME_RELEASE
+    assert acme.set_value(real_redis, account_id=other.id, value="b" * 43, **args) == -1
+    assert {"name_claim", "name_release", "record", "acme_set"} <= set(checked)
 
 
 class Receiver(Transport):
