@@ -5,7 +5,7 @@ how far the latest outage's "offline" message got: ``<outage start ms> sending <
 ``queued``, ``sent``, ``dead`` or ``closed`` (it will never be sent). Both messages of an outage
 carry its start (``Message.outage_ms``: the ``neutralized`` event's time, the ``recovered`` event's
 ``neutral_since``), and each asks ``hbdns/lua/notify_outage.lua`` before it is sent, atomically with
-the account's state (same slot ``{a:<id>}``):
+the account's state (same slot: the account's shard ``{s:<n>}``):
 
 - the offline message goes only while that very outage is still open and nothing closed it; once
   the account is back (or a later outage began) it is moot and never sent, whichever notifier
