@@ -6,18 +6,21 @@ each). Entries come back as :class:`Entry` (shard, entry id, fields); an event's
 ``<shard>/<entry id>`` (:func:`hbdns.event_streams.event_id`). Both the notifier's consumer
 (notifier/consumer.py) and the recovery flush (notifier/flush.py) read through this.
 
-How the new entries are read, without adding latency per event:
+How the new entries are read, without adding latency per event under load:
 
 - Standalone Redis: one ``XREADGROUP ... BLOCK <ms> STREAMS <16 streams> > ...`` wakes up as soon
   as any shard gets an entry. One round trip per batch, as with one stream.
 - Redis Cluster (:func:`hbdns.connection.is_cluster`): a command may name keys of one slot only,
   so no single call can wait on all shards. Each read sends a non-blocking ``XREADGROUP`` per
-  shard in one pipeline (redis-py's cluster pipeline: one round trip per primary); only when all
-  are empty does it wait, on one shard (taken in turn), for at most :data:`CLUSTER_BLOCK_MS`. So
-  under load every read returns data at once and no event waits for a block; an event arriving on
-  an idle system waits at most that short block before the next poll (an idle notifier sends
-  ~``SHARDS * 1000 / CLUSTER_BLOCK_MS`` cheap commands a second). One blocking connection per
-  shard (16 threads) would wake at once but multiply connections and threads per process.
+  shard in one pipeline (redis-py's cluster pipeline: one round trip per primary, each command
+  sent to its shard's primary directly: redis-py would otherwise ask a node ``COMMAND GETKEYS``
+  for every XREADGROUP); only when all are empty does it wait, :data:`CLUSTER_POLL_MS`, and then
+  returns (the caller's loop reads again). Under load every read returns data at once and no
+  event waits; an event on an idle system waits at most that pause. The pause is a client-side
+  sleep, not ``BLOCK`` on one shard: a Redis node with nothing to do ends a short ``BLOCK`` only at
+  its next cron tick (``hz`` 10: up to 100 ms late). One blocking reader thread per shard would
+  wake at once, but puts 16 threads and connections per group into a process whose loops are
+  small step functions. Figures (bench/shard_read_latency.py) are in docs/notifications.md.
 
 A consumer's own unacknowledged entries (a restart under the same name, entries it took over) are
 re-read (``0`` instead of ``>``) per shard until that shard has none left.
@@ -26,6 +29,7 @@ re-read (``0`` instead of ``>``) per shard until that shard has none left.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -34,7 +38,7 @@ import redis
 from hbdns import event_streams, keys
 from hbdns.connection import is_cluster
 
-CLUSTER_BLOCK_MS = 100  # the one wait of a per-shard read that found nothing (Cluster)
+CLUSTER_POLL_MS = 50  # the pause of a per-shard read that found nothing (Cluster)
 MIN_PER_STREAM = 16  # entries one read takes from one shard at least
 
 
@@ -80,7 +84,8 @@ class ShardStreams:
         self._own = set(self.shards)  # shards whose own pending entries are to be re-read (reader thread)
         self._claimed: set[int] = set()  # shards where a takeover (another thread) gave us entries
         self._lock = threading.Lock()
-        self._turn = 0
+        self.poll_ms = CLUSTER_POLL_MS
+        self._routed = is_cluster(r)  # name each command's node (Cluster client only)
 
     # --- the group ------------------------------------------------------------------------------
 
@@ -131,9 +136,8 @@ class ShardStreams:
             entries = self._poll(self.shards, ">")
             if entries or block_ms <= 0:
                 return entries
-            shard = self.shards[self._turn % len(self.shards)]
-            self._turn += 1
-            return self._call({shard: ">"}, min(block_ms, CLUSTER_BLOCK_MS))
+            time.sleep(min(block_ms, self.poll_ms) / 1000)
+            return self._poll(self.shards, ">")
         except redis.ResponseError as exc:
             if _nogroup(exc):
                 self.lost()
@@ -148,7 +152,12 @@ class ShardStreams:
             return self._call({s: start for s in shard_list}, None)
         pipe = self.r.pipeline(transaction=False)
         for s in shard_list:
-            pipe.xreadgroup(self.group, self.name, {self.streams[s]: start}, count=self.count)
+            stream = self.streams[s]
+            args = ("XREADGROUP", "GROUP", self.group, self.name, "COUNT", self.count, "STREAMS", stream, start)
+            if self._routed:
+                pipe.execute_command(*args, target_nodes=self.r.get_node_from_key(stream))
+            else:
+                pipe.execute_command(*args)
         out: list[Entry] = []
         for reply in pipe.execute(raise_on_error=False):
             if isinstance(reply, Exception):
