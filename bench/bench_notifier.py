@@ -38,7 +38,7 @@ from typing import Any
 import redis
 
 from bench.common import Metric, percentile
-from hbdns import config, event_streams, keys
+from hbdns import config, keys
 from hbdns.connection import connect
 from hbdns.model import Account, Zone
 from hbdns.store import Store
@@ -100,8 +100,7 @@ class Bench:
                 self._arm(pipe, a.id, now + rng.randint(600_000, 3_600_000), now)
             pipe.execute()
         # the notifier group starts after the set-up's 100k "created" events
-        for shard in keys.all_shards():
-            r.xgroup_create(keys.events(shard), GROUP, id="$", mkstream=True)
+        r.xgroup_create(keys.events(), GROUP, id="$", mkstream=True)
 
     @staticmethod
     def _arm(pipe: Any, account_id: int, deadline_ms: int, now_ms: int) -> None:
@@ -109,7 +108,7 @@ class Bench:
         live = {"state": "live", "live": "4", "since": str(now_ms), "ipv4": "198.51.100.1"}
         pipe.hset(keys.account(account_id), mapping=live)
         pipe.set(keys.alive(account_id, 4), "1", pxat=deadline_ms)
-        pipe.zadd(keys.deadlines(keys.shard_of(account_id)), {keys.deadline_member(account_id, 4): deadline_ms})
+        pipe.zadd(keys.deadlines(), {keys.deadline_member(account_id, 4): deadline_ms})
 
     def _env(self, **settings: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HBDNS_")}
@@ -124,7 +123,7 @@ class Bench:
         assert self.r is not None
         r = self.r
         wait_for(
-            lambda: any(c["name"] == "bench" for c in r.xinfo_consumers(keys.events(0), GROUP)), 30, what="notifier up"
+            lambda: any(c["name"] == "bench" for c in r.xinfo_consumers(keys.events(), GROUP)), 30, what="notifier up"
         )
 
     def start_sweeper(self, roles: str) -> None:
@@ -153,8 +152,8 @@ class Bench:
 
     def settled(self) -> bool:
         assert self.r is not None
-        g = event_streams.group_totals(self.r, GROUP)
-        return g.pending == 0 and g.lag == 0
+        g = {x["name"]: x for x in self.r.xinfo_groups(keys.events())}[GROUP]
+        return g["pending"] == 0 and g["lag"] == 0
 
     @staticmethod
     def _cpu(proc: Process | None) -> float:
@@ -177,17 +176,16 @@ class Bench:
         for account_id in ids:
             self._arm(pipe, account_id, deadline, now)
         pipe.execute()
-        last_id = dict.fromkeys(keys.all_shards(), f"{now}-0")
+        last_id = f"{now}-0"
         neut: dict[int, float] = {}
         mail: dict[int, float] = {}
         seen_mail = mails_before
         stop_at = deadline / 1000 + cap_s
         while time.time() < stop_at and (len(neut) < BURST or len(mail) < BURST):
-            for shard in keys.all_shards():
-                for eid, f in r.xrange(keys.events(shard), min=f"({last_id[shard]}", count=5000):
-                    last_id[shard] = eid
-                    if f.get("type") == "neutralized" and int(f["account"]) in rcpt_to_id.values():
-                        neut[int(f["account"])] = (int(eid.split("-")[0]) - int(f["at"])) / 1000
+            for eid, f in r.xrange(keys.events(), min=f"({last_id}", count=5000):
+                last_id = eid
+                if f.get("type") == "neutralized" and int(f["account"]) in rcpt_to_id.values():
+                    neut[int(f["account"])] = (int(eid.split("-")[0]) - int(f["at"])) / 1000
             with self.smtp.lock:
                 new = self.smtp.mails[seen_mail:]
                 seen_mail = len(self.smtp.mails)

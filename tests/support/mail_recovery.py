@@ -99,7 +99,7 @@ def last_beat(net: MailNet, a: Account) -> float:
 def recovered_at(net: MailNet, a: Account, after: float) -> float:
     """When the account's first beat back was recorded (its ``recovered`` event, Redis clock)."""
     assert net.store is not None
-    for _, f in reversed(net.store.r.xrange(keys.events(keys.shard_of(a.id)))):
+    for _, f in reversed(net.store.r.xrange(keys.events())):
         if f["type"] == "recovered" and f["account"] == str(a.id) and int(f["at"]) / 1000 >= after:
             return int(f["at"]) / 1000
     raise AssertionError(f"no recovered event of {a.fqdn} after {after}")

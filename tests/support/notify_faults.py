@@ -258,6 +258,6 @@ def notifier_killed(
 
 def _consumers(r: redis.Redis) -> list[dict[str, Any]]:
     try:
-        return list(r.xinfo_consumers(keys.events(keys.SHARDS - 1), "hbdns-notifier"))  # one read names it in all
+        return list(r.xinfo_consumers(keys.events(), "hbdns-notifier"))
     except redis.ResponseError:
         return []

@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from hbdns import event_streams, keys
+from hbdns import keys
 from hbdns.liveness import BeatRequest, BeatResult
 from hbdns.model import Account, Zone
 from hbdns.store import Store
@@ -66,38 +66,20 @@ def beat(store: Store, account: Account, expiry_ms: int | None = None, ip: str =
     return store.liveness.beat(BeatRequest(account_id=account.id, zone=account.zone, expiry_ms=expiry, ipv4=ip))
 
 
-def _entry_order(item: tuple[int, str]) -> tuple[int, int, int]:
-    ms, _, seq = item[1].partition("-")
-    return int(ms), int(seq), item[0]
-
-
 def events(r: redis.Redis, kind: str | None = None, account: int | None = None) -> list[Event]:
-    """The transitions of every shard's stream in the order they were recorded, optionally only
-    one type and one account."""
-    entries = [(s, str(i), f) for s in keys.all_shards() for i, f in r.xrange(keys.events(s))]
-    entries.sort(key=lambda e: _entry_order((e[0], e[1])))
-    out = [Event.from_fields(event_streams.event_id(s, i, f), f) for s, i, f in entries]
+    """The transition stream, optionally only one type and one account."""
+    out = [Event.from_fields(i, f) for i, f in r.xrange(keys.events())]
     return [e for e in out if (kind is None or e.type == kind) and (account is None or e.account == account)]
 
 
-def pending(r: redis.Redis, group: str = GROUP) -> list[tuple[str, str]]:
-    """(event id, consumer) of every entry ``group`` was delivered and has not acknowledged."""
-    out = []
-    for s in keys.all_shards():
-        for p in r.xpending_range(keys.events(s), group, min="-", max="+", count=1000):
-            out.append((event_streams.event_id(s, p["message_id"]), str(p["consumer"])))
-    return out
-
-
-def consumers(r: redis.Redis, group: str = GROUP) -> set[str]:
-    """The names of ``group``'s consumers on any shard stream."""
-    return {str(c["name"]) for s in keys.all_shards() for c in r.xinfo_consumers(keys.events(s), group)}
-
-
 def settled(r: redis.Redis) -> bool:
-    """Every event read and acknowledged (every shard), nothing waiting in the notification queue."""
-    g = event_streams.group_totals(r, GROUP)
-    return g.shards == keys.SHARDS and g.pending == 0 and g.lag == 0 and r.zcard(keys.notify_queue()) == 0
+    """Every event read and acknowledged, nothing waiting in the notification queue."""
+    try:
+        groups = {g["name"]: g for g in r.xinfo_groups(keys.events())}
+    except redis.ResponseError:
+        return False
+    g = groups.get(GROUP)
+    return bool(g) and g["pending"] == 0 and g["lag"] == 0 and r.zcard(keys.notify_queue()) == 0
 
 
 def spawn(service: str, tmp_path: Path, name: str, env: dict[str, str]) -> Process:
