@@ -19,12 +19,15 @@ from hbdns.etrn import FlushTarget
 from hbdns.model import Account
 from hbdns.mta_flush import MtaFlusher
 from notifier.consumer import GROUP
+from notifier.events import Event
 from notifier.flush import FlushConsumer
 from notifier.main import Notifier
 from notifier.streams import CLUSTER_POLL_MS, ShardStreams
 from tests.support.etrn import EtrnServer
+from tests.support.events import consumers as stream_consumers
+from tests.support.events import entries as stream_entries
 from tests.support.servers import wait_for
-from tests.support.services import consumers, env_for, events, pending, settled
+from tests.support.services import env_for, settled
 from tests.support.sinks import SmtpSink
 
 AT = 1_733_000_000_000
@@ -38,6 +41,25 @@ def put_account(r: redis.Redis, account_id: int, **kw: object) -> Account:
     )  # fmt: skip
     r.hset(keys.account(account_id), mapping=a.new_hash(AT))
     return a
+
+
+def pending(r: redis.Redis, group: str = GROUP) -> list[tuple[str, str]]:
+    """(event id, consumer) of what ``group`` was delivered and has not acknowledged, every shard."""
+    out = []
+    for s in keys.all_shards():
+        for p in r.xpending_range(keys.events(s), group, min="-", max="+", count=1000):
+            out.append((event_streams.event_id(s, p["message_id"]), str(p["consumer"])))
+    return out
+
+
+def consumers(r: redis.Redis) -> set[str]:
+    return {str(c["name"]) for c in stream_consumers(r, GROUP)}
+
+
+def events(r: redis.Redis, kind: str) -> list[Event]:
+    """The events of ``kind`` in every shard, with their ids as the notifier gives them."""
+    out = [Event.from_fields(event_streams.event_id(s, i, f), f) for s, i, f in stream_entries(r)]
+    return [e for e in out if e.type == kind]
 
 
 def neutralized(a: Account) -> dict[str, str]:
