@@ -138,13 +138,15 @@ def test_notifier_counts_outcomes_delivery_delay_and_reads_the_queue(fake_redis:
     # a queued retry: depth and the age of the oldest; the consumer group's backlog
     fake_redis.zadd(keys.notify_queue(), {"j1": time.time() - 30})
     fake_redis.zadd(keys.notify_queued_since(), {"j1": time.time() - 120})
-    fake_redis.xgroup_create(keys.events(), GROUP, id="0", mkstream=True)
-    fake_redis.xadd(keys.events(), {"type": "created"})
+    for shard in (3, 7):  # summed over the shard streams
+        fake_redis.xgroup_create(keys.events(shard), GROUP, id="0", mkstream=True)
+        fake_redis.xadd(keys.events(shard), {"type": "created"})
+    fake_redis.xreadgroup(GROUP, "n1", {keys.events(7): ">"})
     m = scrape(registry)
     assert m["hbdns_notifier_queue_depth"] == 1
     assert 119 <= m["hbdns_notifier_queue_oldest_seconds"] < 180
     assert 29 <= m["hbdns_notifier_queue_overdue_seconds"] < 90
-    assert m["hbdns_notifier_stream_pending"] == 0 and m["hbdns_notifier_stream_lag"] == 1
+    assert m["hbdns_notifier_stream_pending"] == 1 and m["hbdns_notifier_stream_lag"] == 1
 
 
 def test_the_sms_counts_are_exported() -> None:
@@ -165,8 +167,9 @@ def test_the_sms_counts_are_exported() -> None:
 
 
 def test_event_time_is_read_from_the_stream_id() -> None:
-    assert event_ms("1733000000123-4") == 1733000000123
-    assert event_ms("legacy") is None
+    assert event_ms("5/1733000000123-4") == 1733000000123
+    assert event_ms("1733000000123-4") == 1733000000123  # an id from before sharding
+    assert event_ms("legacy") is None and event_ms("16/1-0") is None and event_ms("x/1-0") is None
 
 
 def test_update_api_counts_answers_by_code(fake_redis: redis.Redis) -> None:
