@@ -142,9 +142,3 @@ def sentinel_manager(client: redis.Redis) -> Sentinel | None:
     """The Sentinel a client from :func:`connect` asks, or None for a standalone or cluster client."""
     manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
     return manager if isinstance(manager, Sentinel) else None
-
-
-def is_cluster(client: Any) -> bool:
-    """Whether ``client`` talks to a Redis Cluster: its callers then keep each command (and each
-    script call) to the keys of one slot, and wait on one slot at a time."""
-    return isinstance(client, RedisCluster)
