@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl, quote, unquote
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
@@ -277,6 +278,12 @@ def _sentinel_client(target: SentinelUrl, opts: dict[str, Any]) -> redis.Redis:
     if target.role == "replica":
         return manager.slave_for(target.service, **node)
     return manager.master_for(target.service, **node)
+
+
+def is_cluster(r: Any) -> bool:
+    """Whether ``r`` is a Redis Cluster client: its callers keep each script call's keys in one slot
+    (one shard, :mod:`hbdns.keys`), where on a standalone Redis one call may span shards."""
+    return isinstance(r, RedisCluster)
 
 
 def sentinel_manager(client: redis.Redis) -> Sentinel | None:
