@@ -19,7 +19,7 @@ from redis.retry import Retry
 from werkzeug.exceptions import HTTPException
 
 from hbdns import config as hbconfig
-from hbdns.connection import connect, is_cluster
+from hbdns.connection import connect, is_cluster, scheme
 from pdns_backend.answers import result_json
 from pdns_backend.backend import Backend, BackendError
 from pdns_backend.routes import Router
@@ -37,14 +37,11 @@ def backend_redis(url: str) -> redis.Redis:
     """The backend's Redis client: fail within ~1 s (before pdns' own timeout), one quick retry.
 
     redis-py's default (10 retries with backoff) would hold every query for seconds while Redis is
-    down; pdns would time out instead of getting a quick SERVFAIL."""
-    return connect(
-        url,
-        socket_timeout=1.0,
-        socket_connect_timeout=1.0,
-        retry=Retry(NoBackoff(), 1),
-        health_check_interval=0,
-    )
+    down; pdns would time out instead of getting a quick SERVFAIL. A Redis Cluster client keeps the
+    retry policy :func:`hbdns.connection.connect` gives it (it asks for the slot map again between
+    tries); the lookups' own raw calls try once more at most (:mod:`pdns_backend.routes`)."""
+    retry = {} if scheme(url).endswith("+cluster") else {"retry": Retry(NoBackoff(), 1)}
+    return connect(url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=0, **retry)
 
 
 def cluster_router(url: str) -> Callable[[], Router]:
