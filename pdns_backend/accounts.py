@@ -96,6 +96,10 @@ class AccountReader:
         """Names remembered now."""
         return len(self._ids)
 
+    def forget(self) -> None:
+        """Drop every remembered name: the next lookup of each pays the discovery again."""
+        self._ids.clear()
+
     def connection(self) -> BatchConnection:
         """This thread's connection (standalone and Sentinel)."""
         conn = self._local.conn
