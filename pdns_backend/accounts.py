@@ -126,23 +126,18 @@ class AccountReader:
             replies = self._confirm(names, parts)  # type: ignore[arg-type]
             for reply in replies:
                 if type(reply) is not list:
-                    return self._resolve(names, dict(zip(names, replies, strict=True)))
+                    sent = dict(zip(names, parts, strict=True))
+                    return self._resolve(names, sent, dict(zip(names, replies, strict=True)))  # type: ignore[arg-type]
             return replies  # the common case: every name known, with its account
-        return self._resolve(names, None)
+        return self._resolve(names, {n: p for n, p in zip(names, parts, strict=True) if p is not None}, None)
 
-    def _resolve(self, names: list[str], replies: dict[str, Any] | None) -> list[Any]:
+    def _resolve(self, names: list[str], cand: dict[str, Parts], replies: dict[str, Any] | None) -> list[Any]:
         """Find the names not known (or no longer confirmed) in the global index, confirm them, and
-        ask again with the id a shard names instead; at most :attr:`PASSES` script calls."""
+        ask again with the id a shard names instead; at most :attr:`PASSES` script calls. ``cand``:
+        the ids known at the start (those ``replies`` answered, when given)."""
         found: dict[str, Any] = {}
-        cand: dict[str, Parts] = {}  # ids this call was told: its next pass uses them, map full or not
         fresh: set[str] = set()  # names whose id the global index gave in this call
-        unknown: list[str] = []
-        for n in dict.fromkeys(names):
-            p = self._ids.get(n)
-            if p is None:
-                unknown.append(n)
-            else:
-                cand[n] = p
+        unknown = [n for n in dict.fromkeys(names) if n not in cand]
         if unknown:
             self._discover(unknown, cand, fresh)
         passes = 1 if replies is not None else 0
