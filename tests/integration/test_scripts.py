@@ -225,7 +225,8 @@ def test_every_script_touches_only_its_keys(
     wait_for(lambda: len(lv.due()) == 3, 5, what="three deadlines due")
     assert [n.account_id for n in lv.sweep()] == [other.id]
     assert lv.neutralize_if_due([account.id]) == []  # no longer due
-    # the backend's lookup: unknown name, first sight, known id, stale id
+    # the backend's lookup: unknown name, first sight (the global index, then the shard confirms;
+    # the two accounts' shards in one call), known id, stale id (refuted by its shard, found again)
     reader = AccountReader(real_redis)
     reader.fetch([f"nope.{ZONE}", account.fqdn, f"o.{OTHER}"])
     reader.fetch([account.fqdn])
