@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl, quote, unquote
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
@@ -283,3 +284,9 @@ def sentinel_manager(client: redis.Redis) -> Sentinel | None:
     """The Sentinel a client from :func:`connect` asks, or None for a standalone client."""
     manager = getattr(client.connection_pool, "sentinel_manager", None)
     return manager if isinstance(manager, Sentinel) else None
+
+
+def is_cluster(r: Any) -> bool:
+    """Whether ``r`` talks to a Redis Cluster: its callers then keep each script call to one slot
+    (one shard), where on a standalone Redis one call may span shards."""
+    return isinstance(r, RedisCluster)

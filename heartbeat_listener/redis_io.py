@@ -22,7 +22,17 @@ from typing import Any
 import redis
 
 from hbdns import keys, scripts
-from hbdns.liveness import BEAT_ARGS_PER_BEAT, BEAT_KEYS_PER_BEAT, OK, BeatRequest, BeatResult, Liveness, beat_keys
+from hbdns.liveness import (
+    BEAT_ARGS_PER_BEAT,
+    BEAT_KEYS_PER_BEAT,
+    BEAT_KEYS_PER_SHARD,
+    OK,
+    BeatRequest,
+    BeatResult,
+    Liveness,
+    beat_keys,
+    beat_shard_keys,
+)
 from hbdns.plans import Plan
 from hbdns.resp import BatchConnection, ConnectionLost, bulk
 from heartbeat_listener.held import HeldBeats
@@ -41,17 +51,13 @@ class RedisAccounts:
     def __init__(self, conn: BatchConnection, plans: Mapping[str, Plan]) -> None:
         self.conn = conn
         self.expiry = {name: p.expiry_ms for name, p in plans.items()}
-        pre, post = (part.encode() for part in keys.template(keys.account))
-        tail = b"".join(bulk(f.encode()) for f in self.FIELDS)
-        self._fmt = (
-            b"*%d\r\n" % (2 + len(self.FIELDS)) + bulk(b"HMGET") + b"$%d\r\n" + pre + b"%d" + post + b"\r\n" + tail
-        )
-        self._fixed = len(pre) + len(post)
+        self._head = b"*%d\r\n" % (2 + len(self.FIELDS)) + bulk(b"HMGET")
+        self._tail = b"".join(bulk(f.encode()) for f in self.FIELDS)
         self._hex: dict[str, bytes] = {}  # hex -> bytes, small cache: keys repeat every beat
 
     def encode(self, ids: Sequence[int]) -> bytes:
-        fmt, fixed = self._fmt, self._fixed
-        return b"".join(fmt % (fixed + len(str(i)), i) for i in ids)
+        head, tail, account = self._head, self._tail, keys.account
+        return b"".join(head + bulk(account(i).encode()) + tail for i in ids)
 
     def __call__(self, ids: Sequence[int]) -> dict[int, AccountInfo | str]:
         try:
@@ -147,20 +153,21 @@ class RedisBeats:
         self._open: list[_Ticket] = []  # submitted, not collected yet
         self.reapplied = 0  # held beats applied again after a reconnect
         self.rerecorded = 0  # of those, how many recorded their transition again (it had been lost)
-        # the batch's fixed keys and args (with the source), then its zones, then per beat:
-        #   KEYS acct alive4 alive6 alive_legacy log / ARGV id ip4 ip6 counter ttl offline fp fams age
+        # the batch's fixed args (with the source), its shard table and zones, then per beat:
+        #   KEYS acct alive4 alive6 alive_legacy log / ARGV id ip4 ip6 counter ttl offline fp fams age row
         shared_keys, shared_args = liveness.beat_argv([], source)
-        assert shared_args[-1] == "0", "beat_argv's fixed part must end with the zone count"
-        self._shared_keys = b"".join(bulk(k.encode()) for k in shared_keys)
-        self._shared_args = b"".join(bulk(a.encode()) for a in shared_args[:-1])
-        self._nshared = len(shared_keys), len(shared_args)
-        # per account, encoded once: (fp, its KEYS, its id ARG, its fp ARG)
-        self._accounts: dict[int, tuple[str, bytes, bytes, bytes]] = {}
-        self._zones: dict[str, tuple[bytes, bytes]] = {}  # zone -> (its KEY, its name ARG)
+        assert not shared_keys and shared_args[-2:] == ["0", "0"], "beat_argv's fixed part: args, then the counts"
+        self._shared_args = b"".join(bulk(a.encode()) for a in shared_args[:-2])
+        self._nshared = len(shared_args)
+        self._shard_rows = [b"".join(bulk(k.encode()) for k in beat_shard_keys(s)) for s in keys.all_shards()]
+        self._row_args = [bulk(b"%d" % r) for r in range(keys.SHARDS + 1)]  # a beat's row in the table
+        # per account, encoded once: (fp, its KEYS, its id ARG, its fp ARG, its shard)
+        self._accounts: dict[int, tuple[str, bytes, bytes, bytes, int]] = {}
+        self._zones: dict[str, bytes] = {}  # zone -> its name ARG
         self._bulks: dict[str, bytes] = {"": b"$0\r\n\r\n"}  # addresses repeat: encode once
         self._ttls: dict[int, bytes] = {}
 
-    def _account_parts(self, req: BeatRequest) -> tuple[str, bytes, bytes, bytes]:
+    def _account_parts(self, req: BeatRequest) -> tuple[str, bytes, bytes, bytes, int]:
         if len(self._accounts) >= 2_000_000:
             self._accounts.clear()
         i = req.account_id
@@ -169,15 +176,16 @@ class RedisBeats:
             b"".join(bulk(k.encode()) for k in beat_keys(i)),
             bulk(b"%d" % i),
             bulk(req.fp.encode()),
+            keys.shard_of(i),
         )
         self._accounts[i] = parts
         return parts
 
-    def _zone_parts(self, zone: str) -> tuple[bytes, bytes]:
+    def _zone_arg(self, zone: str) -> bytes:
         if len(self._zones) >= 100_000:
             self._zones.clear()
-        parts = self._zones[zone] = (bulk(keys.zone(zone).encode()), bulk(zone.encode()))
-        return parts
+        arg = self._zones[zone] = bulk(zone.encode())
+        return arg
 
     def _ttl(self, expiry_ms: int) -> bytes:
         b = self._ttls[expiry_ms] = bulk(b"%d" % int(expiry_ms))
@@ -193,12 +201,15 @@ class RedisBeats:
 
     def encode(self, reqs: Sequence[BeatRequest], ages: Sequence[int] | None = None) -> bytes:
         """The EVALSHA command for a batch, byte for byte what redis-py would send. ``ages``: per
-        beat, ms since it was received (held beats applied late), as in ``Liveness.beat_argv``."""
+        beat, ms since it was received (held beats applied late), as in ``Liveness.beat_argv``.
+        The batch may span shards (a standalone Redis); on Redis Cluster the caller passes the beats
+        of one shard."""
         keyparts: list[bytes] = []
         argparts: list[bytes] = []
-        zones: dict[str, tuple[bytes, bytes]] = {}
+        zones: dict[str, bytes] = {}
+        rows: dict[int, bytes] = {}  # shard -> the beats' row ARG, shards in order of appearance
         accounts, parts_of, bulk_of, ttls = self._accounts, self._account_parts, self._bulk, self._ttls
-        known_zones, zone_parts = self._zones, self._zone_parts
+        known_zones, zone_arg, row_args = self._zones, self._zone_arg, self._row_args
         on, off = b"$1\r\n1\r\n", b"$1\r\n0\r\n"
         empty = b"$0\r\n\r\n"
         for i, req in enumerate(reqs):
@@ -206,7 +217,10 @@ class RedisBeats:
             if parts is None or parts[0] != req.fp:
                 parts = parts_of(req)
             if req.zone not in zones:
-                zones[req.zone] = known_zones.get(req.zone) or zone_parts(req.zone)
+                zones[req.zone] = known_zones.get(req.zone) or zone_arg(req.zone)
+            row = rows.get(parts[4])
+            if row is None:
+                row = rows[parts[4]] = row_args[len(rows) + 1]
             keyparts.append(parts[1])
             counter = b"$0\r\n\r\n" if req.counter is None else bulk(b"%d" % req.counter)
             argparts.append(
@@ -221,22 +235,24 @@ class RedisBeats:
                         parts[3],
                         bulk_of(req.fams),
                         empty if ages is None or ages[i] <= 0 else bulk(b"%d" % ages[i]),
+                        row,
                     )
                 )
             )
-        nkeys = self._nshared[0] + len(zones) + BEAT_KEYS_PER_BEAT * len(reqs)
-        nargs = self._nshared[1] + len(zones) + BEAT_ARGS_PER_BEAT * len(reqs)
+        nkeys = BEAT_KEYS_PER_SHARD * len(rows) + BEAT_KEYS_PER_BEAT * len(reqs)
+        nargs = self._nshared + len(zones) + BEAT_ARGS_PER_BEAT * len(reqs)
+        shard_rows = self._shard_rows
         return b"".join(
             [
                 b"*%d\r\n" % (3 + nkeys + nargs),
                 self.script.head,
                 bulk(b"%d" % nkeys),
-                self._shared_keys,
-                *(z[0] for z in zones.values()),
+                *(shard_rows[s] for s in rows),
                 *keyparts,
                 self._shared_args,
+                bulk(b"%d" % len(rows)),
                 bulk(b"%d" % len(zones)),
-                *(z[1] for z in zones.values()),
+                *zones.values(),
                 *argparts,
             ]
         )
