@@ -172,12 +172,12 @@ def test_a_beat_already_stored_is_a_replay_when_applied_again(pair: tuple[RedisS
     writer = RedisBeats(BatchConnection(r), store.liveness, wait_replicas=1, wait_timeout=1.0)
     t = now_ms()
     writer.beats([beat(a, "203.0.113.1", t)])
-    events = r.xlen(keys.events(keys.shard_of(a.id)))
+    events = r.xlen(keys.events(keys.shard_of(a)))
     writer.held.add([beat(a, "203.0.113.1", t)])  # as if its WAIT had never answered
     writer.conn.close()
     writer.beats([beat(a, "203.0.113.1", t + 1)])
     assert (writer.reapplied, writer.rerecorded, len(writer.held)) == (1, 0, 0)
-    assert r.xlen(keys.events(keys.shard_of(a.id))) == events
+    assert r.xlen(keys.events(keys.shard_of(a))) == events
 
 
 def test_readonly_is_a_lost_connection_on_the_raw_path(pair: tuple[RedisServer, RedisServer]) -> None:

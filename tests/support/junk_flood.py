@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
 from hbdns_client import wire
 
 from hbdns import keys
@@ -65,6 +66,12 @@ def _packet_counts(m: dict[str, float]) -> dict[str, int]:
     return {k.split('"')[1]: int(v) for k, v in m.items() if k.startswith(pre)}
 
 
+def _last_event(r: redis.Redis, shard: int) -> str:
+    """The id of the last entry of the shard's event stream ("" while it has none)."""
+    last = r.xrevrange(keys.events(shard), count=1)
+    return str(last[0][0]) if last else ""
+
+
 def run(
     listener: Listener,
     store: Store,
@@ -81,8 +88,8 @@ def run(
     ``flood_rate`` datagrams/s from the same address (0: no flood)."""
     assert listener.process is not None
     pid = listener.process.pid
-    events0 = store.r.xlen(keys.events())
-    last_id = store.r.xinfo_stream(keys.events())["last-generated-id"] if events0 else "0-0"
+    # where each shard's event stream ends now: what the run records comes after
+    last_ids = {s: _last_event(store.r, s) for s in keys.all_shards()}
     before = listener.metrics()
     gen = None
     if flood_rate > 0:
@@ -143,7 +150,9 @@ def run(
     after = listener.metrics()
     results = {k: v - _packet_counts(before).get(k, 0) for k, v in _packet_counts(after).items()}
     ids = {customer.id, *(n.id for n in neighbours)}
-    new_events = store.r.xrange(keys.events(), min=f"({last_id}" if last_id != "0-0" else "-")
+    new_events = [
+        e for s, last in last_ids.items() for e in store.r.xrange(keys.events(s), min=f"({last}" if last else "-")
+    ]
     neutralized = sum(1 for _, e in new_events if e.get("type") == "neutralized" and int(e.get("account", -1)) in ids)
     behind = sum(
         1 for n in neighbours if int(store.r.hget(keys.account(n.id), "counter") or 0) != last_sent.get(n.id, -1)
