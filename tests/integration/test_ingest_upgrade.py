@@ -57,7 +57,7 @@ def kinds(r: redis.Redis, a: Account) -> list[str]:
 
 
 def due(r: redis.Redis, a: Account) -> bool:
-    d = r.zscore(keys.deadlines(keys.shard_of(a.id)), keys.deadline_member(a.id, 4))
+    d = r.zscore(keys.deadlines(), keys.deadline_member(a.id, 4))
     return not r.exists(keys.alive(a.id, 4)) and d is not None and d <= redis_ms(r)
 
 
