@@ -216,12 +216,7 @@ class ClusterBeats:
 
     def counters(self) -> dict[str, float]:
         """The durability counters, for the metrics endpoint."""
-        return {
-            "hbdns_heartbeat_held_beats": len(self.held),
-            "hbdns_heartbeat_held_dropped_total": self.held.dropped,
-            "hbdns_heartbeat_reapplied_total": self.reapplied,
-            "hbdns_heartbeat_rerecorded_total": self.rerecorded,
-        }
+        return self.held.counters(self.reapplied, self.rerecorded)
 
     def beats(self, reqs: Sequence[BeatRequest]) -> list[BeatResult]:
         if not reqs:

@@ -278,10 +278,7 @@ class RedisBeats:
     def counters(self) -> dict[str, float]:
         """The durability counters, for the metrics endpoint."""
         return {
-            "hbdns_heartbeat_held_beats": len(self.held),
-            "hbdns_heartbeat_held_dropped_total": self.held.dropped,
-            "hbdns_heartbeat_reapplied_total": self.reapplied,
-            "hbdns_heartbeat_rerecorded_total": self.rerecorded,
+            **self.held.counters(self.reapplied, self.rerecorded),
             "hbdns_heartbeat_wait_timeouts_total": self.wait.timeouts if self.wait is not None else 0,
             "hbdns_heartbeat_redis_connects_total": self.conn.connects,
         }
