@@ -11,7 +11,7 @@ record, a dyndns2 update the families it names; each family has its own ``alive`
   beat neutralizes every family at once.
 - :meth:`Liveness.sweep` finds families whose deadline passed (Redis ``TIME`` is the one clock) and
   records them ``family_lost``, or ``neutralized`` when no family is left, unless the deadline's
-  window overlaps an outage of our own ingest (the listeners mark ``keys.ingest()``): such a
+  window overlaps an outage of our own ingest (the listeners mark every shard's ``keys.ingest``): such a
   deadline is held until ingest has been healthy for one whole window of the account's plan;
   :meth:`Liveness.neutralize_if_due` is the same idempotent step (used when a keyspace ``expired``
   hint arrives early). The deadline is removed in the same script that records the transition, so
@@ -32,12 +32,15 @@ from typing import Any, NamedTuple
 import redis
 
 from hbdns import keys, scripts
+from hbdns.connection import is_cluster
 
-# The beat script's call layout (see hbdns/lua/beat.lua): per beat 5 KEYS (acct alive4 alive6
-# alive_legacy log) and 9 ARGV (id ipv4 ipv6 counter ttl_ms offline fp fams age_ms); per batch the
-# deadlines, events and ingest keys, the batch's zones once each, and 5 ARGV + one per zone.
+# The beat script's call layout (see hbdns/lua/beat.lua): a shard table of 5 KEYS per shard of the
+# batch (deadlines events stats ingest serials), then per beat 5 KEYS (acct alive4 alive6
+# alive_legacy log) and 10 ARGV (id ipv4 ipv6 counter ttl_ms offline fp fams age_ms shard_row); per
+# batch 6 ARGV (skew maxlen logcap source, the shard and zone counts) and the batch's zone names.
+BEAT_KEYS_PER_SHARD = 5
 BEAT_KEYS_PER_BEAT = 5
-BEAT_ARGS_PER_BEAT = 9
+BEAT_ARGS_PER_BEAT = 10
 
 
 def beat_keys(account_id: int) -> tuple[str, ...]:
@@ -49,6 +52,20 @@ def beat_keys(account_id: int) -> tuple[str, ...]:
         keys.alive_legacy(account_id),
         keys.account_log(account_id),
     )
+
+
+def beat_shard_keys(shard: int) -> tuple[str, ...]:
+    """The beat script's shard table row of one shard, in order (encoded once per shard)."""
+    return (keys.deadlines(shard), keys.events(shard), keys.stats(shard), keys.ingest(shard), keys.serials(shard))
+
+
+def by_shard(reqs: Sequence[BeatRequest]) -> dict[int, list[int]]:
+    """Positions of ``reqs`` per shard of their accounts, shards in order of first appearance (on
+    Redis Cluster each shard's beats go in calls of their own: one slot per call)."""
+    out: dict[int, list[int]] = {}
+    for i, req in enumerate(reqs):
+        out.setdefault(keys.shard_of(req.account_id), []).append(i)
+    return out
 
 
 @dataclass(frozen=True)
@@ -157,11 +174,16 @@ class Liveness:
     ) -> tuple[list[str], list[str]]:
         """KEYS and ARGV of the beat script for a batch from one ``source`` (the requests' own
         ``source`` is not read here: :meth:`beats` splits a mixed batch): the one place that spells
-        the script's call layout. Each zone of the batch is passed once, in order of appearance.
-        ``ages``: per beat, how many ms ago it was received (None: all just now)."""
+        the script's call layout. The shard table holds each shard of the batch once, and each zone
+        is passed once, both in order of appearance. ``ages``: per beat, how many ms ago it was
+        received (None: all just now)."""
+        rows: dict[int, int] = {}
+        for req in reqs:
+            rows.setdefault(keys.shard_of(req.account_id), len(rows) + 1)
         zones = list(dict.fromkeys(req.zone for req in reqs))
-        keys_ = [keys.deadlines(), keys.events(), keys.stats(), keys.ingest(), *(keys.zone(z) for z in zones)]
-        args = [str(self.max_skew_ms), str(self.events_maxlen), str(self.log_size), source, str(len(zones)), *zones]
+        keys_ = [k for shard in rows for k in beat_shard_keys(shard)]
+        args = [str(self.max_skew_ms), str(self.events_maxlen), str(self.log_size), source]
+        args += [str(len(rows)), str(len(zones)), *zones]
         for i, req in enumerate(reqs):
             keys_ += beat_keys(req.account_id)
             args += [
@@ -174,6 +196,7 @@ class Liveness:
                 req.fp,
                 req.fams,
                 str(ages[i]) if ages is not None and ages[i] > 0 else "",
+                str(rows[keys.shard_of(req.account_id)]),
             ]
         return keys_, args
 
@@ -190,8 +213,18 @@ class Liveness:
 
     def beats(self, reqs: Iterable[BeatRequest], chunk: int = 500) -> list[BeatResult]:
         """Many beats, one script call (one round trip, one atomic step) per ``chunk`` of them that
-        share a source, in order."""
+        share a source, in order. On Redis Cluster a call holds the beats of one shard (one slot):
+        the beats of each shard stay in order, those of different shards are applied per shard."""
         reqs = list(reqs)
+        if not is_cluster(self.r):
+            return self._beats(reqs, chunk)
+        out: list[BeatResult] = [REKEY] * len(reqs)
+        for positions in by_shard(reqs).values():
+            for i, res in zip(positions, self._beats([reqs[i] for i in positions], chunk), strict=True):
+                out[i] = res
+        return out
+
+    def _beats(self, reqs: list[BeatRequest], chunk: int) -> list[BeatResult]:
         out: list[BeatResult] = []
         i = 0
         while i < len(reqs):

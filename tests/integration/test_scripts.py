@@ -59,9 +59,9 @@ def redis_ms(r: redis.Redis) -> int:
 
 
 def events(r: redis.Redis) -> list[dict[str, str]]:
-    """The event stream's entries, oldest first."""
-    entries: Any = r.xrange(keys.events())
-    return [fields for _, fields in entries]
+    """Every shard's event stream's entries, oldest first."""
+    entries: Any = [e for s in keys.all_shards() for e in r.xrange(keys.events(s))]
+    return [fields for _, fields in sorted(entries, key=lambda e: tuple(map(int, e[0].split("-"))))]
 
 
 # --- NOSCRIPT recovery ---------------------------------------------------------------------------
@@ -292,10 +292,10 @@ def test_every_script_touches_only_its_keys(
     assert marker.step()
     held = store.add_account(store.new_account(f"held.{ZONE}", "heartbeat-c"))
     writer.beats([BeatRequest(held.id, ZONE, 1, ipv4="203.0.113.30", counter=t + 20)])
-    mark = int(real_redis.hget(keys.ingest(), "mark"))
+    mark = int(real_redis.hget(keys.ingest(keys.shard_of(held.id)), "mark"))
     wait_for(lambda: redis_ms(real_redis) > mark + 150, 5, what="an ingest silence")
     assert lv.sweep() == [] and real_redis.hexists(keys.account(held.id), "held4")
-    assert marker.step() and len(json.loads(real_redis.hget(keys.ingest(), "gaps"))) == 1
+    assert marker.step() and len(json.loads(real_redis.hget(keys.ingest(keys.shard_of(held.id)), "gaps"))) == 1
     before = len(events(real_redis))
     writer.held.add([BeatRequest(held.id, ZONE, 60_000, ipv4="203.0.113.30", counter=t + 21)])
     writer.conn.close()  # the held beat runs on the next connection, with its age
