@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl, quote, unquote
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
@@ -283,3 +284,8 @@ def sentinel_manager(client: redis.Redis) -> Sentinel | None:
     """The Sentinel a client from :func:`connect` asks, or None for a standalone client."""
     manager = getattr(client.connection_pool, "sentinel_manager", None)
     return manager if isinstance(manager, Sentinel) else None
+
+
+def is_cluster(client: object) -> bool:
+    """Whether ``client`` talks to a Redis Cluster (each call's keys must then share one slot)."""
+    return isinstance(client, RedisCluster)
