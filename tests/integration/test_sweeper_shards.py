@@ -151,7 +151,7 @@ def test_an_ingest_outage_holds_the_deadlines_of_its_shard_only(real_redis: redi
     lv = Liveness(real_redis, windows={"heartbeat-c": 15_500})
     assert [n.account_id for n in lv.sweep()] == [other]
     assert lv.held == 1 and real_redis.hget(keys.account(held), "held4") == str(now - 10)
-    assert real_redis.zscore(keys.deadlines(keys.shard_of(held)), f"{held}:4") > now
+    assert (real_redis.zscore(keys.deadlines(keys.shard_of(held)), f"{held}:4") or 0) > now
 
 
 def test_due_asks_the_shards_given(real_redis: redis.Redis) -> None:
@@ -170,7 +170,13 @@ def test_a_hint_names_a_sharded_alive_key_and_neutralizes_it(real_redis: redis.R
         now = _redis_ms(real_redis)
         _live(real_redis, [21], deadline_ms=now + 100, alive_ms=100)
         done: list[int] = []
-        wait_for(lambda: done.append(hints.step(timeout=0.5)) or sum(done) == 1, 10, what="neutralized by a hint")
+
+        def hinted() -> bool:
+            done.append(hints.step(timeout=0.5))
+            return sum(done) == 1
+
+        wait_for(hinted, 10, what="neutralized by a hint")
+        assert hints.subscriptions == 1  # no catch-up sweep since: the hint did it
         assert _entries(real_redis, keys.shard_of(21))[-1]["type"] == "neutralized"
     finally:
         hints.close()
@@ -234,8 +240,7 @@ def test_the_length_settings_are_for_all_shards_together(redis_url: str, real_re
 def test_a_mass_outage_over_every_shard_is_marked_once_in_the_mass_shard(
     real_redis: redis.Redis, redis_url: str, calls: list[tuple[str, list[str]]]
 ) -> None:
-    env = {"HBDNS_MASS_MIN_ACCOUNTS": "5", "HBDNS_MASS_SHARE": "0.5"}
-    settings = config.load(env_for(redis_url, **env))
+    settings = config.load(env_for(redis_url, HBDNS_MASS_MIN_ACCOUNTS="5", HBDNS_MASS_SHARE="0.5"))
     service = SweeperService(settings, r=real_redis)
     now = _redis_ms(real_redis)
     silent, fine = list(range(1, 33)), list(range(33, 41))
