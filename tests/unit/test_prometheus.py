@@ -155,7 +155,8 @@ def exported_names() -> set[str]:
     """Every sample name the services export, from their registries built here on fakeredis."""
     r = fakeredis.FakeRedis(decode_responses=True)
     r.xgroup_create(keys.events(), GROUP, id="0", mkstream=True)
-    r.hset(keys.stats(), "live", 0)  # a counted database (hbdns_accounts)
+    for shard in keys.all_shards():  # a counted database (hbdns_accounts)
+        r.hset(keys.stats(shard), "live", 0)
     settings = config.load({})
     purger = Purger([], "")
     registries: list[CollectorRegistry] = []
