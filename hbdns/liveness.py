@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 import redis
 
-from hbdns import keys, scripts
+from hbdns import keys, script_calls, scripts
 
 # The beat script's call layout (see hbdns/lua/beat.lua): per beat 5 KEYS (acct alive4 alive6
 # alive_legacy log) and 9 ARGV (id ipv4 ipv6 counter ttl_ms offline fp fams age_ms); per batch the
@@ -211,11 +211,11 @@ class Liveness:
         each shard: up to ``limit`` of each of ``shards`` (default every shard), shard after shard.
         One script call per shard (its deadlines are one slot), pipelined."""
         todo = list(keys.all_shards() if shards is None else shards)
-        pipe = self.r.pipeline(transaction=False)
-        for shard in todo:
-            scripts.DUE(pipe, [keys.deadlines(shard)], [limit])
+        calls = [(scripts.DUE, [keys.deadlines(shard)], [limit]) for shard in todo]
         out = []
-        for shard, found in zip(todo, pipe.execute(), strict=True):
+        for shard, found in zip(todo, script_calls.run(self.r, calls), strict=True):
+            if isinstance(found, Exception):
+                continue  # a cluster node failed (script_calls logs it): its shards come next time
             for raw in found:
                 try:
                     out.append(keys.parse_deadline_member(_s(raw)))
@@ -240,13 +240,15 @@ class Liveness:
         for account_id, _ in todo:
             pipe.hmget(keys.account(account_id), "zone", "plan")
         found = [(_s(z) if z is not None else "", _s(p) if p is not None else "") for z, p in pipe.execute()]
-        pipe = self.r.pipeline(transaction=False)
+        calls: list[script_calls.Call] = []
         for (account_id, family), (zone, plan) in zip(todo, found, strict=True):
             window = self.windows.get(plan, self.longest_window)
             args = [str(account_id), str(family or ""), str(self.events_maxlen), str(self.log_size), str(window), zone]
-            scripts.NEUTRALIZE(pipe, self._neutralize_keys(account_id), args)
+            calls.append((scripts.NEUTRALIZE, self._neutralize_keys(account_id), args))
         out = []
-        for (account_id, family), raw in zip(todo, pipe.execute(), strict=True):
+        for (account_id, family), raw in zip(todo, script_calls.run(self.r, calls), strict=True):
+            if isinstance(raw, Exception):
+                continue  # a cluster node failed (logged): the deadline stays, the next sweep retries
             status, fqdn, aliases = (_s(x) for x in raw)
             if status == "held":
                 self.held += 1
