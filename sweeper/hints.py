@@ -9,8 +9,8 @@ with ``notify-keyspace-events Ex`` (deploy/redis.conf).
 Not on a Redis Cluster: there each primary publishes the events of its own keys only, so hints
 would need a subscription per primary that follows failovers and slot moves, for a gain the sweep
 already gives (every ``HBDNS_SWEEP_INTERVAL``, <= 1 s by default), and the deployments big enough
-for a cluster are those where Redis emits ``expired`` late (it deletes keys with a TTL by sampling:
-with 10k such keys the events came 19 s late, median). The service does not start the ``hints``
+for a cluster are those where Redis emits ``expired`` late (it deletes keys with a TTL by sampling;
+docs/notifications.md has the figures). The service does not start the ``hints``
 role on a cluster and says so in its log (sweeper/main.py).
 """
 
