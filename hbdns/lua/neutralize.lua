@@ -71,5 +71,5 @@ else
   emit(ev, log, maxlen, logcap, 'family_lost', id, cur[1], d,
        {'reason', 'missed', 'family', family_list(gone), 'swept_at', now})
 end
-if apex ~= '' then bump_serial(serials, apex) end
+if apex and apex ~= '' then bump_serial(serials, apex) end
 return {status, cur[1], cur[3] or '[]'}
