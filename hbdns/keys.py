@@ -120,10 +120,11 @@ def parse_deadline_member(member: str | bytes) -> tuple[int, int]:
 
 
 def ingest(shard: int) -> str:
-    """HASH of ingest health, one copy per shard (the scripts that read it touch one shard), written by the heartbeat listeners with Redis' clock (Unix ms):
-    ``mark`` (the last time a listener could store beats), ``gap_ms`` (a longer silence is an ingest
-    outage) and ``gaps`` (JSON ``[[from, to], ...]``, the recent outages, oldest first). The sweeper
-    holds back deadlines whose window overlaps one (hbdns/lua/lib.lua ``ingest_hold``)."""
+    """HASH of ingest health, one copy per shard (the scripts that read it touch one shard),
+    written by the heartbeat listeners with Redis' clock (Unix ms): ``mark`` (the last time a
+    listener could store beats), ``gap_ms`` (a longer silence is an ingest outage) and ``gaps``
+    (JSON ``[[from, to], ...]``, the recent outages, oldest first). The sweeper holds back deadlines
+    whose window overlaps one (hbdns/lua/lib.lua ``ingest_hold``)."""
     return f"{PREFIX}:ingest:{shard_tag(shard)}"
 
 

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 import redis
 
-from hbdns import keys, scripts
+from hbdns import keys, script_calls, scripts
 from hbdns.connection import is_cluster
 
 # The beat script's call layout (see hbdns/lua/beat.lua): a shard table of 5 KEYS per shard of the
@@ -155,18 +155,20 @@ class Liveness:
         self.held = 0  # deadlines held back so far because their window overlaps an ingest outage
 
     @staticmethod
-    def _account_keys(account_id: int, zone: str) -> list[str]:
+    def _neutralize_keys(account_id: int) -> list[str]:
+        """The neutralize script's KEYS: the account's and its shard's (one slot)."""
+        shard = keys.shard_of(account_id)
         return [
             keys.account(account_id),
             keys.alive(account_id, 4),
             keys.alive(account_id, 6),
             keys.alive_legacy(account_id),
-            keys.deadlines(),
-            keys.events(),
+            keys.deadlines(shard),
+            keys.events(shard),
             keys.account_log(account_id),
-            keys.zone(zone),
-            keys.stats(),
-            keys.ingest(),
+            keys.serials(shard),
+            keys.stats(shard),
+            keys.ingest(shard),
         ]
 
     def beat_argv(
@@ -237,19 +239,27 @@ class Liveness:
             i = j
         return out
 
-    def due(self, limit: int = 1000) -> list[tuple[int, int]]:
-        """Due deadline members as (account id, family; 0 for a legacy one), oldest first."""
+    def due(self, limit: int = 1000, shards: Iterable[int] | None = None) -> list[tuple[int, int]]:
+        """Due deadline members as (account id, family; 0 for a legacy one), oldest first within
+        each shard: up to ``limit`` of each of ``shards`` (default every shard), shard after shard.
+        One script call per shard (its deadlines are one slot), pipelined."""
+        todo = list(keys.all_shards() if shards is None else shards)
+        calls = [(scripts.DUE, [keys.deadlines(shard)], [limit]) for shard in todo]
         out = []
-        for raw in scripts.DUE(self.r, [keys.deadlines()], [limit]):
-            try:
-                out.append(keys.parse_deadline_member(_s(raw)))
-            except ValueError:
-                self.r.zrem(keys.deadlines(), raw)  # not ours: it would block the sweep for good
+        for shard, found in zip(todo, script_calls.run(self.r, calls), strict=True):
+            if isinstance(found, Exception):
+                continue  # a cluster node failed (script_calls logs it): its shards come next time
+            for raw in found:
+                try:
+                    out.append(keys.parse_deadline_member(_s(raw)))
+                except ValueError:
+                    self.r.zrem(keys.deadlines(shard), raw)  # not ours: it would block the sweep for good
         return out
 
     def neutralize_if_due(self, members: Iterable[tuple[int, int] | int]) -> list[Neutralized]:
         """Neutralize those deadline members (account id, family) whose deadline passed; a bare id
-        stands for both families. Idempotent and race-free."""
+        stands for both families. Idempotent and race-free. Members of any shards: each script call
+        touches its account's shard only."""
         todo: list[tuple[int, int]] = []
         for m in members:
             if isinstance(m, int):
@@ -263,16 +273,15 @@ class Liveness:
         for account_id, _ in todo:
             pipe.hmget(keys.account(account_id), "zone", "plan")
         found = [(_s(z) if z is not None else "", _s(p) if p is not None else "") for z, p in pipe.execute()]
-        pipe = self.r.pipeline(transaction=False)
+        calls: list[script_calls.Call] = []
         for (account_id, family), (zone, plan) in zip(todo, found, strict=True):
             window = self.windows.get(plan, self.longest_window)
-            scripts.NEUTRALIZE(
-                pipe,
-                self._account_keys(account_id, zone),
-                [str(account_id), str(family or ""), str(self.events_maxlen), str(self.log_size), str(window)],
-            )
+            args = [str(account_id), str(family or ""), str(self.events_maxlen), str(self.log_size), str(window), zone]
+            calls.append((scripts.NEUTRALIZE, self._neutralize_keys(account_id), args))
         out = []
-        for (account_id, family), raw in zip(todo, pipe.execute(), strict=True):
+        for (account_id, family), raw in zip(todo, script_calls.run(self.r, calls), strict=True):
+            if isinstance(raw, Exception):
+                continue  # a cluster node failed (logged): the deadline stays, the next sweep retries
             status, fqdn, aliases = (_s(x) for x in raw)
             if status == "held":
                 self.held += 1
@@ -281,7 +290,7 @@ class Liveness:
         return out
 
     def sweep(self, limit: int = 1000) -> list[Neutralized]:
-        """One sweep: neutralize up to ``limit`` accounts whose deadline has passed."""
+        """One sweep: neutralize up to ``limit`` due deadlines of each shard."""
         return self.neutralize_if_due(self.due(limit))
 
     def record_call(

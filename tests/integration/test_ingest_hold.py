@@ -49,7 +49,8 @@ def gone_and_due(r: redis.Redis, a: Account) -> bool:
 
 
 def silence(r: redis.Redis) -> None:
-    """Wait until the listeners' silence is an ingest outage (no mark for longer than the gap)."""
+    """Wait until the listeners' silence is an ingest outage (no mark for longer than the gap; the
+    listeners mark every shard's copy, shard 0's stands for all)."""
     wait_for(lambda: redis_ms(r) > int(r.hget(keys.ingest(0), "mark")) + GAP, 5, what="an ingest outage")
 
 

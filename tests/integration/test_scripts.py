@@ -68,9 +68,9 @@ def events(r: redis.Redis) -> list[dict[str, str]]:
 
 
 def test_redis_py_call_loads_a_flushed_script(real_redis: redis.Redis) -> None:
-    real_redis.zadd(keys.deadlines(), {"7": 1})
+    real_redis.zadd(keys.deadlines(7), {"7": 1})
     real_redis.script_flush()
-    assert scripts.DUE(real_redis, [keys.deadlines()], [10]) == ["7"]
+    assert scripts.DUE(real_redis, [keys.deadlines(7)], [10]) == ["7"]
     assert real_redis.script_exists(scripts.DUE.sha) == [True]
 
 
@@ -93,9 +93,9 @@ def test_transaction_with_a_flushed_script_records_its_event(store: Store, real_
 
 
 def test_raw_call_loads_a_flushed_script(real_redis: redis.Redis) -> None:
-    real_redis.zadd(keys.deadlines(), {"7": 1})
+    real_redis.zadd(keys.deadlines(7), {"7": 1})
     conn = BatchConnection(real_redis)
-    payload = scripts.DUE.command([keys.deadlines()], ["10"])
+    payload = scripts.DUE.command([keys.deadlines(7)], ["10"])
     assert scripts.DUE.call(conn, payload) == ["7"]
     real_redis.script_flush()
     assert scripts.DUE.call(conn, payload) == ["7"]
@@ -221,7 +221,8 @@ def test_every_script_touches_only_its_keys(
     # due + neutralize: neutralized, still alive (deadline moved), gone, not due
     lv.beats([BeatRequest(other.id, OTHER, 1, ipv4="203.0.113.8", counter=t + 5)])
     lv.beats([BeatRequest(account.id, ZONE, 60_000, ipv4="203.0.113.7", counter=t + 6)])
-    real_redis.zadd(keys.deadlines(), {str(account.id): 1, "99999": 1})
+    real_redis.zadd(keys.deadlines(keys.shard_of(account.id)), {str(account.id): 1})
+    real_redis.zadd(keys.deadlines(keys.shard_of(99_999)), {"99999": 1})
     wait_for(lambda: len(lv.due()) == 3, 5, what="three deadlines due")
     assert [n.account_id for n in lv.sweep()] == [other.id]
     assert lv.neutralize_if_due([account.id]) == []  # no longer due
@@ -249,11 +250,11 @@ def test_every_script_touches_only_its_keys(
     # an older writer's layout: the legacy key and plain member, swept as both families; migrated
     real_redis.delete(keys.alive(dual.id, 4), keys.alive(dual.id, 6))
     real_redis.set(keys.alive_legacy(dual.id), "1", px=1)
-    real_redis.zadd(keys.deadlines(), {str(dual.id): 1})
+    real_redis.zadd(keys.deadlines(keys.shard_of(dual.id)), {str(dual.id): 1})
     wait_for(lambda: not real_redis.exists(keys.alive_legacy(dual.id)), 5, what="legacy alive key expired")
     assert [(n.family, n.lost) for n in lv.neutralize_if_due([(dual.id, 0)])] == [(0, False)]
     real_redis.set(keys.alive_legacy(dual.id), "1", px=60_000)
-    real_redis.zadd(keys.deadlines(), {str(dual.id): now_ms() + 60_000})
+    real_redis.zadd(keys.deadlines(keys.shard_of(dual.id)), {str(dual.id): now_ms() + 60_000})
     # the live counts: what the scripts kept through all of the above is what a recount finds
     ids = [int(i) for i in real_redis.smembers(keys.accounts())]
     assert sharded._live(real_redis, ids, "1", recount=True) == 0
@@ -302,12 +303,13 @@ def test_every_script_touches_only_its_keys(
     writer.beats([BeatRequest(account.id, ZONE, 60_000, ipv4="203.0.113.7", counter=t + 22)])
     assert len(events(real_redis)) == before and not real_redis.hexists(keys.account(held.id), "held4")
     assert real_redis.exists(keys.alive(held.id, 4))
-    # the events stream's trim: read entries, one still pending, then the hard cap
-    real_redis.xgroup_create(keys.events(), "t", id="0")
-    real_redis.xreadgroup("t", "c", {keys.events(): ">"}, count=2)
+    # the events stream's trim (each shard's): read entries, one still pending, then the hard cap
+    stream = keys.events(keys.shard_of(account.id))
+    real_redis.xgroup_create(stream, "t", id="0")
+    real_redis.xreadgroup("t", "c", {stream: ">"}, count=2)
     assert EventTrimmer(real_redis, keep=1, cap=3).step().capped > 0
     # a mass outage: started (twice: once, while it holds), its hold over (twice: once)
-    event, mk = MassEvent(mass.SYSTEM, 1, 0, 2, 5, 10), [keys.mass_events(), keys.events()]
+    event, mk = MassEvent(mass.SYSTEM, 1, 0, 2, 5, 10), [keys.mass_events(), keys.events(keys.MASS_SHARD)]
     over = replace(event, over=True)
     for op, ev, now, want in (
         ("start", event, 1, 1),
