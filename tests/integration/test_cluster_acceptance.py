@@ -135,12 +135,11 @@ def test_acceptance_and_failovers_on_a_cluster(cluster: Cluster, tmp_path: Path)
         smtp.stop()
 
     print(f"stopper neutral at pdns {neutral_after:.1f} s after its last beat")
-    assert neutral_after <= WINDOW + 8
+    assert neutral_after <= 2 * WINDOW + 5  # a window, plus at most one more if a failover held its deadline
     events = stream_fields(r)
-    assert [f["type"] for f in events if f["account"] == str(stopper.id) and f["type"] != "created"] == [
-        "neutralized",
-        "recovered",
-    ]
+    kinds = [f["type"] for f in events if f["account"] == str(stopper.id)]
+    # created, its first beat (recovered, first address), then the outage: recorded once each
+    assert kinds == ["created", "recovered", "ip_changed", "neutralized", "recovered"], kinds
     false = [f for f in events if f["type"] in ("neutralized", "family_lost") and f["account"] != str(stopper.id)]
     assert false == []
     subjects = [m.subject for m in smtp.mails_for(OWNER)]
