@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+# the cluster fixture comes with the cluster plumbing (branch sh-cluster): once merged, import it directly
+import tests.support.cluster as _cluster
 from hbdns import config, keys
 from hbdns.connection import connect
 from pdns_backend.app import backend_redis, lookup_router
@@ -17,8 +19,6 @@ from pdns_backend.backend import Backend
 from tests.support.sharded_accounts import put_account
 from tests.support.zones import APEX, EXAMPLE_ZONE
 
-# the cluster fixture comes with the cluster plumbing (branch sh-cluster): once merged, import it directly
-_cluster = pytest.importorskip("tests.support.cluster", reason="tests/support/cluster.py not merged yet")
 started_cluster, fresh_cluster = _cluster.started_cluster, _cluster.fresh_cluster
 
 cluster = pytest.fixture(scope="module")(started_cluster)

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import redis
 
+import hbdns.cluster_route as cluster_route
+import tests.support.cluster as cluster_support
 from hbdns import keys, zone_serial
 from hbdns.connection import connect
 from hbdns.liveness import BeatRequest, Liveness
@@ -26,8 +28,6 @@ from tests.support.listener import Listener, send
 from tests.support.listener import beat as listener_beat
 from tests.support.servers import wait_for
 
-cluster_support = pytest.importorskip("tests.support.cluster")  # the cluster helper's fixture
-cluster_route = pytest.importorskip("hbdns.cluster_route")
 cluster = pytest.fixture(scope="module")(cluster_support.started_cluster)
 fresh = pytest.fixture(cluster_support.fresh_cluster)
 

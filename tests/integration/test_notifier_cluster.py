@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import tests.support.cluster as cluster_support
 from hbdns import config, event_streams, keys, notify_queue
 from hbdns.connection import connect, is_cluster
 from hbdns.model import Account
@@ -21,7 +22,6 @@ from tests.support.servers import wait_for
 from tests.support.services import env_for
 from tests.support.sinks import SmtpSink
 
-cluster_support = pytest.importorskip("tests.support.cluster", reason="needs the Redis Cluster fixture")
 cluster = pytest.fixture(scope="module")(cluster_support.started_cluster)
 fresh = pytest.fixture(cluster_support.fresh_cluster)
 

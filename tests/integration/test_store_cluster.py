@@ -12,14 +12,13 @@ from typing import Any
 import pytest
 from redis.cluster import ClusterNode, RedisCluster
 
+import tests.support.cluster as cluster_support
 from admin.cli.status import ingest_summary
 from hbdns import acme, config, keys, provision, provision_acme, scripts
 from hbdns.connection import is_cluster
 from hbdns.model import Zone
 from hbdns.store import Conflict, Store
 from update_api.status import badges
-
-cluster_support = pytest.importorskip("tests.support.cluster", reason="the cluster fixture (branch sh-cluster)")
 
 ZONE, OTHER = "dyn.example.net", "other.test"
 

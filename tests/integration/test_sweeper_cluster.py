@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis
 
+import tests.support.cluster as support
 from hbdns import config, keys, mass
 from hbdns.connection import connect, is_cluster
 from hbdns.event_trim import EventTrimmer, stream_status
@@ -21,7 +22,6 @@ from tests.integration.test_sweeper_shards import ZONE, _live
 from tests.support.servers import wait_for
 from tests.support.services import env_for
 
-support = pytest.importorskip("tests.support.cluster")  # the cluster fixture (its own branch)
 cluster = pytest.fixture(scope="module")(support.started_cluster)
 fresh = pytest.fixture(support.fresh_cluster)
 
