@@ -24,7 +24,7 @@ from pathlib import Path
 
 import redis
 
-from hbdns import keys, scripts
+from hbdns import keys, keys_unsharded, scripts
 from hbdns.config import load
 from hbdns.liveness import BeatRequest
 from hbdns.model import Zone
@@ -55,7 +55,7 @@ def run_round(r: redis.Redis, kind: str, ids: list[int], batches: int, old: Scri
         chunk = [ids[(b * BATCH + i) % len(ids)] for i in range(BATCH)]
         counter += 1
         if kind == "v1":
-            k = [keys.deadlines(), keys.events(), keys.zone(ZONE)]
+            k = [keys_unsharded.deadlines(), keys_unsharded.events(), keys.zone(ZONE)]
             a = ["300000", "1000", "200", "beat", "1", ZONE]
             for i in chunk:
                 k += [keys.account(i), keys.alive_legacy(i), keys.account_log(i)]

@@ -46,7 +46,6 @@ from bench import replica as replica_part
 from bench.common import Metric
 from hbdns import config, keys
 from hbdns.connection import connect
-from hbdns.liveness import BeatRequest
 from hbdns.model import StaticRecord, Zone
 from hbdns.store import Store
 from pdns_backend.backend import Backend
@@ -62,7 +61,9 @@ NO_ANSWER_CACHE = {"HBDNS_BACKEND_CACHE_ENTRIES": "0"}
 
 
 def populate(r: Any, n: int) -> list[str]:
-    """One zone, ``n`` accounts written in bulk (pipelined, through the key schema); half live."""
+    """One zone, ``n`` accounts written in bulk (pipelined, through the key schema: both name
+    indexes, the account hashes); half live, with their addresses and alive keys as a beat leaves
+    them (written here rather than beaten, so that only what the lookup reads is set up)."""
     settings = config.load({})
     store = Store(r, settings)
     store.add_zone(
@@ -87,20 +88,20 @@ def populate(r: Any, n: int) -> list[str]:
         fqdn = f"h{i}.{APEX}"
         names.append(fqdn)
         acct = replace(template, id=i, fqdn=fqdn, mx=i % 5 == 0, plan="heartbeat-c" if i % 2 else "setip-c")
-        pipe.hset(keys.account(i), mapping=acct.new_hash(0))
+        fields = acct.new_hash(0)
+        if i % 2:  # live: what a beat with both addresses leaves
+            fields.update(state="live", ipv4=f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", ipv6=f"2001:db8:1::{i:x}")
+            for family in keys.FAMILIES:
+                pipe.set(keys.alive(i, family), "1", px=3_600_000)
+        pipe.hset(keys.account(i), mapping=fields)
         pipe.hset(keys.names(), fqdn, str(i))
+        pipe.hset(keys.shard_names(keys.shard_of(i)), fqdn, str(i))
         pipe.sadd(keys.accounts(), i)
         pipe.sadd(keys.zone_accounts(APEX), i)
         if len(pipe) >= 2000:
             pipe.execute()
     pipe.execute()
     r.set(keys.account_seq(), n)
-    beats = [
-        BeatRequest(i, APEX, 3_600_000, ipv4=f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", ipv6=f"2001:db8:1::{i:x}")
-        for i in range(1, n + 1, 2)
-    ]
-    for k in range(0, len(beats), 1000):
-        store.liveness.beats(beats[k : k + 1000])
     return names
 
 
@@ -411,7 +412,8 @@ def _cpu_seconds(pid: int) -> float:
 def probe(calls: int = 20_000, reps: int = 5) -> dict[str, dict[str, float]]:
     """The lookup path alone, in-process (no pdns): CPU per call of 1 and of 8 names, in this process
     and in Redis (over its unix socket, 10k accounts, every name seen once before): ``lookup_batch``
-    (records, no answer cache), and the unix transport's ``answer_lines`` (request lines to reply
+    (records, no answer cache), the same for names the backend has not seen (the name index's
+    discovery round trip first), and the unix transport's ``answer_lines`` (request lines to reply
     lines) without and with the answer cache (all hits). Medians of ``reps`` runs of ``calls`` calls;
     for comparing two versions of the hot path."""
     from pdns_backend.app import backend_redis
@@ -437,8 +439,14 @@ def probe(calls: int = 20_000, reps: int = 5) -> dict[str, dict[str, float]]:
                 [json.dumps({"method": "lookup", "parameters": {"qname": n + ".", "qtype": t}}).encode() for n, t in q]
                 for q in qs
             ]
+
+            def first_sight(i: int, qs: list[list[tuple[str, str]]] = qs) -> Any:
+                plain.accounts.forget()  # every name of the call is new: the discovery, then the script
+                return plain.lookup_batch(qs[i])
+
             paths: list[tuple[str, Any]] = [
                 ("lookup_batch", lambda i, qs=qs: plain.lookup_batch(qs[i])),
+                ("lookup_batch, names not seen before", first_sight),
                 ("unix lines, no answer cache", lambda i, lines=lines: answer_lines(plain, lines[i])),
                 ("unix lines, answer cache hits", lambda i, lines=lines: answer_lines(cached, lines[i])),
             ]

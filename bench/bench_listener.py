@@ -23,7 +23,8 @@ informational row sends REPLY on every beat (``reply_every = 0``), interleaved w
 Same-run reference: ``redis-benchmark`` running the beat script itself (EVALSHA, 128 beats per call,
 pipelined -P 4, random account of 100k, same ARGV except an empty counter because redis-benchmark
 cannot produce increasing counters) on the same Redis: what Redis alone can do with this write
-pattern.
+pattern. Its accounts are all named in one shard (a one-row shard table per call, as on Redis
+Cluster), where the listener's batches on this standalone Redis span the 16 shards.
 
 Run: ``python -m bench.bench_listener [--quick]``; results in bench/out/listener.json.
 """
@@ -63,6 +64,7 @@ OUT = ROOT / "bench" / "out"
 ZONE = "hb.bench.test"
 PLAN = "heartbeat-a"  # 45 s x 3: no alive key expires between runs (per-beat work is the same)
 SOURCES = 64
+REF_ID = 987654320  # the reference's stand-in id (shard 0), replaced by redis-benchmark's __rand_int__
 GOAL_RATE = 50_000.0
 GOAL_RATIO = 0.35
 
@@ -176,14 +178,15 @@ class Bench:
         r.close()
 
     def _setup_reference(self, r: Any) -> None:
-        """Accounts under the 12-digit ids redis-benchmark's __rand_int__ produces, for the reference."""
-        pre, post = keys.template(keys.account)
+        """Accounts under the 12-digit ids redis-benchmark's __rand_int__ produces, for the reference:
+        their keys are spelled as those of :data:`REF_ID` (shard 0) with the id replaced, so every
+        reference account is in shard 0's key names (the script reads the shard from its table)."""
         for start in range(0, self.n, 5000):
             pipe = r.pipeline(transaction=False)
             for i in range(start, min(self.n, start + 5000)):
                 rid = f"{i:012d}"
                 pipe.hset(
-                    f"{pre}{rid}{post}",
+                    keys.account(REF_ID).replace(str(REF_ID), rid),
                     mapping={"id": rid, "fqdn": f"r{i}.{ZONE}", "zone": ZONE, "plan": PLAN, "state": "neutral"},
                 )
             pipe.execute()
@@ -331,10 +334,10 @@ class Bench:
         r.close()
         ttl = int(config.load({}).plan_table()[PLAN].expiry_ms)
         rid = "__rand_int__"
-        one = BeatRequest(987654321, ZONE, ttl, ipv4="10.9.8.7")
+        one = BeatRequest(REF_ID, ZONE, ttl, ipv4="10.9.8.7")
         keys_, args = lv.beat_argv([one] * batch)  # only the per-beat keys and the id carry the id
-        keys_ = [k.replace("987654321", rid) for k in keys_]
-        args = [a.replace("987654321", rid) for a in args]
+        keys_ = [k.replace(str(REF_ID), rid) for k in keys_]
+        args = [a.replace(str(REF_ID), rid) for a in args]
         argv = [
             which("redis-benchmark"), "-p", str(self.redis.port), "-n", str(max(1, requests // batch)), "-P", "4",
             "-r", str(self.n), "-q", "--csv", "EVALSHA", scripts.BEAT.sha, str(len(keys_)), *keys_, *args,

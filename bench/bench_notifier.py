@@ -44,6 +44,9 @@ from hbdns.model import Account, Zone
 from hbdns.store import Store
 from notifier.consumer import GROUP
 from sweeper.hints import expired_channel
+from tests.support.events import consumers as stream_consumers
+from tests.support.events import entries as stream_entries
+from tests.support.events import settled as stream_settled
 from tests.support.servers import METRICS_OFF, Process, RedisServer, wait_for
 from tests.support.sinks import SmtpSink
 
@@ -100,7 +103,8 @@ class Bench:
                 self._arm(pipe, a.id, now + rng.randint(600_000, 3_600_000), now)
             pipe.execute()
         # the notifier group starts after the set-up's 100k "created" events
-        r.xgroup_create(keys.events(), GROUP, id="$", mkstream=True)
+        for shard in keys.all_shards():
+            r.xgroup_create(keys.events(shard), GROUP, id="$", mkstream=True)
 
     @staticmethod
     def _arm(pipe: Any, account_id: int, deadline_ms: int, now_ms: int) -> None:
@@ -108,7 +112,7 @@ class Bench:
         live = {"state": "live", "live": "4", "since": str(now_ms), "ipv4": "198.51.100.1"}
         pipe.hset(keys.account(account_id), mapping=live)
         pipe.set(keys.alive(account_id, 4), "1", pxat=deadline_ms)
-        pipe.zadd(keys.deadlines(), {keys.deadline_member(account_id, 4): deadline_ms})
+        pipe.zadd(keys.deadlines(keys.shard_of(account_id)), {keys.deadline_member(account_id, 4): deadline_ms})
 
     def _env(self, **settings: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HBDNS_")}
@@ -122,9 +126,7 @@ class Bench:
         self.notifier = Process([sys.executable, "-m", "notifier.main"], log, env=env, cwd=str(ROOT))
         assert self.r is not None
         r = self.r
-        wait_for(
-            lambda: any(c["name"] == "bench" for c in r.xinfo_consumers(keys.events(), GROUP)), 30, what="notifier up"
-        )
+        wait_for(lambda: any(c["name"] == "bench" for c in stream_consumers(r, GROUP)), 30, what="notifier up")
 
     def start_sweeper(self, roles: str) -> None:
         """(Re)start the sweeper with ``HBDNS_SWEEPER_ROLES=roles``; both modes run the hint subscriber."""
@@ -152,8 +154,7 @@ class Bench:
 
     def settled(self) -> bool:
         assert self.r is not None
-        g = {x["name"]: x for x in self.r.xinfo_groups(keys.events())}[GROUP]
-        return g["pending"] == 0 and g["lag"] == 0
+        return stream_settled(self.r, GROUP)
 
     @staticmethod
     def _cpu(proc: Process | None) -> float:
@@ -176,14 +177,14 @@ class Bench:
         for account_id in ids:
             self._arm(pipe, account_id, deadline, now)
         pipe.execute()
-        last_id = f"{now}-0"
+        marks = dict.fromkeys(keys.all_shards(), f"{now}-0")
         neut: dict[int, float] = {}
         mail: dict[int, float] = {}
         seen_mail = mails_before
         stop_at = deadline / 1000 + cap_s
         while time.time() < stop_at and (len(neut) < BURST or len(mail) < BURST):
-            for eid, f in r.xrange(keys.events(), min=f"({last_id}", count=5000):
-                last_id = eid
+            for shard, eid, f in stream_entries(r, since=marks):
+                marks[shard] = eid
                 if f.get("type") == "neutralized" and int(f["account"]) in rcpt_to_id.values():
                     neut[int(f["account"])] = (int(eid.split("-")[0]) - int(f["at"])) / 1000
             with self.smtp.lock:

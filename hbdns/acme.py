@@ -56,15 +56,40 @@ def name_of(challenge: str) -> str | None:
 
 def set_value(r: Any, *, cred_key: str, name: str, account_id: int, digest: str, value: str, ttl_ms: int) -> int:
     """Add ``value`` (or refresh it) at ``name``'s challenge: how many values it has now; -1 when the
-    credential was revoked meanwhile, -2 when the name is no longer that account's. One atomic
-    script, so a value is never written for a name that changed hands."""
-    return int(
-        scripts.ACME_SET(
-            r,
-            [keys.names(), cred_key, keys.acme_txt(name)],
-            [name, str(account_id), digest, check_value(value), str(ttl_ms), str(MAX_VALUES)],
-        )
-    )
+    credential was revoked meanwhile, -2 when the name is no longer that account's.
+
+    The credential (a global key), the name's owner (the account's shard) and the challenge key
+    (its own slot) are three Redis Cluster slots, so no one script can check and write (see
+    hbdns/lua/acme_set.lua). The right to write is checked before the write and again after it;
+    when it went meanwhile, the value written is taken out again. A name leaving an account stops
+    being confirmed before its challenge key is deleted (:mod:`hbdns.store_accounts`), so a write
+    racing the removal is either seen by the second check or deleted with the key."""
+    check_value(value)
+    refused = _refused(r, cred_key, name, account_id, digest)
+    if refused:
+        return refused
+    n = int(scripts.ACME_SET(r, [keys.acme_txt(name)], [value, str(ttl_ms), str(MAX_VALUES)]))
+    refused = _refused(r, cred_key, name, account_id, digest)
+    if refused:
+        r.zrem(keys.acme_txt(name), value)
+        return refused
+    return n
+
+
+def _refused(r: Any, cred_key: str, name: str, account_id: int, digest: str) -> int:
+    """0 while the credential is still the one verified (-1 if not) and ``name`` still confirmed as
+    the account's in its shard (-2 if not); one pipelined round trip."""
+    pipe = r.pipeline(transaction=False)
+    pipe.hmget(cred_key, "sha256", "account", "name")
+    pipe.hget(keys.shard_names(keys.shard_of(account_id)), name)
+    cred, owner = pipe.execute()
+    if [_s(x) for x in cred] != [digest, str(account_id), name]:
+        return -1
+    return 0 if _s(owner) == str(account_id) else -2
+
+
+def _s(v: Any) -> str | None:
+    return v.decode() if isinstance(v, bytes) else None if v is None else str(v)
 
 
 def remove_value(r: Any, name: str, value: str) -> bool:
@@ -80,7 +105,6 @@ def values(r: Any, names: Sequence[str]) -> list[list[str]]:
     return [[v.decode() if isinstance(v, bytes) else str(v) for v in row] for row in reply]
 
 
-def queue_forget(pipe: Any, names: Sequence[str]) -> None:
-    """Queue the removal of every challenge value of ``names`` (names leaving an account)."""
-    if names:
-        pipe.delete(*(keys.acme_txt(n) for n in names))
+def challenge_keys(names: Sequence[str]) -> list[str]:
+    """The challenge keys of ``names`` (each its own slot: delete them one command each)."""
+    return [keys.acme_txt(n) for n in names]

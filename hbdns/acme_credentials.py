@@ -71,16 +71,16 @@ def make(r: Any, account_id: int, name: str) -> tuple[Credential, str]:
     cred = Credential(id=str(uuid.uuid4()), name=name, account_id=account_id, digest="", created=time.time())
     key = secrets.token_urlsafe(32)
     cred = Credential(cred.id, name, account_id, digest(key), cred.created)
+    # the new credential first, then the account's index switched to it, then the old one deleted:
+    # three keys in three slots, each step a single-key command (no MULTI across slots)
     old = r.hget(keys.acme_credentials(account_id), name)
-    pipe = r.pipeline()
-    if old:
-        pipe.delete(keys.acme_credential(str(old)))
-    pipe.hset(
+    r.hset(
         keys.acme_credential(cred.id),
         mapping={"name": name, "account": str(account_id), "sha256": cred.digest, "created": repr(cred.created)},
     )
-    pipe.hset(keys.acme_credentials(account_id), name, cred.id)
-    pipe.execute()
+    r.hset(keys.acme_credentials(account_id), name, cred.id)
+    if old:
+        r.delete(keys.acme_credential(str(old)))
     return cred, key
 
 
@@ -115,22 +115,20 @@ def revoke(r: Any, account_id: int, name: str) -> bool:
     old = r.hget(keys.acme_credentials(account_id), name)
     if not old:
         return False
-    pipe = r.pipeline()
-    pipe.delete(keys.acme_credential(str(old)))
-    pipe.hdel(keys.acme_credentials(account_id), name)
-    pipe.execute()
+    r.delete(keys.acme_credential(str(old)))  # revoked from here on; then out of the index
+    r.hdel(keys.acme_credentials(account_id), name)
     return True
 
 
-def queue_forget(pipe: Any, r: Any, account_id: int, names: list[str], *, everything: bool = False) -> None:
-    """Queue on ``pipe`` the removal of the challenge values and credentials of ``names`` leaving an
-    account; with ``everything`` (the account goes) all its credentials."""
+def forget(r: Any, shard_tx: Any, account_id: int, names: list[str], *, everything: bool = False) -> list[str]:
+    """For ``names`` leaving an account (with ``everything``: the account goes), queue on
+    ``shard_tx`` (the MULTI in the account's shard that stops confirming them) the removal of their
+    entries in the account's credential index, and return the keys to delete after it: their
+    credentials and challenge values (global keys and keys of their own slots, one DEL each)."""
     creds = r.hgetall(keys.acme_credentials(account_id))
     gone = sorted(creds) if everything else sorted(n for n in names if n in creds)
-    for name in gone:
-        pipe.delete(keys.acme_credential(str(creds[name])))
     if everything:
-        pipe.delete(keys.acme_credentials(account_id))
+        shard_tx.delete(keys.acme_credentials(account_id))
     elif gone:
-        pipe.hdel(keys.acme_credentials(account_id), *gone)
-    acme.queue_forget(pipe, sorted(set(names)))
+        shard_tx.hdel(keys.acme_credentials(account_id), *gone)
+    return [keys.acme_credential(str(creds[n])) for n in gone] + acme.challenge_keys(sorted(set(names)))

@@ -1,26 +1,55 @@
 """The Redis key schema: the only place that spells a key name.
 
-Keys of one account share the hash tag ``{a:<id>}`` and keys of one zone share ``{z:<apex>}``.
-Global indexes (zone list, name index, deadlines, event stream) are single keys.
-``tests/unit/test_keys.py`` pins every string.
+Sharded (issue 16), so that every script call touches one Redis Cluster slot and the same code runs
+on a standalone Redis, where shards are just keys:
 
-Redis Cluster is not supported yet. What holds now: every key a Lua script touches is built here
-and passed to it in KEYS (:mod:`hbdns.scripts`; ``tests/integration/test_scripts.py`` checks each
-script on a real server), and the keys of one account, or of one zone, hash to one slot. What does
-not: one script call still touches keys of several slots (the beat script a batch of accounts, their
-zones, the global deadline set and event stream; the backend's lookup the global name index and the
-accounts it names), which Cluster refuses (CROSSSLOT). So hbdns runs on one Redis primary, with
-replicas. The sharding issue (#16) changes that: the global keys split into shards by hash tag,
-each script call touches one slot (callers group their batches by slot), and the tags above may
-change with it; that is a schema change, shipped with its migration.
+- Accounts are spread over :data:`SHARDS` fixed shards, ``shard_of(id) = id % SHARDS``. Every key of
+  an account, and every key a transition of it writes (its shard's deadlines, event stream, live
+  count, ingest marks, zone serial counters, name confirm index), carries the shard's hash tag
+  ``{s:<shard>}``: one slot per shard. Scripts get a shard table in KEYS and never mix shards on
+  Cluster; on a standalone Redis a batch may span shards (one call, fewer round trips).
+- Keys of one zone share ``{z:<apex>}``; the notification queue ``{notify}``.
+- Global keys (zone list, account set, the name *discovery* index, id sequence, tokens, ...) are
+  single keys used with single-key commands, or in a script alone.
+- The ``unsharded_*`` functions spell the schema before sharding, for ``hbdns migrate`` only
+  (hbdns/migrations/). ``tests/unit/test_keys.py`` pins every string.
+
+Name lookups go in two steps: the global index :func:`names` says which account (hence shard) holds
+a name; the lookup script then confirms it in that shard's :func:`shard_names` in the same atomic
+read as the account's data, so a name moved or removed meanwhile is never answered from a stale id.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 PREFIX = "hbdns"
+
+SHARDS = 16
+"""How many shards accounts are spread over. Fixed: changing it moves accounts between shards,
+which is a data migration (every account key is named by its shard)."""
+
+
+def shard_of(account_id: int) -> int:
+    """The shard an account's keys live in."""
+    return account_id % SHARDS
+
+
+def all_shards() -> range:
+    """Every shard number, for loops over the per-shard keys (sweeper, notifier, metrics)."""
+    return range(SHARDS)
+
+
+def shard_tag(shard: int) -> str:
+    """``{s:<shard>}``: the hash tag of one shard's keys (one Redis Cluster slot)."""
+    if not 0 <= shard < SHARDS:
+        raise ValueError(f"no shard {shard!r}")
+    return f"{{s:{shard}}}"
+
+
+def _acct(kind: str, account_id: int) -> str:
+    return f"{PREFIX}:{kind}:{shard_tag(shard_of(account_id))}:{account_id}"
+
 
 # --- global ---------------------------------------------------------------------------------------
 
@@ -32,7 +61,8 @@ def zones() -> str:
 
 def names() -> str:
     """HASH fqdn -> account id, for every name (primary and aliases) of every account, and
-    ``*.<fqdn>`` -> id for an account whose wildcard is on (no account name can start with ``*``)."""
+    ``*.<fqdn>`` -> id for an account whose wildcard is on (no account name can start with ``*``):
+    the discovery index. The lookup confirms a hit in the account's :func:`shard_names`."""
     return f"{PREFIX}:names"
 
 
@@ -41,12 +71,24 @@ def accounts() -> str:
     return f"{PREFIX}:accounts"
 
 
-def stats() -> str:
-    """HASH of counts kept where the transitions happen, read by the metrics (no SCAN): ``live``, the
-    accounts whose recorded state is live (the scripts add or take one as a state crosses ``live``,
-    removing a live account takes one; absent until ``hbdns migrate`` counted it, and then left
-    alone by the scripts)."""
-    return f"{PREFIX}:stats"
+def stats(shard: int) -> str:
+    """HASH of counts kept where the transitions happen, read by the metrics (no SCAN), summed over
+    shards: ``live``, the shard's accounts whose recorded state is live (the scripts add or take one
+    as a state crosses ``live``, removing a live account takes one; absent until ``hbdns migrate``
+    counted it, and then left alone by the scripts)."""
+    return f"{PREFIX}:stats:{shard_tag(shard)}"
+
+
+def shard_names(shard: int) -> str:
+    """HASH fqdn -> account id for the names (as in :func:`names`) of the shard's accounts: the
+    lookup script's confirmation, read atomically with the account."""
+    return f"{PREFIX}:names:{shard_tag(shard)}"
+
+
+def serials(shard: int) -> str:
+    """HASH zone apex -> how many changes of the zone's answers the shard's transitions made. A
+    zone's SOA serial is its hash's ``serial`` plus these counts over all shards (mod 2**32)."""
+    return f"{PREFIX}:serials:{shard_tag(shard)}"
 
 
 def account_seq() -> str:
@@ -54,10 +96,10 @@ def account_seq() -> str:
     return f"{PREFIX}:seq:account"
 
 
-def deadlines() -> str:
-    """ZSET of liveness deadlines (Unix ms, Redis clock), one member per account and address family
-    (:func:`deadline_member`); the sweeper's work list."""
-    return f"{PREFIX}:deadlines"
+def deadlines(shard: int) -> str:
+    """ZSET of liveness deadlines (Unix ms, Redis clock) of the shard's accounts, one member per
+    account and address family (:func:`deadline_member`); the sweeper's work list."""
+    return f"{PREFIX}:deadlines:{shard_tag(shard)}"
 
 
 def deadline_member(account_id: int, family: int) -> str:
@@ -77,12 +119,13 @@ def parse_deadline_member(member: str | bytes) -> tuple[int, int]:
     return int(head), int(fam) if sep else 0
 
 
-def ingest() -> str:
-    """HASH of ingest health, written by the heartbeat listeners with Redis' clock (Unix ms):
-    ``mark`` (the last time a listener could store beats), ``gap_ms`` (a longer silence is an ingest
-    outage) and ``gaps`` (JSON ``[[from, to], ...]``, the recent outages, oldest first). The sweeper
-    holds back deadlines whose window overlaps one (hbdns/lua/lib.lua ``ingest_hold``)."""
-    return f"{PREFIX}:ingest"
+def ingest(shard: int) -> str:
+    """HASH of ingest health, one copy per shard (the scripts that read it touch one shard),
+    written by the heartbeat listeners with Redis' clock (Unix ms): ``mark`` (the last time a
+    listener could store beats), ``gap_ms`` (a longer silence is an ingest outage) and ``gaps``
+    (JSON ``[[from, to], ...]``, the recent outages, oldest first). The sweeper holds back deadlines
+    whose window overlaps one (hbdns/lua/lib.lua ``ingest_hold``)."""
+    return f"{PREFIX}:ingest:{shard_tag(shard)}"
 
 
 def flush_due() -> str:
@@ -101,21 +144,27 @@ def migrations() -> str:
     return f"{PREFIX}:migrations"
 
 
-def events() -> str:
-    """STREAM of state transitions (neutralized, recovered, ip_changed, created, removed)."""
-    return f"{PREFIX}:events"
+def events(shard: int) -> str:
+    """STREAM of the state transitions (neutralized, recovered, ip_changed, created, removed) of the
+    shard's accounts; mass-outage events go to shard :data:`MASS_SHARD`'s."""
+    return f"{PREFIX}:events:{shard_tag(shard)}"
 
 
-def events_trim() -> str:
-    """HASH of what trimming the ``events`` stream removed (hbdns/event_trim.py): ``removed`` (entries
+MASS_SHARD = 0
+"""The shard whose stream carries mass-outage events (they belong to no account)."""
+
+
+def events_trim(shard: int) -> str:
+    """HASH of what trimming the shard's ``events`` stream removed (hbdns/event_trim.py): ``removed`` (entries
     every group had acknowledged), ``capped`` (removed at the hard cap), ``unread`` (of those, entries
     some group had not acknowledged) and ``unread:<group>``, ``last_cap_ms``, ``last_unread_ms``."""
-    return f"{PREFIX}:events:trim"
+    return f"{PREFIX}:events:trim:{shard_tag(shard)}"
 
 
 def mass_events() -> str:
-    """HASH scope (``system``, ``zone:<apex>``) -> JSON of its latest mass outage (hbdns/mass.py)."""
-    return f"{PREFIX}:mass:events"
+    """HASH scope (``system``, ``zone:<apex>``) -> JSON of its latest mass outage (hbdns/mass.py);
+    in :data:`MASS_SHARD`'s slot, written with that shard's stream."""
+    return f"{PREFIX}:mass:events:{shard_tag(MASS_SHARD)}"
 
 
 def mass_silent(scope: str) -> str:
@@ -267,7 +316,7 @@ def acme_credential(cred_id: str) -> str:
 
 def acme_credentials(account_id: int) -> str:
     """HASH name -> credential id: the account's current ACME credential per name."""
-    return f"{PREFIX}:acme:creds:{{a:{account_id}}}"
+    return _acct("acme:creds", account_id)
 
 
 # --- per account ----------------------------------------------------------------------------------
@@ -275,7 +324,7 @@ def acme_credentials(account_id: int) -> str:
 
 def account(account_id: int) -> str:
     """HASH account config plus state (ipv4, ipv6, state, since, last_beat, counter)."""
-    return f"{PREFIX}:acct:{{a:{account_id}}}"
+    return _acct("acct", account_id)
 
 
 FAMILIES = (4, 6)
@@ -286,33 +335,33 @@ def alive(account_id: int, family: int = 4) -> str:
     is live, refreshed by beats over that family and updates naming it. Expiry neutralizes it."""
     if family not in FAMILIES:
         raise ValueError(f"no address family {family!r}")
-    return f"{PREFIX}:alive{family}:{{a:{account_id}}}"
+    return _acct(f"alive{family}", account_id)
 
 
 def alive_legacy(account_id: int) -> str:
-    """The one ``alive`` key per account of versions before per-family liveness. Still read (as
-    "both families live") while old writers run; ``hbdns migrate`` copies its TTL onto the family
-    keys, and it then expires on its own."""
-    return f"{PREFIX}:alive:{{a:{account_id}}}"
+    """The one ``alive`` key per account of versions before per-family liveness, read by the
+    scripts as "both families live". ``hbdns migrate`` turns it into family keys before sharding, so
+    in the sharded schema it only exists when a migration copied one still running out."""
+    return _acct("alive", account_id)
 
 
 def account_log(account_id: int) -> str:
     """LIST of the account's transitions, newest first, capped (``hbdns account log``)."""
-    return f"{PREFIX}:log:{{a:{account_id}}}"
+    return _acct("log", account_id)
 
 
 def sms_outage(account_id: int) -> str:
     """HASH phone -> start (ms) of the outage whose SMS reached that phone (gates the recovery SMS)."""
-    return f"{PREFIX}:sms:outage:{{a:{account_id}}}"
+    return _acct("sms:outage", account_id)
 
 
 def notify_outage(account_id: int) -> str:
     """HASH thread (``<channel>:<recipient digest>``) -> ``<outage start ms> <state> [owner]``: how far
     the outage's "offline" message got, so the recovery can merge with it (notifier/outage.py)."""
-    return f"{PREFIX}:notify:outage:{{a:{account_id}}}"
+    return _acct("notify:outage", account_id)
 
 
-_ALIVE_RE = re.compile(r"^" + re.escape(PREFIX) + r":alive([46]?):\{a:(\d+)\}$")
+_ALIVE_RE = re.compile(r"^" + re.escape(PREFIX) + r":alive([46]?):\{s:\d+\}:(\d+)$")
 
 
 def parse_alive(key: str | bytes) -> tuple[int, int] | None:
@@ -321,22 +370,26 @@ def parse_alive(key: str | bytes) -> tuple[int, int] | None:
     if isinstance(key, bytes):
         key = key.decode("utf-8", "replace")
     m = _ALIVE_RE.match(key)
-    return (int(m.group(2)), int(m.group(1) or 0)) if m else None
+    if not m or shard_tag(shard_of(int(m.group(2)))) not in key:
+        return None
+    return int(m.group(2)), int(m.group(1) or 0)
 
 
-_ACCOUNT_TAG_RE = re.compile(r"\{a:(\d+)\}")
+_ACCOUNT_KEY_RE = re.compile(r":\{s:(\d+)\}:(\d+)$")
 
 
-def parse_account_tag(key: str | bytes) -> int | None:
-    """The account id in a per-account key's hash tag (``{a:<id>}``, every key above), else None:
+def parse_account_key(key: str | bytes) -> int | None:
+    """The account id of a per-account key (``...:{s:<shard>}:<id>``, every key above), else None:
     the backend's answer cache drops an account's answers when Redis reports any of its keys
     changed (pdns_backend/tracking.py)."""
     if isinstance(key, bytes):
         key = key.decode("utf-8", "replace")
     if not key.startswith(PREFIX + ":"):
         return None
-    m = _ACCOUNT_TAG_RE.search(key)
-    return int(m.group(1)) if m else None
+    m = _ACCOUNT_KEY_RE.search(key)
+    if not m or int(m.group(2)) % SHARDS != int(m.group(1)):
+        return None
+    return int(m.group(2))
 
 
 def lookup_prefixes() -> tuple[str, ...]:
@@ -353,16 +406,11 @@ def backend_probe(nonce: str) -> str:
     return f"{PREFIX}:backend:probe:{nonce}"
 
 
-# --- for hand-encoded commands -----------------------------------------------------------------
-
-_ID_SENTINEL = 987654321987  # an account id that occurs in no key's fixed text
+# --- hbdns migrate, step sharded (hbdns/migrations/sharded.py) -----------------------------------
 
 
-def template(make: Callable[[int], str]) -> tuple[str, str]:
-    """A per-account key's text before and after the id, for encoders that format many keys of one
-    kind at once (the listener's HMGET batch) without a second spelling of the schema."""
-    key = make(_ID_SENTINEL)
-    prefix, found, suffix = key.partition(str(_ID_SENTINEL))
-    if not found:
-        raise RuntimeError(f"not a per-account key: {key!r}")
-    return prefix, suffix
+def migrate_events_map() -> str:
+    """HASH old event id -> its copy's id in a shard stream (``-``: trimmed before it was copied):
+    what the step ``sharded`` has copied of the unsharded stream, so that a run interrupted halfway
+    copies each entry once. Removed with the old stream when the step completes."""
+    return f"{PREFIX}:migrate:sharded:events"

@@ -11,7 +11,7 @@ record, a dyndns2 update the families it names; each family has its own ``alive`
   beat neutralizes every family at once.
 - :meth:`Liveness.sweep` finds families whose deadline passed (Redis ``TIME`` is the one clock) and
   records them ``family_lost``, or ``neutralized`` when no family is left, unless the deadline's
-  window overlaps an outage of our own ingest (the listeners mark ``keys.ingest()``): such a
+  window overlaps an outage of our own ingest (the listeners mark every shard's ``keys.ingest``): such a
   deadline is held until ingest has been healthy for one whole window of the account's plan;
   :meth:`Liveness.neutralize_if_due` is the same idempotent step (used when a keyspace ``expired``
   hint arrives early). The deadline is removed in the same script that records the transition, so
@@ -31,13 +31,16 @@ from typing import Any, NamedTuple
 
 import redis
 
-from hbdns import keys, scripts
+from hbdns import keys, script_calls, scripts
+from hbdns.connection import is_cluster
 
-# The beat script's call layout (see hbdns/lua/beat.lua): per beat 5 KEYS (acct alive4 alive6
-# alive_legacy log) and 9 ARGV (id ipv4 ipv6 counter ttl_ms offline fp fams age_ms); per batch the
-# deadlines, events and ingest keys, the batch's zones once each, and 5 ARGV + one per zone.
+# The beat script's call layout (see hbdns/lua/beat.lua): a shard table of 5 KEYS per shard of the
+# batch (deadlines events stats ingest serials), then per beat 5 KEYS (acct alive4 alive6
+# alive_legacy log) and 10 ARGV (id ipv4 ipv6 counter ttl_ms offline fp fams age_ms shard_row); per
+# batch 6 ARGV (skew maxlen logcap source, the shard and zone counts) and the batch's zone names.
+BEAT_KEYS_PER_SHARD = 5
 BEAT_KEYS_PER_BEAT = 5
-BEAT_ARGS_PER_BEAT = 9
+BEAT_ARGS_PER_BEAT = 10
 
 
 def beat_keys(account_id: int) -> tuple[str, ...]:
@@ -49,6 +52,20 @@ def beat_keys(account_id: int) -> tuple[str, ...]:
         keys.alive_legacy(account_id),
         keys.account_log(account_id),
     )
+
+
+def beat_shard_keys(shard: int) -> tuple[str, ...]:
+    """The beat script's shard table row of one shard, in order (encoded once per shard)."""
+    return (keys.deadlines(shard), keys.events(shard), keys.stats(shard), keys.ingest(shard), keys.serials(shard))
+
+
+def by_shard(reqs: Sequence[BeatRequest]) -> dict[int, list[int]]:
+    """Positions of ``reqs`` per shard of their accounts, shards in order of first appearance (on
+    Redis Cluster each shard's beats go in calls of their own: one slot per call)."""
+    out: dict[int, list[int]] = {}
+    for i, req in enumerate(reqs):
+        out.setdefault(keys.shard_of(req.account_id), []).append(i)
+    return out
 
 
 @dataclass(frozen=True)
@@ -138,18 +155,20 @@ class Liveness:
         self.held = 0  # deadlines held back so far because their window overlaps an ingest outage
 
     @staticmethod
-    def _account_keys(account_id: int, zone: str) -> list[str]:
+    def _neutralize_keys(account_id: int) -> list[str]:
+        """The neutralize script's KEYS: the account's and its shard's (one slot)."""
+        shard = keys.shard_of(account_id)
         return [
             keys.account(account_id),
             keys.alive(account_id, 4),
             keys.alive(account_id, 6),
             keys.alive_legacy(account_id),
-            keys.deadlines(),
-            keys.events(),
+            keys.deadlines(shard),
+            keys.events(shard),
             keys.account_log(account_id),
-            keys.zone(zone),
-            keys.stats(),
-            keys.ingest(),
+            keys.serials(shard),
+            keys.stats(shard),
+            keys.ingest(shard),
         ]
 
     def beat_argv(
@@ -157,11 +176,16 @@ class Liveness:
     ) -> tuple[list[str], list[str]]:
         """KEYS and ARGV of the beat script for a batch from one ``source`` (the requests' own
         ``source`` is not read here: :meth:`beats` splits a mixed batch): the one place that spells
-        the script's call layout. Each zone of the batch is passed once, in order of appearance.
-        ``ages``: per beat, how many ms ago it was received (None: all just now)."""
+        the script's call layout. The shard table holds each shard of the batch once, and each zone
+        is passed once, both in order of appearance. ``ages``: per beat, how many ms ago it was
+        received (None: all just now)."""
+        rows: dict[int, int] = {}
+        for req in reqs:
+            rows.setdefault(keys.shard_of(req.account_id), len(rows) + 1)
         zones = list(dict.fromkeys(req.zone for req in reqs))
-        keys_ = [keys.deadlines(), keys.events(), keys.stats(), keys.ingest(), *(keys.zone(z) for z in zones)]
-        args = [str(self.max_skew_ms), str(self.events_maxlen), str(self.log_size), source, str(len(zones)), *zones]
+        keys_ = [k for shard in rows for k in beat_shard_keys(shard)]
+        args = [str(self.max_skew_ms), str(self.events_maxlen), str(self.log_size), source]
+        args += [str(len(rows)), str(len(zones)), *zones]
         for i, req in enumerate(reqs):
             keys_ += beat_keys(req.account_id)
             args += [
@@ -174,6 +198,7 @@ class Liveness:
                 req.fp,
                 req.fams,
                 str(ages[i]) if ages is not None and ages[i] > 0 else "",
+                str(rows[keys.shard_of(req.account_id)]),
             ]
         return keys_, args
 
@@ -190,8 +215,18 @@ class Liveness:
 
     def beats(self, reqs: Iterable[BeatRequest], chunk: int = 500) -> list[BeatResult]:
         """Many beats, one script call (one round trip, one atomic step) per ``chunk`` of them that
-        share a source, in order."""
+        share a source, in order. On Redis Cluster a call holds the beats of one shard (one slot):
+        the beats of each shard stay in order, those of different shards are applied per shard."""
         reqs = list(reqs)
+        if not is_cluster(self.r):
+            return self._beats(reqs, chunk)
+        out: list[BeatResult] = [REKEY] * len(reqs)
+        for positions in by_shard(reqs).values():
+            for i, res in zip(positions, self._beats([reqs[i] for i in positions], chunk), strict=True):
+                out[i] = res
+        return out
+
+    def _beats(self, reqs: list[BeatRequest], chunk: int) -> list[BeatResult]:
         out: list[BeatResult] = []
         i = 0
         while i < len(reqs):
@@ -204,19 +239,27 @@ class Liveness:
             i = j
         return out
 
-    def due(self, limit: int = 1000) -> list[tuple[int, int]]:
-        """Due deadline members as (account id, family; 0 for a legacy one), oldest first."""
+    def due(self, limit: int = 1000, shards: Iterable[int] | None = None) -> list[tuple[int, int]]:
+        """Due deadline members as (account id, family; 0 for a legacy one), oldest first within
+        each shard: up to ``limit`` of each of ``shards`` (default every shard), shard after shard.
+        One script call per shard (its deadlines are one slot), pipelined."""
+        todo = list(keys.all_shards() if shards is None else shards)
+        calls = [(scripts.DUE, [keys.deadlines(shard)], [limit]) for shard in todo]
         out = []
-        for raw in scripts.DUE(self.r, [keys.deadlines()], [limit]):
-            try:
-                out.append(keys.parse_deadline_member(_s(raw)))
-            except ValueError:
-                self.r.zrem(keys.deadlines(), raw)  # not ours: it would block the sweep for good
+        for shard, found in zip(todo, script_calls.run(self.r, calls), strict=True):
+            if isinstance(found, Exception):
+                continue  # a cluster node failed (script_calls logs it): its shards come next time
+            for raw in found:
+                try:
+                    out.append(keys.parse_deadline_member(_s(raw)))
+                except ValueError:
+                    self.r.zrem(keys.deadlines(shard), raw)  # not ours: it would block the sweep for good
         return out
 
     def neutralize_if_due(self, members: Iterable[tuple[int, int] | int]) -> list[Neutralized]:
         """Neutralize those deadline members (account id, family) whose deadline passed; a bare id
-        stands for both families. Idempotent and race-free."""
+        stands for both families. Idempotent and race-free. Members of any shards: each script call
+        touches its account's shard only."""
         todo: list[tuple[int, int]] = []
         for m in members:
             if isinstance(m, int):
@@ -230,16 +273,15 @@ class Liveness:
         for account_id, _ in todo:
             pipe.hmget(keys.account(account_id), "zone", "plan")
         found = [(_s(z) if z is not None else "", _s(p) if p is not None else "") for z, p in pipe.execute()]
-        pipe = self.r.pipeline(transaction=False)
+        calls: list[script_calls.Call] = []
         for (account_id, family), (zone, plan) in zip(todo, found, strict=True):
             window = self.windows.get(plan, self.longest_window)
-            scripts.NEUTRALIZE(
-                pipe,
-                self._account_keys(account_id, zone),
-                [str(account_id), str(family or ""), str(self.events_maxlen), str(self.log_size), str(window)],
-            )
+            args = [str(account_id), str(family or ""), str(self.events_maxlen), str(self.log_size), str(window), zone]
+            calls.append((scripts.NEUTRALIZE, self._neutralize_keys(account_id), args))
         out = []
-        for (account_id, family), raw in zip(todo, pipe.execute(), strict=True):
+        for (account_id, family), raw in zip(todo, script_calls.run(self.r, calls), strict=True):
+            if isinstance(raw, Exception):
+                continue  # a cluster node failed (logged): the deadline stays, the next sweep retries
             status, fqdn, aliases = (_s(x) for x in raw)
             if status == "held":
                 self.held += 1
@@ -248,8 +290,34 @@ class Liveness:
         return out
 
     def sweep(self, limit: int = 1000) -> list[Neutralized]:
-        """One sweep: neutralize up to ``limit`` accounts whose deadline has passed."""
+        """One sweep: neutralize up to ``limit`` due deadlines of each shard."""
         return self.neutralize_if_due(self.due(limit))
+
+    def record_call(
+        self,
+        account_id: int,
+        zone: str,
+        fqdn: str,
+        kind: str,
+        extra: dict[str, str] | None = None,
+        *,
+        bump_serial: bool = True,
+    ) -> tuple[list[str], list[str]]:
+        """KEYS and ARGV of the record script (hbdns/lua/record.lua) for one admin transition: the
+        account's shard's keys only (one slot), the zone apex in ARGV for the serial count."""
+        shard = keys.shard_of(account_id)
+        args: list[str] = [str(account_id), fqdn, kind, "1" if bump_serial else "0"]
+        args += [str(self.events_maxlen), str(self.log_size), zone]
+        for k, v in (extra or {}).items():
+            args += [k, v]
+        keys_ = [
+            keys.events(shard),
+            keys.account_log(account_id),
+            keys.serials(shard),
+            keys.stats(shard),
+            keys.account(account_id),
+        ]
+        return keys_, args
 
     def record(
         self,
@@ -263,9 +331,5 @@ class Liveness:
         client: Any = None,
     ) -> Any:
         """Append an admin transition (``created``, ``removed``) in the same format as the scripts'."""
-        args: list[str] = [str(account_id), fqdn, kind, "1" if bump_serial else "0"]
-        args += [str(self.events_maxlen), str(self.log_size)]
-        for k, v in (extra or {}).items():
-            args += [k, v]
-        keys_ = [keys.events(), keys.account_log(account_id), keys.zone(zone), keys.stats(), keys.account(account_id)]
+        keys_, args = self.record_call(account_id, zone, fqdn, kind, extra, bump_serial=bump_serial)
         return scripts.RECORD(client or self.r, keys_, args)

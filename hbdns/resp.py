@@ -54,7 +54,9 @@ class BatchConnection:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        pool = client.connection_pool
+        pool = getattr(client, "connection_pool", None)
+        if pool is None:  # a RedisCluster has a pool per node
+            raise TypeError("a cluster client has no single connection: use hbdns.cluster_route.ClusterRouter")
         kwargs = dict(pool.connection_kwargs, retry=Retry(NoBackoff(), 0))
         cls = pool.connection_class
         self._factory = lambda: cls(**kwargs)

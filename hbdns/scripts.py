@@ -137,9 +137,12 @@ ACME_SET = load("acme_set", lib=True)  # one ACME DNS-01 value (hbdns.acme, the 
 ACME_TXT = load("acme_txt", lib=True)  # the live ACME DNS-01 values (the DNS backend, read-only)
 MIGRATE_ALIVE = load("migrate_alive", lib=True)  # hbdns migrate: alive_per_family, one account
 MIGRATE_LIVE_COUNT = load("migrate_live_count")  # hbdns migrate: live_count, every account at once
+MIGRATE_SHARDED = load("migrate_sharded")  # hbdns migrate: sharded, one account / chunk of events / shard
 CLAIM_DUE = load("claim_due", lib=True)  # due members of a schedule zset, leased (the second flush)
 DONE_DUE = load("done_due")  # a claimed schedule member done, unless it was rescheduled meanwhile
 INGEST_MARK = load("ingest_mark", lib=True)  # a listener can store beats now (heartbeat_listener.ingest)
+NAME_CLAIM = load("name_claim")  # an account's names in the global index, all or nothing (hbdns.provision_names)
+NAME_RELEASE = load("name_release")  # names out of the global index, only while still the account's
 
 # the notifier's: on its own clock (ARGV), so none needs lib.lua
 NOTIFY_MARKER = load("notify_marker")  # a message's sent marker (notifier.leases.Markers)
@@ -164,9 +167,12 @@ ALL: tuple[Script, ...] = (
     ACME_TXT,
     MIGRATE_ALIVE,
     MIGRATE_LIVE_COUNT,
+    MIGRATE_SHARDED,
     CLAIM_DUE,
     DONE_DUE,
     INGEST_MARK,
+    NAME_CLAIM,
+    NAME_RELEASE,
     NOTIFY_MARKER,
     NOTIFY_HOLD,
     NOTIFY_OUTAGE,

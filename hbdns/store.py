@@ -1,7 +1,10 @@
 """Zones and accounts in Redis: create, read, change, remove. Used by the CLI, the admin API and tests.
 
-Writes that touch an index (names, zone membership) run under WATCH/MULTI so that two admins adding
-the same name cannot both succeed. State fields are never written here (see :mod:`hbdns.liveness`).
+No write is a transaction across Redis Cluster slots (the same code runs on a standalone Redis and a
+Cluster): accounts are written in single-slot steps in an order that keeps DNS right between them
+(:mod:`hbdns.store_accounts`), names claimed all or nothing in the global index
+(:mod:`hbdns.provision_names`), so two admins adding the same name cannot both succeed. State
+fields are never written here (see :mod:`hbdns.liveness`).
 Checking a request is :mod:`hbdns.provision`'s job; a store built with a purger flushes the names
 whose answers a change alters from pdns' caches (:meth:`Store.purge`), so every surface purges alike.
 """
@@ -18,31 +21,18 @@ from typing import Any
 
 import redis
 
-from hbdns import acme_credentials, ents, keys, notify_queue, validate
+from hbdns import keys, notify_queue, store_accounts, validate, zone_serial
 from hbdns.config import Settings
 from hbdns.liveness import Liveness
 from hbdns.model import Account, AccountState, Zone
 from hbdns.passwords import hash_password
 from hbdns.plans import Plan
 from hbdns.purge import Purger
+from hbdns.store_errors import Conflict, NotFound, StoreError
+
+__all__ = ["AccountStatus", "Conflict", "NotFound", "Store", "StoreError", "accounts_by_id"]
 
 log = logging.getLogger(__name__)
-
-
-class StoreError(ValueError):
-    """An operation that is refused (duplicate, unknown name, zone in use); ``str()`` says why."""
-
-    def __init__(self, reason: str, field: str = "") -> None:
-        super().__init__(reason)
-        self.field = field  # the request field it is about, when there is one ("fqdn", "aliases.0")
-
-
-class NotFound(StoreError):
-    """No such zone, account or dead letter (the admin API's 404)."""
-
-
-class Conflict(StoreError):
-    """The stored data forbids it: a name taken, a zone that exists or still has accounts (409)."""
 
 
 @dataclass(frozen=True)
@@ -56,13 +46,6 @@ class AccountStatus:
     @property
     def live(self) -> bool:
         return self.alive_ms > 0
-
-
-def _start_live_count(pipe: Any, first_id: int) -> None:
-    """The first account of a new database: no account is live, so the live count (keys.stats)
-    starts at 0 and the scripts keep it. A database with older accounts gets it from ``hbdns migrate``."""
-    if first_id == 1:
-        pipe.hsetnx(keys.stats(), "live", 0)
 
 
 def _alive_keys(account_id: int) -> tuple[str, str, str]:
@@ -106,7 +89,8 @@ class Store:
         return Zone.from_hash(h) if h else None
 
     def zone_serial(self, apex: str) -> int:
-        return int(self.r.hget(keys.zone(apex), "serial") or 0)
+        """The zone's SOA serial: its hash's ``serial`` plus every shard's count (hbdns.zone_serial)."""
+        return zone_serial.read(self.r, apex)
 
     def list_zones(self) -> list[Zone]:
         out = []
@@ -128,14 +112,19 @@ class Store:
         now = time.time()
         zone = replace(zone, created=now, updated=now)
         key = keys.zone(zone.apex)
-        with self.r.pipeline() as pipe:
+        # the hash made only if absent (WATCH/MULTI on its one key), then listed: the zone list is
+        # another slot, and a zone is served only once listed
+        with self.r.pipeline(transaction=True) as pipe:
             pipe.watch(key)
             if pipe.exists(key):
                 raise Conflict(f"zone {zone.apex} exists already", "apex")
             pipe.multi()
             pipe.hset(key, mapping={**zone.to_hash(), "serial": str(int(now))})
-            pipe.sadd(keys.zones(), zone.apex)
-            pipe.execute()
+            try:
+                pipe.execute()
+            except redis.WatchError:
+                raise Conflict(f"zone {zone.apex} exists already", "apex") from None
+        self.r.sadd(keys.zones(), zone.apex)
         return zone
 
     def update_zone(self, zone: Zone) -> Zone:
@@ -143,8 +132,10 @@ class Store:
         key = keys.zone(zone.apex)
         if not self.r.exists(key):
             raise NotFound(f"no zone {zone.apex}")
-        self.r.hset(key, mapping=zone.to_hash())
-        self.r.hincrby(key, "serial", 1)
+        pipe = self.r.pipeline(transaction=True)  # one key: one slot
+        pipe.hset(key, mapping=zone.to_hash())
+        pipe.hincrby(key, "serial", 1)
+        pipe.execute()
         return zone
 
     def remove_zone(self, apex: str, *, force: bool = False) -> None:
@@ -156,8 +147,8 @@ class Store:
             raise Conflict(f"zone {apex} has {len(members)} account(s); remove them or use --force")
         for account_id in members:
             self.remove_account(account_id)
+        self.r.srem(keys.zones(), apex)  # not served from here on; then its keys (one slot)
         self.r.delete(keys.zone(apex), keys.zone_accounts(apex), keys.zone_ents(apex))
-        self.r.srem(keys.zones(), apex)
 
     # --- accounts ---------------------------------------------------------------------------------
 
@@ -170,58 +161,11 @@ class Store:
 
     def add_account(self, account: Account) -> Account:
         """Store a new account; every name must be free. Emits ``created``."""
-        now = time.time()
-        with self.r.pipeline() as pipe:
-            pipe.watch(keys.names())
-            taken = [n for n in account.index_names if pipe.hexists(keys.names(), n)]
-            if taken:
-                raise Conflict(f"{taken[0]} is taken by another account", _name_field(account, taken[0]))
-            if not pipe.exists(keys.zone(account.zone)):
-                raise Conflict(f"no zone {account.zone}", "fqdn")
-            account_id = int(self.r.incr(keys.account_seq()))
-            account = replace(account, id=account_id, created=now, updated=now)
-            pipe.multi()
-            pipe.hset(keys.account(account_id), mapping=account.new_hash(int(now * 1000)))
-            pipe.hset(keys.names(), mapping={n: str(account_id) for n in account.index_names})
-            pipe.sadd(keys.accounts(), account_id)
-            pipe.sadd(keys.zone_accounts(account.zone), account_id)
-            _start_live_count(pipe, account_id)
-            ents.queue_change(pipe, account.zone, added=account.names)
-            self.liveness.record(account_id, account.zone, account.fqdn, "created", {"plan": account.plan}, client=pipe)
-            pipe.execute()
-        return account
+        return store_accounts.add(self, account)
 
     def bulk_add_accounts(self, accounts: list[Account], chunk: int = 2000) -> list[Account]:
-        """Store many new accounts fast (imports, benchmarks): same records as :meth:`add_account`,
-        names checked up front in one round trip, written in pipelined chunks. Not for concurrent
-        admin use: it does not WATCH the name index."""
-        if not accounts:
-            return []
-        names = [n for a in accounts for n in a.index_names]
-        if len(set(names)) != len(names):
-            raise StoreError("duplicate names in the batch")
-        for i in range(0, len(names), 10000):
-            part = names[i : i + 10000]
-            taken = [n for n, v in zip(part, self.r.hmget(keys.names(), part), strict=True) if v]
-            if taken:
-                raise StoreError(f"{taken[0]} is taken by another account")
-        last = int(self.r.incrby(keys.account_seq(), len(accounts)))
-        now = time.time()
-        out = [replace(a, id=last - len(accounts) + 1 + i, created=now, updated=now) for i, a in enumerate(accounts)]
-        since = int(now * 1000)
-        for i in range(0, len(out), chunk):
-            pipe = self.r.pipeline(transaction=False)
-            for a in out[i : i + chunk]:
-                pipe.hset(keys.account(a.id), mapping=a.new_hash(since))
-                pipe.hset(keys.names(), mapping={n: str(a.id) for n in a.index_names})
-                pipe.sadd(keys.accounts(), a.id)
-                pipe.sadd(keys.zone_accounts(a.zone), a.id)
-                _start_live_count(pipe, a.id)
-                ents.queue_change(pipe, a.zone, added=a.names)
-                self.liveness.record(a.id, a.zone, a.fqdn, "created", {"plan": a.plan}, bump_serial=False, client=pipe)
-            pipe.execute()
-        self.r.hincrby(keys.zone(out[0].zone), "serial", 1)
-        return out
+        """Store many new accounts fast (imports, benchmarks): :func:`hbdns.store_accounts.bulk_add`."""
+        return store_accounts.bulk_add(self, accounts, chunk)
 
     def get_account(self, account_id: int) -> Account | None:
         h = self.r.hgetall(keys.account(account_id))
@@ -237,7 +181,12 @@ class Store:
         except validate.ValidationError:
             return None
         raw = self.r.hget(keys.names(), name)
-        return int(raw) if raw else None
+        if not raw or not str(raw).isdigit():
+            return None
+        # as the DNS lookup does: the name counts once the account's shard confirms it (a claim
+        # still in progress, or a dead writer's, resolves to nothing)
+        confirmed = self.r.hget(keys.shard_names(keys.shard_of(int(raw))), name)
+        return int(raw) if confirmed == raw else None
 
     def resolve(self, ref: str) -> Account:
         account_id = self.account_id_for(ref)
@@ -277,27 +226,7 @@ class Store:
 
     def save_account(self, old: Account, new: Account) -> Account:
         """Write changed config fields (and the name index when aliases change)."""
-        new = replace(new, updated=time.time())
-        removed = set(old.index_names) - set(new.index_names)
-        added = [n for n in new.index_names if n not in old.index_names]
-        with self.r.pipeline() as pipe:
-            pipe.watch(keys.names())
-            for n in added:
-                if pipe.hexists(keys.names(), n):
-                    raise Conflict(f"{n} is taken by another account", _name_field(new, n))
-            gone = sorted(set(old.names) - set(new.names))
-            pipe.multi()
-            pipe.hset(keys.account(new.id), mapping=new.to_hash())
-            if removed:
-                pipe.hdel(keys.names(), *removed)
-            if added:
-                pipe.hset(keys.names(), mapping={n: str(new.id) for n in added})
-            ents.queue_change(pipe, new.zone, added=set(new.names) - set(old.names), removed=gone)
-            if gone:
-                acme_credentials.queue_forget(pipe, self.r, new.id, gone)
-            pipe.hincrby(keys.zone(new.zone), "serial", 1)
-            pipe.execute()
-        return new
+        return store_accounts.save(self, old, new)
 
     def rotate_key(self, account: Account) -> Account:
         return self.save_account(account, replace(account, hb_key=secrets.token_bytes(32)))
@@ -306,25 +235,7 @@ class Store:
         return self.save_account(account, replace(account, pw_hash=hash_password(password)))
 
     def remove_account(self, account_id: int) -> Account:
-        account = self.get_account(account_id)
-        if account is None:
-            raise NotFound(f"no account {account_id}")
-        badge = self.r.hget(keys.account(account_id), "badge")
-        pipe = self.r.pipeline()
-        if badge:
-            pipe.hdel(keys.badges(), badge)
-        pipe.hdel(keys.names(), *account.index_names)
-        ents.queue_change(pipe, account.zone, removed=account.names)
-        acme_credentials.queue_forget(pipe, self.r, account_id, list(account.names), everything=True)
-        pipe.srem(keys.accounts(), account_id)
-        pipe.srem(keys.zone_accounts(account.zone), account_id)
-        pipe.zrem(keys.deadlines(), *(keys.deadline_member(account_id, f) for f in (0, *keys.FAMILIES)))
-        # recorded before the hash goes: a live account leaves the live count (keys.stats)
-        self.liveness.record(account_id, account.zone, account.fqdn, "removed", client=pipe)
-        pipe.delete(keys.account(account_id), *_alive_keys(account_id))
-        pipe.delete(keys.account_log(account_id))
-        pipe.execute()
-        return account
+        return store_accounts.remove(self, account_id)
 
     def status(self, account: Account) -> AccountStatus:
         pipe = self.r.pipeline(transaction=False)
@@ -369,8 +280,3 @@ def accounts_by_id(r: redis.Redis, ids: Iterable[int]) -> dict[int, Account]:
             except (KeyError, ValueError):
                 log.error("unreadable account", extra={"account": account_id})
     return out
-
-
-def _name_field(account: Account, name: str) -> str:
-    """The request field that holds ``name`` (the account's name or one of its aliases)."""
-    return "fqdn" if name == account.fqdn else f"aliases.{account.aliases.index(name)}"

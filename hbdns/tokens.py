@@ -124,7 +124,7 @@ class Tokens:
         token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
         now = time.time()
         token = Token(id=token_id, scope=scope, label=label[:200], created=now, expires=now + ttl if ttl else 0.0)
-        pipe = self.r.pipeline()
+        pipe = self.r.pipeline(transaction=False)  # two slots: the token first, then listed
         pipe.hset(
             keys.api_token(token_id),
             mapping={
@@ -161,7 +161,7 @@ class Tokens:
         token = self.get(token_id.strip())
         if token is None:
             raise TokenError(f"no token {token_id!r} (see hbdns token list)")
-        pipe = self.r.pipeline()
+        pipe = self.r.pipeline(transaction=False)  # two slots: the token first (revoked), then unlisted
         pipe.delete(keys.api_token(token.id))
         pipe.srem(keys.api_tokens(), token.id)
         pipe.execute()

@@ -34,6 +34,7 @@ _RESULT_REASON = {
     "gone": "unknown_account",  # removed between lookup and script
     "rekey": "key_changed",  # key/plan changed between a fresh lookup and the script (twice in a row)
     "noscript": "redis_down",  # the script was flushed from Redis: this beat did not run
+    "unavailable": "redis_down",  # Redis Cluster: its shard's primary is away, the beat is held (cluster_io)
 }
 
 

@@ -77,6 +77,16 @@ class HeldBeats:
         self._prune(now)
         return [(req, int((now - at) * 1000)) for req, at in self._beats.values()]
 
+    def counters(self, reapplied: int, rerecorded: int) -> dict[str, float]:
+        """The writer's durability counters (metrics): held now, dropped, and of the beats its
+        writer ``reapplied``, how many ``rerecorded`` their transition (it had been lost)."""
+        return {
+            "hbdns_heartbeat_held_beats": len(self),
+            "hbdns_heartbeat_held_dropped_total": self.dropped,
+            "hbdns_heartbeat_reapplied_total": reapplied,
+            "hbdns_heartbeat_rerecorded_total": rerecorded,
+        }
+
     def snapshot(self) -> dict[int, BeatRequest]:
         """What a ``WAIT`` sent now covers: the beats kept so far."""
         return {account_id: req for account_id, (req, _) in self._beats.items()}

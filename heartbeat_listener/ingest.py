@@ -8,6 +8,10 @@ listener is an ingest outage, recorded when marks resume (or seen as going on by
 sweeper then holds back the deadlines whose window overlaps it until ingest has been healthy for one
 whole window, and the beat script records no outage for them (lib.lua ``ingest_hold``).
 
+Every script that reads the marks touches one shard (one Redis Cluster slot), so each shard has its
+copy (``keys.ingest(s)``) and a mark is one script call per shard: pipelined on a standalone Redis
+(one round trip), one call each on Cluster (redis-py routes each to its primary).
+
 The gap is wider than the mark's period by a margin for a listener briefly descheduled on a busy
 host: a gap seen where there was none only delays an outage's record by one window, never
 invents one.
@@ -22,6 +26,7 @@ from collections.abc import Callable
 import redis
 
 from hbdns import keys, scripts
+from hbdns.connection import is_cluster
 from hbdns.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -31,7 +36,8 @@ GAP_MS = 2000  # a longer silence of every listener is an ingest outage (stored 
 
 
 class IngestMark:
-    """Marks ``keys.ingest()`` every :data:`MARK_EVERY` s while ``storing()`` says beats get stored."""
+    """Marks every shard's ``keys.ingest(s)`` every :data:`MARK_EVERY` s while ``storing()`` says
+    beats get stored."""
 
     def __init__(
         self,
@@ -60,9 +66,20 @@ class IngestMark:
             return False
         self._next = now + self.every
         try:
-            scripts.INGEST_MARK(self.client, [keys.ingest()], [self.gap_ms, self.keep_ms])
+            self._mark()
         except redis.RedisError as exc:
             self._log.log(logging.WARNING, "mark", "ingest mark failed", error=str(exc))
             return False
         self.marks += 1
         return True
+
+    def _mark(self) -> None:
+        args = [self.gap_ms, self.keep_ms]
+        if is_cluster(self.client):
+            for shard in keys.all_shards():
+                scripts.INGEST_MARK(self.client, [keys.ingest(shard)], args)
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for shard in keys.all_shards():
+            scripts.INGEST_MARK(pipe, [keys.ingest(shard)], args)
+        pipe.execute()

@@ -19,11 +19,12 @@ import redis
 
 from hbdns import config, keys
 from hbdns import metrics as prom
-from hbdns.connection import connect
+from hbdns.connection import connect, is_cluster
 from hbdns.liveness import Liveness
 from hbdns.logs import RateLimitedLog
 from hbdns.purge import Purger
-from heartbeat_listener.accounts import AccountCache, StoreUnavailable
+from heartbeat_listener.accounts import AccountCache, Lookup, StoreUnavailable
+from heartbeat_listener.cluster_io import ClusterAccounts, ClusterBeats
 from heartbeat_listener.ingest import IngestMark
 from heartbeat_listener.metrics import Metrics, checks_collector, kernel_drops, socket_inodes
 from heartbeat_listener.preauth import IdCeiling, PreAuth
@@ -74,6 +75,40 @@ def sequence_reader(client: redis.Redis) -> Callable[[], int | None]:
     return read
 
 
+Stages = tuple[Lookup, RedisBeats | ClusterBeats, Callable[[], None]]
+
+
+def redis_stages(settings: config.Settings, client: redis.Redis, liveness: Liveness, purger: Purger) -> Stages:
+    """The lookup and write stages on a standalone or Sentinel Redis, and what closes them: two
+    connections, so that lookups for the next batch do not queue behind the scripts in flight."""
+    lookups, writes = BatchConnection(client), BatchConnection(client)
+    writer = RedisBeats(
+        writes,
+        liveness,
+        wait_replicas=settings.wait_replicas(),
+        wait_timeout=settings.redis_wait_timeout,
+        purge=purger.purge,
+    )
+
+    def close() -> None:
+        lookups.close()
+        writes.close()
+
+    return RedisAccounts(lookups, settings.plan_table()), writer, close
+
+
+def cluster_stages(settings: config.Settings, liveness: Liveness, purger: Purger) -> Stages:
+    """The stages on Redis Cluster: one router (a connection per primary) for both, each command
+    to its slot's primary (heartbeat_listener/cluster_io.py). No WAIT for replicas there."""
+    from hbdns.cluster_route import ClusterRouter
+
+    if settings.wait_replicas():
+        log.warning("no WAIT for replicas on Redis Cluster: held beats are kept only until stored")
+    router = ClusterRouter.from_url(settings.redis_url)
+    writer = ClusterBeats(router, liveness, purge=purger.purge, backoff=REDIS_RETRY_MAX)
+    return ClusterAccounts(router, settings.plan_table()), writer, router.close
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = config.service_settings("hbdns-listener")
     try:
@@ -92,17 +127,14 @@ def main(argv: list[str] | None = None) -> int:
         events_maxlen=settings.events_maxlen,
         log_size=settings.account_log_size,
     )
-    # two connections: lookups for the next batch must not queue behind the scripts in flight
-    lookups, writes = BatchConnection(client), BatchConnection(client)
     metrics = Metrics()
     purger = Purger(settings.pdns_api_urls, settings.pdns_api_key, settings.pdns_api_timeout).start()
-    writer = RedisBeats(
-        writes,
-        liveness,
-        wait_replicas=settings.wait_replicas(),
-        wait_timeout=settings.redis_wait_timeout,
-        purge=purger.purge,
+    stages = (
+        cluster_stages(settings, liveness, purger)
+        if is_cluster(client)
+        else redis_stages(settings, client, liveness, purger)
     )
+    lookup, writer, close_stages = stages
     inodes = socket_inodes(s.fileno() for s in sockets)
     metrics.collectors.append(
         lambda: {
@@ -127,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics.collectors.append(checks_collector(preauth, recent, cache))
     listener = UdpListener(
         sockets,
-        RedisAccounts(lookups, settings.plan_table()),
+        lookup,
         writer,
         metrics=metrics,
         limiter=SourceLimiter(settings.heartbeat_source_rate, settings.heartbeat_source_burst),
@@ -177,8 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         prom.stop(endpoint)
         purger.stop()
-        lookups.close()
-        writes.close()
+        close_stages()
         sequence.close()
         for s in sockets:
             s.close()

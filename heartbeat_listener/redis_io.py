@@ -2,9 +2,10 @@
 
 Per batch: one EVALSHA of the beat script (:data:`hbdns.scripts.BEAT`), plus one pipelined HMGET
 round trip only for accounts the listener's cache lacks. A batch is one ``bytes`` built from
-per-account and per-zone parts encoded once (only the addresses and counter vary per beat).
-``tests/unit/test_listener_redis.py`` pins the encodings to what
+parts encoded once (:mod:`heartbeat_listener.beat_encoding`); on a standalone or Sentinel Redis one
+batch may span shards. ``tests/unit/test_listener_redis.py`` pins the encodings to what
 :meth:`hbdns.liveness.Liveness.beat_argv` and redis-py would send, so the layout has one owner.
+On Redis Cluster the same stages run per primary (:mod:`heartbeat_listener.cluster_io`).
 
 A lost connection (:class:`hbdns.resp.ConnectionLost`) becomes
 :class:`~heartbeat_listener.protocol.StoreUnavailable`; the connection is made again on the next
@@ -22,9 +23,10 @@ from typing import Any
 import redis
 
 from hbdns import keys, scripts
-from hbdns.liveness import BEAT_ARGS_PER_BEAT, BEAT_KEYS_PER_BEAT, OK, BeatRequest, BeatResult, Liveness, beat_keys
+from hbdns.liveness import OK, BeatRequest, BeatResult, Liveness
 from hbdns.plans import Plan
 from hbdns.resp import BatchConnection, ConnectionLost, bulk
+from heartbeat_listener.beat_encoding import BeatEncoder
 from heartbeat_listener.held import HeldBeats
 from heartbeat_listener.protocol import AccountInfo, StoreUnavailable
 from heartbeat_listener.replication import ReplicaWait, reapply
@@ -32,35 +34,28 @@ from heartbeat_listener.replication import ReplicaWait, reapply
 log = logging.getLogger(__name__)
 
 
-class RedisAccounts:
-    """The lookup stage: HMGET hb_key/plan/zone/fp for the distinct ids of a batch, one round trip
-    (only for accounts the listener's cache lacks, or whose cached key failed)."""
+class AccountCodec:
+    """The lookup's HMGET hb_key/plan/zone/fp per account, encoded by hand, and its replies read."""
 
     FIELDS = ("hb_key", "plan", "zone", "fp")
 
-    def __init__(self, conn: BatchConnection, plans: Mapping[str, Plan]) -> None:
-        self.conn = conn
+    def __init__(self, plans: Mapping[str, Plan]) -> None:
         self.expiry = {name: p.expiry_ms for name, p in plans.items()}
-        pre, post = (part.encode() for part in keys.template(keys.account))
-        tail = b"".join(bulk(f.encode()) for f in self.FIELDS)
-        self._fmt = (
-            b"*%d\r\n" % (2 + len(self.FIELDS)) + bulk(b"HMGET") + b"$%d\r\n" + pre + b"%d" + post + b"\r\n" + tail
-        )
-        self._fixed = len(pre) + len(post)
+        self._head = b"*%d\r\n" % (2 + len(self.FIELDS)) + bulk(b"HMGET")
+        self._tail = b"".join(bulk(f.encode()) for f in self.FIELDS)
         self._hex: dict[str, bytes] = {}  # hex -> bytes, small cache: keys repeat every beat
 
     def encode(self, ids: Sequence[int]) -> bytes:
-        fmt, fixed = self._fmt, self._fixed
-        return b"".join(fmt % (fixed + len(str(i)), i) for i in ids)
+        head, tail, account = self._head, self._tail, keys.account
+        return b"".join(head + bulk(account(i).encode()) + tail for i in ids)
 
-    def __call__(self, ids: Sequence[int]) -> dict[int, AccountInfo | str]:
-        try:
-            replies = self.conn.roundtrip(self.encode(ids), len(ids))
-        except ConnectionLost as exc:
-            raise StoreUnavailable(str(exc)) from None
+    def parse(self, ids: Sequence[int], replies: Sequence[Any]) -> dict[int, AccountInfo | str]:
+        """The accounts from the HMGET replies of ``ids`` (a lost reply: StoreUnavailable)."""
         out: dict[int, AccountInfo | str] = {}
         hexcache = self._hex
         for account_id, reply in zip(ids, replies, strict=True):
+            if isinstance(reply, ConnectionLost):  # the cluster router's value for a lost reply
+                raise StoreUnavailable(str(reply))
             if isinstance(reply, redis.ResponseError):  # e.g. WRONGTYPE: not an account hash
                 out[account_id] = "bad_account"
                 continue
@@ -85,6 +80,22 @@ class RedisAccounts:
                 continue
             out[account_id] = AccountInfo(key, expiry, zone, fp or "")
         return out
+
+
+class RedisAccounts(AccountCodec):
+    """The lookup stage: the HMGETs for the distinct ids of a batch, one round trip (only for
+    accounts the listener's cache lacks, or whose cached key failed)."""
+
+    def __init__(self, conn: BatchConnection, plans: Mapping[str, Plan]) -> None:
+        super().__init__(plans)
+        self.conn = conn
+
+    def __call__(self, ids: Sequence[int]) -> dict[int, AccountInfo | str]:
+        try:
+            replies = self.conn.roundtrip(self.encode(ids), len(ids))
+        except ConnectionLost as exc:
+            raise StoreUnavailable(str(exc)) from None
+        return self.parse(ids, replies)
 
 
 _UNREAD: Any = object()
@@ -147,99 +158,11 @@ class RedisBeats:
         self._open: list[_Ticket] = []  # submitted, not collected yet
         self.reapplied = 0  # held beats applied again after a reconnect
         self.rerecorded = 0  # of those, how many recorded their transition again (it had been lost)
-        # the batch's fixed keys and args (with the source), then its zones, then per beat:
-        #   KEYS acct alive4 alive6 alive_legacy log / ARGV id ip4 ip6 counter ttl offline fp fams age
-        shared_keys, shared_args = liveness.beat_argv([], source)
-        assert shared_args[-1] == "0", "beat_argv's fixed part must end with the zone count"
-        self._shared_keys = b"".join(bulk(k.encode()) for k in shared_keys)
-        self._shared_args = b"".join(bulk(a.encode()) for a in shared_args[:-1])
-        self._nshared = len(shared_keys), len(shared_args)
-        # per account, encoded once: (fp, its KEYS, its id ARG, its fp ARG)
-        self._accounts: dict[int, tuple[str, bytes, bytes, bytes]] = {}
-        self._zones: dict[str, tuple[bytes, bytes]] = {}  # zone -> (its KEY, its name ARG)
-        self._bulks: dict[str, bytes] = {"": b"$0\r\n\r\n"}  # addresses repeat: encode once
-        self._ttls: dict[int, bytes] = {}
-
-    def _account_parts(self, req: BeatRequest) -> tuple[str, bytes, bytes, bytes]:
-        if len(self._accounts) >= 2_000_000:
-            self._accounts.clear()
-        i = req.account_id
-        parts = (
-            req.fp,
-            b"".join(bulk(k.encode()) for k in beat_keys(i)),
-            bulk(b"%d" % i),
-            bulk(req.fp.encode()),
-        )
-        self._accounts[i] = parts
-        return parts
-
-    def _zone_parts(self, zone: str) -> tuple[bytes, bytes]:
-        if len(self._zones) >= 100_000:
-            self._zones.clear()
-        parts = self._zones[zone] = (bulk(keys.zone(zone).encode()), bulk(zone.encode()))
-        return parts
-
-    def _ttl(self, expiry_ms: int) -> bytes:
-        b = self._ttls[expiry_ms] = bulk(b"%d" % int(expiry_ms))
-        return b
-
-    def _bulk(self, value: str) -> bytes:
-        b = self._bulks.get(value)
-        if b is None:
-            if len(self._bulks) >= 1_000_000:
-                self._bulks = {"": b"$0\r\n\r\n"}
-            b = self._bulks[value] = bulk(value.encode())
-        return b
+        self.encoder = BeatEncoder(liveness, source)
 
     def encode(self, reqs: Sequence[BeatRequest], ages: Sequence[int] | None = None) -> bytes:
-        """The EVALSHA command for a batch, byte for byte what redis-py would send. ``ages``: per
-        beat, ms since it was received (held beats applied late), as in ``Liveness.beat_argv``."""
-        keyparts: list[bytes] = []
-        argparts: list[bytes] = []
-        zones: dict[str, tuple[bytes, bytes]] = {}
-        accounts, parts_of, bulk_of, ttls = self._accounts, self._account_parts, self._bulk, self._ttls
-        known_zones, zone_parts = self._zones, self._zone_parts
-        on, off = b"$1\r\n1\r\n", b"$1\r\n0\r\n"
-        empty = b"$0\r\n\r\n"
-        for i, req in enumerate(reqs):
-            parts = accounts.get(req.account_id)
-            if parts is None or parts[0] != req.fp:
-                parts = parts_of(req)
-            if req.zone not in zones:
-                zones[req.zone] = known_zones.get(req.zone) or zone_parts(req.zone)
-            keyparts.append(parts[1])
-            counter = b"$0\r\n\r\n" if req.counter is None else bulk(b"%d" % req.counter)
-            argparts.append(
-                b"".join(
-                    (
-                        parts[2],
-                        bulk_of(req.ipv4),
-                        bulk_of(req.ipv6),
-                        counter,
-                        ttls.get(req.expiry_ms) or self._ttl(req.expiry_ms),
-                        on if req.offline else off,
-                        parts[3],
-                        bulk_of(req.fams),
-                        empty if ages is None or ages[i] <= 0 else bulk(b"%d" % ages[i]),
-                    )
-                )
-            )
-        nkeys = self._nshared[0] + len(zones) + BEAT_KEYS_PER_BEAT * len(reqs)
-        nargs = self._nshared[1] + len(zones) + BEAT_ARGS_PER_BEAT * len(reqs)
-        return b"".join(
-            [
-                b"*%d\r\n" % (3 + nkeys + nargs),
-                self.script.head,
-                bulk(b"%d" % nkeys),
-                self._shared_keys,
-                *(z[0] for z in zones.values()),
-                *keyparts,
-                self._shared_args,
-                bulk(b"%d" % len(zones)),
-                *(z[1] for z in zones.values()),
-                *argparts,
-            ]
-        )
+        """The EVALSHA command for a batch (:meth:`BeatEncoder.encode`)."""
+        return self.encoder.encode(reqs, ages)
 
     def submit(self, reqs: Sequence[BeatRequest]) -> _Ticket:
         """Send a batch; the ticket is for :meth:`collect`, in the order of submission."""
@@ -355,10 +278,7 @@ class RedisBeats:
     def counters(self) -> dict[str, float]:
         """The durability counters, for the metrics endpoint."""
         return {
-            "hbdns_heartbeat_held_beats": len(self.held),
-            "hbdns_heartbeat_held_dropped_total": self.held.dropped,
-            "hbdns_heartbeat_reapplied_total": self.reapplied,
-            "hbdns_heartbeat_rerecorded_total": self.rerecorded,
+            **self.held.counters(self.reapplied, self.rerecorded),
             "hbdns_heartbeat_wait_timeouts_total": self.wait.timeouts if self.wait is not None else 0,
             "hbdns_heartbeat_redis_connects_total": self.conn.connects,
         }

@@ -1,4 +1,5 @@
-"""Reads transitions from the ``events`` stream with a consumer group and turns them into messages.
+"""Reads transitions from every shard's ``events`` stream with a consumer group (notifier/streams.py)
+and turns them into messages.
 
 An entry is acknowledged (XACK) only after each of its messages was sent, found already sent,
 queued for a retry or dead-lettered, and its SMS job (if any) was queued: all durable in Redis.
@@ -15,11 +16,10 @@ import logging
 import os
 import socket
 import time
-from typing import Any, cast
 
 import redis
 
-from hbdns import keys
+from hbdns import event_streams, keys
 from hbdns.mass import OPERATOR_EVENTS
 from hbdns.model import Account
 from notifier.dispatch import Dispatcher
@@ -28,6 +28,7 @@ from notifier.mass_hold import HOLD, MassHold, verdict
 from notifier.messages import SMS, Composer, Message
 from notifier.presence import Presence
 from notifier.sms import SmsScheduler
+from notifier.streams import Entry, ShardStreams
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class Consumer:
         claim_idle: float = 60.0,
         batch: int = 200,
         mass: MassHold | None = None,
+        per_shard: bool | None = None,
     ) -> None:
         self.r = r
         self.dispatcher = dispatcher
@@ -64,124 +66,50 @@ class Consumer:
         self.mass = mass  # mass outages: holds and mutes customers' outage messages, alarms the operator
         self.name = name
         self.claim_idle_ms = int(claim_idle * 1000)
-        self.batch = batch
-        self.stream = keys.events()
-        self._own_pending = True  # first read our own unacknowledged entries (a restart under the same name)
-        self._group_ready = False
+        # the group at id 0 on every shard: events written before the first notifier ran are not skipped
+        self.streams = ShardStreams(r, GROUP, name, start_id="0", batch=batch, per_shard=per_shard)
         self._autoclaim_every = max(1.0, claim_idle / 2)
         self._last_autoclaim = -self._autoclaim_every
 
     def ensure_group(self) -> None:
-        """Create the group at id 0 (so events written before the first notifier ran are not skipped)."""
-        try:
-            self.r.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        self._group_ready = True
-
-    def _read(self, block_ms: int) -> list[tuple[str, dict[str, Any]]]:
-        if not self._group_ready:
-            self.ensure_group()
-        if self._own_pending:
-            entries = self._xreadgroup("0", None)
-            if entries:
-                return entries
-            self._own_pending = False
-        return self._xreadgroup(">", block_ms)
-
-    def _xreadgroup(self, start: str, block_ms: int | None) -> list[tuple[str, dict[str, Any]]]:
-        try:
-            reply = self.r.xreadgroup(GROUP, self.name, {self.stream: start}, count=self.batch, block=block_ms)
-        except redis.ResponseError as exc:
-            if "NOGROUP" in str(exc):  # the stream was lost (Redis without persistence restarted)
-                self._group_ready = False
-                self._own_pending = True
-                return []
-            raise
-        entries: list[tuple[str, dict[str, Any]]] = []
-        streams: Any = reply or []
-        for _stream, items in streams:
-            entries.extend(items)
-        return entries
+        """Create the group on every shard stream (at id 0)."""
+        self.streams.ensure_group()
 
     def step(self, block_ms: int = 1000) -> int:
         """Read one batch (our pending entries first, then new ones, waiting up to ``block_ms``) and handle it."""
         try:
-            entries = self._read(block_ms)
-            return self.handle(entries)
+            return self.handle(self.streams.read(block_ms))
         except (redis.ConnectionError, redis.TimeoutError):
-            self._own_pending = True  # whatever we read but did not ack is ours to redo
+            self.streams.mark_own(self.streams.shards)  # whatever we read but did not ack is ours to redo
             raise
 
     def takeover_step(self, presence: Presence) -> int:
         """Take over the unacknowledged entries of dead consumers (at once) and of stuck ones (after
-        ``claim_idle``); the next :meth:`step` handles them as this consumer's own. Tidies stale consumers."""
-        if not self._group_ready:
-            self.ensure_group()
-        try:
-            taken = 0
-            if time.monotonic() - self._last_autoclaim >= self._autoclaim_every:
-                self._last_autoclaim = time.monotonic()
-                taken += self._autoclaim()
-                self._tidy()
-            dead = presence.dead_names() if presence.may_judge() else frozenset()
-            if dead:
-                for c in self.r.xinfo_consumers(self.stream, GROUP):
-                    if c["name"] in dead and int(c["pending"]) > 0:
-                        taken += self._claim_from(c["name"])
-        except redis.ResponseError as exc:
-            if "NOGROUP" in str(exc):
-                self._group_ready = False
-                return 0
-            raise
+        ``claim_idle``), in every shard; the next :meth:`step` handles them as this consumer's own.
+        Tidies stale consumers."""
+        taken = 0
+        if time.monotonic() - self._last_autoclaim >= self._autoclaim_every:
+            self._last_autoclaim = time.monotonic()
+            taken += len(self.streams.autoclaim(self.claim_idle_ms))
+            self.streams.tidy(STALE_CONSUMER_MS)
+        dead = presence.dead_names() if presence.may_judge() else frozenset()
+        if dead:
+            taken += self.streams.claim_from(dead, TAKEOVER_MIN_IDLE_MS)
         if taken:
             log.warning("took over unacknowledged events", extra={"count": taken})
-            self._own_pending = True
         return taken
 
-    def _autoclaim(self) -> int:
-        taken, cursor = 0, "0-0"
-        while True:
-            # not JUSTID: redis-py drops the cursor from that reply
-            reply = self.r.xautoclaim(
-                self.stream, GROUP, self.name, self.claim_idle_ms, start_id=cursor, count=self.batch
-            )
-            cursor = reply[0]
-            taken += len(reply[1])
-            if cursor in ("0-0", b"0-0"):
-                return taken
-
-    def _claim_from(self, consumer: str) -> int:
-        taken = 0
-        while True:
-            pending = self.r.xpending_range(
-                self.stream, GROUP, min="-", max="+", count=self.batch, consumername=consumer
-            )
-            ids: list[Any] = [p["message_id"] for p in pending]
-            if not ids:
-                return taken
-            got = self.r.xclaim(self.stream, GROUP, self.name, TAKEOVER_MIN_IDLE_MS, ids, justid=True)
-            taken += len(got)
-            if len(got) < len(ids):  # someone else is taking this consumer's entries too
-                return taken
-
-    def _tidy(self) -> None:
-        for c in self.r.xinfo_consumers(self.stream, GROUP):
-            if c["name"] != self.name and int(c["pending"]) == 0 and int(c["idle"]) > STALE_CONSUMER_MS:
-                self.r.xgroup_delconsumer(self.stream, GROUP, c["name"])
-
-    def handle(self, entries: list[tuple[str, dict[str, Any]]]) -> int:
-        """Turn entries into messages and SMS jobs, send, then acknowledge all of them."""
+    def handle(self, entries: list[Entry]) -> int:
+        """Turn entries (of any shards) into messages and SMS jobs, send, then acknowledge all of them."""
         if not entries:
             return 0
         events: list[Event] = []
-        for entry_id, fields in entries:
-            if fields:  # an entry trimmed from the stream while pending comes back without fields
+        for entry in entries:
+            if entry.fields:  # an entry trimmed from the stream while pending comes back without fields
                 try:
-                    events.append(Event.from_fields(str(entry_id), fields))
+                    events.append(Event.from_fields(entry.event_id, entry.fields))
                 except (ValueError, TypeError):
-                    log.error("skipping unreadable event", extra={"event_id": str(entry_id)})
+                    log.error("skipping unreadable event", extra={"event_id": entry.event_id})
         accounts = self._accounts({e.account for e in events})
         masses = self.mass.load() if self.mass is not None else {}
         messages: list[Message] = []
@@ -217,7 +145,7 @@ class Consumer:
             pipe.zadd(self.sms.jobs.key, sms_jobs, nx=True)  # NX: a redelivery keeps a rescheduled time
         if held:
             pipe.zadd(keys.mass_held(), held, nx=True)
-        pipe.xack(self.stream, GROUP, *[entry_id for entry_id, _ in entries])
+        self.streams.ack(pipe, entries)
         pipe.execute()
         return len(entries)
 
@@ -239,10 +167,10 @@ class Consumer:
         """The message ``spec`` ({event_id, channel, recipient}) names, built again from its event (a dead
         letter from before the queue kept only that); None once the event left the stream."""
         event_id = spec.get("event_id", "")
-        entries = self.r.xrange(self.stream, min=event_id, max=event_id) if event_id else []
-        if not entries or not entries[0][1]:
+        fields = event_streams.find(self.r, event_id) if event_id else None
+        if not fields:
             return None
-        event = Event.from_fields(str(entries[0][0]), cast(dict[str, str], entries[0][1]))
+        event = Event.from_fields(event_id, fields)
         account = self._accounts({event.account}).get(event.account)
         if account is None:
             return None

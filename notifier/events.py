@@ -1,4 +1,4 @@
-"""Transition events as the liveness scripts write them to the ``events`` stream.
+"""Transition events as the liveness scripts write them to the shards' ``events`` streams.
 
 One value type for the three places that read them: the stream consumer, the deferred-SMS jobs
 (which carry the event they were made from) and the account log's JSON entries.
@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hbdns.event_streams import LEGACY_FIELD
 from hbdns.notices import TEST_EVENT
 
 NEUTRALIZED = "neutralized"
@@ -20,12 +21,12 @@ TEST = TEST_EVENT  # written by `hbdns notify test`
 FAMILY_LOST = "family_lost"  # one address family neutralized, another still live
 FAMILY_BACK = "family_back"  # one came back while another was live
 
-_CORE = ("type", "account", "fqdn", "at", "event_id")
+_CORE = ("type", "account", "fqdn", "at", "event_id", LEGACY_FIELD)  # legacy_id: the id itself
 
 
 @dataclass(frozen=True)
 class Event:
-    id: str  # stream entry id: unique, and the base of every idempotency key
+    id: str  # ``<shard>/<entry id>`` (hbdns.event_streams): unique, the base of every idempotency key
     type: str
     account: int
     fqdn: str

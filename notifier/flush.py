@@ -1,8 +1,9 @@
 """The recovery flush: when an MX account is reachable again, ask its backup MXes to deliver at once.
 
-A consumer group of its own on the event stream (``hbdns-flush``), so a slow backup MX and slow
-notifications never hold each other up. Triggers, for accounts with MX: ``recovered`` (the first
-family back), ``family_back`` (another family back) and ``ip_changed`` (mail now goes elsewhere).
+A consumer group of its own on every shard's event stream (``hbdns-flush``, notifier/streams.py),
+so a slow backup MX and slow notifications never hold each other up. Triggers, for accounts with
+MX: ``recovered`` (the first family back), ``family_back`` (another family back) and
+``ip_changed`` (mail now goes elsewhere).
 For each batch of entries it flushes the accounts' names at once (one ETRN session per backup MX
 for the whole batch), records the results (:mod:`hbdns.recovery_flush`), schedules the second flush
 after the record TTL plus pdns' caches (``HBDNS_BACKUP_MX_FLUSH_AGAIN`` seconds on top) and only
@@ -23,7 +24,7 @@ from typing import Any
 
 import redis
 
-from hbdns import keys, recovery_flush
+from hbdns import recovery_flush
 from hbdns.config import Settings
 from hbdns.etrn import FlushResult
 from hbdns.loops import Loops
@@ -31,6 +32,7 @@ from hbdns.model import Account
 from hbdns.mta_flush import MtaFlusher, from_settings
 from hbdns.plans import Plan
 from hbdns.store import accounts_by_id
+from notifier.streams import Entry, ShardStreams
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ class FlushConsumer:
         claim_idle: float = 60.0,
         log_size: int = recovery_flush.LOG_SIZE,
         batch: int = 100,
+        per_shard: bool | None = None,
     ) -> None:
         self.r: Any = r
         self.flusher = flusher
@@ -64,76 +67,48 @@ class FlushConsumer:
         self.lease_ms = int(max(60.0, flusher.attempts * (flusher.timeout + flusher.backoff_max)) * 1000)
         self.log_size = log_size
         self.batch = batch
-        self.stream = keys.events()
-        self._own_pending = True
-        self._group_ready = False
+        # at the streams' end: a first start does not flush the whole history (every recovery the
+        # streams still hold); events from then on are all seen
+        self.streams = ShardStreams(r, GROUP, name, start_id="$", batch=batch, per_shard=per_shard)
 
     # --- the stream -----------------------------------------------------------------------------
 
     def ensure_group(self) -> None:
-        """Create the group at the stream's end: a first start does not flush the whole history
-        (every recovery the stream still holds); events from then on are all seen."""
-        try:
-            self.r.xgroup_create(self.stream, GROUP, id="$", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        self._group_ready = True
+        """Create the group at every shard stream's end."""
+        self.streams.ensure_group()
 
     def step(self, block_ms: int = 1000) -> int:
         """Read one batch (our own unacknowledged entries first) and flush for it."""
-        if not self._group_ready:
-            self.ensure_group()
         try:
-            entries = self._read("0" if self._own_pending else ">", None if self._own_pending else block_ms)
-            if self._own_pending and not entries:
-                self._own_pending = False
-                entries = self._read(">", block_ms)
-            return self.handle(entries)
+            return self.handle(self.streams.read(block_ms))
         except (redis.ConnectionError, redis.TimeoutError):
-            self._own_pending = True
+            self.streams.mark_own(self.streams.shards)
             raise
 
     def claim_step(self) -> int:
-        """Take over entries another consumer left unacknowledged for ``claim_idle``."""
-        if not self._group_ready:
-            self.ensure_group()
-        try:
-            reply = self.r.xautoclaim(self.stream, GROUP, self.name, self.claim_idle_ms, count=self.batch)
-        except redis.ResponseError as exc:
-            if "NOGROUP" in str(exc):
-                self._group_ready = False
-                return 0
-            raise
-        return self.handle(reply[1])
+        """Take over entries another consumer left unacknowledged for ``claim_idle`` and flush for them."""
+        return self.handle(self.streams.autoclaim(self.claim_idle_ms))
 
-    def _read(self, start: str, block_ms: int | None) -> list[tuple[str, dict[str, str]]]:
-        try:
-            reply = self.r.xreadgroup(GROUP, self.name, {self.stream: start}, count=self.batch, block=block_ms)
-        except redis.ResponseError as exc:
-            if "NOGROUP" in str(exc):  # the stream was lost: a new one holds only new events
-                self._group_ready = False
-                return []
-            raise
-        return [entry for _stream, items in reply or [] for entry in items]
-
-    def handle(self, entries: list[tuple[str, dict[str, str]]]) -> int:
+    def handle(self, entries: list[Entry]) -> int:
         """Flush for the triggers among ``entries`` (each account once), then acknowledge them all."""
         if not entries:
             return 0
         why: dict[int, tuple[str, str]] = {}  # account -> (event type, event id), the first trigger
-        for entry_id, fields in entries:
+        for entry in entries:
+            fields = entry.fields
             if fields and fields.get("type") in TRIGGERS:
                 try:
-                    why.setdefault(int(fields.get("account", "0")), (fields["type"], str(entry_id)))
+                    why.setdefault(int(fields.get("account", "0")), (fields["type"], entry.event_id))
                 except ValueError:
-                    log.error("skipping unreadable event", extra={"event_id": str(entry_id)})
+                    log.error("skipping unreadable event", extra={"event_id": entry.event_id})
         accounts = [a for a in self._accounts(why).values() if a.mx]
         if accounts:
             self.flush(accounts, {a.id: why[a.id] for a in accounts})
             now = recovery_flush.redis_ms(self.r)
             recovery_flush.schedule(self.r, {a.id: now + self.again_delay_ms(a) for a in accounts})
-        self.r.xack(self.stream, GROUP, *[entry_id for entry_id, _ in entries])
+        pipe = self.r.pipeline(transaction=False)
+        self.streams.ack(pipe, entries)
+        pipe.execute()
         return len(entries)
 
     # --- the second flush -----------------------------------------------------------------------

@@ -28,6 +28,7 @@ from typing import Any
 import redis
 
 from hbdns import keys, scripts
+from notifier import pipes
 
 GO, BUSY = "go", "busy"
 OPEN, DUE, PROBE = "open", "due", "probe"
@@ -48,7 +49,7 @@ class Markers:
     def claim(self, items: Sequence[tuple[str, bool]], token: str, live: Iterable[str]) -> list[str]:
         """For each (message key, may take a dead marker): ``go``, ``busy`` or ``done:<state>``; one round trip."""
         live_args = list(live)
-        pipe = self.r.pipeline(transaction=False)
+        pipe = pipes.pipeline(self.r)
         for key, allow_dead in items:
             args = ["claim", token, self.lease_ms, "1" if allow_dead else "0", *live_args]
             scripts.NOTIFY_MARKER(pipe, [keys.sent(key)], args)
@@ -79,7 +80,7 @@ class Holds:
         todo = list(dests)
         if not todo:
             return {}
-        pipe = self.r.pipeline(transaction=False)
+        pipe = pipes.pipeline(self.r)
         for dest in todo:
             self._call(["check", dest, _ms(now)], pipe)
         return {dest: _state(reply) for dest, reply in zip(todo, pipe.execute(), strict=True)}

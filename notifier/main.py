@@ -1,11 +1,12 @@
 """``hbdns-notifier``: the stream consumer, the scheduler of queued sends and the liveness loop, one thread each.
 
-The consumer reads the transitions (``hbdns:events``) with a consumer group and sends them as e-mail,
-SMS and webhooks; the scheduler sends what is due in the queue and decides deferred SMS; the liveness
-loop refreshes this process's liveness every second and takes over what dead notifiers left. Every
-thread runs a small step function in a loop (:mod:`hbdns.loops`; tests call the steps directly). A
-Redis error only pauses a loop until Redis is back; the consumer group then resumes at its last
-acknowledged entry. The ``neutralized`` transitions come from the sweeper (``hbdns-sweeper``).
+The consumer reads the transitions (every shard's ``hbdns:events:{s:<n>}``) with a consumer group
+and sends them as e-mail, SMS and webhooks; the scheduler sends what is due in the queue and
+decides deferred SMS; the liveness loop refreshes this process's liveness every second and takes
+over what dead notifiers left. Every thread runs a small step function in a loop
+(:mod:`hbdns.loops`; tests call the steps directly). A Redis error only pauses a loop until Redis
+is back; the consumer group then resumes at its last acknowledged entry. The ``neutralized``
+transitions come from the sweeper (``hbdns-sweeper``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The notifier's Prometheus metrics: what became of each message, how long after its transition a
-message went out, and at scrape time the queue, the dead letters and the consumer group's backlog.
+message went out, and at scrape time the queue, the dead letters and the consumer group's backlog
+(summed over the shard streams).
 
 Message results are :mod:`notifier.outcomes`' statuses: ``sent``, ``duplicate`` (sent before),
 ``queued`` (failed, retried later), ``held`` (not tried: quiet hours, the destination is held after
@@ -12,14 +13,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from hbdns import keys, notify_queue
+from hbdns import event_streams, notify_queue
 from notifier.counters import Counters
 from notifier.outcomes import Outcome
 
@@ -30,9 +30,9 @@ DELAY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600
 
 
 def event_ms(event_id: str) -> int | None:
-    """The Unix ms of a stream entry id (``<ms>-<seq>``), the moment the transition was recorded."""
-    head = event_id.partition("-")[0]
-    return int(head) if head.isdigit() else None
+    """The Unix ms of an event id (``<shard>/<ms>-<seq>``, or ``<ms>-<seq>`` from before sharding),
+    the moment the transition was recorded."""
+    return event_streams.event_ms(event_id)
 
 
 class NotifierMetrics:
@@ -72,17 +72,11 @@ class QueueCollector(Collector):
     def describe(self) -> Iterable[Metric]:
         return []  # nothing to read from Redis at registration
 
-    def _groups(self) -> dict[str, dict[str, Any]]:
-        try:
-            return {str(g["name"]): g for g in self.r.xinfo_groups(keys.events())}
-        except redis.ResponseError:  # no stream yet: nothing recorded, nothing to read
-            return {}
-
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("hbdns_notifier_redis_up", "1 when this scrape could read the queue from Redis.")
         try:
             st = notify_queue.stats(self.r)
-            groups = self._groups()
+            group = event_streams.group_totals(self.r, self.group)  # summed over the shard streams
         except redis.RedisError as exc:
             log.debug("queue stats unavailable", extra={"error": str(exc)})
             up.add_metric([], 0)
@@ -118,16 +112,16 @@ class QueueCollector(Collector):
             f"Dead letters dropped beyond the newest {notify_queue.DEAD_LETTER_CAP}.",
             value=st.dead_dropped,
         )
-        g = groups.get(self.group)
-        if g is not None:
+        if group.found:
             yield GaugeMetricFamily(
                 "hbdns_notifier_stream_pending",
-                "Transitions read by a notifier and not yet done.",
-                g.get("pending") or 0,
+                "Transitions read by a notifier and not yet done (all shards).",
+                group.pending,
             )
-            lag = g.get("lag")
-            if lag is not None:  # Redis cannot tell after entries were deleted from the stream
-                yield GaugeMetricFamily("hbdns_notifier_stream_lag", "Transitions no notifier has read yet.", lag)
+            if group.lag is not None:  # Redis cannot tell after entries were deleted from a stream
+                yield GaugeMetricFamily(
+                    "hbdns_notifier_stream_lag", "Transitions no notifier has read yet (all shards).", group.lag
+                )
 
 
 class CountersCollector(Collector):

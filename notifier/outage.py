@@ -5,7 +5,7 @@ how far the latest outage's "offline" message got: ``<outage start ms> sending <
 ``queued``, ``sent``, ``dead`` or ``closed`` (it will never be sent). Both messages of an outage
 carry its start (``Message.outage_ms``: the ``neutralized`` event's time, the ``recovered`` event's
 ``neutral_since``), and each asks ``hbdns/lua/notify_outage.lua`` before it is sent, atomically with
-the account's state (same slot ``{a:<id>}``):
+the account's state (same slot: the account's shard ``{s:<n>}``):
 
 - the offline message goes only while that very outage is still open and nothing closed it; once
   the account is back (or a later outage began) it is moot and never sent, whichever notifier
@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 import redis
 
 from hbdns import keys, scripts
+from notifier import pipes
 from notifier.messages import SMS, Message
 
 GO, MOOT, DONE, BUSY = "go", "moot", "done", "busy"
@@ -47,7 +48,7 @@ class Outages:
     def ask_many(self, messages: Sequence[Message], token: str, now: float, live: Iterable[str]) -> list[str]:
         """:meth:`ask` for messages of different threads, in one round trip."""
         live_args = list(live)
-        pipe = self.r.pipeline(transaction=False)
+        pipe = pipes.pipeline(self.r)
         for m in messages:
             args = [m.role, m.thread, str(m.outage_ms), token, repr(now), repr(now + self.lease)]
             args += ["0" if m.channel == SMS else "1", *live_args]

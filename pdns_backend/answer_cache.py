@@ -105,8 +105,8 @@ class AnswerCache:
             self.clear()
             return
         for name in changed:
-            account = keys.parse_account_tag(name)
-            if account is None:  # the name index (every entry read it) or a key we never read
+            account = keys.parse_account_key(name)
+            if account is None:  # a name index (global or a shard's: every entry read one) or a key we never read
                 self.clear()
                 return
             for key in self._by_account.pop(account, ()):

@@ -9,7 +9,7 @@ and a failure answers HTTP 500, which pdns turns into SERVFAIL instead of a cach
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis
@@ -19,9 +19,10 @@ from redis.retry import Retry
 from werkzeug.exceptions import HTTPException
 
 from hbdns import config as hbconfig
-from hbdns.connection import connect
+from hbdns.connection import connect, is_cluster, scheme
 from pdns_backend.answers import result_json
 from pdns_backend.backend import Backend, BackendError
+from pdns_backend.routes import Router
 
 _JSON = "application/json"
 _FALSE = b'{"result":false}'
@@ -36,14 +37,26 @@ def backend_redis(url: str) -> redis.Redis:
     """The backend's Redis client: fail within ~1 s (before pdns' own timeout), one quick retry.
 
     redis-py's default (10 retries with backoff) would hold every query for seconds while Redis is
-    down; pdns would time out instead of getting a quick SERVFAIL."""
-    return connect(
-        url,
-        socket_timeout=1.0,
-        socket_connect_timeout=1.0,
-        retry=Retry(NoBackoff(), 1),
-        health_check_interval=0,
-    )
+    down; pdns would time out instead of getting a quick SERVFAIL. A Redis Cluster client keeps the
+    retry policy :func:`hbdns.connection.connect` gives it (it asks for the slot map again between
+    tries); the lookups' own raw calls try once more at most (:mod:`pdns_backend.routes`)."""
+    retry = {} if scheme(url).endswith("+cluster") else {"retry": Retry(NoBackoff(), 1)}
+    return connect(url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=0, **retry)
+
+
+def cluster_router(url: str) -> Callable[[], Router]:
+    """For a Redis Cluster URL: what makes each lookup thread's router (one raw connection per
+    primary, :mod:`pdns_backend.routes`), from the cluster plumbing ``hbdns.cluster_route``."""
+    import hbdns.cluster_route as cluster_route  # only a Cluster deployment needs it
+
+    # the backend's timeouts (backend_redis): fail before pdns' own timeout
+    return lambda: cluster_route.ClusterRouter.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+
+
+def lookup_router(client: Any, url: str) -> Callable[[], Router] | None:
+    """The lookups' router factory on Redis Cluster, None for standalone and Sentinel (one
+    connection per thread)."""
+    return cluster_router(url) if is_cluster(client) else None
 
 
 class LookupFastPath:
@@ -94,8 +107,14 @@ def create_app(config: Mapping[str, Any] | None = None, redis: redis.Redis | Non
     backend: Backend | None = app.config.get("HBDNS_BACKEND")
     if backend is None:
         settings = app.config.get("HBDNS_SETTINGS") or hbconfig.load()
-        client = redis if redis is not None else backend_redis(reads_from(settings))
-        backend = Backend(client, settings.plan_table(), zone_max_age=float(app.config.get("HBDNS_ZONE_MAX_AGE", 1.0)))
+        url = reads_from(settings)
+        client = redis if redis is not None else backend_redis(url)
+        backend = Backend(
+            client,
+            settings.plan_table(),
+            zone_max_age=float(app.config.get("HBDNS_ZONE_MAX_AGE", 1.0)),
+            router=lookup_router(client, url),
+        )
     app.extensions["hbdns_backend"] = backend
     call = backend.call
 

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 import redis
 
-from hbdns import keys
+from hbdns import keys, zone_serial
 from hbdns.logs import RateLimitedLog
 from hbdns.plans import Plan
 from pdns_backend import answers, implied
@@ -33,8 +33,9 @@ from pdns_backend.answers import result_json
 from pdns_backend.cached import CachedLookups
 from pdns_backend.health import Health
 from pdns_backend.metrics import BackendMetrics, result_kind
+from pdns_backend.routes import Router
 from pdns_backend.tracking import Tracker
-from pdns_backend.zones import ZoneCache, ZoneEntry, find_apex, read_ents, read_zones, static_ents
+from pdns_backend.zones import ZoneCache, ZoneEntry, find_apex, read_ents, read_zones, static_ents, with_serial
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,8 @@ class BackendError(Exception):
 
 class Backend:
     """The remote-backend methods over one Redis client; thread-safe (lookups use a connection per
-    thread, everything else redis-py's pool)."""
+    thread, everything else redis-py's pool). On Redis Cluster ``r`` is a ``RedisCluster`` and
+    ``router`` makes each thread's router for the lookups' raw calls (:mod:`pdns_backend.routes`)."""
 
     def __init__(
         self,
@@ -83,6 +85,7 @@ class Backend:
         clock: Callable[[], float] = time.monotonic,
         cache_entries: int = 0,
         metrics: BackendMetrics | None = None,
+        router: Callable[[], Router] | None = None,
     ) -> None:
         self.r = r
         self.plans = dict(plans)
@@ -96,8 +99,8 @@ class Backend:
         self.cached: CachedLookups | None = None
         if cache_entries > 0:
             self.cache = AnswerCache(cache_entries)
-            self.tracker = Tracker(r, self.cache.invalidate)
-        self.accounts = AccountReader(r, tracker=self.tracker)
+            self.tracker = Tracker(self.cache.invalidate)
+        self.accounts = AccountReader(r, tracker=self.tracker, router=router)
         self.zones = ZoneCache(self._load_zones, zone_max_age, clock, load_ents=lambda a: read_ents(r, a))
         self.methods: dict[str, Callable[[Params], Any]] = {
             "initialize": lambda _p: True,
@@ -320,12 +323,14 @@ class Backend:
             return False
         pipe = self.r.pipeline(transaction=False)
         pipe.sismember(keys.zones(), apex)
-        pipe.hget(keys.zone(apex), "serial")
-        member, serial = pipe.execute()
-        self.health.ok()
-        if not member or serial is None:
+        pipe.exists(keys.zone(apex))
+        member, exists = pipe.execute()
+        if not member or not exists:
+            self.health.ok()
             return False
-        return answers.domain_info(apex, int(serial))
+        serial = zone_serial.read(self.r, apex)
+        self.health.ok()
+        return answers.domain_info(apex, serial)
 
     def list_zone(self, zonename: str) -> list[answers.Record] | bool:
         """Every record of a zone (AXFR, ``pdnsutil list-zone``), read now: two round trips."""
@@ -337,8 +342,8 @@ class Backend:
         pipe.hmget(keys.zone(apex), list(answers.ZONE_FIELDS))
         pipe.smembers(keys.zone_accounts(apex))
         member, zraw, members = pipe.execute()
+        zone = answers.parse_zone(apex, with_serial(zraw, zone_serial.read(self.r, apex))) if member else None
         self.health.ok()
-        zone = answers.parse_zone(apex, zraw) if member else None
         if zone is None:
             return False
         ids = sorted(int(i) for i in members)

@@ -87,10 +87,10 @@ class CachedLookups:
             return out
         t0 = time.monotonic()  # before the read: a deadline from its PTTL errs early, never late
         results = backend.lookup_reads([queries[i] for i in todo], zones)
-        reader = backend.accounts.connection()
+        readers = backend.accounts.connections()
         with tracker.lock:
             keep = tracker.epoch == epoch
-            tracked = keep and tracker.tracked(reader)
+            tracked = keep and all(tracker.tracked(reader) for reader in readers)
             for i, (result, read, kind) in zip(todo, results, strict=True):
                 kinds[i] = kind
                 if isinstance(result, BaseException):

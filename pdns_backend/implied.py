@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from hbdns import acme, ents
+from hbdns.connection import is_cluster
 from hbdns.plans import Plan
 from pdns_backend import answers
 from pdns_backend.zones import ZoneEntry
@@ -45,11 +46,14 @@ def challenge_names(qnames: Iterable[str]) -> list[str]:
 
 
 def fetch_challenges(r: Any, qnames: Iterable[str]) -> dict[str, list[str]]:
-    """challenge qname -> its live values, one round trip; {} when no lookup needs any."""
+    """challenge qname -> its live values, one round trip (on Redis Cluster one per name); {} when
+    no lookup needs any."""
     names = challenge_names(qnames)
     if not names:
         return {}
-    return {acme.challenge_name(n): v for n, v in zip(names, acme.values(r, names), strict=True)}
+    # on Cluster each name's values are in its own slot ({n:<name>}): one call per name
+    values = [acme.values(r, [n])[0] for n in names] if is_cluster(r) else acme.values(r, names)
+    return {acme.challenge_name(n): v for n, v in zip(names, values, strict=True)}
 
 
 def ent_row(qname: str, zone: answers.ZoneView) -> Record:

@@ -25,7 +25,7 @@ import waitress
 from hbdns import config
 from hbdns import metrics as prom
 from hbdns.connection import redact
-from pdns_backend.app import backend_redis, create_app, reads_from
+from pdns_backend.app import backend_redis, create_app, lookup_router, reads_from
 from pdns_backend.backend import Backend
 from pdns_backend.metrics import BackendMetrics
 from pdns_backend.unix import UnixServer
@@ -44,11 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     # waitress warns "Task queue depth is N" whenever all threads are busy for a moment: normal here.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     registry = prom.new_registry()
+    url = reads_from(settings)
+    client = backend_redis(url)
     backend = Backend(
-        backend_redis(reads_from(settings)),
+        client,
         settings.plan_table(),
         cache_entries=settings.backend_cache_entries,
         metrics=BackendMetrics(registry),
+        router=lookup_router(client, url),
     )
     endpoint = prom.serve(registry, settings.backend_metrics_addr, "backend")
     app = create_app({"HBDNS_SETTINGS": settings, "HBDNS_BACKEND": backend})

@@ -1,6 +1,7 @@
 """Redis client tracking for the answer cache: Redis itself says when a cached answer went stale.
 
-One invalidation connection per Redis server the lookups read from runs ``CLIENT TRACKING ON
+One invalidation connection per Redis server the lookups read from (on Redis Cluster: per primary,
+since tracking and its invalidations are per node) runs ``CLIENT TRACKING ON
 REDIRECT <its own id> BCAST PREFIX ...`` over the prefixes of every key the lookup script reads
 (:func:`hbdns.keys.lookup_prefixes`) and subscribes to ``__redis__:invalidate`` (RESP2; Redis >= 6.
 redis-py's own client-side cache needs 7.4 and RESP3, Debian 12 has 7.0). From then on Redis sends
@@ -70,10 +71,7 @@ class Tracker:
     is called with :attr:`lock` held; callers that read or fill the cache hold it too.
     """
 
-    def __init__(self, client: redis.Redis, on_change: Callable[[list[str] | None], None]) -> None:
-        pool = client.connection_pool
-        self._cls = pool.connection_class
-        self._kwargs = dict(pool.connection_kwargs)
+    def __init__(self, on_change: Callable[[list[str] | None], None]) -> None:
         self.on_change = on_change
         self.lock = threading.RLock()
         self.epoch = 0
@@ -172,14 +170,16 @@ class Tracker:
         return sub
 
     def _open(self, reader: BatchConnection) -> _Sub:
-        kwargs = dict(self._kwargs)
+        pool = reader.client.connection_pool  # made as the reader's (on Cluster: its primary's client)
+        kwargs = dict(pool.connection_kwargs)
         if "connection_pool" in kwargs:  # Sentinel: pin to the server the reader was given
             kwargs.pop("connection_pool")
-            cls: Any = redis.SSLConnection if issubclass(self._cls, redis.SSLConnection) else redis.Connection
+            plain = pool.connection_class
+            cls: Any = redis.SSLConnection if issubclass(plain, redis.SSLConnection) else redis.Connection
             host, port = reader.endpoint
             kwargs.update(host=host, port=port)
         else:
-            cls = self._cls
+            cls = pool.connection_class
         kwargs["protocol"] = 2  # invalidations as pub/sub messages (RESP3 would push them)
         conn = cls(**kwargs)
         try:

@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from hbdns import ents, keys
+from hbdns import ents, keys, zone_serial
 from hbdns.logs import RateLimitedLog
 from pdns_backend import answers
 
@@ -31,7 +31,9 @@ STEP = 4  # items per zone in read_zones' flat list
 
 
 def read_zones(r: redis.Redis) -> list[Any]:
-    """Every listed zone as a flat ``[apex, ZONE_FIELDS values, account at apex (0/1), index revision, ...]``.
+    """Every listed zone as a flat ``[apex, ZONE_FIELDS values, account at apex (0/1), index revision, ...]``,
+    the ``serial`` value being the zone's SOA serial (:mod:`hbdns.zone_serial`: the hash's own plus
+    every shard's count, read in the same pipeline with one HMGET per shard for all zones).
 
     Two round trips (the zone list, then one pipeline over it), once per ``max_age``: a zone removed
     in between reads as a gone hash (skipped), one added in between is seen at the next reload."""
@@ -43,11 +45,24 @@ def read_zones(r: redis.Redis) -> list[Any]:
         pipe.hmget(keys.zone(apex), list(answers.ZONE_FIELDS))
         pipe.hexists(keys.names(), apex)
         pipe.hget(keys.zone_ents(apex), ents.REV_FIELD)
+    for shard in keys.all_shards():
+        pipe.hmget(keys.serials(shard), apexes)
     replies = pipe.execute()
+    counts = replies[3 * len(apexes) :]
     flat: list[Any] = []
     for n, apex in enumerate(apexes):
-        flat += [apex, replies[3 * n], 1 if replies[3 * n + 1] else 0, replies[3 * n + 2] or ""]
+        serial = zone_serial.sum_serial([replies[3 * n][0], *(c[n] for c in counts)])
+        raw = with_serial(replies[3 * n], serial)
+        flat += [apex, raw, 1 if replies[3 * n + 1] else 0, replies[3 * n + 2] or ""]
     return flat
+
+
+def with_serial(raw: list[Any], serial: int) -> list[Any]:
+    """A zone hash's ZONE_FIELDS values with ``serial`` (the SOA serial) in place of its own; a gone
+    hash (all None) stays gone."""
+    if all(v is None for v in raw) or (raw[0] is None and serial == 0):
+        return raw
+    return [str(serial), *raw[1:]]
 
 
 def read_ents(r: redis.Redis, apexes: list[str]) -> dict[str, frozenset[str]]:

@@ -5,6 +5,13 @@ They are a shortcut, not a clock and not a queue: Redis emits them only when it 
 only runs the same idempotent neutralize script for the accounts it names, and every (re)subscription
 is followed by one sweep that covers the gap in which the subscriber heard nothing. Redis must run
 with ``notify-keyspace-events Ex`` (deploy/redis.conf).
+
+Not on a Redis Cluster: there each primary publishes the events of its own keys only, so hints
+would need a subscription per primary that follows failovers and slot moves, for a gain the sweep
+already gives (every ``HBDNS_SWEEP_INTERVAL``, <= 1 s by default), and the deployments big enough
+for a cluster are those where Redis emits ``expired`` late (it deletes keys with a TTL by sampling;
+docs/notifications.md has the figures). The service does not start the ``hints``
+role on a cluster and says so in its log (sweeper/main.py).
 """
 
 from __future__ import annotations
@@ -48,7 +55,8 @@ class HintSubscriber:
         self.purger = purger
         self.watch = watch  # sees each batch before it is neutralized (mass outages)
         self.max_batch = max_batch
-        self.channel = expired_channel(int(r.connection_pool.connection_kwargs.get("db", 0) or 0))
+        pool = getattr(r, "connection_pool", None)  # none on a RedisCluster (db 0 only; no hints there)
+        self.channel = expired_channel(int(pool.connection_kwargs.get("db", 0) or 0) if pool is not None else 0)
         self._pubsub: Any = None
         self.subscriptions = 0  # how often we (re)subscribed; each time followed by a catch-up sweep
 

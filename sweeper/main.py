@@ -4,7 +4,8 @@ Roles (``HBDNS_SWEEPER_ROLES``, default both): ``sweep`` runs :class:`~sweeper.s
 ``HBDNS_SWEEP_INTERVAL`` (the clock: nothing is missed) and trims the events stream below what every
 consumer group acknowledged (:mod:`hbdns.event_trim`) and watches for mass outages
 (:mod:`sweeper.mass_watch`), ``hints`` runs the keyspace-hint subscriber
-(earlier, never required). Any number of sweeper processes is safe: each transition is recorded once.
+(earlier, never required; not on a Redis Cluster, see :mod:`sweeper.hints`). One process sweeps
+every shard; any number of sweeper processes is safe: each transition is recorded once.
 DNS does not wait for this service (the backend answers neutral as soon as the ``alive`` key is
 gone); the transition it records is what the notifier turns into messages, and its purges drop the
 old answer from pdns' caches.
@@ -20,8 +21,8 @@ from prometheus_client import CollectorRegistry
 
 from hbdns import config
 from hbdns import metrics as prom
-from hbdns.connection import connect
-from hbdns.event_trim import EventTrimmer
+from hbdns.connection import connect, is_cluster
+from hbdns.event_trim import EventTrimmer, per_shard
 from hbdns.loops import Loops
 from hbdns.purge import Purger
 from hbdns.store import Store
@@ -58,7 +59,9 @@ class SweeperService:
             self.liveness, self.purger, batch=settings.sweep_batch, metrics=self.metrics, watch=self.watch
         )
         self.hints = HintSubscriber(self.r, self.liveness, self.purger, metrics=self.metrics, watch=self.watch)
-        self.trimmer = EventTrimmer(self.r, keep=settings.events_maxlen, cap=settings.events_hard_cap)
+        self.trimmer = EventTrimmer(
+            self.r, keep=per_shard(settings.events_maxlen), cap=per_shard(settings.events_hard_cap)
+        )
         self.loops = Loops(on_error=prom.LoopErrors(self.registry, "hbdns_sweeper"))
 
     def hints_step(self) -> int:
@@ -71,7 +74,9 @@ class SweeperService:
             self.loops.start("trim", self.trimmer.step, self.settings.events_trim_interval)
             if self.watch.enabled:
                 self.loops.start("mass", self.watch.step, MASS_INTERVAL)
-        if "hints" in self.roles:
+        if "hints" in self.roles and is_cluster(self.r):
+            log.warning("no keyspace hints on a Redis Cluster: the sweep alone finds due deadlines (sweeper/hints.py)")
+        elif "hints" in self.roles:
             self.loops.start("hints", self.hints_step)
         log.info("sweeper started", extra={"roles": list(self.roles), "interval": self.settings.sweep_interval})
         return self

@@ -89,7 +89,8 @@ class MassWatch:
         for i in ids:
             pipe.hmget(keys.account(i), "zone", "plan", "state")
             pipe.exists(keys.alive(i, 4), keys.alive(i, 6), keys.alive_legacy(i))
-            pipe.zmscore(keys.deadlines(), [keys.deadline_member(i, 4), keys.deadline_member(i, 6), str(i)])
+            dl = keys.deadlines(keys.shard_of(i))
+            pipe.zmscore(dl, [keys.deadline_member(i, 4), keys.deadline_member(i, 6), str(i)])
         pipe.hgetall(keys.mass_census())
         replies = pipe.execute()
         census = replies[-1]
@@ -109,18 +110,20 @@ class MassWatch:
             return []
         ws = now - self.window_ms
         pipe = self.r.pipeline(transaction=False)
-        pipe.zcount(keys.deadlines(), ws, now)  # due within the window, not yet swept (this batch too)
+        for shard in keys.all_shards():  # due within the window, not yet swept (this batch too)
+            pipe.zcount(keys.deadlines(shard), ws, now)
         for scope, silent_ids in by_scope.items():
             key = keys.mass_silent(scope)
             pipe.zadd(key, silent_ids, nx=True)
             pipe.zremrangebyscore(key, "-inf", now - self.keep_ms)
             pipe.zcount(key, ws, "+inf")
             pipe.zcount(key, min(census_at, ws), max(census_at, ws))
-        backlog, *counts = pipe.execute()
+        replies = pipe.execute()
+        backlog, counts = sum(int(n) for n in replies[: keys.SHARDS]), replies[keys.SHARDS :]
         # the system's silent accounts the sweep has not reached yet: a sweeper that falls behind in a
         # mass outage still recognises it within a sweep or two of the first deadlines (zones: their
         # own accounts only, the deadlines are not kept per zone)
-        pending = max(0, int(backlog) - len(ids))
+        pending = max(0, backlog - len(ids))
         started: list[MassEvent] = []
         system_holds: bool | None = None
         for n, scope in enumerate(by_scope):  # the system first: while it holds, a zone adds nothing
@@ -159,7 +162,8 @@ class MassWatch:
         args: list[str | int] = [op, event.scope, event.to_json(), int(self.clock() * 1000)]
         for k, v in values.items():
             args += [k, v]
-        done = int(scripts.MASS_MARK(self.r, [keys.mass_events(), keys.events()], args)) == 1
+        mark_keys = [keys.mass_events(), keys.events(keys.MASS_SHARD)]  # one slot: MASS_SHARD's
+        done = int(scripts.MASS_MARK(self.r, mark_keys, args)) == 1
         if done and op == "start":
             log.error(
                 "mass outage: many heartbeat accounts silent at once; DNS neutralizes them, their "
@@ -194,11 +198,12 @@ class MassWatch:
         """Count the live heartbeat accounts of each scope (those with a deadline); stored for :meth:`observe`."""
         now = int(self.clock() * 1000)
         ids: set[int] = set()
-        for raw in self.r.zrange(keys.deadlines(), 0, -1):
-            try:
-                ids.add(keys.parse_deadline_member(raw)[0])
-            except ValueError:
-                continue
+        for shard in keys.all_shards():
+            for raw in self.r.zrange(keys.deadlines(shard), 0, -1):
+                try:
+                    ids.add(keys.parse_deadline_member(raw)[0])
+                except ValueError:
+                    continue
         counts: dict[str, int] = {}
         ordered = sorted(ids)
         for start in range(0, len(ordered), CHUNK):

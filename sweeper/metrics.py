@@ -1,11 +1,12 @@
 """The sweeper's Prometheus metrics: transitions it recorded, its sweeps, and at scrape time the
 accounts live and neutral, the due deadlines not yet recorded and how late the oldest is.
 
-No SCAN: the account counts come from ``keys.stats()`` field ``live``, the accounts recorded live,
-which the transition scripts keep as a state crosses ``live`` (``hbdns/lua/lib.lua``), and
-``SCARD accounts`` for all of them. A database written before that count existed has none until
-``hbdns migrate`` (step ``live_count``) counted it: until then ``hbdns_accounts`` is not exported
-and ``hbdns_accounts_counted`` is 0. The backlog reads the ``deadlines`` set at Redis ``TIME``:
+No SCAN: the account counts come from each shard's ``keys.stats(shard)`` field ``live``, the
+shard's accounts recorded live, which the transition scripts keep as a state crosses ``live``
+(``hbdns/lua/lib.lua``), summed, and ``SCARD accounts`` for all of them. A database written before
+that count existed has none until ``hbdns migrate`` counted it (every shard, empty ones too): until
+every shard has it ``hbdns_accounts`` is not exported and ``hbdns_accounts_counted`` is 0. The
+backlog reads every shard's ``deadlines`` set at Redis ``TIME``:
 members (one per account and address family) whose deadline passed without the transition
 recorded yet (DNS already answers neutral for that family).
 
@@ -30,21 +31,27 @@ log = logging.getLogger(__name__)
 
 
 def liveness_counts(r: redis.Redis) -> dict[str, float | None]:
-    """Accounts live/neutral (None: not counted yet), the sweep backlog and lag (seconds)."""
+    """Accounts live/neutral (None: not counted yet), the sweep backlog and lag (seconds), summed
+    over the shards (one pipelined round trip)."""
     secs, micros = r.time()
     now_ms = int(secs) * 1000 + int(micros) // 1000
     pipe = r.pipeline(transaction=False)
-    pipe.hget(keys.stats(), "live")
     pipe.scard(keys.accounts())
-    pipe.zcount(keys.deadlines(), "-inf", now_ms)
-    pipe.zrange(keys.deadlines(), 0, 0, withscores=True)
-    live, total, backlog, oldest = pipe.execute()
-    lag = max(0.0, (now_ms - float(oldest[0][1])) / 1000) if oldest and backlog else 0.0
-    counted = live is not None
+    for shard in keys.all_shards():
+        pipe.hget(keys.stats(shard), "live")
+        pipe.zcount(keys.deadlines(shard), "-inf", now_ms)
+        pipe.zrange(keys.deadlines(shard), 0, 0, withscores=True)
+    total, *flat = pipe.execute()
+    lives, backlogs, oldest = flat[0::3], [int(n) for n in flat[1::3]], flat[2::3]
+    # the oldest unrecorded deadline of the shards with a backlog
+    firsts = [float(o[0][1]) for o, n in zip(oldest, backlogs, strict=True) if o and n]
+    lag = max(0.0, (now_ms - min(firsts)) / 1000) if firsts else 0.0
+    counted = all(live is not None for live in lives)  # a part-counted sum would be wrong
+    live = sum(int(n) for n in lives) if counted else 0
     return {
-        "live": int(live) if counted else None,
-        "neutral": max(0, int(total) - int(live)) if counted else None,
-        "backlog": int(backlog),
+        "live": live if counted else None,
+        "neutral": max(0, int(total) - live) if counted else None,
+        "backlog": sum(backlogs),
         "lag": lag,
     }
 

@@ -1,7 +1,9 @@
 """The sweep: Redis ``TIME`` is the one clock that says an account's deadline passed.
 
-Every ``HBDNS_SWEEP_INTERVAL`` the sweeper asks Redis for due deadlines and runs the idempotent
-neutralize script on them, so two sweepers never record one transition twice. After any downtime
+Every ``HBDNS_SWEEP_INTERVAL`` the sweeper asks Redis for due deadlines, shard by shard (each
+shard's deadlines, stream and counts are one Redis Cluster slot), and runs the idempotent
+neutralize script on them, so two sweepers never record one transition twice (a claim is atomic in
+its shard). One sweeper process sweeps every shard. After any downtime
 (of Redis or of the sweeper) its next step catches up on everything that fell due meanwhile, and
 records each transition at its deadline, not at the sweep; deadlines whose window overlaps an
 outage of our own ingest are held back until ingest was healthy for a whole window
@@ -13,8 +15,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 
+from hbdns import keys
 from hbdns.liveness import Liveness, Neutralized
 from hbdns.logs import RateLimitedLog
 from hbdns.purge import Purger
@@ -62,20 +66,19 @@ class Sweeper:
         self.watch = watch  # sees each batch before it is neutralized (mass outages)
 
     def step(self) -> int:
-        """Neutralize everything due now (in batches of ``batch``); returns how many were neutralized."""
+        """Neutralize everything due now in every shard; returns how many were neutralized.
+
+        In rounds: each round takes a batch of up to ``batch`` due deadlines from every shard that
+        still had a full one (one pipelined DUE per shard), so a backlog in one shard never delays
+        another's by more than a round; at most ``max_batches`` rounds per step."""
         started = time.perf_counter()
         total, held = 0, self.liveness.held
+        shards = list(keys.all_shards())
         for _ in range(self.max_batches):
-            ids = self.liveness.due(self.batch)
-            if not ids:
+            if not shards:
                 break
-            if self.watch is not None:
-                self.watch.observe(ids)
-            done = self.liveness.neutralize_if_due(ids)
-            after_neutralized(done, self.purger, "sweep", self.metrics)
-            total += len(done)
-            if len(ids) < self.batch:
-                break
+            done, shards = self.round(shards)
+            total += done
         if self.liveness.held > held:
             self._held_log.log(
                 logging.WARNING, "held", "deadlines held back: ingest was down in their window",
@@ -84,3 +87,16 @@ class Sweeper:
         if self.metrics is not None:
             self.metrics.swept(time.perf_counter() - started)
         return total
+
+    def round(self, shards: Sequence[int]) -> tuple[int, list[int]]:
+        """One batch of each of ``shards``: how many were neutralized, and the shards that had a full
+        batch (more may be due there)."""
+        members = self.liveness.due(self.batch, shards)
+        if not members:
+            return 0, []
+        counts = Counter(keys.shard_of(account_id) for account_id, _ in members)
+        if self.watch is not None:
+            self.watch.observe(members)
+        done = self.liveness.neutralize_if_due(members)
+        after_neutralized(done, self.purger, "sweep", self.metrics)
+        return len(done), [s for s in shards if counts[s] >= self.batch]

@@ -1,4 +1,8 @@
-"""``hbdns migrate``: convert data an older version wrote (hbdns/migrations), idempotent, safe while services run."""
+"""``hbdns migrate``: convert data an older version wrote (hbdns/migrations), idempotent.
+
+Each step is safe while the services of its own version run, except the ``sharded`` step: the
+versions before it and after it do not read each other's keys, so it runs with the old writers
+stopped (docs/upgrade.md gives the order and what DNS answers meanwhile)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from admin.cli.output import Refused, emit, table
-from hbdns import notify_queue
+from hbdns import event_streams, keys, notify_queue
 from hbdns.model import check_lang
 from hbdns.notices import TEST_EVENT, sms, webhook
 from hbdns.notices.catalog import SAMPLE, TemplateProblem
@@ -105,8 +105,9 @@ def test(store: Store, args: argparse.Namespace) -> int:
     if not targets:
         why = f" (muted: {', '.join(muted)})" if muted else ""
         raise Refused(f"{account.fqdn} has no contact to test{why}")
-    event_id = str(store.liveness.record(account.id, account.zone, account.fqdn, TEST_EVENT, {"by": "cli"},
-                                         bump_serial=False))  # fmt: skip
+    entry_id = store.liveness.record(account.id, account.zone, account.fqdn, TEST_EVENT, {"by": "cli"},
+                                     bump_serial=False)  # fmt: skip
+    event_id = event_streams.event_id(keys.shard_of(account.id), entry_id)  # as the notifier names it
     by_key = {notify_queue.message_key(event_id, channel, to): (channel, to) for channel, to in targets}
     deadline = time.monotonic() + args.wait
     states = notify_queue.delivery(store.r, list(by_key))

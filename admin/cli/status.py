@@ -2,7 +2,7 @@
 
 "live" is what DNS answers now (the account's ``alive`` keys, per address family); the recorded
 state is what the sweeper last wrote, and lags by up to a sweep interval. The ingest line says
-whether the listeners can store beats (their mark in ``keys.ingest()``, on Redis' clock) and when
+whether the listeners can store beats (their mark in every shard's ``keys.ingest(s)``, on Redis' clock) and when
 the last ingest outage was: deadlines that fell in one are held back (docs/scaling.md).
 """
 
@@ -43,9 +43,22 @@ def status_dict(store: Store, account: Account) -> dict[str, Any]:
     return provision.status_dict(store.status(account))
 
 
+def _ingest_marks(store: Store) -> tuple[str | None, str | None, str | None]:
+    """mark, gap_ms and gaps of the shard whose copy of the ingest hash (keys.ingest) is oldest:
+    the listeners mark every shard's, and a shard whose copy lags holds its deadlines."""
+    pipe = store.r.pipeline(transaction=False)
+    for shard in keys.all_shards():
+        pipe.hmget(keys.ingest(shard), "mark", "gap_ms", "gaps")
+    rows = [row for row in pipe.execute() if row[0] is not None]
+    if not rows:
+        return None, None, None
+    mark, gap, gaps = min(rows, key=lambda row: int(row[0]))
+    return mark, gap, gaps
+
+
 def ingest_summary(store: Store) -> tuple[dict[str, Any], str]:
     """The listeners' ingest health as JSON and as the line ``hbdns status`` prints."""
-    mark, gap, gaps = store.r.hmget(keys.ingest(), "mark", "gap_ms", "gaps")
+    mark, gap, gaps = _ingest_marks(store)
     if mark is None:
         return {"tracked": False}, "ingest: not tracked (no heartbeat listener has marked it)"
     sec, usec = store.r.time()

@@ -1,17 +1,19 @@
--- One ACME DNS-01 value at a name's challenge (hbdns.acme.set_value), checked and written in one
--- step: the credential must still be the one the caller verified, and the name still the account's.
+-- One ACME DNS-01 value at a name's challenge (hbdns.acme.set_value), written in one step on the
+-- challenge key alone (its own slot, {n:<name>}).
 --
--- KEYS: names cred txt
--- ARGV: name account_id key_digest value ttl_ms max_values
--- Returns the number of values kept, -1 (credential revoked or replaced), -2 (name not the
---   account's any more). The newest max_values values are kept (acme-dns keeps two), each scored by
---   its expiry on Redis' clock; the key expires with its newest value.
-local names, cred, txt = KEYS[1], KEYS[2], KEYS[3]
-local name, id, digest, value = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local ttl, keep = tonumber(ARGV[5]), tonumber(ARGV[6])
-local c = redis.call('HMGET', cred, 'sha256', 'account', 'name')
-if c[1] ~= digest or c[2] ~= id or c[3] ~= name then return -1 end
-if redis.call('HGET', names, name) ~= id then return -2 end
+-- Who may write it is checked by the caller around this call, not here: the credential (a global
+-- key) and the name's owner (the account's shard, keys.shard_names) live in other Redis Cluster
+-- slots, and no script may touch two slots. The caller checks both before, and again after the
+-- write, removing the value it wrote when either changed meanwhile (hbdns/acme.py), so a value never
+-- outlives its right to exist by more than that round trip. What stays atomic here is the value
+-- set's own bookkeeping: expired values out, the newest max_values kept, the key's expiry.
+--
+-- KEYS: txt
+-- ARGV: value ttl_ms max_values
+-- Returns the number of values kept. Each value is scored by its expiry on Redis' clock; the key
+-- expires with its newest value.
+local txt = KEYS[1]
+local value, ttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = clock()
 redis.call('ZREMRANGEBYSCORE', txt, '-inf', string.format('%d', now))
 redis.call('ZADD', txt, string.format('%d', now + ttl), value)

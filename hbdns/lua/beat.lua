@@ -3,16 +3,20 @@
 -- listener's hand-encoded EVALSHA (heartbeat_listener/redis_io.py); Liveness.beat_argv spells the
 -- layout once.
 --
--- KEYS: deadlines events stats ingest zone_1 .. zone_m, then per beat: acct alive4 alive6 alive_legacy
---       log
--- ARGV: max_skew_ms maxlen logcap source m zone_name_1 .. zone_name_m,
---       then per beat: id ipv4 ipv6 counter ttl_ms offline fp fams age_ms
---   The zones are those of the batch's accounts, each once per batch rather than once per beat.
+-- KEYS: the shard table, one row per shard of the batch's accounts:
+--         deadlines(s) events(s) stats(s) ingest(s) serials(s)   (n rows)
+--       then per beat: acct alive4 alive6 alive_legacy log
+-- ARGV: max_skew_ms maxlen logcap source n m zone_name_1 .. zone_name_m,
+--       then per beat: id ipv4 ipv6 counter ttl_ms offline fp fams age_ms shard_row
+--   shard_row: the beat's row of the shard table (1 .. n), the row of its account's shard. On Redis
+--   Cluster a call holds one shard (n = 1: every key in one slot); on a standalone Redis a batch
+--   may span shards. The zones are the names of the batch's accounts' zones, each once per batch: an
+--   account whose zone is not among them is refused ('rekey', the caller's view of it is stale). A
+--   change of a zone's answers counts in the beat's shard's serials (lib.lua bump_serial).
 --   counter: '' = no replay check (dyndns2 updates). offline: '1' neutralizes at once (every family).
 --   fp: the account's config fingerprint the caller authenticated with ('' = not checked); when it
 --   differs from the stored one (key, plan or zone changed since the caller read them) nothing is
---   applied and the result is 'rekey'. An account whose zone is not among the batch's zones is
---   refused the same way (the caller's view of it is stale).
+--   applied and the result is 'rekey'.
 --   fams: the address families this beat keeps alive ('4', '6', '46'); '' = those of the addresses
 --   sent (a beat: the family it arrived over), or with none sent those with a stored address.
 --   age_ms: how long ago the listener received the beat ('' = just now): a beat held while Redis
@@ -32,13 +36,16 @@
 -- The fast path (live, same address) is HMGET, HSET, PEXPIRE, ZADD and the bare string 'ok': a
 -- table reply per beat would cost Redis more than any one of those commands.
 
-local dl, ev, ingest = KEYS[1], KEYS[2], KEYS[4]
-stats_key = KEYS[3]
 local skew, maxlen, logcap, source = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
-local nzones = tonumber(ARGV[5])
-local zone_key = {}
-for i = 1, nzones do zone_key[ARGV[5 + i]] = KEYS[4 + i] end
-local now, sec = clock()
+local nshards, nzones = tonumber(ARGV[5]), tonumber(ARGV[6])
+local DL, EV, ST, IN, SE = {}, {}, {}, {}, {}  -- the shard table's columns, by row
+for r = 1, nshards do
+  local k = 5 * (r - 1)
+  DL[r], EV[r], ST[r], IN[r], SE[r] = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
+end
+local in_batch = {}
+for i = 1, nzones do in_batch[ARGV[6 + i]] = true end
+local now = clock()
 local nows = string.format('%d', now)
 local FAMS = {'4', '6'}
 
@@ -50,7 +57,8 @@ local function with(set, f)
   return set .. '6'
 end
 
-local function beat(acct, a4, a6, legacy, log, id, ip4, ip6, counter, ttl, offline, fp, fams, age)
+local function beat(acct, a4, a6, legacy, log, id, ip4, ip6, counter, ttl, offline, fp, fams, age, row)
+  local dl = DL[row]
   local window, recv = ttl, now
   if age ~= '' then  -- received a while ago (held while Redis was away)
     recv = now - tonumber(age)
@@ -61,8 +69,8 @@ local function beat(acct, a4, a6, legacy, log, id, ip4, ip6, counter, ttl, offli
   local fqdn = cur[1]
   if not fqdn then return {'gone', '0', '', '', '', ''} end
   if fp ~= '' and fp ~= cur[6] then return 'rekey' end
-  local zone = zone_key[cur[8]]
-  if not zone then return 'rekey' end
+  local zone = cur[8]
+  if not in_batch[zone] then return 'rekey' end
   local old4, old6 = cur[4] or '', cur[5] or ''
   if counter ~= '' then
     local c = tonumber(counter)
@@ -121,6 +129,8 @@ local function beat(acct, a4, a6, legacy, log, id, ip4, ip6, counter, ttl, offli
     end
   end
   -- something changes (or an offline beat, or a hash of an older writer): the rest of the record
+  local ev, ingest, serials = EV[row], IN[row], SE[row]
+  stats_key = ST[row]
   local alive = {['4'] = a4, ['6'] = a6}
   local state = cur[2] or 'neutral'  -- as recorded: the live count follows each change (state_moved)
   local more = redis.call('HMGET', acct, 'since', 'aliases', 'lost4', 'lost6')
@@ -175,7 +185,7 @@ local function beat(acct, a4, a6, legacy, log, id, ip4, ip6, counter, ttl, offli
       emit(ev, log, maxlen, logcap, 'neutralized', id, fqdn, now,
            {'reason', 'offline', 'source', source, 'family', family_list(live)})
       changed = 1
-      bump_serial(zone, sec)
+      bump_serial(serials, zone)
     else
       redis.call('HSET', acct, 'state', 'neutral', 'live', '')
     end
@@ -221,15 +231,16 @@ local function beat(acct, a4, a6, legacy, log, id, ip4, ip6, counter, ttl, offli
          {'family', '6', 'old', old6, 'new', ip6, 'source', source})
     changed = 1
   end
-  if changed == 1 then bump_serial(zone, sec) end
+  if changed == 1 then bump_serial(serials, zone) end
   return {'ok', tostring(changed), old4, old6, fqdn, aliases}
 end
 
 local out = {}
-local k0, a0 = 4 + nzones, 5 + nzones
+local k0, a0 = 5 * nshards, 6 + nzones
 for i = 0, (#KEYS - k0) / 5 - 1 do
-  local k, a = k0 + 1 + 5 * i, a0 + 1 + 9 * i
+  local k, a = k0 + 1 + 5 * i, a0 + 1 + 10 * i
   out[i + 1] = beat(KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], ARGV[a], ARGV[a + 1], ARGV[a + 2],
-                    ARGV[a + 3], tonumber(ARGV[a + 4]), ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8])
+                    ARGV[a + 3], tonumber(ARGV[a + 4]), ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8],
+                    tonumber(ARGV[a + 9]))
 end
 return out

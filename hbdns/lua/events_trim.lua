@@ -3,7 +3,8 @@
 -- name: the notifier's, the MTA flush's, any later one) and removes only entries that every group
 -- has delivered and acknowledged, oldest first, while the stream is longer than `keep`; only past
 -- the hard cap `cap` does it remove entries some group still needs, and then it counts them.
--- KEYS: events stats ; ARGV: keep cap chunk now_ms
+-- KEYS: events events_trim, of one shard (keys.events(s), keys.events_trim(s): one slot)
+-- ARGV: keep cap chunk now_ms
 -- Returns {removed_read, removed_at_cap, of_those_unread, length_after}. At most `chunk` entries go
 -- per call (the caller repeats while a call removed `chunk`).
 local ev, st = KEYS[1], KEYS[2]

@@ -2,7 +2,9 @@
 -- A silence longer than gap_ms since the last mark, from any listener, was an ingest outage: it is
 -- recorded as [last mark, now] in ``gaps`` (those that ended more than keep_ms ago dropped, at most
 -- 32 kept), where the sweeper and the beat script find it (lib.lua ``ingest_hold``).
--- KEYS: ingest ; ARGV: gap_ms keep_ms -> now (Unix ms)
+-- One shard's copy (keys.ingest(s)): the listener marks every shard's, one call each, pipelined,
+-- so each script reading one shard finds the marks there.
+-- KEYS: ingest(s) ; ARGV: gap_ms keep_ms -> now (Unix ms)
 local now = clock()
 local gap, keep = tonumber(ARGV[1]), tonumber(ARGV[2])
 local h = redis.call('HMGET', KEYS[1], 'mark', 'gaps')

@@ -7,13 +7,11 @@ local function clock()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), tonumber(t[1])
 end
 
--- The zone's SOA serial after a change of its answers: one more, and never behind the Unix time in
--- seconds, so it keeps growing across a restore of an older database.
-local function bump_serial(zone_key, sec)
-  local s = tonumber(redis.call('HGET', zone_key, 'serial') or '0') or 0
-  local n = s + 1
-  if sec > n then n = sec end
-  redis.call('HSET', zone_key, 'serial', string.format('%d', n))
+-- A change of a zone's answers: one more in the shard's count for the zone (keys.serials). The SOA
+-- serial is the zone hash's 'serial' plus these counts over every shard, so a change in any shard
+-- moves it forward without a script touching another shard's slot.
+local function bump_serial(serials_key, apex)
+  redis.call('HINCRBY', serials_key, apex, 1)
 end
 
 -- A transition: appended to the events stream (for the notifier) and to the account's capped log

@@ -1,12 +1,17 @@
--- The DNS backend's lookup: account data and liveness for a batch of names, read in one atomic
--- step, so the live/neutral decision is exact at the moment the alive key expires. Read-only, so it
--- keeps working while Redis refuses writes at maxmemory.
+-- The DNS backend's lookup: account data and liveness for a batch of candidate (name, id) pairs,
+-- each confirmed in its account's shard and read in one atomic step, so the live/neutral decision
+-- is exact at the moment the alive key expires. Read-only, so it keeps working while Redis refuses
+-- writes at maxmemory.
 --
--- KEYS: names, then for each name that has a candidate id: acct alive4 alive6 alive_legacy (of that id)
--- ARGV: per name: name id ('' = no candidate: no keys passed for it)
---   The caller keeps name -> id from earlier answers; the name index decides here whether it holds.
--- Returns per name: false (no account has the name), the name's current id as a string (the
---   candidate was missing or stale: ask again with it), or the account's fields in
+-- KEYS: per candidate: shard_names acct alive4 alive6 alive_legacy (shard_names of the id's shard,
+--   the others of the id; hbdns/keys.py). On Redis Cluster the caller passes candidates of one
+--   shard per call (one slot); on a standalone Redis one call may span shards.
+-- ARGV: per candidate: name id
+--   The caller found the id in the global name index (keys.names, the discovery) or kept it from an
+--   earlier answer; the shard's own index (keys.shard_names) decides here whether it holds.
+-- Returns per candidate: false (the shard holds no such name: the name is gone or in another shard,
+--   ask the global index again), the id the shard holds for the name as a string (another account
+--   of the same shard has it now: ask again with that id), or the account's fields in
 --   pdns_backend.answers.ACCOUNT_FIELDS order followed by which families are live: 1 (IPv4) + 2
 --   (IPv6), from the family keys and the legacy key (live for both, while older writers run; see
 --   hbdns/keys.py); then the id, and per family (IPv4, IPv6) how many ms it stays live (PTTL of its
@@ -22,30 +27,23 @@ local function life(t, tl)
 end
 
 local out = {}
-local k = 1
-for i = 1, #ARGV, 2 do
-  local name, cand = ARGV[i], ARGV[i + 1]
-  local id = redis.call('HGET', KEYS[1], name)
-  if cand == '' then
-    out[#out + 1] = id or false
+for i = 1, #ARGV / 2 do
+  local name, cand = ARGV[2 * i - 1], ARGV[2 * i]
+  local k = 5 * i - 4
+  local id = redis.call('HGET', KEYS[k], name)
+  if id ~= cand then
+    out[i] = id or false
   else
-    local acct = KEYS[k + 1]
-    local up = k + 2
-    k = k + 4
-    if id ~= cand then
-      out[#out + 1] = id or false
-    else
-      local a = redis.call('HMGET', acct, 'plan', 'fqdn', 'ipv4', 'ipv6', 'neutral_ipv4', 'neutral_ipv6', 'mx')
-      local t4, t6, tl = redis.call('PTTL', KEYS[up]), redis.call('PTTL', KEYS[up + 1]), redis.call('PTTL', KEYS[up + 2])
-      local mask = 0
-      if t4 ~= -2 or tl ~= -2 then mask = 1 end
-      if t6 ~= -2 or tl ~= -2 then mask = mask + 2 end
-      a[#a + 1] = mask
-      a[#a + 1] = id
-      a[#a + 1] = life(t4, tl)
-      a[#a + 1] = life(t6, tl)
-      out[#out + 1] = a
-    end
+    local a = redis.call('HMGET', KEYS[k + 1], 'plan', 'fqdn', 'ipv4', 'ipv6', 'neutral_ipv4', 'neutral_ipv6', 'mx')
+    local t4, t6, tl = redis.call('PTTL', KEYS[k + 2]), redis.call('PTTL', KEYS[k + 3]), redis.call('PTTL', KEYS[k + 4])
+    local mask = 0
+    if t4 ~= -2 or tl ~= -2 then mask = 1 end
+    if t6 ~= -2 or tl ~= -2 then mask = mask + 2 end
+    a[#a + 1] = mask
+    a[#a + 1] = id
+    a[#a + 1] = life(t4, tl)
+    a[#a + 1] = life(t6, tl)
+    out[i] = a
   end
 end
 return out

@@ -1,6 +1,7 @@
 -- A mass outage's start or the end of its hold, recorded once with its event for the notifier
 -- (hbdns/mass.py), so two sweepers never alarm the operator twice for one event.
--- KEYS: mass_events events ; ARGV: op scope state_json now_ms [field value ...]
+-- KEYS: mass_events events(MASS_SHARD), one slot (keys.mass_events is in that shard's) ;
+-- ARGV: op scope state_json now_ms [field value ...]
 -- op 'start': records state_json for the scope unless the scope's event still holds; 1 if it did
 --   (and appended 'mass_started' with the fields), else 0.
 -- op 'over': replaces the scope's event, if it is the one that started at state_json's started_ms

@@ -1,10 +1,12 @@
 -- One due deadline member -> the family it stands for neutralized, if its deadline passed and its
 -- alive key is gone; idempotent, so two sweepers (or a sweeper and a keyspace hint) never record one
 -- transition twice: the member is removed in the same step that records it.
--- KEYS: acct alive4 alive6 alive_legacy deadlines events log zone stats ingest
--- ARGV: id family maxlen logcap window_ms
+-- KEYS: acct alive4 alive6 alive_legacy deadlines events log serials stats ingest, every one of the
+--   account's shard (keys.py: one slot)
+-- ARGV: id family maxlen logcap window_ms apex
 --   family: '4' or '6' (member '<id>:<family>'), or '' for the plain '<id>' member of older writers,
 --   which stands for both families. window_ms: the account's plan window (misses x interval + grace).
+--   apex: the account's zone, whose change count in the shard's serials hash goes up by one.
 -- Records 'family_lost' while another family stays live, 'neutralized' when none is left (its
 -- 'family' field: the family or families that went last).
 -- A deadline whose window overlaps an ingest outage (lib.lua ingest_hold) is held instead: the
@@ -12,12 +14,12 @@
 -- in the account's 'held<family>' field (the transition is recorded at that time, if it comes to
 -- one; a beat meanwhile clears it).
 -- Returns {status, fqdn, aliases_json}, status none notdue alive held gone already neutralized lost.
-local acct, a4, a6, legacy, dl, ev, log, zone = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local acct, a4, a6, legacy, dl, ev, log, serials = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local ingest = KEYS[10]
-local id, fam, maxlen, logcap, window = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local id, fam, maxlen, logcap, window, apex = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
 stats_key = KEYS[9]
 local alive = {['4'] = a4, ['6'] = a6}
-local now, sec = clock()
+local now = clock()
 local member = id
 if fam ~= '' then member = id .. ':' .. fam end
 local d = redis.call('ZSCORE', dl, member)
@@ -69,5 +71,5 @@ else
   emit(ev, log, maxlen, logcap, 'family_lost', id, cur[1], d,
        {'reason', 'missed', 'family', family_list(gone), 'swept_at', now})
 end
-bump_serial(zone, sec)
+if apex and apex ~= '' then bump_serial(serials, apex) end
 return {status, cur[1], cur[3] or '[]'}

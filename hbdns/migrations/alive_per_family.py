@@ -20,6 +20,7 @@ from __future__ import annotations
 import redis
 
 from hbdns import keys, scripts
+from hbdns import keys_unsharded as old
 
 SUMMARY = "one alive key per account (hbdns:alive:*) into one per address family (hbdns:alive4/6:*)"
 CHUNK = 1000
@@ -34,11 +35,11 @@ def apply(r: redis.Redis, *, dry_run: bool = False) -> int:
             scripts.MIGRATE_ALIVE(
                 pipe,
                 [
-                    keys.account(account_id),
-                    keys.alive(account_id, 4),
-                    keys.alive(account_id, 6),
-                    keys.alive_legacy(account_id),
-                    keys.deadlines(),
+                    old.account(account_id),
+                    old.alive(account_id, 4),
+                    old.alive(account_id, 6),
+                    old.alive_legacy(account_id),
+                    old.deadlines(),
                 ],
                 [str(account_id), "1" if dry_run else "0"],
             )

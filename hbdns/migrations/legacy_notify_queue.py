@@ -18,6 +18,7 @@ from typing import Any
 import redis
 
 from hbdns import keys
+from hbdns import keys_unsharded as old
 from hbdns.notify_queue import Job, message_key, thread
 
 SUMMARY = "notifier retries (hbdns:notify:retry) into the queue (hbdns:{notify}:queue)"
@@ -27,7 +28,7 @@ CHUNK = 500
 def _event(r: redis.Redis, event_id: str) -> dict[str, str]:
     if not event_id:
         return {}
-    entries = r.xrange(keys.events(), min=event_id, max=event_id)
+    entries = r.xrange(old.events(), min=event_id, max=event_id)
     return {str(k): str(v) for k, v in entries[0][1].items()} if entries and entries[0][1] else {}
 
 
@@ -91,7 +92,11 @@ def apply(r: redis.Redis, *, dry_run: bool = False) -> int:
 
 
 def _mark_queued(r: redis.Redis, account_id: int, field: str, outage: int) -> None:
-    """The outage thread says ``queued`` unless it knows this outage (or a later one) already."""
-    current = r.hget(keys.notify_outage(account_id), field)
+    """The outage thread says ``queued`` unless it knows this outage (or a later one) already. The
+    thread is the account's in whichever schema holds it: before the step ``sharded`` moved the
+    account, the unsharded one (which that step then moves); after it (the notifier runs this step
+    every minute), the sharded one."""
+    key = old.notify_outage(account_id) if r.exists(old.account(account_id)) else keys.notify_outage(account_id)
+    current = r.hget(key, field)
     if current is None or int(str(current).split(" ")[0]) < outage:
-        r.hset(keys.notify_outage(account_id), field, f"{outage} queued")
+        r.hset(key, field, f"{outage} queued")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import redis
 
 from hbdns import keys
+from hbdns import keys_unsharded as old
 from hbdns.notify_queue import thread
 
 SUMMARY = "outage SMS marks (hbdns:sms:outage:*) into the outage threads (hbdns:notify:outage:*)"
@@ -25,8 +26,8 @@ def apply(r: redis.Redis, *, dry_run: bool = False) -> int:
         chunk = ids[start : start + CHUNK]
         pipe = r.pipeline(transaction=False)
         for account_id in chunk:
-            pipe.hgetall(keys.sms_outage(account_id))
-            pipe.hgetall(keys.notify_outage(account_id))
+            pipe.hgetall(old.sms_outage(account_id))
+            pipe.hgetall(old.notify_outage(account_id))
         replies = pipe.execute()
         write = r.pipeline(transaction=False)
         for n, account_id in enumerate(chunk):
@@ -37,7 +38,7 @@ def apply(r: redis.Redis, *, dry_run: bool = False) -> int:
                 if current is not None and int(str(current).split(" ")[0]) >= int(outage):
                     continue
                 changed += 1
-                write.hset(keys.notify_outage(account_id), field, f"{int(outage)} sent")
+                write.hset(old.notify_outage(account_id), field, f"{int(outage)} sent")
         if not dry_run:
             write.execute()
     return changed

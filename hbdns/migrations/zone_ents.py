@@ -18,6 +18,7 @@ from typing import Any
 import redis
 
 from hbdns import ents, keys
+from hbdns import keys_unsharded as old
 
 SUMMARY = "empty non-terminal index per zone (hbdns:zone:{z:<apex>}:ents) from the accounts' names"
 CHUNK = 1000
@@ -35,7 +36,13 @@ def _wanted(pipe: Any, apex: str) -> dict[str, int]:
 
 
 def _fields(pipe: Any, ids: list[int]) -> list[Any]:
-    return [pipe.hmget(keys.account(i), ["fqdn", "aliases"]) for i in ids]
+    """fqdn and aliases of each account, from its unsharded hash (this step runs before ``sharded``
+    moves it) or, once moved, its sharded one: run again on a sharded database, the index stays."""
+    out = []
+    for i in ids:
+        fields = pipe.hmget(old.account(i), ["fqdn", "aliases"])
+        out.append(fields if fields[0] else pipe.hmget(keys.account(i), ["fqdn", "aliases"]))
+    return out
 
 
 def _stored(raw: Any) -> dict[str, int]:

@@ -15,7 +15,10 @@ import pytest
 
 from tests.support import netns
 
-pytestmark = pytest.mark.skipif(netns.unavailable() is not None, reason=f"no namespace: {netns.unavailable()}")
+pytestmark = [
+    pytest.mark.skipif(netns.unavailable() is not None, reason=f"no namespace: {netns.unavailable()}"),
+    pytest.mark.long_wait,
+]
 
 
 @pytest.fixture(scope="module")

@@ -83,6 +83,7 @@ def _can_unshare() -> bool:
 
 
 @pytest.mark.skipif(not _can_unshare(), reason="needs a private mount namespace (unshare -m) for its own /etc/hosts")
+@pytest.mark.long_wait
 def test_boot_without_network_for_90_s_then_live_within_one_interval(
     tmp_path: Path, redis_server: RedisServer, store: Store, account: Account
 ) -> None:

@@ -1,6 +1,8 @@
 """Trimming the events stream on a real redis-server (issue 20): writers never cap it; the trim step
 removes only what every consumer group (whatever its name) delivered and acknowledged; the hard cap
-removes the oldest anyway and counts each entry some group had not read."""
+removes the oldest anyway and counts each entry some group had not read. Each shard has its stream
+(issue 16); most tests here use one shard's, the trim step and status cover all
+(tests/integration/test_sweeper_shards.py has several at once)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import pytest
 import redis
 
 from admin.cli.main import main
-from hbdns import config, keys
+from hbdns import config, keys, migrations
 from hbdns.event_trim import EventTrimmer, stream_status
 from hbdns.liveness import Liveness
 from sweeper.main import SweeperService
@@ -21,7 +23,8 @@ from tests.support.servers import wait_for
 from tests.support.services import env_for
 from tests.support.sinks import HttpSink
 
-STREAM = keys.events()
+SHARD = 3
+STREAM = keys.events(SHARD)
 NOTIFIER, FLUSH = "hbdns-notifier", "hbdns-mta-flush"  # the names do not matter: every group counts
 
 
@@ -41,11 +44,15 @@ def _read(r: redis.Redis, group: str, count: int, *, ack: bool = True) -> list[t
     return entries
 
 
+def _total(r: redis.Redis) -> int:
+    return sum(int(r.xlen(keys.events(s))) for s in keys.all_shards())
+
+
 def test_writers_do_not_cap_the_stream(real_redis: redis.Redis) -> None:
     lv = Liveness(real_redis, events_maxlen=10)
     for i in range(50):
-        lv.record(i + 1, "example.test", f"a{i}.example.test", "created")
-    assert real_redis.xlen(STREAM) == 50
+        lv.record(keys.SHARDS * i + SHARD, "example.test", f"a{i}.example.test", "created")
+    assert real_redis.xlen(STREAM) == 50 and _total(real_redis) == 50
 
 
 def test_a_group_lagging_by_250000_while_300000_are_added_loses_none(real_redis: redis.Redis) -> None:
@@ -121,7 +128,8 @@ def test_a_cap_below_the_kept_length_is_refused() -> None:
 
 
 def test_the_sweeper_trims_in_its_own_loop(real_redis: redis.Redis, redis_url: str) -> None:
-    settings = config.load(env_for(redis_url, HBDNS_EVENTS_MAXLEN="5", HBDNS_EVENTS_TRIM_INTERVAL="0.1"))
+    # 80 for all shards: 5 in each
+    settings = config.load(env_for(redis_url, HBDNS_EVENTS_MAXLEN="80", HBDNS_EVENTS_TRIM_INTERVAL="0.1"))
     real_redis.xgroup_create(STREAM, NOTIFIER, id="0", mkstream=True)
     _add(real_redis, 50)
     service = SweeperService(settings, r=real_redis).start()
@@ -150,14 +158,25 @@ def test_hbdns_status_shows_the_lag_and_the_alarm(real_redis: redis.Redis, capsy
 
 
 def test_a_database_of_the_version_before_keeps_every_unread_entry(real_redis: redis.Redis, http: HttpSink) -> None:
-    """Upgrade: the stream and group the notifier before this change wrote (the v1 fixture, whose
-    writers capped at write time), then events of this version's writers, trimmed: the group's
-    position is respected, what it read goes, what it has not read stays."""
+    """Upgrade: the stream and group the notifier before sharding wrote (the v1 fixture, whose
+    writers capped at write time), moved by ``hbdns migrate``, then events of this version's
+    writers, trimmed to nothing kept: what the group read goes, every entry it has not read stays."""
     load(real_redis, http)
-    old = real_redis.xlen(STREAM)
+    migrations.run(real_redis)
     lv = Liveness(real_redis)
-    new = [lv.record(900 + i, "example.test", f"n{i}.example.test", "created") for i in range(5)]
+    new = {f"n{i}.example.test" for i in range(5)}
+    for i, fqdn in enumerate(sorted(new)):
+        lv.record(900 + i, "example.test", fqdn, "created")
+    for s in keys.all_shards():  # the notifier makes its group on each shard's stream as it starts
+        try:
+            real_redis.xgroup_create(keys.events(s), NOTIFIER, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            assert "BUSYGROUP" in str(exc)
     res = EventTrimmer(real_redis, keep=0, cap=1_000_000).step()
-    assert (res.removed, res.unread) == (old, 0)
-    assert [i for i, _ in real_redis.xrange(STREAM)] == new
-    assert [f["fqdn"] for _, f in _read(real_redis, NOTIFIER, 10)] == [f"n{i}.example.test" for i in range(5)]
+    assert res.unread == 0 and res.length == _total(real_redis)
+    unread: list[str] = []
+    for s in keys.all_shards():
+        reply: Any = real_redis.xreadgroup(NOTIFIER, "c", {keys.events(s): ">"}) or []
+        unread += [f["fqdn"] for _, items in reply for _, f in items]
+    assert len(unread) == res.length  # every entry left is one the group still needed
+    assert new <= set(unread)

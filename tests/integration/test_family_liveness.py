@@ -31,7 +31,7 @@ def events(r: redis.Redis, a: Account) -> list[tuple[str, str]]:
     """The account's liveness transitions (not ``created``, ``ip_changed``) with their family."""
     return [
         (f["type"], f.get("family", ""))
-        for _, f in r.xrange(keys.events())
+        for _, f in r.xrange(keys.events(keys.shard_of(a.id)))
         if f["account"] == str(a.id) and f["type"] not in ("created", "ip_changed")
     ]
 
@@ -96,4 +96,4 @@ def test_an_offline_beat_neutralizes_every_family(store: Store, real_redis: redi
     assert store.liveness.beat(BeatRequest(a.id, ZONE, 60_000, ipv6="2001:db8::5", offline=True)).changed
     assert events(r, a)[-1] == ("neutralized", "4,6")
     assert not r.exists(keys.alive(a.id, 4), keys.alive(a.id, 6))
-    assert r.zrangebyscore(keys.deadlines(), "-inf", "+inf") == []
+    assert r.zrangebyscore(keys.deadlines(keys.shard_of(a.id)), "-inf", "+inf") == []

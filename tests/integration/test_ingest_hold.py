@@ -44,13 +44,14 @@ def kinds(r: redis.Redis, a: Account) -> list[str]:
 
 
 def gone_and_due(r: redis.Redis, a: Account) -> bool:
-    d = r.zscore(keys.deadlines(), keys.deadline_member(a.id, 4))
+    d = r.zscore(keys.deadlines(keys.shard_of(a.id)), keys.deadline_member(a.id, 4))
     return not r.exists(keys.alive(a.id, 4)) and d is not None and d <= redis_ms(r)
 
 
 def silence(r: redis.Redis) -> None:
-    """Wait until the listeners' silence is an ingest outage (no mark for longer than the gap)."""
-    wait_for(lambda: redis_ms(r) > int(r.hget(keys.ingest(), "mark")) + GAP, 5, what="an ingest outage")
+    """Wait until the listeners' silence is an ingest outage (no mark for longer than the gap; the
+    listeners mark every shard's copy, shard 0's stands for all)."""
+    wait_for(lambda: redis_ms(r) > int(r.hget(keys.ingest(0), "mark")) + GAP, 5, what="an ingest outage")
 
 
 def held_account(r: redis.Redis, store: Store, mark: IngestMark, name: str) -> tuple[Account, int]:
@@ -60,11 +61,11 @@ def held_account(r: redis.Redis, store: Store, mark: IngestMark, name: str) -> t
     assert mark.step()
     services.beat(store, a)
     wait_for(lambda: gone_and_due(r, a), 5, what="deadline passed")
-    deadline = int(r.zscore(keys.deadlines(), keys.deadline_member(a.id, 4)))
+    deadline = int(r.zscore(keys.deadlines(keys.shard_of(a.id)), keys.deadline_member(a.id, 4)))
     silence(r)
     assert store.liveness.sweep() == [] and kinds(r, a) == ["created", "recovered"]
     assert r.hget(keys.account(a.id), "held4") == str(deadline)  # kept; the member moved on
-    assert int(r.zscore(keys.deadlines(), keys.deadline_member(a.id, 4))) > deadline
+    assert int(r.zscore(keys.deadlines(keys.shard_of(a.id)), keys.deadline_member(a.id, 4))) > deadline
     return a, deadline
 
 
@@ -80,7 +81,7 @@ def test_a_deadline_in_an_outage_is_held_for_a_healthy_window_then_recorded_at_i
     # the listeners stop marking (ingest down); the account's deadline falls in the silence
     a, deadline = held_account(real_redis, store, mark, "held")
     healthy_again(mark)
-    back = int(real_redis.hget(keys.ingest(), "mark"))
+    back = int(real_redis.hget(keys.ingest(0), "mark"))
 
     def swept() -> bool:
         mark.step()  # healthy: marks keep coming
@@ -99,7 +100,7 @@ def test_a_deadline_after_a_healthy_window_is_not_held(real_redis: redis.Redis) 
     assert mark.step()
     silence(real_redis)
     healthy_again(mark)
-    assert real_redis.hget(keys.ingest(), "gaps")  # an outage, closed
+    assert real_redis.hget(keys.ingest(0), "gaps")  # an outage, closed
     services.beat(store, a)  # after it: this window was healthy all along
 
     def swept() -> bool:
@@ -127,7 +128,7 @@ def test_an_offline_beat_during_a_hold_neutralizes_and_ends_it(real_redis: redis
     store.liveness.beat(BeatRequest(a.id, a.zone, WINDOW, counter=redis_ms(real_redis), offline=True))
     assert kinds(real_redis, a) == ["created", "recovered", "neutralized"]  # the customer said so: at once
     assert not real_redis.hexists(keys.account(a.id), "held4")
-    assert real_redis.zscore(keys.deadlines(), keys.deadline_member(a.id, 4)) is None
+    assert real_redis.zscore(keys.deadlines(keys.shard_of(a.id)), keys.deadline_member(a.id, 4)) is None
 
 
 def test_a_beat_that_came_before_its_deadline_is_no_outage_however_late_it_is_written(
@@ -139,7 +140,7 @@ def test_a_beat_that_came_before_its_deadline_is_no_outage_however_late_it_is_wr
     for a in (late, missed):
         services.beat(store, a)
     wait_for(lambda: gone_and_due(real_redis, late) and gone_and_due(real_redis, missed), 5, what="deadlines passed")
-    d = int(real_redis.zscore(keys.deadlines(), keys.deadline_member(late.id, 4)))
+    d = int(real_redis.zscore(keys.deadlines(keys.shard_of(late.id)), keys.deadline_member(late.id, 4)))
 
     def write(a: Account, received: int) -> None:
         req = BeatRequest(a.id, a.zone, WINDOW, ipv4="198.51.100.7", counter=redis_ms(real_redis))

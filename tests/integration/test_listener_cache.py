@@ -90,7 +90,7 @@ def test_plan_change_takes_effect_on_the_next_beat(
     assert reply == wire.Reply(wire.STATUS_OK, "127.0.0.2")
     assert old_expiry < real_redis.pttl(keys.alive(account.id)) <= new_expiry
     assert store.status(account).state.counter == t + 2
-    deadline = real_redis.zscore(keys.deadlines(), keys.deadline_member(account.id, 4))
+    deadline = real_redis.zscore(keys.deadlines(keys.shard_of(account.id)), keys.deadline_member(account.id, 4))
     assert deadline is not None and deadline > now_ms() + old_expiry
 
     # and back: the shorter expiry applies again at once

@@ -12,7 +12,7 @@ import pytest
 import redis
 from hbdns_client import wire
 
-from hbdns import keys, scripts
+from hbdns import keys, scripts, zone_serial
 from hbdns.connection import connect
 from hbdns.liveness import OK, BeatRequest, BeatResult
 from hbdns.model import Account, config_fingerprint
@@ -104,7 +104,9 @@ def test_a_batch_that_ran_is_not_run_again(real_redis: redis.Redis, store: Store
     second = writer.submit([BeatRequest(account.id, ZONE, 15000, ipv4="203.0.113.9", counter=t + 2)])
     assert writer.collect(first)[0].status == "replay"
     assert writer.collect(second)[0].status == "ok"
-    assert real_redis.xlen(keys.events()) == 4  # created, recovered, and one ip_changed: .9, never .8
+    assert (
+        real_redis.xlen(keys.events(keys.shard_of(account.id))) == 4
+    )  # created, recovered, and one ip_changed: .9, never .8
     st = store.status(account).state
     assert (st.ipv4, st.counter) == ("203.0.113.9", t + 2)
 
@@ -178,10 +180,10 @@ def beat_state(r: redis.Redis, account_id: int) -> tuple[object, ...]:
     return (
         r.hgetall(keys.account(account_id)),
         r.exists(keys.alive(account_id)),
-        r.zscore(keys.deadlines(), keys.deadline_member(account_id, 4)),
-        r.xlen(keys.events()),
+        r.zscore(keys.deadlines(keys.shard_of(account_id)), keys.deadline_member(account_id, 4)),
+        r.xlen(keys.events(keys.shard_of(account_id))),
         r.lrange(keys.account_log(account_id), 0, -1),
-        r.hget(keys.zone(ZONE), "serial"),
+        zone_serial.read(r, ZONE),
     )
 
 
@@ -242,7 +244,7 @@ def test_refused_beat_on_a_fresh_account_does_not_make_it_live(
     assert res.status == "rekey"
     assert beat_state(real_redis, account.id) == before
     assert not store.status(account).live
-    assert real_redis.zscore(keys.deadlines(), keys.deadline_member(account.id, 4)) is None
+    assert real_redis.zscore(keys.deadlines(keys.shard_of(account.id)), keys.deadline_member(account.id, 4)) is None
 
 
 def test_empty_fingerprint_is_not_checked(

@@ -39,7 +39,7 @@ def test_first_beat_sets_a_and_answers_with_the_public_address(
     status = store.status(account)
     assert status.live and status.state.ipv4 == "127.0.0.1" and status.state.state == "live"
     assert 0 < status.alive_ms <= 15500  # heartbeat-c: 3 x 5 s + 0.5 s grace
-    assert real_redis.zscore(keys.deadlines(), keys.deadline_member(account.id, 4)) is not None
+    assert real_redis.zscore(keys.deadlines(keys.shard_of(account.id)), keys.deadline_member(account.id, 4)) is not None
     assert store.zone_serial(ZONE) > serial
     kinds = [e["type"] for e in store.account_log(account.id)]
     assert kinds[:2] == ["ip_changed", "recovered"]

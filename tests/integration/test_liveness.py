@@ -27,7 +27,8 @@ def _now_ms() -> int:
 
 
 def _events(r: redis.Redis, kind: str | None = None) -> list[dict[str, str]]:
-    out = [fields for _, fields in r.xrange(keys.events())]
+    entries = [e for s in keys.all_shards() for e in r.xrange(keys.events(s))]
+    out = [fields for _, fields in sorted(entries, key=lambda e: tuple(map(int, e[0].split("-"))))]
     return [e for e in out if kind is None or e["type"] == kind]
 
 
@@ -45,27 +46,46 @@ def test_first_beat_sets_address_and_goes_live(store: Store, real_redis: redis.R
     assert _events(real_redis, "recovered")[0]["first"] == "1"
 
 
+def test_one_batch_across_shards_writes_each_account_in_its_own_shard(store: Store, real_redis: redis.Redis) -> None:
+    accounts = _setup(store, keys.SHARDS + 2)  # every shard, two of them twice
+    serial = store.zone_serial(ZONE)
+    before = [int(real_redis.hget(keys.serials(s), ZONE) or 0) for s in keys.all_shards()]
+    t = _now_ms()
+    results = store.liveness.beats([BeatRequest(a.id, ZONE, 5000, ipv4="127.0.0.2", counter=t) for a in accounts])
+    assert all(res.status == "ok" and res.changed for res in results)
+    for a in accounts:
+        shard = keys.shard_of(a.id)
+        assert real_redis.zscore(keys.deadlines(shard), keys.deadline_member(a.id, 4)) is not None
+        other = (shard + 1) % keys.SHARDS
+        assert real_redis.zscore(keys.deadlines(other), keys.deadline_member(a.id, 4)) is None
+        kinds = [f["type"] for _, f in real_redis.xrange(keys.events(shard)) if f["account"] == str(a.id)]
+        assert kinds == ["created", "recovered", "ip_changed"]
+    counts = [int(real_redis.hget(keys.serials(s), ZONE) or 0) - before[s] for s in keys.all_shards()]
+    assert counts == [sum(1 for a in accounts if keys.shard_of(a.id) == s) for s in keys.all_shards()]
+    assert store.zone_serial(ZONE) == serial + len(accounts)
+
+
 def test_unchanged_beat_changes_nothing_but_the_deadline(store: Store, real_redis: redis.Redis) -> None:
     (a,) = _setup(store)
     c = _now_ms()
     store.liveness.beat(BeatRequest(a.id, ZONE, 5000, ipv4="127.0.0.2", counter=c))
-    serial, n_events = store.zone_serial(ZONE), real_redis.xlen(keys.events())
-    d1 = real_redis.zscore(keys.deadlines(), keys.deadline_member(a.id, 4))
+    serial, n_events = store.zone_serial(ZONE), len(_events(real_redis))
+    d1 = real_redis.zscore(keys.deadlines(keys.shard_of(a.id)), keys.deadline_member(a.id, 4))
     res = store.liveness.beat(BeatRequest(a.id, ZONE, 5000, ipv4="127.0.0.2", counter=c + 10))
     assert res.status == "ok" and not res.changed
-    assert store.zone_serial(ZONE) == serial and real_redis.xlen(keys.events()) == n_events
-    assert real_redis.zscore(keys.deadlines(), keys.deadline_member(a.id, 4)) >= d1
+    assert store.zone_serial(ZONE) == serial and len(_events(real_redis)) == n_events
+    assert real_redis.zscore(keys.deadlines(keys.shard_of(a.id)), keys.deadline_member(a.id, 4)) >= d1
 
 
 def test_replay_and_stale_beats_change_nothing(store: Store, real_redis: redis.Redis) -> None:
     (a,) = _setup(store)
     c = _now_ms()
     store.liveness.beat(BeatRequest(a.id, ZONE, 5000, ipv4="127.0.0.2", counter=c))
-    before = real_redis.hgetall(keys.account(a.id)), real_redis.xlen(keys.events())
+    before = real_redis.hgetall(keys.account(a.id)), len(_events(real_redis))
     for counter, expected in ((c, "replay"), (c - 1, "replay"), (c + 10 * 60_000, "stale")):
         res = store.liveness.beat(BeatRequest(a.id, ZONE, 5000, ipv4="127.0.0.9", counter=counter))
         assert res.status == expected and not res.accepted
-    assert (real_redis.hgetall(keys.account(a.id)), real_redis.xlen(keys.events())) == before
+    assert (real_redis.hgetall(keys.account(a.id)), len(_events(real_redis))) == before
 
 
 def test_beat_for_removed_account_is_gone(store: Store, real_redis: redis.Redis) -> None:
@@ -83,7 +103,7 @@ def test_offline_beat_neutralizes_at_once(store: Store, real_redis: redis.Redis)
     res = store.liveness.beat(BeatRequest(a.id, ZONE, 5000, counter=c + 1, offline=True))
     assert res.status == "offline" and res.changed
     assert not real_redis.exists(keys.alive(a.id))
-    assert real_redis.zscore(keys.deadlines(), keys.deadline_member(a.id, 4)) is None
+    assert real_redis.zscore(keys.deadlines(keys.shard_of(a.id)), keys.deadline_member(a.id, 4)) is None
     assert _events(real_redis, "neutralized")[0]["reason"] == "offline"
     assert store.status(a).state.ipv4 == "127.0.0.2"  # kept: comes back with the next beat
 
@@ -92,7 +112,10 @@ def test_sweep_records_each_expiry_once_at_its_deadline(store: Store, real_redis
     accounts = _setup(store, 3)
     for a in accounts:
         store.liveness.beat(BeatRequest(a.id, ZONE, 200, ipv4="127.0.0.2", counter=_now_ms()))
-    deadlines = {a.id: int(real_redis.zscore(keys.deadlines(), keys.deadline_member(a.id, 4))) for a in accounts}
+    deadlines = {
+        a.id: int(real_redis.zscore(keys.deadlines(keys.shard_of(a.id)), keys.deadline_member(a.id, 4)))
+        for a in accounts
+    }
     wait_for(lambda: not any(real_redis.exists(keys.alive(a.id)) for a in accounts), 5, what="expiry")
     swept = store.liveness.sweep()
     assert sorted(n.account_id for n in swept) == sorted(deadlines)
@@ -131,7 +154,7 @@ def test_two_sweepers_record_each_transition_once(store: Store, real_redis: redi
 def test_beat_after_unswept_expiry_records_the_outage(store: Store, real_redis: redis.Redis) -> None:
     (a,) = _setup(store)
     store.liveness.beat(BeatRequest(a.id, ZONE, 100, ipv4="127.0.0.2", counter=_now_ms()))
-    deadline = int(real_redis.zscore(keys.deadlines(), keys.deadline_member(a.id, 4)))
+    deadline = int(real_redis.zscore(keys.deadlines(keys.shard_of(a.id)), keys.deadline_member(a.id, 4)))
     wait_for(lambda: not real_redis.exists(keys.alive(a.id)), 5, what="expiry")
     store.liveness.beat(BeatRequest(a.id, ZONE, 5000, ipv4="127.0.0.2", counter=_now_ms()))
     kinds = [e["type"] for e in _events(real_redis)][-2:]

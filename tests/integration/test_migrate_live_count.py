@@ -2,10 +2,12 @@
 live accounts (issue 17's accounts live/neutral metrics).
 
 The old data is made by the old code itself: its beat script, kept verbatim in
-tests/data/live_count_v1 (hbdns/lua at 2a0cb7e), with its call layout (no stats key), on a real
-redis-server; the old store never wrote ``hbdns:stats``. The migration then counts the live
-accounts, the new scripts keep the count through every transition, a rerun changes nothing, and an
-old writer still running (a rolling upgrade) is put right by the next run.
+tests/data/live_count_v1 (hbdns/lua at 2a0cb7e), with its call layout (no stats key) on the key
+names of then (:mod:`hbdns.keys_unsharded`), on a real redis-server; the old store never wrote
+``hbdns:stats``. The migration then counts the live accounts (``live_count``, on the unsharded
+schema) and splits the count over the shards (``sharded``), the new scripts keep it through every
+transition, and a rerun changes nothing. (An old writer running beside new ones no longer is a
+case: since sharding the old and the new version do not read each other's keys.)
 """
 
 from __future__ import annotations
@@ -16,16 +18,17 @@ from pathlib import Path
 import redis
 
 from hbdns import keys, migrations
+from hbdns import keys_unsharded as old
 from hbdns.liveness import BeatRequest
 from hbdns.migrations import live_count
-from hbdns.model import Account, Zone
-from hbdns.scripts import Script
+from hbdns.model import Account
 from hbdns.store import Store
 from sweeper.metrics import liveness_counts
+from tests.support import unsharded
 
 OLD = Path(__file__).resolve().parents[1] / "data" / "live_count_v1"
 ZONE = "old.test"
-OLD_BEAT = Script("v1-beat", (OLD / "lib.lua").read_text() + "\n" + (OLD / "beat.lua").read_text())
+OLD_BEAT = unsharded.old_script(OLD, "beat")
 _last = 0
 
 
@@ -35,35 +38,43 @@ def old_beat(r: redis.Redis, a: Account, ipv4: str = "", offline: bool = False) 
     offline fp fams."""
     global _last
     _last = max(_last + 1, time.time_ns() // 1_000_000)  # counters must grow, as the client's do
-    k = [keys.deadlines(), keys.events(), keys.zone(ZONE), keys.account(a.id), keys.alive(a.id, 4),
-         keys.alive(a.id, 6), keys.alive_legacy(a.id), keys.account_log(a.id)]  # fmt: skip
+    k = [old.deadlines(), old.events(), keys.zone(ZONE), old.account(a.id), old.alive(a.id, 4),
+         old.alive(a.id, 6), old.alive_legacy(a.id), old.account_log(a.id)]  # fmt: skip
     args = ["300000", "1000", "200", "beat", "1", ZONE, str(a.id), ipv4, "", str(_last), "600000",
             "1" if offline else "0", "", ""]  # fmt: skip
     OLD_BEAT(r, k, args)
 
 
 def counted(r: redis.Redis) -> int | None:
-    raw = r.hget(keys.stats(), "live")
+    """The count over every shard (None: not counted yet)."""
+    raw = [r.hget(keys.stats(s), "live") for s in keys.all_shards()]
+    return None if None in raw else sum(int(x or 0) for x in raw)
+
+
+def old_counted(r: redis.Redis) -> int | None:
+    raw = r.hget(old.stats(), "live")
     return None if raw is None else int(raw)
 
 
 def test_the_count_of_live_accounts_after_an_upgrade(store: Store, real_redis: redis.Redis) -> None:
     r = real_redis
-    store.add_zone(Zone(ZONE, ("ns1.old.test",), "hostmaster.old.test", "192.0.2.1"))
-    a, b, c, d = (store.add_account(store.new_account(f"{n}.{ZONE}", "heartbeat-c")) for n in "abcd")
-    r.delete(keys.stats())  # the old store never wrote it
+    unsharded.add_zone(store, ZONE)
+    a, b, c, d = (unsharded.add_account(store, f"{n}.{ZONE}") for n in "abcd")
+    r.delete(old.stats())  # the old store never wrote it
     old_beat(r, a, "203.0.113.1")
     old_beat(r, b, "203.0.113.2")
     old_beat(r, c, "203.0.113.3")
     old_beat(r, c, offline=True)  # c: live, then offline
-    assert counted(r) is None and liveness_counts(r)["live"] is None  # the metrics wait for the count
+    assert counted(r) is None and old_counted(r) is None
 
-    assert live_count.apply(r, dry_run=True) == 1 and counted(r) is None  # a dry run writes nothing
+    assert live_count.apply(r, dry_run=True) == 1 and old_counted(r) is None  # a dry run writes nothing
+    assert live_count.apply(r) == 1 and old_counted(r) == 2  # a and b, counted on the old schema
     results = {step.name: n for step, n in migrations.run(r)}
-    assert results["live_count"] == 1
-    assert counted(r) == 2  # a and b
+    assert results["live_count"] == 0 and results["sharded"] > 0
+    assert counted(r) == 2 and not r.exists(old.stats())  # split over the shards
     assert liveness_counts(r)["live"] == 2 and liveness_counts(r)["neutral"] == 2
-    assert {step.name: n for step, n in migrations.run(r)}["live_count"] == 0  # idempotent
+    assert not any(n for _step, n in migrations.run(r))  # idempotent
+    assert live_count.apply(r) == 0 and not r.exists(old.stats())  # nothing of the old schema is made again
 
     # the new code keeps it: a recovery, an offline beat, a live account removed, a neutral one removed
     new = store.liveness
@@ -75,9 +86,4 @@ def test_the_count_of_live_accounts_after_an_upgrade(store: Store, real_redis: r
     assert counted(r) == 1
     store.remove_account(c.id)
     assert counted(r) == 1
-    assert live_count.apply(r) == 0  # the kept count is the true one
-
-    # an old writer beside the new ones (rolling upgrade) does not move it; the next migrate does
-    old_beat(r, a, "203.0.113.1")
-    assert counted(r) == 1
-    assert live_count.apply(r) == 1 and counted(r) == 2
+    assert not any(n for _step, n in migrations.run(r))  # the kept count is the true one

@@ -26,6 +26,7 @@ from notifier.main import Notifier
 from sweeper.main import SweeperService
 from sweeper.sweeper import Sweeper
 from tests.support.clock import Clock
+from tests.support.events import consumers as stream_consumers
 from tests.support.servers import Process, wait_for
 from tests.support.services import LONG, PHONE, add_account, beat, env_for, events, settled, spawn
 from tests.support.sinks import HttpSink, SmtpSink
@@ -312,8 +313,10 @@ def test_notifier_killed_between_read_and_ack_delivers_after_restart(
     beat(store, acct)
     assert smtp.held.wait(20), first.log_text()
     [neut] = events(real_redis, "neutralized", acct.id)
-    pending = real_redis.xpending_range(keys.events(), GROUP, min="-", max="+", count=10)
-    assert [(p["message_id"], p["consumer"]) for p in pending] == [(neut.id, "first")]  # read, not acknowledged
+    stream = keys.events(keys.shard_of(acct.id))
+    entries = real_redis.xpending_range(stream, GROUP, min="-", max="+", count=10)
+    pending = [(f"{keys.shard_of(acct.id)}/{p['message_id']}", p["consumer"]) for p in entries]
+    assert pending == [(neut.id, "first")]  # read, not acknowledged
     first.kill()
     smtp.hold.clear()
     smtp.release.set()  # the held delivery fails: it never reached the mailbox
@@ -335,7 +338,7 @@ def test_two_notifier_processes_send_each_message_once(
     accts = [add_account(store, f"p{i}", emails=[f"p{i}@example.org"]) for i in range(30)]
     procs.append(spawn("sweeper", tmp_path, "sweeper", env))
     procs.extend(spawn("notifier", tmp_path, name, env) for name in ("one", "two"))
-    wait_for(lambda: settled(real_redis) and len(real_redis.xinfo_consumers(keys.events(), GROUP)) == 2, 30)
+    wait_for(lambda: settled(real_redis) and len({c["name"] for c in stream_consumers(real_redis, GROUP)}) == 2, 30)
     store.liveness.beats(BeatRequest(account_id=a.id, zone=a.zone, expiry_ms=600, ipv4="198.51.100.9") for a in accts)
     wait_for(lambda: smtp.count() >= 30, 30, what="30 outage e-mails")
     store.liveness.beats(BeatRequest(account_id=a.id, zone=a.zone, expiry_ms=LONG, ipv4="198.51.100.9") for a in accts)
@@ -359,10 +362,11 @@ def test_odd_entries_are_acknowledged_not_retried_forever(
     try:
         n.consumer.ensure_group()
         store.remove_account(gone.id)
-        real_redis.xadd(keys.events(), {"type": "neutralized", "account": str(gone.id), "fqdn": gone.fqdn, "at": "1"})
-        real_redis.xadd(keys.events(), {"type": "something-new", "account": "x", "at": "y"})
+        gone_events = keys.events(keys.shard_of(gone.id))
+        real_redis.xadd(gone_events, {"type": "neutralized", "account": str(gone.id), "fqdn": gone.fqdn, "at": "1"})
+        real_redis.xadd(keys.events(3), {"type": "something-new", "account": "x", "at": "y"})
         real_redis.xadd(
-            keys.events(), {"type": "neutralized", "account": "999999", "fqdn": "nobody.example.test", "at": "1"}
+            keys.events(15), {"type": "neutralized", "account": "999999", "fqdn": "nobody.example.test", "at": "1"}
         )
         while n.consumer.step(block_ms=50):
             pass

@@ -20,6 +20,8 @@ from hbdns.store import Store
 from heartbeat_listener.protocol import StoreUnavailable
 from heartbeat_listener.redis_io import RedisBeats
 from heartbeat_listener.replication import ReplicaWait
+from tests.support.events import fields as stream_fields
+from tests.support.events import length as stream_length
 from tests.support.servers import RedisServer, wait_for
 
 ZONE = "dur.test"
@@ -52,9 +54,7 @@ def beat(account_id: int, ip: str, counter: int) -> BeatRequest:
 
 
 def ip_changes(r: redis.Redis, account_id: int) -> list[str]:
-    return [
-        f["new"] for _, f in r.xrange(keys.events()) if f["type"] == "ip_changed" and f["account"] == str(account_id)
-    ]
+    return [f["new"] for f in stream_fields(r) if f["type"] == "ip_changed" and f["account"] == str(account_id)]
 
 
 def test_wait_confirms_a_transition_once_the_replica_has_it(pair: tuple[RedisServer, RedisServer]) -> None:
@@ -170,12 +170,12 @@ def test_a_beat_already_stored_is_a_replay_when_applied_again(pair: tuple[RedisS
     writer = RedisBeats(BatchConnection(r), store.liveness, wait_replicas=1, wait_timeout=1.0)
     t = now_ms()
     writer.beats([beat(a, "203.0.113.1", t)])
-    events = r.xlen(keys.events())
+    events = stream_length(r)
     writer.held.add([beat(a, "203.0.113.1", t)])  # as if its WAIT had never answered
     writer.conn.close()
     writer.beats([beat(a, "203.0.113.1", t + 1)])
     assert (writer.reapplied, writer.rerecorded, len(writer.held)) == (1, 0, 0)
-    assert r.xlen(keys.events()) == events
+    assert stream_length(r) == events
 
 
 def test_readonly_is_a_lost_connection_on_the_raw_path(pair: tuple[RedisServer, RedisServer]) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.support.redis_outage import WINDOW, OutageFigures, OutageRig
 
 
@@ -23,6 +25,7 @@ def check(f: OutageFigures) -> None:
     assert WINDOW - 1 <= f.stopper_neutralized_after_s <= WINDOW + 10
 
 
+@pytest.mark.long_wait
 def test_redis_killed_for_10_s_and_for_60_s(tmp_path: Path) -> None:
     rig = OutageRig(tmp_path, accounts=150, stoppers=2)
     try:

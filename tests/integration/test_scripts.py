@@ -20,15 +20,16 @@ from typing import Any
 import pytest
 import redis
 
-from hbdns import acme, acme_credentials, config, keys, mass, notify_queue, recovery_flush, scripts
+from hbdns import acme, acme_credentials, config, keys, mass, notify_queue, provision_names, recovery_flush, scripts
+from hbdns import keys_unsharded as old
 from hbdns.event_trim import EventTrimmer
 from hbdns.liveness import BeatRequest
 from hbdns.mass import MassEvent
-from hbdns.migrations import alive_per_family, live_count
+from hbdns.migrations import alive_per_family, live_count, sharded
 from hbdns.model import Account, NotifyPrefs, Zone
 from hbdns.ratelimit import Limit, RateLimiter
 from hbdns.resp import BatchConnection, encode_command
-from hbdns.store import Store
+from hbdns.store import Store, StoreError
 from heartbeat_listener.ingest import IngestMark
 from heartbeat_listener.redis_io import RedisBeats
 from notifier.channel import Transport, TransportError
@@ -58,18 +59,18 @@ def redis_ms(r: redis.Redis) -> int:
 
 
 def events(r: redis.Redis) -> list[dict[str, str]]:
-    """The event stream's entries, oldest first."""
-    entries: Any = r.xrange(keys.events())
-    return [fields for _, fields in entries]
+    """Every shard's event stream's entries, oldest first."""
+    entries: Any = [e for s in keys.all_shards() for e in r.xrange(keys.events(s))]
+    return [fields for _, fields in sorted(entries, key=lambda e: tuple(map(int, e[0].split("-"))))]
 
 
 # --- NOSCRIPT recovery ---------------------------------------------------------------------------
 
 
 def test_redis_py_call_loads_a_flushed_script(real_redis: redis.Redis) -> None:
-    real_redis.zadd(keys.deadlines(), {"7": 1})
+    real_redis.zadd(keys.deadlines(7), {"7": 1})
     real_redis.script_flush()
-    assert scripts.DUE(real_redis, [keys.deadlines()], [10]) == ["7"]
+    assert scripts.DUE(real_redis, [keys.deadlines(7)], [10]) == ["7"]
     assert real_redis.script_exists(scripts.DUE.sha) == [True]
 
 
@@ -87,14 +88,14 @@ def test_transaction_with_a_flushed_script_records_its_event(store: Store, real_
     store.add_zone(Zone(ZONE, ("ns1.test",), "hostmaster.test", "192.0.2.1"))
     real_redis.script_flush()
     acct = store.add_account(store.new_account(f"new.{ZONE}", "heartbeat-c"))  # RECORD inside MULTI/EXEC
-    [event] = events(real_redis)
+    [event] = [fields for _, fields in real_redis.xrange(keys.events(keys.shard_of(acct.id)))]
     assert (event["type"], event["account"]) == ("created", str(acct.id))
 
 
 def test_raw_call_loads_a_flushed_script(real_redis: redis.Redis) -> None:
-    real_redis.zadd(keys.deadlines(), {"7": 1})
+    real_redis.zadd(keys.deadlines(7), {"7": 1})
     conn = BatchConnection(real_redis)
-    payload = scripts.DUE.command([keys.deadlines()], ["10"])
+    payload = scripts.DUE.command([keys.deadlines(7)], ["10"])
     assert scripts.DUE.call(conn, payload) == ["7"]
     real_redis.script_flush()
     assert scripts.DUE.call(conn, payload) == ["7"]
@@ -220,11 +221,13 @@ def test_every_script_touches_only_its_keys(
     # due + neutralize: neutralized, still alive (deadline moved), gone, not due
     lv.beats([BeatRequest(other.id, OTHER, 1, ipv4="203.0.113.8", counter=t + 5)])
     lv.beats([BeatRequest(account.id, ZONE, 60_000, ipv4="203.0.113.7", counter=t + 6)])
-    real_redis.zadd(keys.deadlines(), {str(account.id): 1, "99999": 1})
+    real_redis.zadd(keys.deadlines(keys.shard_of(account.id)), {str(account.id): 1})
+    real_redis.zadd(keys.deadlines(keys.shard_of(99_999)), {"99999": 1})
     wait_for(lambda: len(lv.due()) == 3, 5, what="three deadlines due")
     assert [n.account_id for n in lv.sweep()] == [other.id]
     assert lv.neutralize_if_due([account.id]) == []  # no longer due
-    # the backend's lookup: unknown name, first sight, known id, stale id
+    # the backend's lookup: unknown name, first sight (the global index, then the shard confirms;
+    # the two accounts' shards in one call), known id, stale id (refuted by its shard, found again)
     reader = AccountReader(real_redis)
     reader.fetch([f"nope.{ZONE}", account.fqdn, f"o.{OTHER}"])
     reader.fetch([account.fqdn])
@@ -247,17 +250,25 @@ def test_every_script_touches_only_its_keys(
     # an older writer's layout: the legacy key and plain member, swept as both families; migrated
     real_redis.delete(keys.alive(dual.id, 4), keys.alive(dual.id, 6))
     real_redis.set(keys.alive_legacy(dual.id), "1", px=1)
-    real_redis.zadd(keys.deadlines(), {str(dual.id): 1})
+    real_redis.zadd(keys.deadlines(keys.shard_of(dual.id)), {str(dual.id): 1})
     wait_for(lambda: not real_redis.exists(keys.alive_legacy(dual.id)), 5, what="legacy alive key expired")
     assert [(n.family, n.lost) for n in lv.neutralize_if_due([(dual.id, 0)])] == [(0, False)]
     real_redis.set(keys.alive_legacy(dual.id), "1", px=60_000)
-    real_redis.zadd(keys.deadlines(), {str(dual.id): now_ms() + 60_000})
-    real_redis.hdel(keys.account(dual.id), "live")
+    real_redis.zadd(keys.deadlines(keys.shard_of(dual.id)), {str(dual.id): now_ms() + 60_000})
+    # the live counts: what the scripts kept through all of the above is what a recount finds
+    ids = [int(i) for i in real_redis.smembers(keys.accounts())]
+    assert sharded._live(real_redis, ids, "1", recount=True) == 0
+    # hbdns migrate on an account in the unsharded layout (dual's hash there, without 'live'), with
+    # an entry in the unsharded stream: per family, counted, then copied and removed
+    old_hash = {k: v for k, v in real_redis.hgetall(keys.account(dual.id)).items() if k != "live"}
+    real_redis.hset(old.account(dual.id), mapping=old_hash)
+    real_redis.set(old.alive_legacy(dual.id), "1", px=60_000)
+    real_redis.zadd(old.deadlines(), {str(dual.id): now_ms() + 60_000})
     assert alive_per_family.apply(real_redis) >= 1
-    # the live count: what the scripts kept through all of the above is what a recount finds
-    assert live_count.apply(real_redis, dry_run=True) == 0, real_redis.hget(keys.stats(), "live")
-    real_redis.hincrby(keys.stats(), "live", 5)
     assert live_count.apply(real_redis) == 1 and live_count.apply(real_redis) == 0
+    real_redis.xadd(old.events(), {"type": "created", "account": str(dual.id)})
+    real_redis.hset(old.ingest(), "mark", now_ms())
+    assert sharded.apply(real_redis) >= 1 and sharded.apply(real_redis) == 0
     # the second flush's schedule: claimed (leased), done unless rescheduled meanwhile
     recovery_flush.schedule(real_redis, {dual.id: 0, other.id: 0})
     claimed = dict(recovery_flush.claim_due(real_redis, 60_000))
@@ -282,22 +293,23 @@ def test_every_script_touches_only_its_keys(
     assert marker.step()
     held = store.add_account(store.new_account(f"held.{ZONE}", "heartbeat-c"))
     writer.beats([BeatRequest(held.id, ZONE, 1, ipv4="203.0.113.30", counter=t + 20)])
-    mark = int(real_redis.hget(keys.ingest(), "mark"))
+    mark = int(real_redis.hget(keys.ingest(keys.shard_of(held.id)), "mark"))
     wait_for(lambda: redis_ms(real_redis) > mark + 150, 5, what="an ingest silence")
     assert lv.sweep() == [] and real_redis.hexists(keys.account(held.id), "held4")
-    assert marker.step() and len(json.loads(real_redis.hget(keys.ingest(), "gaps"))) == 1
+    assert marker.step() and len(json.loads(real_redis.hget(keys.ingest(keys.shard_of(held.id)), "gaps"))) == 1
     before = len(events(real_redis))
     writer.held.add([BeatRequest(held.id, ZONE, 60_000, ipv4="203.0.113.30", counter=t + 21)])
     writer.conn.close()  # the held beat runs on the next connection, with its age
     writer.beats([BeatRequest(account.id, ZONE, 60_000, ipv4="203.0.113.7", counter=t + 22)])
     assert len(events(real_redis)) == before and not real_redis.hexists(keys.account(held.id), "held4")
     assert real_redis.exists(keys.alive(held.id, 4))
-    # the events stream's trim: read entries, one still pending, then the hard cap
-    real_redis.xgroup_create(keys.events(), "t", id="0")
-    real_redis.xreadgroup("t", "c", {keys.events(): ">"}, count=2)
+    # the events stream's trim (each shard's): read entries, one still pending, then the hard cap
+    stream = keys.events(keys.shard_of(account.id))
+    real_redis.xgroup_create(stream, "t", id="0")
+    real_redis.xreadgroup("t", "c", {stream: ">"}, count=2)
     assert EventTrimmer(real_redis, keep=1, cap=3).step().capped > 0
     # a mass outage: started (twice: once, while it holds), its hold over (twice: once)
-    event, mk = MassEvent(mass.SYSTEM, 1, 0, 2, 5, 10), [keys.mass_events(), keys.events()]
+    event, mk = MassEvent(mass.SYSTEM, 1, 0, 2, 5, 10), [keys.mass_events(), keys.events(keys.MASS_SHARD)]
     over = replace(event, over=True)
     for op, ev, now, want in (
         ("start", event, 1, 1),
@@ -307,6 +319,32 @@ def test_every_script_touches_only_its_keys(
     ):
         assert scripts.MASS_MARK(real_redis, mk, [op, ev.scope, ev.to_json(), now]) == want
     assert set(checked) == {s.name for s in scripts.ALL} - NOTIFIER, "a script without a scenario here"
+
+
+def test_every_store_script_touches_only_its_keys(
+    checked: collections.Counter[str], store: Store, real_redis: redis.Redis, account: Account
+) -> None:
+    """The admin writes' scripts (names claimed and released, admin transitions, ACME values), each
+    branch: a claim taken, a dead writer's claim taken over, a release of a name no longer its."""
+    store.add_zone(Zone(OTHER, ("ns1.test",), "hostmaster.test", "192.0.2.1"))
+    real_redis.hset(keys.names(), f"dead.{OTHER}", "999")  # a dead writer's claim: taken over
+    other = store.add_account(store.new_account(f"o.{OTHER}", "heartbeat-c", aliases=[f"dead.{OTHER}"], wildcard=True))
+    with pytest.raises(StoreError, match="taken"):  # refused before the claim ...
+        store.add_account(store.new_account(f"o.{OTHER}", "heartbeat-c"))
+    # ... and by the claim itself, when the name went between the check and it
+    real_redis.hset(keys.names(), f"late.{OTHER}", str(account.id))
+    real_redis.hset(keys.shard_names(keys.shard_of(account.id)), f"late.{OTHER}", str(account.id))
+    with pytest.raises(provision_names.Taken):
+        provision_names.claim(real_redis, {f"late.{OTHER}": other.id, f"free.{OTHER}": other.id})
+    assert not real_redis.hexists(keys.names(), f"free.{OTHER}")  # all or nothing
+    other = store.save_account(other, replace(other, aliases=(f"x.{OTHER}",), wildcard=False))
+    assert provision_names.release(real_redis, other.id, [f"late.{OTHER}"]) == 0  # not its own
+    cred, _key = acme_credentials.make(real_redis, other.id, f"x.{OTHER}")
+    args = {"cred_key": keys.acme_credential(cred.id), "name": cred.name, "digest": cred.digest, "ttl_ms": 60_000}
+    assert acme.set_value(real_redis, account_id=other.id, value="a" * 43, **args) == 1
+    store.remove_account(other.id)  # RECORD (removed), NAME_RELEASE
+    assert acme.set_value(real_redis, account_id=other.id, value="b" * 43, **args) == -1
+    assert {"name_claim", "name_release", "record", "acme_set"} <= set(checked)
 
 
 class Receiver(Transport):

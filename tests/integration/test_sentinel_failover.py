@@ -19,6 +19,7 @@ from hbdns.model import Zone
 from hbdns.store import Store
 from sweeper.main import SweeperService
 from tests.support.dns_probe import Prober
+from tests.support.events import fields as stream_fields
 from tests.support.fleet import Beater, Fleet
 from tests.support.listener import Listener, now_ms
 from tests.support.pdns import PdnsServer
@@ -108,7 +109,7 @@ def test_failover_under_load(
     print(f"failover {failover_s:.2f} s, writes resumed {resume_s:.2f} s after the switch")
     assert resume_s <= 2.0
 
-    events = [f for _, f in r.xrange(keys.events())]
+    events = stream_fields(r)
     neutralized = [f["account"] for f in events if f["type"] == "neutralized"]
     assert neutralized == [str(stopper.id)]  # 0 false neutralizations, the real one once
     assert all(store.status(a).live for a in accounts)

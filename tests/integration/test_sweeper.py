@@ -36,6 +36,14 @@ def _subscribers(r: redis.Redis, channel: str) -> int:
     return int(dict(r.pubsub_numsub(channel))[channel])
 
 
+def _deadlines(account_id: int) -> str:
+    return keys.deadlines(keys.shard_of(account_id))
+
+
+def _no_deadlines(r: redis.Redis) -> bool:
+    return not any(r.zcard(keys.deadlines(s)) for s in keys.all_shards())
+
+
 # --- the service and its roles ----------------------------------------------------------------------
 
 
@@ -125,7 +133,7 @@ def test_sweep_records_what_expired_while_the_subscriber_was_disconnected(
         deadlines = {}
         for a in accts:
             beat(store, a)
-            deadlines[a.id] = int(real_redis.zscore(keys.deadlines(), keys.deadline_member(a.id, 4)) or 0)
+            deadlines[a.id] = int(real_redis.zscore(_deadlines(a.id), keys.deadline_member(a.id, 4)) or 0)
         killed = real_redis.client_kill_filter(_type="pubsub")
         assert killed >= 1
         alive = [keys.alive(a.id) for a in accts]
@@ -161,7 +169,7 @@ def test_two_sweepers_record_each_transition_once(real_redis: redis.Redis, redis
                 counts[i] += hints.step(timeout=0.05)
             hints.close()
             return
-        sweeper = Sweeper(s.liveness, batch=25)
+        sweeper = Sweeper(s.liveness, batch=1)  # per shard and round: 16 a round, so the others compete
         while not stop.is_set():
             counts[i] += sweeper.step()
 
@@ -172,7 +180,7 @@ def test_two_sweepers_record_each_transition_once(real_redis: redis.Redis, redis
         store.liveness.beats(
             BeatRequest(account_id=a.id, zone=a.zone, expiry_ms=600, ipv4="198.51.100.9") for a in accts
         )
-        wait_for(lambda: len(events(real_redis, "neutralized")) >= 300 and real_redis.zcard(keys.deadlines()) == 0, 20)
+        wait_for(lambda: len(events(real_redis, "neutralized")) >= 300 and _no_deadlines(real_redis), 20)
     finally:
         stop.set()
         for t in threads:
@@ -200,7 +208,7 @@ def test_redis_restart_the_sweep_catches_up(smtp: SmtpSink, tmp_path: Path, proc
         store.liveness.beats(
             BeatRequest(account_id=a.id, zone=a.zone, expiry_ms=4000, ipv4="198.51.100.9") for a in accts
         )
-        deadlines = {a.id: int(r.zscore(keys.deadlines(), keys.deadline_member(a.id, 4)) or 0) for a in accts}
+        deadlines = {a.id: int(r.zscore(_deadlines(a.id), keys.deadline_member(a.id, 4)) or 0) for a in accts}
         # level "all": "online" and the first address, per account
         wait_for(lambda: smtp.count() == 20 and settled(r), 15, what="online e-mails acknowledged")
         r.close()
@@ -215,7 +223,8 @@ def test_redis_restart_the_sweep_catches_up(smtp: SmtpSink, tmp_path: Path, proc
         neut = events(r, "neutralized")
         assert sorted(e.account for e in neut) == sorted(deadlines)
         assert all(e.at_ms == deadlines[e.account] for e in neut)
-        assert all(int(e.id.split("-")[0]) >= restarted_at - 50 for e in neut)  # recorded after the restart
+        # recorded after the restart (an event id is "<shard>/<entry id>")
+        assert all(int(e.id.rpartition("/")[2].split("-")[0]) >= restarted_at - 50 for e in neut)
         kinds = [m.header("X-Hbdns-Event") for m in smtp.mails]
         assert {k: kinds.count(k) for k in kinds} == {"recovered": 10, "ip_changed": 10, "neutralized": 10}
         assert all(p.alive() for p in procs)

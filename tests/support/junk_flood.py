@@ -26,6 +26,8 @@ from hbdns_client import wire
 from hbdns import keys
 from hbdns.model import Account
 from hbdns.store import Store
+from tests.support.events import fields as stream_fields
+from tests.support.events import marks as stream_marks
 from tests.support.listener import ROOT, Listener, beat, now_ms
 
 
@@ -81,8 +83,7 @@ def run(
     ``flood_rate`` datagrams/s from the same address (0: no flood)."""
     assert listener.process is not None
     pid = listener.process.pid
-    events0 = store.r.xlen(keys.events())
-    last_id = store.r.xinfo_stream(keys.events())["last-generated-id"] if events0 else "0-0"
+    last_ids = stream_marks(store.r)
     before = listener.metrics()
     gen = None
     if flood_rate > 0:
@@ -143,8 +144,8 @@ def run(
     after = listener.metrics()
     results = {k: v - _packet_counts(before).get(k, 0) for k, v in _packet_counts(after).items()}
     ids = {customer.id, *(n.id for n in neighbours)}
-    new_events = store.r.xrange(keys.events(), min=f"({last_id}" if last_id != "0-0" else "-")
-    neutralized = sum(1 for _, e in new_events if e.get("type") == "neutralized" and int(e.get("account", -1)) in ids)
+    new_events = stream_fields(store.r, since=last_ids)
+    neutralized = sum(1 for e in new_events if e.get("type") == "neutralized" and int(e.get("account", -1)) in ids)
     behind = sum(
         1 for n in neighbours if int(store.r.hget(keys.account(n.id), "counter") or 0) != last_sent.get(n.id, -1)
     )

@@ -13,7 +13,7 @@ from typing import Any
 import redis
 from hbdns_client import wire
 
-from hbdns import keys
+from hbdns import keys, zone_serial
 from hbdns.metrics import parse_metrics
 from tests.support.servers import Process, free_port, wait_for
 
@@ -31,9 +31,9 @@ def snapshot(r: redis.Redis, account_id: int, zone: str) -> tuple[Any, ...]:
     return (
         r.hgetall(keys.account(account_id)),
         r.exists(keys.alive(account_id)),
-        r.zscore(keys.deadlines(), keys.deadline_member(account_id, 4)),
-        r.xlen(keys.events()),
-        r.hget(keys.zone(zone), "serial"),
+        r.zscore(keys.deadlines(keys.shard_of(account_id)), keys.deadline_member(account_id, 4)),
+        r.xlen(keys.events(keys.shard_of(account_id))),
+        zone_serial.read(r, zone),
     )
 
 

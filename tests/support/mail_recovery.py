@@ -33,6 +33,7 @@ from typing import Any
 
 from hbdns import keys
 from hbdns.model import Account
+from tests.support.events import fields as stream_fields
 from tests.support.mail_scenarios import Scenario, main
 from tests.support.mailboxes import Mailbox
 from tests.support.mailnet import (
@@ -99,7 +100,7 @@ def last_beat(net: MailNet, a: Account) -> float:
 def recovered_at(net: MailNet, a: Account, after: float) -> float:
     """When the account's first beat back was recorded (its ``recovered`` event, Redis clock)."""
     assert net.store is not None
-    for _, f in reversed(net.store.r.xrange(keys.events())):
+    for f in reversed(stream_fields(net.store.r)):
         if f["type"] == "recovered" and f["account"] == str(a.id) and int(f["at"]) / 1000 >= after:
             return int(f["at"]) / 1000
     raise AssertionError(f"no recovered event of {a.fqdn} after {after}")

@@ -27,6 +27,7 @@ from hbdns import config, keys, notify_queue
 from hbdns.liveness import BeatRequest
 from hbdns.model import Account, NotifyPrefs
 from hbdns.store import Store
+from tests.support.events import consumers as stream_consumers
 from tests.support.servers import Process, wait_for
 from tests.support.services import LONG, add_account, env_for, events, settled, spawn
 from tests.support.sinks import HttpSink, SmtpSink
@@ -257,7 +258,4 @@ def notifier_killed(
 
 
 def _consumers(r: redis.Redis) -> list[dict[str, Any]]:
-    try:
-        return list(r.xinfo_consumers(keys.events(), "hbdns-notifier"))
-    except redis.ResponseError:
-        return []
+    return stream_consumers(r, "hbdns-notifier")

@@ -31,6 +31,8 @@ from hbdns.store import Store
 from notifier.main import Notifier
 from sweeper.main import SweeperService
 from tests.support.dns_probe import Prober
+from tests.support.events import fields as stream_fields
+from tests.support.events import settled as stream_settled
 from tests.support.fleet import Beater, Fleet
 from tests.support.listener import Listener
 from tests.support.pdns import PdnsServer, started_pdns, stop_all
@@ -102,8 +104,7 @@ class OutageRig:
             self.prober.start()
 
     def _mails_settled(self) -> bool:
-        groups = {g["name"]: g for g in self.r.xinfo_groups(keys.events())}
-        return bool(groups) and all(g["pending"] == 0 and g["lag"] == 0 for g in groups.values())
+        return stream_settled(self.r, "hbdns-notifier")
 
     def redis_ms(self) -> int:
         sec, usec = self.r.time()
@@ -116,7 +117,7 @@ class OutageRig:
         return sum(pipe.execute())
 
     def events(self) -> list[dict[str, str]]:
-        return [f for _, f in self.r.xrange(keys.events())]
+        return stream_fields(self.r)
 
     def mails_about(self, accounts: list[Account]) -> int:
         names = {a.fqdn for a in accounts}

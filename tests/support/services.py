@@ -18,6 +18,8 @@ from hbdns.model import Account, Zone
 from hbdns.store import Store
 from notifier.consumer import GROUP
 from notifier.events import Event
+from tests.support.events import entries as stream_entries
+from tests.support.events import settled as stream_settled
 from tests.support.servers import METRICS_OFF, Process
 from tests.support.sinks import HttpSink, SmtpSink
 
@@ -68,18 +70,13 @@ def beat(store: Store, account: Account, expiry_ms: int | None = None, ip: str =
 
 def events(r: redis.Redis, kind: str | None = None, account: int | None = None) -> list[Event]:
     """The transition stream, optionally only one type and one account."""
-    out = [Event.from_fields(i, f) for i, f in r.xrange(keys.events())]
+    out = [Event.from_fields(f"{shard}/{i}", f) for shard, i, f in stream_entries(r)]
     return [e for e in out if (kind is None or e.type == kind) and (account is None or e.account == account)]
 
 
 def settled(r: redis.Redis) -> bool:
     """Every event read and acknowledged, nothing waiting in the notification queue."""
-    try:
-        groups = {g["name"]: g for g in r.xinfo_groups(keys.events())}
-    except redis.ResponseError:
-        return False
-    g = groups.get(GROUP)
-    return bool(g) and g["pending"] == 0 and g["lag"] == 0 and r.zcard(keys.notify_queue()) == 0
+    return stream_settled(r, GROUP) and r.zcard(keys.notify_queue()) == 0
 
 
 def spawn(service: str, tmp_path: Path, name: str, env: dict[str, str]) -> Process:

@@ -71,7 +71,7 @@ def test_the_short_forms() -> None:
         ("redis+sentinel://a/m?ssl=yes&ssl=no", "given twice"),
         ("redis+sentinel://a/m?ssl_cert_reqs=some", "ssl_cert_reqs"),
         ("redis+sentinel://a/m?min_other_sentinels=-1", "min_other_sentinels"),
-        ("redis+cluster://a:7000", "expected one of"),
+        ("redis+clustr://a:7000", "expected one of"),
         ("127.0.0.1:6379", "expected one of"),
     ],
 )

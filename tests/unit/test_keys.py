@@ -20,15 +20,12 @@ def test_global_keys() -> None:
     assert keys.names() == "hbdns:names"
     assert keys.accounts() == "hbdns:accounts"
     assert keys.account_seq() == "hbdns:seq:account"
-    assert keys.deadlines() == "hbdns:deadlines"
-    assert keys.events() == "hbdns:events"
     assert keys.dead_letters() == "hbdns:deadletter"
     assert keys.sent("1-0:email:a@b.de") == "hbdns:sent:1-0:email:a@b.de"
     assert keys.pending_sms() == "hbdns:sms:deferred"
     assert keys.notify_retry() == "hbdns:notify:retry"
     assert keys.ratelimit("auth", "192.0.2.7") == "hbdns:rl:auth:192.0.2.7"
     assert keys.flush_due() == "hbdns:flush:due"
-    assert keys.ingest() == "hbdns:ingest"
     assert keys.flush_counts() == "hbdns:flush:counts"
     assert keys.migrations() == "hbdns:migrations"
 
@@ -53,14 +50,31 @@ def test_zone_keys_share_a_hash_tag() -> None:
     assert keys.zone_accounts("dyn.example.net") == "hbdns:zone:{z:dyn.example.net}:accounts"
 
 
+def test_shard_keys_share_the_shard_tag() -> None:
+    assert [keys.shard_of(i) for i in (0, 15, 16, 42)] == [0, 15, 0, 10]
+    assert list(keys.all_shards()) == list(range(16))
+    assert keys.deadlines(3) == "hbdns:deadlines:{s:3}"
+    assert keys.events(3) == "hbdns:events:{s:3}"
+    assert keys.events_trim(3) == "hbdns:events:trim:{s:3}"
+    assert keys.stats(3) == "hbdns:stats:{s:3}"
+    assert keys.ingest(3) == "hbdns:ingest:{s:3}"
+    assert keys.serials(3) == "hbdns:serials:{s:3}"
+    assert keys.shard_names(3) == "hbdns:names:{s:3}"
+    assert keys.mass_events() == "hbdns:mass:events:{s:0}"
+    for bad in (-1, 16):
+        with pytest.raises(ValueError):
+            keys.shard_tag(bad)
+
+
 def test_account_keys_share_a_hash_tag() -> None:
-    assert keys.account(42) == "hbdns:acct:{a:42}"
-    assert keys.alive(42) == keys.alive(42, 4) == "hbdns:alive4:{a:42}"
-    assert keys.alive(42, 6) == "hbdns:alive6:{a:42}"
-    assert keys.alive_legacy(42) == "hbdns:alive:{a:42}"
-    assert keys.account_log(42) == "hbdns:log:{a:42}"
-    assert keys.sms_outage(42) == "hbdns:sms:outage:{a:42}"
-    assert keys.notify_outage(42) == "hbdns:notify:outage:{a:42}"
+    assert keys.account(42) == "hbdns:acct:{s:10}:42"
+    assert keys.alive(42) == keys.alive(42, 4) == "hbdns:alive4:{s:10}:42"
+    assert keys.alive(42, 6) == "hbdns:alive6:{s:10}:42"
+    assert keys.alive_legacy(42) == "hbdns:alive:{s:10}:42"
+    assert keys.account_log(42) == "hbdns:log:{s:10}:42"
+    assert keys.sms_outage(42) == "hbdns:sms:outage:{s:10}:42"
+    assert keys.notify_outage(42) == "hbdns:notify:outage:{s:10}:42"
+    assert keys.acme_credentials(42) == "hbdns:acme:creds:{s:10}:42"
     per_account = (
         keys.account(42),
         keys.alive(42, 4),
@@ -69,29 +83,32 @@ def test_account_keys_share_a_hash_tag() -> None:
         keys.account_log(42),
         keys.sms_outage(42),
         keys.notify_outage(42),
+        keys.acme_credentials(42),
+        keys.deadlines(10),
+        keys.events(10),
+        keys.stats(10),
+        keys.ingest(10),
+        keys.serials(10),
+        keys.shard_names(10),
     )
     tags = {k[k.index("{") : k.index("}") + 1] for k in per_account}
-    assert tags == {"{a:42}"}
+    assert tags == {"{s:10}"}
+    assert {keys.parse_account_key(k) for k in per_account[:8]} == {42}
+    assert keys.parse_account_key(keys.deadlines(10)) is None
+    assert keys.parse_account_key("hbdns:acct:{s:3}:42") is None  # 42 is not in shard 3
 
 
 def test_parse_alive_round_trip_and_rejects_others() -> None:
     assert keys.parse_alive(keys.alive(7)) == (7, 4)
     assert keys.parse_alive(keys.alive(7, 6).encode()) == (7, 6)
     assert keys.parse_alive(keys.alive_legacy(7)) == (7, 0)
-    assert keys.parse_alive("hbdns:alive5:{a:7}") is None
+    assert keys.parse_alive("hbdns:alive5:{s:7}:7") is None
+    assert keys.parse_alive("hbdns:alive4:{s:6}:7") is None
     with pytest.raises(ValueError):
         keys.alive(7, 5)
     assert keys.parse_alive(keys.account(7)) is None
-    assert keys.parse_alive("hbdns:alive:{a:x}") is None
+    assert keys.parse_alive("hbdns:alive:{s:7}:x") is None
     assert keys.parse_alive("other:alive:{a:7}") is None
-
-
-def test_template_rebuilds_a_per_account_key_and_refuses_others() -> None:
-    for make in (keys.account, keys.alive, keys.account_log, keys.sms_outage):
-        pre, suf = keys.template(make)
-        assert pre + "42" + suf == make(42)
-    with pytest.raises(RuntimeError):
-        keys.template(lambda _id: "hbdns:zones")
 
 
 def test_admin_api_and_status_page_keys() -> None:

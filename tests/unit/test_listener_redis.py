@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from hbdns import keys, scripts
-from hbdns.liveness import BeatRequest, Liveness
+from hbdns.liveness import BeatRequest, Liveness, beat_shard_keys, by_shard
 from hbdns.resp import BatchConnection
 from heartbeat_listener.redis_io import RedisAccounts, RedisBeats
 
@@ -38,20 +38,27 @@ def test_beat_batch_is_what_redis_py_would_send(reqs: list[BeatRequest], fake_re
     assert writer.encode(reqs) == expected  # again, from the parts it keeps per account and zone
 
 
-def test_each_zone_of_a_batch_is_passed_once(fake_redis: redis.Redis) -> None:
+def test_each_zone_and_shard_of_a_batch_is_passed_once(fake_redis: redis.Redis) -> None:
     lv = Liveness(fake_redis)
-    k, a = lv.beat_argv(_REQS)
-    assert k[:4] == [keys.deadlines(), keys.events(), keys.stats(), keys.ingest()]
-    assert k[4:6] == [keys.zone(ZONE), keys.zone("a.b.example")]
-    assert a[4:7] == ["2", ZONE, "a.b.example"]
-    assert k[6:11] == [keys.account(7), keys.alive(7, 4), keys.alive(7, 6), keys.alive_legacy(7), keys.account_log(7)]
+    k, a = lv.beat_argv(_REQS)  # ids 7, 123456, 0, 8: shards 7, 0, 0, 8
+    rows = [7, 0, 8]
+    assert k[:15] == [key for s in rows for key in beat_shard_keys(s)]
+    assert beat_shard_keys(7) == (keys.deadlines(7), keys.events(7), keys.stats(7), keys.ingest(7), keys.serials(7))
+    assert a[4:8] == ["3", "2", ZONE, "a.b.example"]
+    assert k[15:20] == [keys.account(7), keys.alive(7, 4), keys.alive(7, 6), keys.alive_legacy(7), keys.account_log(7)]
+    assert a[8 + 9 :: 10] == ["1", "2", "2", "3"]  # each beat's last argument: its account's row
+
+
+def test_a_batch_splits_by_shard_in_order_of_appearance() -> None:
+    reqs = [BeatRequest(i, ZONE, 1) for i in (3, 19, 4, 35, 3)]
+    assert by_shard(reqs) == {3: [0, 1, 3, 4], 4: [2]}
 
 
 @pytest.mark.parametrize("ages", [[0, 0, 0, 0], [1500, 0, 70_000, 1]])
 def test_held_beats_carry_their_age_as_redis_py_would_send_it(ages: list[int], fake_redis: redis.Redis) -> None:
     lv = Liveness(fake_redis)
     k, a = lv.beat_argv(_REQS, ages=ages)
-    assert a[7 + 8 :: 9] == [str(x) if x else "" for x in ages]  # each beat's last argument
+    assert a[8 + 8 :: 10] == [str(x) if x else "" for x in ages]  # each beat's age
     expected = redis_py_packed("EVALSHA", scripts.BEAT.sha, len(k), *k, *a)
     assert RedisBeats(BatchConnection(fake_redis), lv).encode(_REQS, ages) == expected
 

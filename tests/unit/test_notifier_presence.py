@@ -72,8 +72,8 @@ def test_a_dead_consumers_entries_are_taken_over_one_that_never_registered_is_le
     n = Notifier(config.load({}), r=fake_redis, clock=clock, transports={})
     try:
         n.consumer.ensure_group()
-        fake_redis.xadd(keys.events(), {"type": "ip_changed", "account": "1", "fqdn": "h.example.test", "at": "1"})
-        fake_redis.xreadgroup(GROUP, "old-version", {keys.events(): ">"})  # read, never acknowledged
+        fake_redis.xadd(keys.events(1), {"type": "ip_changed", "account": "1", "fqdn": "h.example.test", "at": "1"})
+        fake_redis.xreadgroup(GROUP, "old-version", {keys.events(1): ">"})  # read, never acknowledged
         n.join()
         clock.now += 5
         n.presence.beat()
@@ -82,7 +82,7 @@ def test_a_dead_consumers_entries_are_taken_over_one_that_never_registered_is_le
         n.presence.beat()
         # taken once idle for TAKEOVER_MIN_IDLE_MS (real time), so two notifiers do not both take it
         assert wait_for(lambda: n.consumer.takeover_step(n.presence), 5, what="takeover") == 1
-        [pending] = fake_redis.xpending_range(keys.events(), GROUP, min="-", max="+", count=10)
+        [pending] = fake_redis.xpending_range(keys.events(1), GROUP, min="-", max="+", count=10)
         assert pending["consumer"] == n.name
     finally:
         n.stop()

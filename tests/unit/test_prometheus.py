@@ -154,8 +154,9 @@ def test_the_alerts_fire_when_they_should(tmp_path: Path) -> None:
 def exported_names() -> set[str]:
     """Every sample name the services export, from their registries built here on fakeredis."""
     r = fakeredis.FakeRedis(decode_responses=True)
-    r.xgroup_create(keys.events(), GROUP, id="0", mkstream=True)
-    r.hset(keys.stats(), "live", 0)  # a counted database (hbdns_accounts)
+    r.xgroup_create(keys.events(0), GROUP, id="0", mkstream=True)
+    for shard in keys.all_shards():  # a counted database (hbdns_accounts)
+        r.hset(keys.stats(shard), "live", 0)
     settings = config.load({})
     purger = Purger([], "")
     registries: list[CollectorRegistry] = []

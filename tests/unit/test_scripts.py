@@ -55,7 +55,7 @@ def test_sha_and_raw_command_are_what_redis_py_sends() -> None:
 
 
 def test_lookup_script_returns_the_fields_the_backend_parses() -> None:
-    m = re.search(r"redis\.call\('HMGET', acct, ([^)]*)\)", scripts.LOOKUP.source)
+    m = re.search(r"redis\.call\('HMGET', KEYS\[k \+ 1\], ([^)]*)\)", scripts.LOOKUP.source)
     assert m, "the lookup script's HMGET of the account hash"
     assert tuple(re.findall(r"'([a-z0-9_]+)'", m.group(1))) == ACCOUNT_FIELDS
 

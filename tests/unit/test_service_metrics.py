@@ -81,7 +81,7 @@ def test_sweeper_counts_transitions_and_reads_live_neutral_backlog_and_lag(fake_
 def test_accounts_are_not_exported_before_the_count_exists(fake_redis: redis.Redis) -> None:
     store = _store(fake_redis)
     store.add_account(store.new_account(f"a.{ZONE}", "heartbeat-c"))
-    fake_redis.delete(keys.stats())  # a database of the version before the count
+    fake_redis.delete(*(keys.stats(s) for s in keys.all_shards()))  # a database of the version before the count
     registry = CollectorRegistry()
     registry.register(LivenessCollector(fake_redis))
     m = scrape(registry)
@@ -138,13 +138,15 @@ def test_notifier_counts_outcomes_delivery_delay_and_reads_the_queue(fake_redis:
     # a queued retry: depth and the age of the oldest; the consumer group's backlog
     fake_redis.zadd(keys.notify_queue(), {"j1": time.time() - 30})
     fake_redis.zadd(keys.notify_queued_since(), {"j1": time.time() - 120})
-    fake_redis.xgroup_create(keys.events(), GROUP, id="0", mkstream=True)
-    fake_redis.xadd(keys.events(), {"type": "created"})
+    for shard in (3, 7):  # summed over the shard streams
+        fake_redis.xgroup_create(keys.events(shard), GROUP, id="0", mkstream=True)
+        fake_redis.xadd(keys.events(shard), {"type": "created"})
+    fake_redis.xreadgroup(GROUP, "n1", {keys.events(7): ">"})
     m = scrape(registry)
     assert m["hbdns_notifier_queue_depth"] == 1
     assert 119 <= m["hbdns_notifier_queue_oldest_seconds"] < 180
     assert 29 <= m["hbdns_notifier_queue_overdue_seconds"] < 90
-    assert m["hbdns_notifier_stream_pending"] == 0 and m["hbdns_notifier_stream_lag"] == 1
+    assert m["hbdns_notifier_stream_pending"] == 1 and m["hbdns_notifier_stream_lag"] == 1
 
 
 def test_the_sms_counts_are_exported() -> None:
@@ -165,8 +167,9 @@ def test_the_sms_counts_are_exported() -> None:
 
 
 def test_event_time_is_read_from_the_stream_id() -> None:
-    assert event_ms("1733000000123-4") == 1733000000123
-    assert event_ms("legacy") is None
+    assert event_ms("5/1733000000123-4") == 1733000000123
+    assert event_ms("1733000000123-4") == 1733000000123  # an id from before sharding
+    assert event_ms("legacy") is None and event_ms("16/1-0") is None and event_ms("x/1-0") is None
 
 
 def test_update_api_counts_answers_by_code(fake_redis: redis.Redis) -> None:
@@ -194,9 +197,10 @@ def test_update_api_counts_answers_by_code(fake_redis: redis.Redis) -> None:
 def test_the_sweeper_exports_the_events_stream_and_mass_outages_from_redis(fake_redis: redis.Redis) -> None:
     """What the operator is alarmed by (issue 20): a group's lag, events lost to the hard cap, a
     mass outage holding its customers' messages."""
-    fake_redis.xadd(keys.events(), {"type": "neutralized"})
-    fake_redis.xgroup_create(keys.events(), "hbdns-notifier", id="0")
-    fake_redis.hset(keys.events_trim(), mapping={"capped": 7, "unread": 3, "unread:hbdns-notifier": 3})
+    fake_redis.xadd(keys.events(4), {"type": "neutralized"})
+    fake_redis.xgroup_create(keys.events(4), "hbdns-notifier", id="0")
+    fake_redis.hset(keys.events_trim(4), mapping={"capped": 7, "unread": 3, "unread:hbdns-notifier": 3})
+    fake_redis.hset(keys.events_trim(9), mapping={"capped": 2})  # summed over the shards
     now = int(time.time() * 1000)
     event = MassEvent(scope=SYSTEM, started_ms=now, window_start_ms=now - 15_000, hold_until_ms=now + 60_000,
                       silent=900, of=1000)  # fmt: skip
@@ -205,7 +209,7 @@ def test_the_sweeper_exports_the_events_stream_and_mass_outages_from_redis(fake_
     registry.register(MassCollector(fake_redis))
     value = registry.get_sample_value
     assert value("hbdns_events_stream_length") == 1
-    assert value("hbdns_events_capped_total") == 7
+    assert value("hbdns_events_capped_total") == 9
     assert value("hbdns_events_dropped_unread_total", {"group": "hbdns-notifier"}) == 3
     assert value("hbdns_mass_outage_active", {"scope": SYSTEM}) == 1
     assert value("hbdns_mass_outage_silent_accounts", {"scope": SYSTEM}) == 900

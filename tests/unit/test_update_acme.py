@@ -12,7 +12,7 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
-from hbdns import acme, config, keys, provision, provision_acme
+from hbdns import acme, config, keys, provision, provision_acme, scripts
 from hbdns.purge import Purger
 from hbdns.store import Store
 from tests.support.update_api import redis_snapshot
@@ -179,9 +179,34 @@ def test_the_value_script_refuses_a_name_that_changed_hands(api: Api) -> None:
     cred = provision_acme.issue(api.store, api.home.account).credential
     args = {"cred_key": keys.acme_credential(cred.id), "name": HOME, "digest": cred.digest, "value": V1, "ttl_ms": 1000}
     assert acme.set_value(api.r, account_id=api.other.account.id, **args) == -1  # not the credential's account
+    # the account's shard no longer confirms the name (the lookup asks it too): it changed hands
     api.r.hset(keys.names(), HOME, str(api.other.account.id))
+    api.r.hdel(keys.shard_names(keys.shard_of(cred.account_id)), HOME)
     assert acme.set_value(api.r, account_id=cred.account_id, **args) == -2
     assert api.values() == set()
+
+
+@pytest.mark.parametrize("race", ["revoked", "name moved"])
+def test_a_value_written_while_its_right_went_is_taken_out(
+    api: Api, race: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checks and the write are separate slots: what changes between them is caught after."""
+    cred = provision_acme.issue(api.store, api.home.account).credential
+    args = {"cred_key": keys.acme_credential(cred.id), "name": HOME, "digest": cred.digest, "ttl_ms": 60_000}
+    assert acme.set_value(api.r, account_id=cred.account_id, value=V1, **args) == 1
+    real = scripts.ACME_SET
+
+    def racing(client: Any, keys_: Any, argv: Any) -> Any:
+        if race == "revoked":
+            provision_acme.revoke(api.store, api.home.account)
+        else:
+            api.r.hdel(keys.shard_names(keys.shard_of(cred.account_id)), HOME)
+        return real(client, keys_, argv)
+
+    monkeypatch.setattr(scripts, "ACME_SET", racing)
+    want = -1 if race == "revoked" else -2
+    assert acme.set_value(api.r, account_id=cred.account_id, value=V2, **args) == want
+    assert api.values() == {V1}  # the value written meanwhile is gone; the earlier one stays
 
 
 # --- ip6lanprefix ---------------------------------------------------------------------------------

@@ -88,7 +88,9 @@ class Api:
         return int(self.r.pttl(keys.alive((account or self.account).id)))
 
     def events(self, kind: str | None = None) -> list[dict[str, str]]:
-        return [f for _, f in self.r.xrange(keys.events()) if kind is None or f["type"] == kind]
+        entries = [e for s in keys.all_shards() for e in self.r.xrange(keys.events(s))]
+        entries.sort(key=lambda e: tuple(map(int, e[0].split("-"))))  # every shard's, in time order
+        return [f for _, f in entries if kind is None or f["type"] == kind]
 
     def allow_private(self, allow: bool = True) -> None:
         zone = self.store.get_zone(ZONE)

@@ -60,7 +60,7 @@ class Sessions:
             created=time.time(),
         )
         key = keys.status_session(_digest(session.cookie))
-        pipe = self.r.pipeline()
+        pipe = self.r.pipeline(transaction=True)  # one key: the hash and its TTL together
         pipe.hset(
             key,
             mapping={

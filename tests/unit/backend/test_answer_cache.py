@@ -9,6 +9,7 @@ import math
 import pytest
 
 from hbdns import keys
+from pdns_backend.accounts import account_keys
 from pdns_backend.answer_cache import AnswerCache, Entry
 
 
@@ -43,7 +44,7 @@ def test_a_report_drops_that_accounts_entries_only() -> None:
     assert ("b.example.com", "ANY") not in cache
 
 
-@pytest.mark.parametrize("report", [[keys.names()], None, ["hbdns:something-else"]])
+@pytest.mark.parametrize("report", [[keys.names()], [keys.shard_names(3)], None, ["hbdns:something-else"]])
 def test_the_name_index_a_flush_or_an_unknown_key_drops_everything(report: list[str] | None) -> None:
     cache = AnswerCache()
     cache.put(("a.example.com", "ANY"), entry(1))
@@ -61,16 +62,20 @@ def test_replacing_an_entry_moves_it_between_accounts() -> None:
     assert got is not None and got.body == b"y"
 
 
-def test_account_tags_are_read_from_any_per_account_key() -> None:
-    assert keys.parse_account_tag(keys.account(42)) == 42
-    assert keys.parse_account_tag(keys.alive(7).encode()) == 7
-    assert keys.parse_account_tag(keys.names()) is None
-    assert keys.parse_account_tag("other:{a:1}") is None  # not ours
+def test_account_ids_are_read_from_any_per_account_key() -> None:
+    assert keys.parse_account_key(keys.account(42)) == 42
+    assert keys.parse_account_key(keys.alive(7).encode()) == 7
+    assert keys.parse_account_key(keys.alive_legacy(23)) == 23
+    assert keys.parse_account_key(keys.names()) is None
+    assert keys.parse_account_key(keys.shard_names(5)) is None  # a shard's index: every entry read one
+    assert keys.parse_account_key("other:{s:1}:1") is None  # not ours
 
 
 def test_the_tracked_prefixes_cover_every_key_the_lookup_reads_and_do_not_overlap() -> None:
     prefixes = keys.lookup_prefixes()
-    for key in (keys.names(), keys.account(1), keys.alive(1)):
+    read = [keys.names(), *(keys.shard_names(s) for s in keys.all_shards())]
+    read += [k for account_id in (1, 16, 31) for k in account_keys(account_id)]
+    for key in read:
         assert any(key.startswith(p) for p in prefixes), key
     assert not any(a != b and a.startswith(b) for a in prefixes for b in prefixes)
 

@@ -130,3 +130,23 @@ def test_a_zones_revision_moves_with_its_answers_but_not_with_its_serial(
     )
     clock.now += 1
     assert backend.zones.snapshot()[1] != apexes
+
+
+def test_the_soa_serial_is_the_zone_serial_plus_every_shards_count(
+    backend: Backend, store: Store, r: redis.Redis, clock: Clock
+) -> None:
+    base = int(r.hget(keys.zone("example.com"), "serial") or 0)
+    assert soa_serial(backend) == base
+    r.hincrby(keys.serials(0), "example.com", 2)
+    r.hincrby(keys.serials(11), "example.com", 3)
+    r.hincrby(keys.serials(11), "other.example", 100)  # another zone's count
+    clock.now += 1
+    assert soa_serial(backend) == base + 5
+    assert [d["serial"] for d in backend.call("getAllDomains", {})] == [base + 5]
+    assert backend.call("getDomainInfo", {"name": "example.com."})["serial"] == base + 5
+    listed = backend.call("list", {"zonename": "example.com."})
+    assert int(listed[0]["content"].split()[2]) == base + 5  # the SOA comes first
+    assert backend.call("getDomainInfo", {"name": "other.example."}) is False  # counts alone: no zone
+    r.hset(keys.serials(15), "example.com", str(2**32 - base - 5))  # wraps modulo 2**32
+    clock.now += 1
+    assert soa_serial(backend) == 0

@@ -1,0 +1,14 @@
+-- An admin transition (created, removed) in the same format as the liveness scripts' own.
+-- KEYS: events log zone [stats acct] ; ARGV: id fqdn kind bump(1|0) maxlen logcap [field value ...]
+--   -> event id. With stats and the account's hash, 'removed' takes a live account off the live
+--   count (call it before the hash is deleted).
+local now, sec = clock()
+if KEYS[5] and ARGV[3] == 'removed' then
+  stats_key = KEYS[4]
+  state_moved(redis.call('HGET', KEYS[5], 'state'), 'removed')
+end
+local extra = {}
+for i = 7, #ARGV do extra[#extra + 1] = ARGV[i] end
+local eid = emit(KEYS[1], KEYS[2], ARGV[5], ARGV[6], ARGV[3], ARGV[1], ARGV[2], now, extra)
+if ARGV[4] == '1' then bump_serial(KEYS[3], sec) end
+return eid
