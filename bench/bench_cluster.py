@@ -1,333 +1,304 @@
 """Redis Cluster capacity (issue 16): beats/s with 1, 2 and 3 primaries, CPU per beat, memory.
 
-**Beats/s.** Until the sharded beat script lands (the listener branch), what runs is a
-*representative* single-slot script with the beat's fast path per beat (beat.lua: HMGET of the
-account's 9 fields, HSET counter + last_beat, PEXPIRE of the alive key, ZADD of the deadline, the
-bare 'ok'), 128 beats per EVALSHA, every call's keys in one shard (``{s:N}``), sent by
-:class:`hbdns.cluster_route.ClusterRouter` (16 shard batches x depth per round, every node's
-share in one write, all nodes before any read). Clusters of 1, 2 and 3 primaries (no replicas:
-replicas would take the same 2 cores) and the same-run reference, the same script and batches on
-a standalone redis-server through one BatchConnection, take turns round by round. CPU per beat is
-read from /proc for every redis-server and from the driver's own process time.
+**The real write path.** Every target holds the same accounts, added by the store
+(:meth:`hbdns.store.Store.bulk_add_accounts`: heartbeat-c, MX, an e-mail address each) and beating
+once. Then fast-path beats (live account, same address, counter rising) in the listener's batches
+(``HBDNS_HEARTBEAT_BATCH``, 256 random accounts of all shards) go through the listener's own
+writer, submitted one batch ahead as its server loop does: on a Cluster
+:class:`heartbeat_listener.cluster_io.ClusterBeats` on a
+:class:`hbdns.cluster_route.ClusterRouter` (what ``heartbeat_listener.main.cluster_stages``
+builds: one sharded beat script call per shard of the batch, every primary's share in one write),
+on the same-run reference, a standalone redis-server,
+:class:`heartbeat_listener.redis_io.RedisBeats` (one call per batch, ``redis_stages``). Clusters
+of 1, 2 and 3 primaries (no replicas: they would take the same 2 cores) and the reference take
+turns round by round. The beats carry a 600 s window instead of the plan's 15 s so that no alive
+key expires while the other targets have their turn (the script's work is the same).
 
-**Memory.** The store seeds a standalone Redis with ``n`` heartbeat-c accounts, each beating once
-(as bench_system's memory row); then every key is copied (MIGRATE COPY) into a one-primary
-cluster node. Reported: ``used_memory`` growth per account on both (the cluster's slot index
-costs per key), and ``MEMORY USAGE`` per key kind. ``--relayout`` first renames a database of
-the pre-shard schema to the sharded layout (the keys the ``sharded`` migration writes: account
-keys renamed, deadlines split per shard, a shard_names entry per name); keys already sharded are
-left alone, so it changes nothing on a sharded store.
+Per round and target: beats/s, each primary's CPU (``INFO cpu`` used_cpu_user + used_cpu_sys)
+per beat, and the driver's own CPU per beat (this process: building the requests, the writer's
+encoding, the router, parsing the replies; the listener's receive and verify stages are
+bench_listener's). Reported: medians over rounds.
 
-    .venv/bin/python -m bench.bench_cluster --rounds 3 --seconds 4
-    .venv/bin/python -m bench.bench_cluster --memory-only --accounts 100000 [--relayout]
+**Memory.** ``INFO memory`` used_memory (summed over the primaries) before the store wrote anything
+and after every account's first beat, per account; ``MEMORY USAGE`` per key kind on the
+standalone server.
 
-Not part of ``make test``.
+    .venv/bin/python -m bench.bench_cluster [--quick] [--rounds 5 --seconds 4 --accounts 32000 --batch 256]
+
+Not part of ``make test``; ``make bench`` runs it (``run``).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import random
 import re
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import redis
 
 from bench.common import Metric
-from hbdns import keys
-from hbdns.cluster_route import ClusterRouter, slot
+from hbdns import config
+from hbdns.cluster_route import ClusterRouter
 from hbdns.connection import connect
-from hbdns.resp import BatchConnection, encode_command
+from hbdns.liveness import BeatRequest, Liveness
+from hbdns.model import Zone, config_fingerprint
+from hbdns.resp import BatchConnection
+from hbdns.store import Store
+from heartbeat_listener.cluster_io import ClusterBeats
+from heartbeat_listener.redis_io import RedisBeats
 from tests.support.cluster import Cluster
 from tests.support.servers import RedisServer
 
-BATCH = 128
-PER_SHARD = 2048  # accounts per shard (32k in all)
-TICK = os.sysconf("SC_CLK_TCK")
-
-SCRIPT = """
-local dl = KEYS[1]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local out = {}
-for i = 2, #KEYS, 2 do
-  local acct = KEYS[i]
-  local cur = redis.call('HMGET', acct, 'fqdn', 'state', 'counter', 'ipv4', 'ipv6', 'fp', 'last_beat', 'zone',
-                         'live')
-  if cur[1] then
-    redis.call('HSET', acct, 'counter', ARGV[i - 1], 'last_beat', now)
-    redis.call('PEXPIRE', KEYS[i + 1], 15000)
-    redis.call('ZADD', dl, now + 15000, ARGV[i])
-    out[#out + 1] = 'ok'
-  else
-    out[#out + 1] = 'gone'
-  end
-end
-return out
-"""
+ZONE = "dyn.bench.test"
+NEUTRAL = "192.0.2.1"  # never contacted: only the zone's neutral answer
+WINDOW_MS = 600_000
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+def used_cpu(node: redis.Redis) -> float:
+    info = node.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def account_id(shard: int, i: int) -> int:
-    return shard + keys.SHARDS * i
+def used_memory(nodes: Sequence[redis.Redis]) -> int:
+    return sum(int(n.info("memory")["used_memory"]) for n in nodes)
 
 
-def seed(r: Any) -> None:
-    """PER_SHARD accounts per shard, each a hash of ~25 fields and a live alive key."""
-    fields = {f"f{j}": "x" * 12 for j in range(16)}
-    fields.update(fqdn="h.bench.test", state="live", counter="1", ipv4="10.0.0.1", ipv6="", fp="f", zone="bench.test")
-    for s in range(keys.SHARDS):
-        pipe = r.pipeline(transaction=False)
-        for i in range(PER_SHARD):
-            a = account_id(s, i)
-            pipe.hset(keys.account(a), mapping=dict(fields, last_beat="0", live="4"))
-            pipe.set(keys.alive(a, 4), "10.0.0.1", px=600_000)
-        pipe.execute()
+def ipv4(account_id: int) -> str:
+    return f"10.{(account_id >> 16) & 255}.{(account_id >> 8) & 255}.{account_id & 255}"
 
 
-def payloads(sha: str, depth: int) -> list[tuple[int, bytes]]:
-    """16 x depth EVALSHA calls of BATCH beats, each call one shard's; (slot, command)."""
-    out = []
-    for d in range(depth):
-        for s in range(keys.SHARDS):
-            k: list[str] = [keys.deadlines(s)]
-            a: list[str] = []
-            for b in range(BATCH):
-                acct = account_id(s, (d * BATCH + b) % PER_SHARD)
-                k += [keys.account(acct), keys.alive(acct, 4)]
-                a += [str(time.time_ns()), keys.deadline_member(acct, 4)]
-            out.append((slot(keys.deadlines(s)), encode_command("EVALSHA", sha, str(len(k)), *k, *a)))
-    return out
+class Target:
+    """One Redis (a cluster of n primaries, or the standalone reference) with the listener's writer."""
 
-
-class Setup:
-    """One target: a cluster of n primaries (router) or a standalone server (one connection)."""
-
-    def __init__(self, name: str, pids: list[int], send: Any) -> None:
-        self.name, self.pids, self.send = name, pids, send
+    def __init__(self, name: str, url: str, nodes: list[redis.Redis], cluster: bool, batch: int) -> None:
+        self.name, self.nodes, self.batch = name, nodes, batch
+        settings = config.load({"HBDNS_REDIS_URL": url})
+        client = connect(url)
+        self.store = Store(client, settings)
+        liveness = Liveness(
+            client,
+            max_skew_ms=int(settings.heartbeat_max_skew * 1000),
+            events_maxlen=settings.events_maxlen,
+            log_size=settings.account_log_size,
+        )  # as heartbeat_listener.main builds it
+        self.router: ClusterRouter | None = None
+        self.conn: BatchConnection | None = None
+        self.writer: Any  # ClusterBeats or RedisBeats: the same submit/collect/beats
+        if cluster:
+            self.router = ClusterRouter.from_url(url)
+            self.writer = ClusterBeats(self.router, liveness)
+        else:
+            self.conn = BatchConnection(client)
+            self.writer = RedisBeats(self.conn, liveness)
+        self.accounts: list[tuple[int, str, str]] = []  # (id, address, fp) in beat order
+        self.pos = 0
+        self.counter = 0
         self.rates: list[float] = []
-        self.redis_us: list[float] = []
+        self.redis_us: list[list[float]] = []  # per round, per primary
         self.driver_us: list[float] = []
+        self.memory_per_account = 0.0
 
-    def measure(self, commands: list[tuple[int, bytes]], seconds: float) -> None:
-        cpu0 = [cpu_seconds(p) for p in self.pids]
+    def seed(self, n: int) -> None:
+        """n accounts by the store, each beating once (its first beat: live, address recorded)."""
+        base = used_memory(self.nodes)
+        store = self.store
+        store.add_zone(Zone(apex=ZONE, ns=(f"ns1.{ZONE}",), hostmaster=f"hm.{ZONE}", neutral_ipv4=NEUTRAL))
+        made = store.bulk_add_accounts(
+            [store.new_account(f"h{i}.{ZONE}", "heartbeat-c", mx=True, emails=[f"o{i}@c.test"]) for i in range(n)]
+        )
+        self.accounts = [(a.id, ipv4(a.id), config_fingerprint(a.hb_key, a.plan, a.zone)) for a in made]
+        random.Random(1).shuffle(self.accounts)
+        self.counter = time.time_ns() // 1_000_000
+        for _ in range(0, n, self.batch):
+            results = self.writer.beats(self.next_batch())
+            if any(not r.accepted for r in results):
+                raise RuntimeError(f"{self.name}: a first beat not recorded: {results[0]}")
+        self.memory_per_account = (used_memory(self.nodes) - base) / n
+
+    def next_batch(self) -> list[BeatRequest]:
+        """The next ``batch`` accounts of the shuffled list (each at most once), a counter above all
+        before it."""
+        self.counter = max(self.counter + 1, time.time_ns() // 1_000_000)
+        c, accounts, start = self.counter, self.accounts, self.pos
+        part = accounts[start : start + self.batch]
+        self.pos = start + self.batch if start + self.batch < len(accounts) else 0
+        return [BeatRequest(a, ZONE, WINDOW_MS, ipv4=ip, counter=c, fp=fp) for a, ip, fp in part]
+
+    def measure(self, seconds: float) -> None:
+        """Beats for ``seconds``, one batch in flight while the next is made (the listener's loop)."""
+        cpu0 = [used_cpu(n) for n in self.nodes]
         own0, t0, beats = time.process_time(), time.perf_counter(), 0
+        pending = self.writer.submit(self.next_batch())
         while time.perf_counter() - t0 < seconds:
-            replies = self.send(commands)
-            bad = [r for r in replies if not isinstance(r, list) or r[0] != "ok"]
-            if bad:
-                raise RuntimeError(f"{self.name}: {bad[0]!r} {bad[0]}")
-            beats += BATCH * len(commands)
+            batch = self.next_batch()
+            ticket = self.writer.submit(batch)
+            self.check(self.writer.collect(pending))
+            pending = ticket
+            beats += len(batch)
+        self.check(self.writer.collect(pending))
+        beats += self.batch
         wall = time.perf_counter() - t0
+        own = time.process_time() - own0
         self.rates.append(beats / wall)
-        self.redis_us.append(sum(cpu_seconds(p) - c for p, c in zip(self.pids, cpu0, strict=True)) / beats * 1e6)
-        self.driver_us.append((time.process_time() - own0) / beats * 1e6)
+        self.redis_us.append([(used_cpu(n) - c) / beats * 1e6 for n, c in zip(self.nodes, cpu0, strict=True)])
+        self.driver_us.append(own / beats * 1e6)
+
+    def check(self, results: Sequence[Any]) -> None:
+        slow = [r for r in results if r.status != "ok" or r.changed]
+        if slow:
+            raise RuntimeError(f"{self.name}: {len(slow)} beats off the fast path, e.g. {slow[0]}")
+
+    def per_primary(self) -> list[float]:
+        """Each primary's CPU per beat, the median of the rounds."""
+        return [statistics.median(r[i] for r in self.redis_us) for i in range(len(self.nodes))]
+
+    def memory_by_kind(self) -> dict[str, float]:
+        """MEMORY USAGE per account, per key kind (ids and hash tags taken out of the names)."""
+        by_kind: dict[str, int] = {}
+        n = len(self.accounts)
+        for node in self.nodes:
+            names = list(node.scan_iter(count=5000))
+            for i in range(0, len(names), 2000):
+                chunk = names[i : i + 2000]
+                pipe = node.pipeline(transaction=False)
+                for k in chunk:
+                    pipe.memory_usage(k, samples=0)
+                for k, used in zip(chunk, pipe.execute(), strict=True):
+                    kind = re.sub(r"\{[^}]*\}|\d+|:+$", "", k).rstrip(":")
+                    by_kind[kind] = by_kind.get(kind, 0) + int(used or 0)
+        return {k: round(v / n, 1) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])}
+
+    def close(self) -> None:
+        if self.router is not None:
+            self.router.close()
+        if self.conn is not None:
+            self.conn.close()
 
 
-def throughput(rounds: int, seconds: float, depth: int, workdir: Path) -> list[Metric]:
+def measure(rounds: int, seconds: float, accounts: int, workdir: Path, batch: int = 0) -> list[Metric]:
+    batch = batch or config.load({}).heartbeat_batch
     clusters = [Cluster(workdir / f"c{n}", primaries=n, replicas=0).start() for n in (1, 2, 3)]
     standalone = RedisServer(workdir / "standalone").start()
+    targets: list[Target] = []
     try:
-        setups: list[Setup] = []
-        sha = ""
         for c in clusters:
-            seed(connect(c.url))
-            router = ClusterRouter.from_url(c.url)
-            router.on_connect.append(lambda conn: conn.roundtrip(encode_command("SCRIPT", "LOAD", SCRIPT), 1))
-            pids = [n.server.process.pid for n in c.nodes if n.server.process]
-            setups.append(Setup(f"{len(c.nodes)} primaries", pids, router.execute))
-        r = redis.Redis(port=standalone.port, decode_responses=True)
-        seed(r)
-        sha = str(r.script_load(SCRIPT))
-        single = BatchConnection(r)
-
-        def one_connection(commands: list[tuple[int, bytes]]) -> list[Any]:
-            return single.roundtrip(b"".join(c for _, c in commands), len(commands))
-
-        assert standalone.process is not None
-        reference = Setup("standalone", [standalone.process.pid], one_connection)
-        commands = payloads(sha, depth)
-        for target in [*setups, reference]:
-            target.measure(commands, 0.5)  # warm up: scripts loaded, connections open
-            for series in (target.rates, target.redis_us, target.driver_us):
-                series.clear()
+            nodes = [redis.Redis(port=n.port, decode_responses=True) for n in c.nodes]
+            targets.append(Target(f"{len(c.nodes)} primaries", c.url, nodes, True, batch))
+        node = redis.Redis(port=standalone.port, decode_responses=True)
+        reference = Target("standalone", standalone.url, [node], False, batch)
+        targets.append(reference)
+        for t in targets:
+            t.seed(accounts)
+        for t in targets:
+            t.measure(0.5)  # warm up: scripts loaded everywhere, connections open
+            t.rates, t.redis_us, t.driver_us = [], [], []
         for _ in range(rounds):
-            for target in [*setups, reference]:
-                target.measure(commands, seconds)
+            for t in targets:
+                t.measure(seconds)
+        kinds = reference.memory_by_kind()
     finally:
+        for t in targets:
+            t.close()
         for c in clusters:
             c.stop()
         standalone.stop()
-    note = (
-        "representative single-slot fast-path script (HMGET, HSET, PEXPIRE, ZADD per beat), 128 beats per "
-        f"EVALSHA, {depth * 16} calls per round via ClusterRouter; not the shipped beat.lua (not sharded yet)"
+    return metrics(targets[:-1], reference, batch, rounds, seconds, accounts, kinds)
+
+
+def metrics(
+    clusters: list[Target], ref: Target, batch: int, rounds: int, seconds: float, accounts: int, kinds: dict[str, float]
+) -> list[Metric]:
+    how = (
+        f"{accounts} heartbeat-c accounts added by the store, fast-path beats in batches of {batch} random accounts "
+        f"through the listener's writer (ClusterBeats on ClusterRouter; reference RedisBeats), {rounds} rounds of "
+        f"{seconds:g} s, targets taking turns"
     )
-    out = []
-    for t in setups:
+    out: list[Metric] = []
+    for t in clusters:
+        per_primary = t.per_primary()
         out.append(
             Metric(
-                f"beats/s, Redis Cluster, {t.name} (representative script)",
+                f"beats/s, Redis Cluster, {t.name}, sharded beat script",
                 "beats/s",
                 tuple(t.rates),
-                "same script and batches, standalone redis-server, one connection",
-                tuple(reference.rates),
-                notes=note,
-                extra={
-                    "redis_cpu_us_per_beat": statistics.median(t.redis_us),
-                    "driver_cpu_us_per_beat": statistics.median(t.driver_us),
-                    "reference_redis_cpu_us_per_beat": statistics.median(reference.redis_us),
-                    "reference_driver_cpu_us_per_beat": statistics.median(reference.driver_us),
-                },
+                "the same beats, standalone redis-server (RedisBeats)",
+                tuple(ref.rates),
+                notes=how,
+                extra={"redis_cpu_us_per_beat_by_primary": [round(x, 2) for x in per_primary]},
+            )
+        )
+        out.append(
+            Metric(
+                f"Redis CPU per beat, cluster of {t.name} (all primaries)",
+                "us",
+                tuple(sum(r) for r in t.redis_us),
+                "standalone redis-server, same run",
+                tuple(sum(r) for r in ref.redis_us),
+                notes=f"per primary (medians): {', '.join(f'{x:.2f}' for x in per_primary)} us",
+            )
+        )
+        out.append(
+            Metric(
+                f"driver CPU per beat (listener writer + router), cluster of {t.name}",
+                "us",
+                tuple(t.driver_us),
+                "RedisBeats on the standalone server, same run",
+                tuple(ref.driver_us),
+            )
+        )
+    for t in clusters:
+        out.append(
+            Metric(
+                f"Redis memory per heartbeat-c account, cluster of {t.name} ({accounts} accounts, first beat)",
+                "bytes",
+                (t.memory_per_account,),
+                "the same accounts on a standalone redis-server",
+                (ref.memory_per_account,),
+                notes="INFO used_memory summed over the primaries, after the store's accounts and one beat each",
+                extra={"standalone_memory_usage_per_account_by_kind": kinds} if t is clusters[0] else {},
             )
         )
     return out
 
 
-_OLD_ACCOUNT_KEY = re.compile(r"^(hbdns:.+):\{a:(\d+)\}$")
-
-
-def relayout(r: redis.Redis, schema: Any = keys) -> int:
-    """Rename a pre-shard database to the sharded layout of ``schema`` (a sharded hbdns.keys; the
-    pre-shard tree passes this tree's by file, --sharded-keys); keys already sharded stay. Returns
-    the keys renamed."""
-    renamed = 0
-    pipe = r.pipeline(transaction=False)
-    for key in r.scan_iter(match="hbdns:*{a:*}", count=5000):
-        m = _OLD_ACCOUNT_KEY.match(key)
-        if m:
-            aid = int(m.group(2))
-            pipe.rename(key, f"{m.group(1)}:{schema.shard_tag(schema.shard_of(aid))}:{aid}")
-            renamed += 1
-            if len(pipe) >= 2000:
-                pipe.execute()
-    pipe.execute()
-    old: Any
-    try:
-        from hbdns import keys_unsharded as old
-    except ImportError:  # the pre-shard tree: its keys are the old schema
-        old = keys
-    old_deadlines = str(old.deadlines())
-    if r.type(old_deadlines) == "zset":
-        members: list[tuple[str, float]] = r.zrange(old_deadlines, 0, -1, withscores=True)  # type: ignore[assignment]
-        for member, score in members:
-            pipe.zadd(schema.deadlines(schema.shard_of(schema.parse_deadline_member(member)[0])), {member: score})
-            if len(pipe) >= 2000:
-                pipe.execute()
-        pipe.delete(old_deadlines)
-        pipe.execute()
-    for name, aid in r.hscan_iter(schema.names(), count=5000):
-        pipe.hset(schema.shard_names(schema.shard_of(int(aid))), name, aid)
-        if len(pipe) >= 2000:
-            pipe.execute()
-    pipe.execute()
-    return renamed
-
-
-def sharded_keys(path: str) -> Any:
-    """hbdns/keys.py of a sharded tree, loaded from its file (for --relayout in a pre-shard tree)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("sharded_keys", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def memory(n: int, workdir: Path, relayout_first: bool, schema: Any = keys) -> list[Metric]:
-    from bench.bench_system import NEUTRAL, ZONE
-    from hbdns import config
-    from hbdns.liveness import BeatRequest
-    from hbdns.model import Zone
-    from hbdns.store import Store
-
-    srv = RedisServer(workdir / "mem").start()
-    cl = Cluster(workdir / "mem-cluster", primaries=1, replicas=0).start()
-    try:
-        r = connect(srv.url)
-        node = redis.Redis(port=cl.nodes[0].port, decode_responses=True)
-        base, cbase = int(r.info("memory")["used_memory"]), int(node.info("memory")["used_memory"])
-        store = Store(r, config.load({}))
-        store.add_zone(Zone(apex=ZONE, ns=(f"ns1.{ZONE}",), hostmaster=f"hm.{ZONE}", neutral_ipv4=NEUTRAL))
-        accounts = store.bulk_add_accounts(
-            [store.new_account(f"h{i}.{ZONE}", "heartbeat-c", mx=True, emails=[f"o{i}@c.test"]) for i in range(n)]
-        )
-        now = time.time_ns() // 1_000_000
-        for i in range(0, n, 2000):
-            store.liveness.beats(
-                BeatRequest(a.id, ZONE, 600_000, ipv4=f"10.{(a.id >> 16) & 255}.{(a.id >> 8) & 255}.{a.id & 255}",
-                            counter=now)
-                for a in accounts[i : i + 2000]
-            )  # fmt: skip
-        renamed = relayout(r, schema) if relayout_first else 0
-        standalone = (int(r.info("memory")["used_memory"]) - base) / n
-        by_kind: dict[str, int] = {}
-        names = list(r.scan_iter(count=5000))
-        for i in range(0, len(names), 2000):
-            chunk = names[i : i + 2000]
-            pipe = r.pipeline(transaction=False)
-            for k in chunk:
-                pipe.memory_usage(k, samples=0)
-            for k, used in zip(chunk, pipe.execute(), strict=True):
-                kind = re.sub(r"\{[^}]*\}|\d+|:+$", "", k).rstrip(":")
-                by_kind[kind] = by_kind.get(kind, 0) + int(used or 0)
-            r.execute_command("MIGRATE", "127.0.0.1", str(cl.nodes[0].port), "", "0", "20000", "COPY", "KEYS", *chunk)
-        clustered = (int(node.info("memory")["used_memory"]) - cbase) / n
-    finally:
-        srv.stop()
-        cl.stop()
-    per_kind = {k: round(v / n, 1) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])}
-    return [
-        Metric(
-            f"Redis memory per heartbeat-c account, one-primary cluster node ({n // 1000}k accounts)",
-            "bytes",
-            (clustered,),
-            "the same keys on a standalone redis-server",
-            (standalone,),
-            notes=f"keys {len(names)}, renamed to the sharded layout first: {renamed}",
-            extra={"memory_usage_per_account_by_kind": per_kind},
-        )
-    ]
-
-
 def run(quick: bool = False) -> list[Metric]:
     with tempfile.TemporaryDirectory(prefix="hbdns-cluster-") as tmp:
-        return throughput(2 if quick else 5, 3.0, 2, Path(tmp)) + memory(10_000 if quick else 100_000, Path(tmp), False)
+        if quick:
+            return measure(3, 2.0, 8_000, Path(tmp))
+        return measure(5, 4.0, 32_000, Path(tmp))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_cluster", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 rounds of 2 s, 8000 accounts (about a minute)")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--depth", type=int, default=2, help="calls per shard per round")
-    parser.add_argument("--accounts", type=int, default=100_000)
-    parser.add_argument("--memory-only", action="store_true")
-    parser.add_argument("--throughput-only", action="store_true")
-    parser.add_argument("--relayout", action="store_true", help="rename a pre-shard store to the sharded layout")
-    parser.add_argument("--sharded-keys", default="", help="path of a sharded hbdns/keys.py (with --relayout)")
-    args = parser.parse_args()
+    parser.add_argument("--accounts", type=int, default=32_000)
+    parser.add_argument("--batch", type=int, default=0, help="beats per listener batch (0: the default)")
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="hbdns-cluster-") as tmp:
-        metrics: list[Metric] = []
-        if not args.memory_only:
-            metrics += throughput(args.rounds, args.seconds, args.depth, Path(tmp))
-        if not args.throughput_only:
-            schema = sharded_keys(args.sharded_keys) if args.sharded_keys else keys
-            metrics += memory(args.accounts, Path(tmp), args.relayout, schema)
-    for m in metrics:
+        if args.quick:
+            got = measure(3, 2.0, 8_000, Path(tmp))
+        else:
+            got = measure(args.rounds, args.seconds, args.accounts, Path(tmp), args.batch)
+    for m in got:
+        print(f"{m.name}: median {m.median:,.2f} {m.unit} (samples {[round(s, 2) for s in m.samples]})")
         ref = m.reference_median
-        print(f"{m.name}: median {m.median:,.1f} {m.unit} (samples {[round(s) for s in m.samples]})")
-        print(f"  reference {m.reference_name}: {ref:,.1f} (samples {[round(s) for s in m.reference_samples]})")
+        if ref is not None:
+            ratio = f"{m.ratio:.3f}" if m.ratio is not None else "-"
+            print(f"  reference {m.reference_name}: {ref:,.2f} (ratio {ratio})")
+        if m.notes:
+            print(f"  {m.notes}")
         for k, v in m.extra.items():
-            print(f"  {k}: {v if not isinstance(v, float) else round(v, 3)}")
+            print(f"  {k}: {v}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

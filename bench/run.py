@@ -31,6 +31,7 @@ MODULES = [
     "bench_faults",
     "bench_mail",
     "bench_mass",
+    "bench_cluster",
 ]
 
 
