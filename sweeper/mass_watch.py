@@ -21,6 +21,7 @@ deadlines, before their messages' settle time ends.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -59,6 +60,7 @@ class MassWatch:
         # silent marks are kept for the window, the hold and two censuses: the hold's end counts them
         self.keep_ms = self.window_ms + self.hold_ms + int(2 * CENSUS_EVERY * 1000)
         self.heartbeat = frozenset(name for name, p in plans.items() if p.kind == "heartbeat")
+        self.windows = {name: p.expiry_ms for name, p in plans.items()}
         self.clock = clock
         self._last_census = -CENSUS_EVERY
         self._warn = RateLimitedLog(log, 10.0)
@@ -85,7 +87,10 @@ class MassWatch:
         ids = sorted({m if isinstance(m, int) else m[0] for m in members})
         if not ids:
             return []
+        shards = sorted({keys.shard_of(i) for i in ids})
         pipe = self.r.pipeline(transaction=False)
+        for shard in shards:
+            pipe.hmget(keys.ingest(shard), "mark", "gap_ms", "gaps")
         for i in ids:
             pipe.hmget(keys.account(i), "zone", "plan", "state")
             pipe.exists(keys.alive(i, 4), keys.alive(i, 6), keys.alive_legacy(i))
@@ -93,6 +98,8 @@ class MassWatch:
             pipe.zmscore(dl, [keys.deadline_member(i, 4), keys.deadline_member(i, 6), str(i)])
         pipe.hgetall(keys.mass_census())
         replies = pipe.execute()
+        ingest = dict(zip(shards, replies[: len(shards)], strict=True))
+        replies = replies[len(shards) :]
         census = replies[-1]
         census_at = int(census.get("@at", 0) or 0)
         if not census_at:
@@ -104,6 +111,8 @@ class MassWatch:
             if state == "live" and not alive and plan in self.heartbeat:
                 # silent since its last deadline (a sweeper back from downtime finds old ones: not a burst)
                 since = int(max((float(d) for d in due if d is not None), default=now))
+                if ingest_hold(ingest[keys.shard_of(account_id)], since, self.windows[plan], now) > 0:
+                    continue  # our own ingest outage, not the customer's: the sweep holds it too
                 for scope in self._scopes_of(zone or ""):
                     by_scope.setdefault(scope, {})[str(account_id)] = since
         if not by_scope:
@@ -239,3 +248,22 @@ class MassWatch:
             if self._mark("over", replace(event, over=True, recovered=back, still_down=down)):
                 ended += 1
         return ended
+
+
+def ingest_hold(h: list[Any], d: int, w: int, now: int) -> int:
+    """hbdns/lua/lib.lua's ``ingest_hold`` on a shard's ingest hash (``mark``, ``gap_ms``, ``gaps``):
+    when the deadline ``d`` of a plan window ``w`` ms is to be looked at again because its window
+    overlaps an ingest outage (0: it does not). A silence that is our own outage (Redis or every
+    listener down) is no customer's, so it counts towards no mass outage either: without this a
+    sweep right after a long Redis outage, before the listeners wrote their held beats, found every
+    account silent and held every customer's messages for a mass outage that never was."""
+    mark_s, gap_s, gaps_s = h
+    if not mark_s:
+        return 0
+    mark, again = int(mark_s), 0
+    if now - mark > int(gap_s or 2000) and d > mark:
+        again = now + w
+    for start, end in json.loads(gaps_s or "[]"):
+        if start < d and end > d - w and end + w > again:
+            again = end + w
+    return again

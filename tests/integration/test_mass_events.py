@@ -175,3 +175,23 @@ def test_a_sweeper_behind_still_recognises_it_before_the_first_transition(
     assert sweeper.sweeper.step() == 8
     types = [e.type for e in events(real_redis)]
     assert types.index(mass.STARTED) < types.index("neutralized")  # at the first batch of 2
+
+
+def test_silence_in_an_ingest_outage_is_no_mass_outage(real_redis: redis.Redis, redis_url: str, smtp: SmtpSink) -> None:
+    """Right after a long Redis outage every account is silent until the listeners write the beats
+    they held: that is our outage, held by the sweep, and no mass outage either."""
+    settings = _settings(redis_url, smtp)
+    store = Store(real_redis, settings)
+    accts = [add_account(store, f"i{i}") for i in range(8)]
+    sweeper = SweeperService(settings, r=real_redis)
+    for a in accts:
+        beat(store, a)
+    sweeper.watch.census_step()
+    wait_for(lambda: _silent(real_redis, accts), 10, what="all silent")
+    sec, usec = real_redis.time()
+    gone_since = int(sec) * 1000 + int(usec) // 1000 - 20_000  # no listener has marked for 20 s
+    for shard in keys.all_shards():
+        real_redis.hset(keys.ingest(shard), mapping={"mark": gone_since, "gap_ms": 2000})
+    assert sweeper.sweeper.step() == 0  # held: none neutralized
+    assert mass.load(real_redis) == {}
+    assert not any(real_redis.exists(keys.mass_silent(s)) for s in (mass.SYSTEM, mass.zone_scope(ZONE)))
