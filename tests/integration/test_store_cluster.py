@@ -6,6 +6,7 @@ store path through both; listings read the global sets, not one node's keyspace.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +16,7 @@ from redis.cluster import ClusterNode, RedisCluster
 import tests.support.cluster as cluster_support
 from admin.cli.status import ingest_summary
 from hbdns import acme, config, keys, provision, provision_acme, scripts
-from hbdns.connection import is_cluster
+from hbdns.connection import connect, is_cluster
 from hbdns.model import Zone
 from hbdns.store import Conflict, Store
 from update_api.status import badges
@@ -105,3 +106,26 @@ def test_a_script_the_shard_multi_finds_unloaded_runs_again(store: Store, monkey
     events = [f for _, f in r.xrange(keys.events(keys.shard_of(acct.id)))]
     assert [(e["type"], e["account"]) for e in events] == [("created", str(acct.id))]
     assert r.hget(keys.shard_names(keys.shard_of(acct.id)), f"late.{ZONE}") == str(acct.id)
+
+
+def test_the_admin_cli_works_on_a_cluster_url(
+    cluster: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``hbdns`` itself with ``HBDNS_REDIS_URL=redis+cluster://...`` (the standalone and Sentinel
+    forms have their own tests): zones, accounts, status and migrate."""
+    from admin.cli.main import main
+
+    cluster.flush()
+    monkeypatch.setenv("HBDNS_REDIS_URL", cluster.url)
+    apex = "cli.example.net"
+    assert main(["zone", "add", apex, "--ns", f"ns1.{apex}"]) == 0
+    for i in range(20):  # over every shard
+        assert main(["account", "add", f"h{i}.{apex}", "--plan", "heartbeat-c"]) == 0
+    capsys.readouterr()
+    assert main(["--json", "account", "show", f"h7.{apex}"]) == 0
+    assert json.loads(capsys.readouterr().out)["fqdn"] == f"h7.{apex}"
+    assert main(["status"]) == 0 and main(["migrate", "--status"]) == 0 and main(["migrate"]) == 0
+    assert main(["account", "remove", f"h7.{apex}"]) == 0
+    assert main(["account", "show", f"h7.{apex}"]) != 0
+    r = connect(cluster.url)
+    assert r.scard(keys.accounts()) == 19 and sum(r.hlen(keys.shard_names(s)) for s in keys.all_shards()) == 19
