@@ -15,8 +15,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import redis
-
+from hbdns import cluster_pipeline
 from hbdns.connection import is_cluster
 from hbdns.scripts import Arg, Script
 
@@ -27,7 +26,8 @@ Call = tuple[Script, Sequence[str], Sequence[Arg]]
 
 def run(r: Any, calls: Sequence[Call]) -> list[Any]:
     """The replies of ``calls``, in order. Standalone: one pipeline (an error reply raises, as a
-    pipeline does). Cluster: one pipeline per primary; a failed primary's replies are exceptions."""
+    pipeline does). Cluster: one pipeline per primary (:mod:`hbdns.cluster_pipeline`); a failed
+    primary's replies are exceptions."""
     if not calls:
         return []
     if not is_cluster(r):
@@ -35,34 +35,11 @@ def run(r: Any, calls: Sequence[Call]) -> list[Any]:
         for script, keys_, args in calls:
             script(pipe, keys_, args)
         return list(pipe.execute())
-    return _per_primary(r, calls)
-
-
-def _per_primary(r: Any, calls: Sequence[Call]) -> list[Any]:
-    groups: dict[str, tuple[Any, list[int]]] = {}
-    for n, (_, keys_, _) in enumerate(calls):
-        if not keys_:
-            raise ValueError("a script call on a cluster needs a key to route by")
-        node = r.get_node_from_key(keys_[0])
-        groups.setdefault(node.name, (node, []))[1].append(n)
-    out: list[Any] = [None] * len(calls)
-    failed = 0
-    for node, idx in groups.values():
-        pipe = r.get_redis_connection(node).pipeline(transaction=False)
-        for n in idx:
-            script, keys_, args = calls[n]
-            script(pipe, keys_, args)
-        try:
-            replies = pipe.execute(raise_on_error=False)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            replies = [exc] * len(idx)
-        for n, reply in zip(idx, replies, strict=True):
-            out[n] = reply
-            failed += isinstance(reply, Exception)
+    slot_pipe = cluster_pipeline.pipeline(r)  # a SlotPipeline here
+    for script, keys_, args in calls:
+        script(slot_pipe, keys_, args)
+    out = slot_pipe.execute(raise_on_error=False)
+    failed = sum(isinstance(reply, Exception) for reply in out)
     if failed:
-        log.warning("script calls failed on a cluster node; reading the slot map again", extra={"failed": failed})
-        try:
-            r.nodes_manager.initialize()
-        except redis.RedisError as exc:
-            log.warning("cannot read the cluster's slot map", extra={"error": str(exc)})
+        log.warning("script calls failed on a cluster node", extra={"failed": failed})
     return out

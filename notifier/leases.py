@@ -27,8 +27,7 @@ from typing import Any
 
 import redis
 
-from hbdns import keys, scripts
-from notifier import pipes
+from hbdns import cluster_pipeline, keys, scripts
 
 GO, BUSY = "go", "busy"
 OPEN, DUE, PROBE = "open", "due", "probe"
@@ -49,7 +48,7 @@ class Markers:
     def claim(self, items: Sequence[tuple[str, bool]], token: str, live: Iterable[str]) -> list[str]:
         """For each (message key, may take a dead marker): ``go``, ``busy`` or ``done:<state>``; one round trip."""
         live_args = list(live)
-        pipe = pipes.pipeline(self.r)
+        pipe = cluster_pipeline.pipeline(self.r)
         for key, allow_dead in items:
             args = ["claim", token, self.lease_ms, "1" if allow_dead else "0", *live_args]
             scripts.NOTIFY_MARKER(pipe, [keys.sent(key)], args)
@@ -80,7 +79,7 @@ class Holds:
         todo = list(dests)
         if not todo:
             return {}
-        pipe = pipes.pipeline(self.r)
+        pipe = cluster_pipeline.pipeline(self.r)
         for dest in todo:
             self._call(["check", dest, _ms(now)], pipe)
         return {dest: _state(reply) for dest, reply in zip(todo, pipe.execute(), strict=True)}

@@ -28,8 +28,7 @@ from collections.abc import Iterable, Sequence
 
 import redis
 
-from hbdns import keys, scripts
-from notifier import pipes
+from hbdns import cluster_pipeline, keys, scripts
 from notifier.messages import SMS, Message
 
 GO, MOOT, DONE, BUSY = "go", "moot", "done", "busy"
@@ -48,7 +47,7 @@ class Outages:
     def ask_many(self, messages: Sequence[Message], token: str, now: float, live: Iterable[str]) -> list[str]:
         """:meth:`ask` for messages of different threads, in one round trip."""
         live_args = list(live)
-        pipe = pipes.pipeline(self.r)
+        pipe = cluster_pipeline.pipeline(self.r)
         for m in messages:
             args = [m.role, m.thread, str(m.outage_ms), token, repr(now), repr(now + self.lease)]
             args += ["0" if m.channel == SMS else "1", *live_args]

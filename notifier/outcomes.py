@@ -17,8 +17,8 @@ from typing import Any
 
 import redis
 
+from hbdns import cluster_pipeline
 from hbdns.notify_queue import Job, dead_letter
-from notifier import pipes
 from notifier.leases import Markers
 from notifier.messages import Message
 from notifier.outage import Outages
@@ -74,7 +74,7 @@ class Recorder:
             self.outages.settle(item.message, outcome, self.presence.token, pipe)
 
     def sent(self, item: Item, sent: Message, *, merged: bool) -> Outcome:
-        pipe = pipes.pipeline(self.r)
+        pipe = cluster_pipeline.pipeline(self.r)
         self.markers.set(item.message.key, self.presence.token, "sent", pipe)
         self._settle_offline(item, "sent", pipe)
         for key, field, value in item.message.marks:
@@ -86,7 +86,7 @@ class Recorder:
 
     def finish(self, item: Item, status: str, reason: str) -> Outcome:
         """Sent already (``duplicate``) or moot: nothing to send, ever."""
-        pipe = pipes.pipeline(self.r)
+        pipe = cluster_pipeline.pipeline(self.r)
         if status == DROPPED:
             self.markers.set(item.message.key, self.presence.token, "moot", pipe)
         if item.job is not None:
@@ -98,7 +98,7 @@ class Recorder:
         now = self.clock()
         job = self._next_job(item, reason, attempted=True, now=now)
         letter = dead_letter(job, reason, now, _summary(m))
-        pipe = pipes.pipeline(self.r)
+        pipe = cluster_pipeline.pipeline(self.r)
         self.markers.set(item.message.key, self.presence.token, "dead", pipe)
         self._settle_offline(item, "dead", pipe)
         self.queue.finish(job.id, self.presence.token, letter, now, client=pipe)
@@ -111,7 +111,7 @@ class Recorder:
         job = self._next_job(item, reason, attempted=attempted, now=now)
         if now - job.first >= self.horizon:
             return self.dead(item, m, f"undeliverable for {_age(now - job.first)}: {reason}")
-        pipe = pipes.pipeline(self.r)
+        pipe = cluster_pipeline.pipeline(self.r)
         self.markers.release(item.message.key, self.presence.token, pipe)
         self._settle_offline(item, "queued", pipe)
         self.queue.put(job, due, self.presence.token, client=pipe)

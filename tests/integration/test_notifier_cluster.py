@@ -1,6 +1,6 @@
 """The notifier on a real 3-primary, 3-replica Redis Cluster (tests/support/cluster.py): every shard's
 stream read per shard, messages and their queue through the per-primary pipelines
-(notifier/pipes.py), a relay outage retried, a dead consumer's entries taken over per shard.
+(hbdns/cluster_pipeline.py), a relay outage retried, a dead consumer's entries taken over per shard.
 Accounts and entries are written directly, so that only the notifier is under test; the whole
 acceptance scenario on a cluster is tests/integration/test_cluster_acceptance.py."""
 

@@ -1,13 +1,15 @@
-"""The notifier's pipelines: one round trip for many commands and script calls, also on a Cluster.
+"""Pipelines of commands and script calls that also run on a Redis Cluster, replies in order.
 
 The notifier queues its Lua scripts (hbdns/lua/notify_*.lua) in pipelines together with plain
-commands (a sent marker's script, the outage thread's script and the queue's in one round trip).
-redis-py's cluster pipeline refuses EVALSHA, so :func:`pipeline` gives, on a Redis Cluster, a
-:class:`SlotPipeline`: it takes the same calls, and on :meth:`~SlotPipeline.execute` sends them in
-one ordinary pipeline per primary (each call routed by its first key: every key of one call is in
-one slot), where redis-py loads the scripts the node lacks before they run. Replies come back in
-the order of the calls. On a standalone Redis (or through Sentinel) it is the ordinary pipeline.
-Not transactional either way: no caller needs more than each call's own atomicity.
+commands (a sent marker's script, the outage thread's script and the queue's in one round trip);
+the sweeper's script calls go the same way (hbdns/script_calls.py). redis-py's cluster pipeline
+refuses EVALSHA, so :func:`pipeline` gives, on a Redis Cluster, a :class:`SlotPipeline`: it takes
+the same calls, and on :meth:`~SlotPipeline.execute` sends them in one ordinary pipeline per
+primary (each call routed by its first key: every key of one call is in one slot), where redis-py
+loads the scripts the node lacks before they run, and a failed node's calls reply with its error
+while the slot map is read again. Replies come back in the order of the calls. On a standalone
+Redis (or through Sentinel) it is the ordinary pipeline. Not transactional either way: no caller
+needs more than each call's own atomicity.
 """
 
 from __future__ import annotations
